@@ -2,4 +2,6 @@
 //!
 //! # Layout
 //! - [`framework`]: Terraform semantics (schemas, values, diagnostics, generic planning, traits).
+//! - [`provider`]: provider settings, configured context and the resource registry.
 pub mod framework;
+pub mod provider;
