@@ -4,4 +4,6 @@
 //! - [`framework`]: Terraform semantics (schemas, values, diagnostics, generic planning, traits).
 //! - [`provider`]: provider settings, configured context and the resource registry.
 pub mod framework;
+pub mod names;
 pub mod provider;
+pub mod validation;

@@ -1,0 +1,488 @@
+//! Every known limitation of IAP in front of Cloud Run, as a named check.
+//!
+//! [`CATALOGUE`] lists each check once: name, default severity, what it catches and its source (the
+//! seed documents in the project's research, and Google's documentation). Below it, each check is a
+//! function that returns [`Finding`]s, with its tests right below it. Resources call these functions;
+//! none re-implements a rule. Values unknown at plan are skipped here; the resource runs the check
+//! again at apply, before it changes anything.
+
+use std::collections::BTreeSet;
+
+use crate::framework::{AttributePath, Diagnostic, Diagnostics, Severity, Value};
+
+/// One entry of the catalogue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Check {
+    pub name: &'static str,
+    pub severity: Severity,
+    /// What it catches, one line.
+    pub catches: &'static str,
+    /// What breaks at run time when the setup is left as it is.
+    pub consequence: &'static str,
+    /// Where the limitation is documented.
+    pub source: &'static str,
+    /// How to fix the setup.
+    pub fix: &'static str,
+}
+
+/// Every check, in the order of DESIGN.md section 5.
+pub const CATALOGUE: &[Check] = &[
+    Check {
+        name: "double_iap",
+        severity: Severity::Error,
+        catches: "IAP enabled on both the Cloud Run service and a load balancer backend service in front of it.",
+        consequence: "Google does not support IAP on both layers; requests are authenticated twice with different audiences and fail.",
+        source: "Cloud Run IAP documentation: \"You cannot configure IAP on both the load balancer and the Cloud Run service.\"",
+        fix: "Choose one: remove iaprun_service_iap for this service, or disable IAP on the backend service.",
+    },
+    Check {
+        name: "http2_classic_lb",
+        severity: Severity::Error,
+        catches: "End-to-end HTTP/2 (an h2c container port, or backend protocol HTTP2/H2C) behind a classic (EXTERNAL) load balancer with IAP.",
+        consequence: "Requests end in an infinite redirect loop.",
+        source: "Seed 001 (older IAP docs): \"Cloud Run services with HTTP/2 enabled encounter an infinite redirect loop upon request when secured with IAP.\" Current docs limit this to the classic Application Load Balancer and recommend the global external Application Load Balancer.",
+        fix: "Use the global external Application Load Balancer (loadBalancingScheme EXTERNAL_MANAGED), or serve HTTP/1 (port name http1).",
+    },
+    Check {
+        name: "http2_direct",
+        severity: Severity::Warning,
+        catches: "An h2c (end-to-end HTTP/2) port on a Cloud Run service with IAP enabled directly.",
+        consequence: "Older IAP documentation reports an infinite redirect loop for any HTTP/2 service behind IAP; current documentation only names the classic load balancer.",
+        source: "Seed 001 (older IAP docs), HTTP/2 limitation; current Cloud Run IAP documentation.",
+        fix: "Verify the service in a browser after apply, or serve HTTP/1 (port name http1). Ignore with ignore_checks = [\"http2_direct\"] once verified.",
+    },
+    Check {
+        name: "envoy_jwt_header",
+        severity: Severity::Warning,
+        catches: "IAP on an Envoy-based (EXTERNAL_MANAGED) load balancer backend.",
+        consequence: "Older IAP documentation says the X-Goog-IAP-JWT-Assertion header is missing behind Envoy-based load balancers, so apps that verify it reject every request. Current documentation no longer lists this.",
+        source: "Seed 001 (older IAP docs): \"Cloud Run services served by a Envoy based load balancer mode ... do not have the X-Goog-IAP-JWT-Assertion IAP header.\"",
+        fix: "If the app verifies X-Goog-IAP-JWT-Assertion, test that it arrives; otherwise ignore with ignore_checks = [\"envoy_jwt_header\"].",
+    },
+    Check {
+        name: "cdn_enabled",
+        severity: Severity::Error,
+        catches: "Cloud CDN enabled on the backend service that IAP protects.",
+        consequence: "IAP is incompatible with Cloud CDN: cached responses would be served without authentication, so Google rejects or bypasses the combination.",
+        source: "Seed 000 and IAP documentation: \"IAP is incompatible with Cloud CDN.\"",
+        fix: "Disable Cloud CDN (enableCDN = false) on this backend service, or serve cacheable content from another backend.",
+    },
+    Check {
+        name: "run_app_bypass",
+        severity: Severity::Error,
+        catches: "Load-balancer IAP while the Cloud Run service accepts all ingress and its default run.app URL is enabled.",
+        consequence: "Anyone can skip IAP by calling the service's run.app URL directly.",
+        source: "Seed 000: \"To prevent traffic from routing through a Cloud Run service's default run.app URL, disable the default URL. Otherwise, configure your ingress settings.\"",
+        fix: "Set the service's ingress to INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER or disable the default URL (default_uri_disabled = true), or use iaprun_service_iap (direct IAP protects every path).",
+    },
+    Check {
+        name: "public_invoker",
+        severity: Severity::Warning,
+        catches: "allUsers or allAuthenticatedUsers holds roles/run.invoker, or invoker IAM is disabled, on a service behind IAP.",
+        consequence: "Clients inside the network (or through run.app) can call the service without passing IAP. Older IAP docs required allUsers as invoker; current docs grant the IAP service agent instead.",
+        source: "Seed 001 (older docs required allUsers invoker); current IAP docs: grant roles/run.invoker to service-PROJECT_NUMBER@gcp-sa-iap.iam.gserviceaccount.com.",
+        fix: "Remove allUsers/allAuthenticatedUsers from roles/run.invoker (and turn invoker IAM back on); keep grant_iap_invoker = true.",
+    },
+    Check {
+        name: "missing_invoker",
+        severity: Severity::Error,
+        catches: "The IAP service agent lacks roles/run.invoker on the Cloud Run service and grant_iap_invoker is false.",
+        consequence: "Users who pass IAP get 403 \"Your client does not have permission to get URL from this server\".",
+        source: "Seed 000: grant the invoker permission to service-[PROJECT-NUMBER]@gcp-sa-iap.iam.gserviceaccount.com; troubleshooting entry \"Your client does not have permission to get URL\".",
+        fix: "Set grant_iap_invoker = true, or grant roles/run.invoker to the IAP service agent yourself.",
+    },
+    Check {
+        name: "no_https_frontend",
+        severity: Severity::Warning,
+        catches: "No HTTPS forwarding rule reaches the backend service.",
+        consequence: "IAP only works over HTTPS: without an HTTPS frontend users cannot sign in.",
+        source: "Seed 001: \"At least one protocol in the load balancer frontend configuration must be HTTPS.\"",
+        fix: "Add a target HTTPS proxy and forwarding rule whose URL map routes to this backend service.",
+    },
+    Check {
+        name: "passthrough_lb",
+        severity: Severity::Error,
+        catches: "IAP on a backend service whose scheme or protocol IAP does not support (INTERNAL, EXTERNAL_PASSTHROUGH, TCP, SSL, UDP).",
+        consequence: "Google rejects IAP on passthrough Network Load Balancers; the apply fails or IAP never applies.",
+        source: "Compute API BackendServiceIAP: \"IAP is not available for internal and external passthrough Network Load Balancers.\"",
+        fix: "Put the Cloud Run service behind an Application Load Balancer (EXTERNAL, EXTERNAL_MANAGED or INTERNAL_MANAGED, protocol HTTP/HTTPS).",
+    },
+    Check {
+        name: "neg_mismatch",
+        severity: Severity::Error,
+        catches: "A serverless NEG behind the backend points at a Cloud Run service that does not exist or lives in another region.",
+        consequence: "The load balancer answers 5xx for that backend; IAP protects nothing that exists.",
+        source: "Compute API NetworkEndpointGroup.cloudRun: \"Cloud Run service must be in the same project and located in the same region as the Serverless NEG.\"",
+        fix: "Point the NEG at an existing service in the NEG's region.",
+    },
+    Check {
+        name: "managed_oauth_external",
+        severity: Severity::Warning,
+        catches: "The Google-managed OAuth client is used while members are outside the project's organization.",
+        consequence: "With the Google-managed OAuth client only users within the organization can sign in; outside members are refused.",
+        source: "Seed 000: \"IAP uses a Google-managed OAuth client ... Only users within the organization can access the IAP-enabled application.\"",
+        fix: "Configure a custom OAuth client (oauth2_client_id and secret) or IAP settings for external applications.",
+    },
+    Check {
+        name: "public_member",
+        severity: Severity::Error,
+        catches: "allUsers or allAuthenticatedUsers given access through IAP.",
+        consequence: "The application becomes public (allUsers) or open to any Google account (allAuthenticatedUsers): IAP protects nothing.",
+        source: "IAP access control documentation: roles/iap.httpsResourceAccessor grants access to the app.",
+        fix: "Grant access to users, groups or domains instead.",
+    },
+    Check {
+        name: "member_format",
+        severity: Severity::Error,
+        catches: "A malformed member, or a mixed-case email that Google stores in lower case.",
+        consequence: "Google rejects the policy, or stores the member in lower case so that every plan shows a change.",
+        source: "IAM Policy reference: members are user:, group:, serviceAccount:, domain:, principal:// or principalSet:// strings; emails are compared case-insensitively.",
+        fix: "Write members as TYPE:lower-case-email (for example user:alice@example.com).",
+    },
+    Check {
+        name: "target_missing",
+        severity: Severity::Error,
+        catches: "The Cloud Run service or backend service does not exist.",
+        consequence: "The apply fails with NOT_FOUND.",
+        source: "Cloud Run Admin API and Compute API: GET on a missing resource answers 404.",
+        fix: "Create the service first (and reference it, so Terraform orders the two), or fix the name, location and project.",
+    },
+    Check {
+        name: "iap_api_disabled",
+        severity: Severity::Error,
+        catches: "iap.googleapis.com is not enabled in the project.",
+        consequence: "Every IAP call fails with 403 SERVICE_DISABLED.",
+        source: "IAP documentation: enable the IAP API before configuring IAP.",
+        fix: "Enable it (google_project_service with service = \"iap.googleapis.com\", or gcloud services enable iap.googleapis.com).",
+    },
+    Check {
+        name: "no_organization",
+        severity: Severity::Warning,
+        catches: "Direct IAP on a Cloud Run service in a project without an organization.",
+        consequence: "Older Cloud Run IAP documentation required the project to be in an organization; newer documentation adds a no-organization mode that needs a custom OAuth setup.",
+        source: "Cloud Run IAP documentation (preview era): the project must belong to an organization.",
+        fix: "Move the project into an organization, or configure IAP for external users with a custom OAuth client.",
+    },
+];
+
+/// The catalogue entry of a check name.
+pub fn check(name: &str) -> Option<&'static Check> {
+    CATALOGUE.iter().find(|c| c.name == name)
+}
+
+/// One problem a check found, before `ignore_checks` and severity are applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub check: &'static str,
+    /// The attribute at fault, if one is.
+    pub path: Option<AttributePath>,
+    /// What was inspected and what is wrong with it, specific to this config.
+    pub detail: String,
+}
+
+impl Finding {
+    pub fn new(
+        check: &'static str,
+        path: Option<AttributePath>,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self {
+            check,
+            path,
+            detail: detail.into(),
+        }
+    }
+
+    /// The diagnostic Terraform shows: summary naming the check, detail with cause, consequence and fix.
+    pub fn to_diagnostic(&self) -> Diagnostic {
+        let entry = check(self.check);
+        let severity = entry.map_or(Severity::Error, |c| c.severity);
+        let summary = match entry {
+            Some(c) => format!("{}: {}", c.name, c.catches.trim_end_matches('.')),
+            None => self.check.to_string(),
+        };
+        let mut detail = self.detail.clone();
+        if let Some(c) = entry {
+            detail.push_str(&format!(
+                "\n\nWhat breaks: {}\nFix: {}\nSource: {}\nTo accept this risk, add \"{}\" to ignore_checks.",
+                c.consequence, c.fix, c.source, c.name
+            ));
+        }
+        Diagnostic {
+            severity,
+            summary,
+            detail,
+            path: self.path.clone(),
+        }
+    }
+}
+
+/// The check names a resource's `ignore_checks` turns off (unknown or null: none).
+pub fn ignored(config: &Value) -> BTreeSet<String> {
+    config
+        .get("ignore_checks")
+        .strings()
+        .into_iter()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Turns findings into diagnostics, dropping those whose check is in `ignore`.
+pub fn report(
+    findings: impl IntoIterator<Item = Finding>,
+    ignore: &BTreeSet<String>,
+) -> Diagnostics {
+    findings
+        .into_iter()
+        .filter(|f| !ignore.contains(f.check))
+        .map(|f| f.to_diagnostic())
+        .collect()
+}
+
+/// `ignore_checks` may only name checks of the catalogue.
+pub fn ignore_checks_known(config: &Value) -> Diagnostics {
+    let mut diags = Diagnostics::new();
+    for name in config.get("ignore_checks").strings() {
+        if check(name).is_none() {
+            let known: Vec<&str> = CATALOGUE.iter().map(|c| c.name).collect();
+            diags.attribute_error(
+                AttributePath::attr("ignore_checks").then_key(name),
+                "Unknown check name",
+                format!(
+                    "{name:?} is not a check of this provider. Known checks: {}.",
+                    known.join(", ")
+                ),
+            );
+        }
+    }
+    diags
+}
+
+#[cfg(test)]
+mod catalogue_tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_documented() {
+        let names: BTreeSet<&str> = CATALOGUE.iter().map(|c| c.name).collect();
+        assert_eq!(names.len(), CATALOGUE.len());
+        assert_eq!(CATALOGUE.len(), 17);
+        for c in CATALOGUE {
+            assert!(
+                !c.catches.is_empty() && !c.source.is_empty() && !c.fix.is_empty(),
+                "{}",
+                c.name
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_ignore_names_are_errors_on_the_element() {
+        let config = Value::object([(
+            "ignore_checks",
+            Value::string_set(["cdn_enabled", "no_such_check"]),
+        )]);
+        let diags = ignore_checks_known(&config);
+        assert_eq!(diags.len(), 1);
+        let d = diags.iter().next().expect("one diagnostic");
+        assert_eq!(
+            d.path,
+            Some(AttributePath::attr("ignore_checks").then_key("no_such_check"))
+        );
+        assert!(d.detail.contains("cdn_enabled"));
+    }
+
+    #[test]
+    fn ignored_findings_are_dropped() {
+        let f = Finding::new("public_member", None, "x");
+        assert_eq!(report([f.clone()], &BTreeSet::new()).len(), 1);
+        assert!(report([f], &BTreeSet::from(["public_member".to_string()])).is_empty());
+    }
+}
+
+/// Public principals that must never pass IAP.
+const PUBLIC_PRINCIPALS: [&str; 2] = ["allUsers", "allAuthenticatedUsers"];
+
+/// `public_member`: `allUsers`/`allAuthenticatedUsers` in an IAP access binding makes the app public.
+/// Reads: the binding's `members`. Source: IAP access control docs (roles/iap.httpsResourceAccessor).
+pub fn public_member(members: &[&str]) -> Vec<Finding> {
+    members
+        .iter()
+        .filter(|m| PUBLIC_PRINCIPALS.contains(m))
+        .map(|m| {
+            Finding::new(
+                "public_member",
+                Some(AttributePath::attr("members").then_key(m)),
+                format!(
+                    "The member {m:?} would let anyone{} pass IAP.",
+                    if *m == "allUsers" {
+                        ""
+                    } else {
+                        " with a Google account"
+                    }
+                ),
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod public_member_tests {
+    use super::*;
+
+    #[test]
+    fn fires_on_public_principals_only() {
+        let found = public_member(&["user:a@example.com", "allAuthenticatedUsers"]);
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            found[0].path,
+            Some(AttributePath::attr("members").then_key("allAuthenticatedUsers"))
+        );
+        assert!(public_member(&["user:allusers@example.com", "domain:example.com"]).is_empty());
+    }
+}
+
+/// `member_format`: a member Google would reject, or one it would store differently (mixed-case
+/// emails are lower-cased by IAM, so the plan would never converge). Reads: `members`.
+/// Source: IAM Policy reference (member syntax).
+pub fn member_format(members: &[&str]) -> Vec<Finding> {
+    members
+        .iter()
+        .filter_map(|m| member_problem(m).map(|why| (m, why)))
+        .map(|(m, why)| {
+            Finding::new(
+                "member_format",
+                Some(AttributePath::attr("members").then_key(m)),
+                format!("The member {m:?} {why}."),
+            )
+        })
+        .collect()
+}
+
+fn member_problem(member: &str) -> Option<String> {
+    if PUBLIC_PRINCIPALS.contains(&member) {
+        return None; // well-formed; public_member judges it
+    }
+    if member.trim() != member || member.is_empty() {
+        return Some("is empty or has surrounding spaces".to_string());
+    }
+    if let Some(rest) = member
+        .strip_prefix("principal://")
+        .or_else(|| member.strip_prefix("principalSet://"))
+    {
+        return (!rest.starts_with("iam.googleapis.com/")
+            || rest.len() <= "iam.googleapis.com/".len())
+        .then(|| {
+            "must be principal://iam.googleapis.com/... or principalSet://iam.googleapis.com/..."
+                .to_string()
+        });
+    }
+    let Some((kind, id)) = member.split_once(':') else {
+        return Some("has no type prefix: write user:EMAIL, group:EMAIL, serviceAccount:EMAIL, domain:DOMAIN, principal://... or principalSet://...".to_string());
+    };
+    match kind {
+        "user" | "group" | "serviceAccount" => {
+            if !is_email(id) {
+                Some(format!("does not hold a valid email after {kind}:"))
+            } else if id.chars().any(|c| c.is_ascii_uppercase()) {
+                Some(format!(
+                    "has upper-case letters; Google stores emails in lower case, so every plan would show a change. Write {kind}:{}",
+                    id.to_ascii_lowercase()
+                ))
+            } else {
+                None
+            }
+        }
+        "domain" => {
+            if !is_domain(id) {
+                Some("does not hold a valid domain name after domain:".to_string())
+            } else if id.chars().any(|c| c.is_ascii_uppercase()) {
+                Some(format!("has upper-case letters; write domain:{}", id.to_ascii_lowercase()))
+            } else {
+                None
+            }
+        }
+        "deleted" => Some("names a deleted principal, which cannot be granted access".to_string()),
+        "projectOwner" | "projectEditor" | "projectViewer" => {
+            Some("is a convenience value that IAP resources do not accept".to_string())
+        }
+        other => Some(format!("has an unknown type {other:?}; use user, group, serviceAccount, domain, principal:// or principalSet://")),
+    }
+}
+
+fn is_email(text: &str) -> bool {
+    let Some((local, domain)) = text.rsplit_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && local.len() <= 64
+        && local
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._%+-'".contains(c))
+        && is_domain(domain)
+}
+
+fn is_domain(text: &str) -> bool {
+    text.len() <= 253
+        && text.contains('.')
+        && text.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
+#[cfg(test)]
+mod member_format_tests {
+    use super::*;
+
+    #[test]
+    fn accepts_every_documented_member_kind() {
+        let good = [
+            "user:alice@example.com",
+            "group:admins@example.com",
+            "serviceAccount:svc@my-project.iam.gserviceaccount.com",
+            "domain:example.com",
+            "principal://iam.googleapis.com/locations/global/workforcePools/p/subject/s",
+            "principalSet://iam.googleapis.com/locations/global/workforcePools/p/*",
+            "allUsers",
+        ];
+        assert!(
+            member_format(&good).is_empty(),
+            "{:?}",
+            member_format(&good)
+        );
+    }
+
+    #[test]
+    fn rejects_malformed_and_mixed_case_members() {
+        let cases = [
+            ("alice@example.com", "no type prefix"),
+            ("user:alice", "valid email"),
+            ("user:Alice@Example.com", "user:alice@example.com"),
+            ("domain:Example.com", "domain:example.com"),
+            ("domain:localhost", "valid domain"),
+            ("deleted:user:a@b.com?uid=1", "deleted"),
+            ("robot:x@y.z", "unknown type"),
+            ("principal://example.com/x", "iam.googleapis.com"),
+            (" user:a@b.com", "spaces"),
+            ("", "empty"),
+            ("user:ünicode@example.com", "valid email"),
+        ];
+        for (member, expected) in cases {
+            let found = member_format(&[member]);
+            assert_eq!(found.len(), 1, "{member}");
+            assert!(
+                found[0].detail.contains(expected),
+                "{member}: {}",
+                found[0].detail
+            );
+            assert_eq!(
+                found[0].path,
+                Some(AttributePath::attr("members").then_key(member))
+            );
+        }
+    }
+}
