@@ -6,4 +6,5 @@
 pub mod framework;
 pub mod names;
 pub mod provider;
+pub mod resources;
 pub mod validation;
