@@ -6,7 +6,16 @@ use std::sync::Arc;
 use crate::framework::Resource;
 use crate::provider::Context;
 
+pub mod access_binding;
+pub mod backend_iap;
+mod common;
+pub mod service_iap;
+
 /// Every resource type the provider serves.
 pub fn all() -> Vec<Arc<dyn Resource<Context>>> {
-    vec![]
+    vec![
+        Arc::new(service_iap::ServiceIap),
+        Arc::new(backend_iap::BackendIap),
+        Arc::new(access_binding::AccessBinding),
+    ]
 }
