@@ -8,3 +8,4 @@ pub mod names;
 pub mod provider;
 pub mod resources;
 pub mod validation;
+pub mod docs;

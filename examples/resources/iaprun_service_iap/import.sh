@@ -1,0 +1,5 @@
+# Any of these id forms; the missing parts come from the provider's project and region.
+terraform import iaprun_service_iap.hello projects/my-project/locations/us-central1/services/hello
+terraform import iaprun_service_iap.hello my-project/us-central1/hello
+terraform import iaprun_service_iap.hello us-central1/hello
+terraform import iaprun_service_iap.hello hello

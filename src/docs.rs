@@ -1,0 +1,163 @@
+//! Renders docs/ in the Terraform Registry layout from the schemas' descriptions, the examples
+//! under examples/ and the check catalogue, so the documentation cannot drift from the code.
+//! `IAPRUN_UPDATE_DOCS=1 cargo test --test integration docs` rewrites docs/; the same test fails
+//! when docs/ is stale.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::framework::{Attribute, Block, Nesting, Provider, Schema, Type};
+use crate::provider::IaprunProvider;
+use crate::validation::CATALOGUE;
+
+/// Every generated file: (path relative to the repository root, content).
+pub fn render_all(repo: &Path) -> Result<Vec<(String, String)>, String> {
+    let provider = IaprunProvider;
+    let mut files = vec![("docs/index.md".to_string(), render_index(repo, &provider.schema())?)];
+    for resource in provider.resources() {
+        let name = resource.type_name();
+        let short = name.trim_start_matches("iaprun_");
+        files.push((format!("docs/resources/{short}.md"), render_resource(repo, name, &resource.schema())?));
+    }
+    files.push(("docs/checks.md".to_string(), render_checks()));
+    Ok(files)
+}
+
+fn read_example(repo: &Path, relative: &str) -> Result<String, String> {
+    std::fs::read_to_string(repo.join(relative))
+        .map(|s| s.trim_end().to_string())
+        .map_err(|e| format!("cannot read {relative}: {e}"))
+}
+
+fn first_sentence(text: &str) -> &str {
+    text.split_once(". ").map_or(text, |(first, _)| first).trim_end_matches('.')
+}
+
+fn render_index(repo: &Path, schema: &Schema) -> Result<String, String> {
+    let mut out = String::new();
+    let desc = &schema.block.description;
+    writeln!(out, "---\npage_title: \"iaprun Provider\"\ndescription: |-\n  {}.\n---\n", first_sentence(desc)).ok();
+    writeln!(out, "# iaprun Provider\n\n{desc}\n").ok();
+    writeln!(out, "## Example Usage\n\n```terraform\n{}\n```\n", read_example(repo, "examples/provider/provider.tf")?).ok();
+    writeln!(out, "The limitation checks this provider runs at plan time are listed in [checks](checks.md).\n").ok();
+    render_schema_sections(&mut out, &schema.block);
+    Ok(out)
+}
+
+fn render_resource(repo: &Path, name: &str, schema: &Schema) -> Result<String, String> {
+    let mut out = String::new();
+    let desc = &schema.block.description;
+    writeln!(
+        out,
+        "---\npage_title: \"{name} Resource - iaprun\"\nsubcategory: \"\"\ndescription: |-\n  {}.\n---\n",
+        first_sentence(desc)
+    )
+    .ok();
+    writeln!(out, "# {name} (Resource)\n\n{desc}\n").ok();
+    let example = read_example(repo, &format!("examples/resources/{name}/resource.tf"))?;
+    writeln!(out, "## Example Usage\n\n```terraform\n{example}\n```\n").ok();
+    render_schema_sections(&mut out, &schema.block);
+    let import = read_example(repo, &format!("examples/resources/{name}/import.sh"))?;
+    writeln!(out, "## Import\n\nImport is supported using the following syntax:\n\n```shell\n{import}\n```").ok();
+    Ok(out)
+}
+
+fn type_label(ty: &Type) -> String {
+    match ty {
+        Type::String => "String".into(),
+        Type::Number => "Number".into(),
+        Type::Bool => "Boolean".into(),
+        Type::List(e) => format!("List of {}", type_label(e)),
+        Type::Set(e) => format!("Set of {}", type_label(e)),
+        Type::Map(e) => format!("Map of {}", type_label(e)),
+        Type::Object(_) => "Object".into(),
+        Type::Tuple(_) => "Tuple".into(),
+    }
+}
+
+fn attribute_line(a: &Attribute) -> String {
+    let mut tags = vec![type_label(&a.ty)];
+    if a.sensitive {
+        tags.push("Sensitive".into());
+    }
+    if a.write_only {
+        tags.push("Write-only".into());
+    }
+    format!("- `{}` ({}) {}", a.name, tags.join(", "), a.description)
+}
+
+fn render_schema_sections(out: &mut String, block: &Block) {
+    writeln!(out, "## Schema\n").ok();
+    render_block_body(out, block, "");
+}
+
+fn render_block_body(out: &mut String, block: &Block, anchor_prefix: &str) {
+    let required: Vec<&Attribute> = block.attributes.iter().filter(|a| a.required).collect();
+    let optional: Vec<&Attribute> = block.attributes.iter().filter(|a| a.optional).collect();
+    let read_only: Vec<&Attribute> = block.attributes.iter().filter(|a| a.computed && !a.optional).collect();
+    for (title, attrs) in [("Required", &required), ("Optional", &optional)] {
+        let blocks: Vec<_> = block
+            .blocks
+            .iter()
+            .filter(|b| (b.min_items > 0) == (title == "Required"))
+            .collect();
+        if attrs.is_empty() && blocks.is_empty() {
+            continue;
+        }
+        writeln!(out, "### {title}\n").ok();
+        for a in attrs {
+            writeln!(out, "{}", attribute_line(a)).ok();
+        }
+        for b in blocks {
+            let anchor = format!("nestedblock--{anchor_prefix}{}", b.type_name);
+            let nesting = match b.nesting {
+                Nesting::Single | Nesting::Group => "Block",
+                Nesting::List => "Block List",
+                Nesting::Set => "Block Set",
+                Nesting::Map => "Block Map",
+            };
+            writeln!(
+                out,
+                "- `{}` ({nesting}, {title}) {} (see [below for nested schema](#{anchor}))",
+                b.type_name, b.block.description
+            )
+            .ok();
+        }
+        writeln!(out).ok();
+    }
+    if !read_only.is_empty() {
+        writeln!(out, "### Read-Only\n").ok();
+        for a in read_only {
+            writeln!(out, "{}", attribute_line(a)).ok();
+        }
+        writeln!(out).ok();
+    }
+    for b in &block.blocks {
+        let anchor = format!("nestedblock--{anchor_prefix}{}", b.type_name);
+        writeln!(out, "<a id=\"{anchor}\"></a>\n### Nested Schema for `{}{}`\n", anchor_prefix.replace("--", "."), b.type_name).ok();
+        render_block_body(out, &b.block, &format!("{anchor_prefix}{}--", b.type_name));
+    }
+}
+
+fn render_checks() -> String {
+    let mut out = String::from(
+        "---\npage_title: \"Plan-time checks - iaprun\"\ndescription: |-\n  The known limitations of IAP in front of Cloud Run that the provider checks at plan time.\n---\n\n",
+    );
+    out.push_str("# Plan-time checks\n\nEvery resource of this provider checks the setup it manages against the known limitations of Identity-Aware Proxy in front of Cloud Run, at `terraform plan` (and again at apply when a value was unknown at plan). Each finding is a diagnostic on the attribute at fault. Turn a check off for one resource with `ignore_checks = [\"NAME\"]`; an unknown name is an error.\n\n");
+    out.push_str("| name | severity | what it catches |\n|---|---|---|\n");
+    for c in CATALOGUE {
+        let sev = if c.severity == crate::framework::Severity::Error { "error" } else { "warning" };
+        writeln!(out, "| [`{}`](#{}) | {sev} | {} |", c.name, c.name, c.catches).ok();
+    }
+    out.push('\n');
+    for c in CATALOGUE {
+        let sev = if c.severity == crate::framework::Severity::Error { "error" } else { "warning" };
+        writeln!(
+            out,
+            "## {}\n\n- Severity: {sev}\n- Catches: {}\n- What breaks: {}\n- Source: {}\n- Fix: {}\n- Ignore: `ignore_checks = [\"{}\"]`\n",
+            c.name, c.catches, c.consequence, c.source, c.fix, c.name
+        )
+        .ok();
+    }
+    out.trim_end().to_string() + "\n"
+}
