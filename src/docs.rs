@@ -13,11 +13,17 @@ use crate::validation::CATALOGUE;
 /// Every generated file: (path relative to the repository root, content).
 pub fn render_all(repo: &Path) -> Result<Vec<(String, String)>, String> {
     let provider = IaprunProvider;
-    let mut files = vec![("docs/index.md".to_string(), render_index(repo, &provider.schema())?)];
+    let mut files = vec![(
+        "docs/index.md".to_string(),
+        render_index(repo, &provider.schema())?,
+    )];
     for resource in provider.resources() {
         let name = resource.type_name();
         let short = name.trim_start_matches("iaprun_");
-        files.push((format!("docs/resources/{short}.md"), render_resource(repo, name, &resource.schema())?));
+        files.push((
+            format!("docs/resources/{short}.md"),
+            render_resource(repo, name, &resource.schema())?,
+        ));
     }
     files.push(("docs/checks.md".to_string(), render_checks()));
     Ok(files)
@@ -30,15 +36,27 @@ fn read_example(repo: &Path, relative: &str) -> Result<String, String> {
 }
 
 fn first_sentence(text: &str) -> &str {
-    text.split_once(". ").map_or(text, |(first, _)| first).trim_end_matches('.')
+    text.split_once(". ")
+        .map_or(text, |(first, _)| first)
+        .trim_end_matches('.')
 }
 
 fn render_index(repo: &Path, schema: &Schema) -> Result<String, String> {
     let mut out = String::new();
     let desc = &schema.block.description;
-    writeln!(out, "---\npage_title: \"iaprun Provider\"\ndescription: |-\n  {}.\n---\n", first_sentence(desc)).ok();
+    writeln!(
+        out,
+        "---\npage_title: \"iaprun Provider\"\ndescription: |-\n  {}.\n---\n",
+        first_sentence(desc)
+    )
+    .ok();
     writeln!(out, "# iaprun Provider\n\n{desc}\n").ok();
-    writeln!(out, "## Example Usage\n\n```terraform\n{}\n```\n", read_example(repo, "examples/provider/provider.tf")?).ok();
+    writeln!(
+        out,
+        "## Example Usage\n\n```terraform\n{}\n```\n",
+        read_example(repo, "examples/provider/provider.tf")?
+    )
+    .ok();
     writeln!(out, "The limitation checks this provider runs at plan time are listed in [checks](checks.md).\n").ok();
     render_schema_sections(&mut out, &schema.block);
     Ok(out)
@@ -58,7 +76,11 @@ fn render_resource(repo: &Path, name: &str, schema: &Schema) -> Result<String, S
     writeln!(out, "## Example Usage\n\n```terraform\n{example}\n```\n").ok();
     render_schema_sections(&mut out, &schema.block);
     let import = read_example(repo, &format!("examples/resources/{name}/import.sh"))?;
-    writeln!(out, "## Import\n\nImport is supported using the following syntax:\n\n```shell\n{import}\n```").ok();
+    writeln!(
+        out,
+        "## Import\n\nImport is supported using the following syntax:\n\n```shell\n{import}\n```"
+    )
+    .ok();
     Ok(out)
 }
 
@@ -94,7 +116,11 @@ fn render_schema_sections(out: &mut String, block: &Block) {
 fn render_block_body(out: &mut String, block: &Block, anchor_prefix: &str) {
     let required: Vec<&Attribute> = block.attributes.iter().filter(|a| a.required).collect();
     let optional: Vec<&Attribute> = block.attributes.iter().filter(|a| a.optional).collect();
-    let read_only: Vec<&Attribute> = block.attributes.iter().filter(|a| a.computed && !a.optional).collect();
+    let read_only: Vec<&Attribute> = block
+        .attributes
+        .iter()
+        .filter(|a| a.computed && !a.optional)
+        .collect();
     for (title, attrs) in [("Required", &required), ("Optional", &optional)] {
         let blocks: Vec<_> = block
             .blocks
@@ -134,7 +160,13 @@ fn render_block_body(out: &mut String, block: &Block, anchor_prefix: &str) {
     }
     for b in &block.blocks {
         let anchor = format!("nestedblock--{anchor_prefix}{}", b.type_name);
-        writeln!(out, "<a id=\"{anchor}\"></a>\n### Nested Schema for `{}{}`\n", anchor_prefix.replace("--", "."), b.type_name).ok();
+        writeln!(
+            out,
+            "<a id=\"{anchor}\"></a>\n### Nested Schema for `{}{}`\n",
+            anchor_prefix.replace("--", "."),
+            b.type_name
+        )
+        .ok();
         render_block_body(out, &b.block, &format!("{anchor_prefix}{}--", b.type_name));
     }
 }
@@ -146,12 +178,25 @@ fn render_checks() -> String {
     out.push_str("# Plan-time checks\n\nEvery resource of this provider checks the setup it manages against the known limitations of Identity-Aware Proxy in front of Cloud Run, at `terraform plan` (and again at apply when a value was unknown at plan). Each finding is a diagnostic on the attribute at fault. Turn a check off for one resource with `ignore_checks = [\"NAME\"]`; an unknown name is an error.\n\n");
     out.push_str("| name | severity | what it catches |\n|---|---|---|\n");
     for c in CATALOGUE {
-        let sev = if c.severity == crate::framework::Severity::Error { "error" } else { "warning" };
-        writeln!(out, "| [`{}`](#{}) | {sev} | {} |", c.name, c.name, c.catches).ok();
+        let sev = if c.severity == crate::framework::Severity::Error {
+            "error"
+        } else {
+            "warning"
+        };
+        writeln!(
+            out,
+            "| [`{}`](#{}) | {sev} | {} |",
+            c.name, c.name, c.catches
+        )
+        .ok();
     }
     out.push('\n');
     for c in CATALOGUE {
-        let sev = if c.severity == crate::framework::Severity::Error { "error" } else { "warning" };
+        let sev = if c.severity == crate::framework::Severity::Error {
+            "error"
+        } else {
+            "warning"
+        };
         writeln!(
             out,
             "## {}\n\n- Severity: {sev}\n- Catches: {}\n- What breaks: {}\n- Source: {}\n- Fix: {}\n- Ignore: `ignore_checks = [\"{}\"]`\n",

@@ -3,9 +3,9 @@
 //! # Layout
 //! - [`framework`]: Terraform semantics (schemas, values, diagnostics, generic planning, traits).
 //! - [`provider`]: provider settings, configured context and the resource registry.
+pub mod docs;
 pub mod framework;
 pub mod names;
 pub mod provider;
 pub mod resources;
 pub mod validation;
-pub mod docs;
