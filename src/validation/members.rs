@@ -189,3 +189,55 @@ mod member_format_tests {
         }
     }
 }
+
+/// `managed_oauth_external`: with the Google-managed OAuth client only users within the organization
+/// can sign in (seed 000), so members outside the organization's domain would be refused. Reads: the
+/// backend's `iap.oauth2ClientId` or IAP settings `oauthSettings.clientId`, and the organization's
+/// domain (Resource Manager). Group and domain members are judged by their domain too.
+pub fn managed_oauth_external(members: &[&str], organization_domain: &str) -> Vec<Finding> {
+    let domain = organization_domain.to_ascii_lowercase();
+    members
+        .iter()
+        .filter_map(|m| {
+            let (kind, id) = m.split_once(':')?;
+            let member_domain = match kind {
+                "user" | "group" => id.rsplit_once('@')?.1,
+                "domain" => id,
+                _ => return None,
+            };
+            let inside = member_domain.eq_ignore_ascii_case(&domain)
+                || member_domain.to_ascii_lowercase().ends_with(&format!(".{domain}"));
+            (!inside).then(|| {
+                Finding::new(
+                    "managed_oauth_external",
+                    Some(AttributePath::attr("members").then_key(m)),
+                    format!("The member {m:?} is outside the organization's domain {domain}, and the IAP resource uses the Google-managed OAuth client."),
+                )
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod managed_oauth_external_tests {
+    use super::*;
+
+    #[test]
+    fn fires_on_members_outside_the_organization_domain() {
+        let found = managed_oauth_external(
+            &[
+                "user:alice@example.com",
+                "group:eng@EXAMPLE.com",
+                "user:bob@other.org",
+                "domain:sub.example.com",
+                "serviceAccount:x@p.iam.gserviceaccount.com",
+            ],
+            "example.com",
+        );
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            found[0].path,
+            Some(AttributePath::attr("members").then_key("user:bob@other.org"))
+        );
+    }
+}

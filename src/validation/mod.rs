@@ -302,6 +302,10 @@ mod catalogue_tests {
     }
 }
 
+pub mod backend;
+pub mod facts;
 mod members;
+pub mod service;
+pub mod target;
 
-pub use members::{member_format, public_member};
+pub use members::{managed_oauth_external, member_format, public_member};

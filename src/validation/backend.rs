@@ -1,0 +1,250 @@
+//! Checks on a load balancer backend service with IAP and on what fronts it.
+
+use super::facts::BackendFacts;
+use super::Finding;
+use crate::framework::AttributePath;
+
+fn at_backend() -> Option<AttributePath> {
+    Some(AttributePath::attr("backend_service"))
+}
+
+/// `cdn_enabled`: Cloud CDN on the backend IAP protects. Seed 000 and IAP docs: "IAP is incompatible
+/// with Cloud CDN." Reads: `enableCDN`.
+pub fn cdn_enabled(backend: &BackendFacts) -> Vec<Finding> {
+    if !backend.cdn_enabled {
+        return vec![];
+    }
+    vec![Finding::new(
+        "cdn_enabled",
+        at_backend(),
+        format!(
+            "Backend service {} has Cloud CDN enabled (enableCDN = true).",
+            backend.name
+        ),
+    )]
+}
+
+/// `http2_classic_lb`: end-to-end HTTP/2 behind a classic (EXTERNAL) load balancer with IAP ends in
+/// an infinite redirect loop (seed 001; current docs limit it to the classic load balancer). Reads:
+/// `loadBalancingScheme`, `protocol`, the Cloud Run services' port names.
+pub fn http2_classic_lb(backend: &BackendFacts) -> Vec<Finding> {
+    if backend.scheme != "EXTERNAL" {
+        return vec![];
+    }
+    let mut why = Vec::new();
+    if matches!(backend.protocol.as_str(), "HTTP2" | "H2C") {
+        why.push(format!("its protocol is {}", backend.protocol));
+    }
+    for s in backend.services().filter(|s| s.h2c) {
+        why.push(format!("Cloud Run service {} serves h2c", s.label()));
+    }
+    if why.is_empty() {
+        return vec![];
+    }
+    vec![Finding::new(
+        "http2_classic_lb",
+        at_backend(),
+        format!("Backend service {} is on a classic load balancer (loadBalancingScheme EXTERNAL) and {}.", backend.name, why.join(", and ")),
+    )]
+}
+
+/// `envoy_jwt_header`: older IAP docs (seed 001) say Envoy-based (EXTERNAL_MANAGED) load balancers do
+/// not pass `X-Goog-IAP-JWT-Assertion`. Current docs no longer list it: a warning. Reads:
+/// `loadBalancingScheme`.
+pub fn envoy_jwt_header(backend: &BackendFacts) -> Vec<Finding> {
+    if backend.scheme != "EXTERNAL_MANAGED" {
+        return vec![];
+    }
+    vec![Finding::new(
+        "envoy_jwt_header",
+        at_backend(),
+        format!("Backend service {} is on an Envoy-based load balancer (loadBalancingScheme EXTERNAL_MANAGED).", backend.name),
+    )]
+}
+
+/// `passthrough_lb`: IAP on a scheme or protocol it does not support. Compute API: "IAP is not
+/// available for internal and external passthrough Network Load Balancers." Reads:
+/// `loadBalancingScheme`, `protocol`.
+pub fn passthrough_lb(backend: &BackendFacts) -> Vec<Finding> {
+    let bad_scheme = matches!(
+        backend.scheme.as_str(),
+        "INTERNAL" | "EXTERNAL_PASSTHROUGH" | "INTERNAL_SELF_MANAGED"
+    );
+    let bad_protocol = matches!(
+        backend.protocol.as_str(),
+        "TCP" | "SSL" | "UDP" | "UNSPECIFIED"
+    );
+    if !bad_scheme && !bad_protocol {
+        return vec![];
+    }
+    vec![Finding::new(
+        "passthrough_lb",
+        at_backend(),
+        format!(
+            "Backend service {} has loadBalancingScheme {} and protocol {}; IAP only works on Application Load Balancers (HTTP, HTTPS, HTTP2).",
+            backend.name, backend.scheme, backend.protocol
+        ),
+    )]
+}
+
+/// `run_app_bypass`: load-balancer IAP while a Cloud Run service behind it accepts all ingress with
+/// its run.app URL enabled: anyone can skip IAP through run.app (seed 000). Reads: Run `ingress`,
+/// `defaultUriDisabled`.
+pub fn run_app_bypass(backend: &BackendFacts) -> Vec<Finding> {
+    backend
+        .services()
+        .filter(|s| s.ingress == "INGRESS_TRAFFIC_ALL" && !s.default_uri_disabled && !s.iap_enabled)
+        .map(|s| {
+            Finding::new(
+                "run_app_bypass",
+                at_backend(),
+                format!(
+                    "Cloud Run service {} behind backend service {} accepts all ingress (INGRESS_TRAFFIC_ALL) and its run.app URL is enabled.",
+                    s.label(),
+                    backend.name
+                ),
+            )
+        })
+        .collect()
+}
+
+/// `neg_mismatch`: a serverless NEG points at a Cloud Run service that does not exist in the NEG's
+/// region. Compute API: "Cloud Run service must be in the same project and located in the same region
+/// as the Serverless NEG." Reads: NEG `cloudRun.service`, `region`; Run `services.get`.
+pub fn neg_mismatch(backend: &BackendFacts) -> Vec<Finding> {
+    backend
+        .negs
+        .iter()
+        .filter_map(|n| match (&n.run_service, &n.service) {
+            (Some(name), None) => Some(Finding::new(
+                "neg_mismatch",
+                at_backend(),
+                format!(
+                    "Serverless NEG {} (region {}) behind backend service {} points at Cloud Run service {name:?}, which does not exist in {}.",
+                    n.name, n.region, backend.name, n.region
+                ),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `no_https_frontend`: no HTTPS forwarding rule reaches the backend: IAP needs an HTTPS frontend
+/// (seed 001). Reads: forwarding rules → target HTTPS proxies → URL maps.
+pub fn no_https_frontend(backend: &BackendFacts) -> Vec<Finding> {
+    if backend.https_frontend != Some(false) {
+        return vec![];
+    }
+    vec![Finding::new(
+        "no_https_frontend",
+        at_backend(),
+        format!("No HTTPS forwarding rule routes to backend service {} (through a target HTTPS proxy and its URL map).", backend.name),
+    )]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::validation::facts::{NegFacts, RunServiceFacts};
+
+    fn backend(scheme: &str, protocol: &str) -> BackendFacts {
+        BackendFacts {
+            name: "web".into(),
+            scheme: scheme.into(),
+            protocol: protocol.into(),
+            https_frontend: Some(true),
+            ..Default::default()
+        }
+    }
+
+    fn with_service(mut b: BackendFacts, s: RunServiceFacts) -> BackendFacts {
+        b.negs.push(NegFacts {
+            name: "neg".into(),
+            region: s.location.clone(),
+            run_service: Some(s.name.clone()),
+            service: Some(s),
+            ..Default::default()
+        });
+        b
+    }
+
+    fn svc() -> RunServiceFacts {
+        RunServiceFacts {
+            name: "hello".into(),
+            location: "us-central1".into(),
+            ingress: "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn cdn_fires_only_with_cdn() {
+        let mut b = backend("EXTERNAL_MANAGED", "HTTPS");
+        assert!(cdn_enabled(&b).is_empty());
+        b.cdn_enabled = true;
+        assert_eq!(cdn_enabled(&b).len(), 1);
+    }
+
+    #[test]
+    fn http2_loops_only_behind_the_classic_lb() {
+        assert_eq!(http2_classic_lb(&backend("EXTERNAL", "HTTP2")).len(), 1);
+        assert!(http2_classic_lb(&backend("EXTERNAL_MANAGED", "HTTP2")).is_empty());
+        assert!(http2_classic_lb(&backend("EXTERNAL", "HTTPS")).is_empty());
+        let mut s = svc();
+        s.h2c = true;
+        let f = http2_classic_lb(&with_service(backend("EXTERNAL", "HTTPS"), s));
+        assert!(f[0].detail.contains("us-central1/hello serves h2c"));
+    }
+
+    #[test]
+    fn envoy_and_passthrough_follow_the_scheme() {
+        assert_eq!(
+            envoy_jwt_header(&backend("EXTERNAL_MANAGED", "HTTPS")).len(),
+            1
+        );
+        assert!(envoy_jwt_header(&backend("EXTERNAL", "HTTPS")).is_empty());
+        assert_eq!(passthrough_lb(&backend("INTERNAL", "TCP")).len(), 1);
+        assert_eq!(passthrough_lb(&backend("EXTERNAL_MANAGED", "TCP")).len(), 1);
+        assert!(passthrough_lb(&backend("INTERNAL_MANAGED", "HTTP")).is_empty());
+    }
+
+    #[test]
+    fn run_app_bypass_needs_all_ingress_and_the_default_url() {
+        let b = backend("EXTERNAL_MANAGED", "HTTPS");
+        assert!(run_app_bypass(&with_service(b.clone(), svc())).is_empty());
+        let mut open = svc();
+        open.ingress = "INGRESS_TRAFFIC_ALL".into();
+        assert_eq!(
+            run_app_bypass(&with_service(b.clone(), open.clone())).len(),
+            1
+        );
+        open.default_uri_disabled = true;
+        assert!(run_app_bypass(&with_service(b, open)).is_empty());
+    }
+
+    #[test]
+    fn neg_mismatch_and_https_frontend() {
+        let mut b = backend("EXTERNAL_MANAGED", "HTTPS");
+        b.negs.push(NegFacts {
+            name: "neg".into(),
+            region: "europe-west1".into(),
+            run_service: Some("hello".into()),
+            service: None,
+            ..Default::default()
+        });
+        assert!(neg_mismatch(&b)[0]
+            .detail
+            .contains("does not exist in europe-west1"));
+        assert!(
+            neg_mismatch(&with_service(backend("EXTERNAL_MANAGED", "HTTPS"), svc())).is_empty()
+        );
+        assert!(no_https_frontend(&b).is_empty());
+        b.https_frontend = Some(false);
+        assert_eq!(no_https_frontend(&b).len(), 1);
+        b.https_frontend = None;
+        assert!(
+            no_https_frontend(&b).is_empty(),
+            "undetermined is not a finding"
+        );
+    }
+}

@@ -1,0 +1,215 @@
+//! Checks on the Cloud Run services IAP protects (direct IAP, or behind a load balancer).
+
+use super::facts::{iap_service_agent, BackendFacts, RunServiceFacts};
+use super::Finding;
+use crate::framework::AttributePath;
+
+/// `http2_direct`: an `h2c` port on a service with IAP enabled directly. Older IAP documentation
+/// (seed 001) reports an infinite redirect loop for any HTTP/2 service behind IAP; the current one only
+/// names the classic load balancer, so this is a warning. Reads: `template.containers[].ports[].name`.
+pub fn http2_direct(service: &RunServiceFacts) -> Vec<Finding> {
+    if !service.h2c {
+        return vec![];
+    }
+    vec![Finding::new(
+        "http2_direct",
+        Some(AttributePath::attr("service")),
+        format!(
+            "Cloud Run service {} serves end-to-end HTTP/2 (a container port named h2c). Older IAP documentation says HTTP/2 services behind IAP end in an infinite redirect loop; current documentation limits the loop to the classic load balancer.",
+            service.label()
+        ),
+    )]
+}
+
+#[cfg(test)]
+mod http2_direct_tests {
+    use super::*;
+
+    #[test]
+    fn fires_on_h2c_only() {
+        let mut s = RunServiceFacts {
+            name: "hello".into(),
+            location: "us-central1".into(),
+            ..Default::default()
+        };
+        assert!(http2_direct(&s).is_empty());
+        s.h2c = true;
+        let f = http2_direct(&s);
+        assert_eq!(f.len(), 1);
+        assert!(f[0].detail.contains("us-central1/hello"));
+    }
+}
+
+/// `public_invoker`: `allUsers`/`allAuthenticatedUsers` hold `roles/run.invoker`, or invoker IAM is
+/// disabled, on a service IAP protects: clients that reach the service by another path (internal
+/// networks, run.app) skip IAP. Seed 001 (older docs) required allUsers; current docs grant the IAP
+/// service agent instead. Reads: `invokerIamDisabled`, the service's IAM policy.
+pub fn public_invoker(service: &RunServiceFacts, path: AttributePath) -> Vec<Finding> {
+    let public = service.public_invokers();
+    if public.is_empty() && !service.invoker_iam_disabled {
+        return vec![];
+    }
+    let how = if service.invoker_iam_disabled {
+        "has invoker IAM disabled (invokerIamDisabled = true)".to_string()
+    } else {
+        format!("grants roles/run.invoker to {}", public.join(" and "))
+    };
+    vec![Finding::new(
+        "public_invoker",
+        Some(path),
+        format!(
+            "Cloud Run service {} {how}. Anyone who reaches the service other than through IAP can call it. Older IAP documentation asked for allUsers as invoker; current documentation grants roles/run.invoker to the IAP service agent instead, which this provider does with grant_iap_invoker.",
+            service.label()
+        ),
+    )]
+}
+
+#[cfg(test)]
+mod public_invoker_tests {
+    use super::*;
+
+    #[test]
+    fn fires_on_public_members_or_disabled_invoker_iam() {
+        let mut s = RunServiceFacts {
+            name: "hello".into(),
+            location: "us-central1".into(),
+            invoker_members: Some(vec![
+                "serviceAccount:service-1@gcp-sa-iap.iam.gserviceaccount.com".into(),
+            ]),
+            ..Default::default()
+        };
+        assert!(public_invoker(&s, AttributePath::attr("service")).is_empty());
+        s.invoker_members = Some(vec!["allUsers".into()]);
+        assert!(public_invoker(&s, AttributePath::attr("service"))[0]
+            .detail
+            .contains("allUsers"));
+        s.invoker_members = Some(vec![]);
+        s.invoker_iam_disabled = true;
+        assert!(public_invoker(&s, AttributePath::attr("service"))[0]
+            .detail
+            .contains("invokerIamDisabled"));
+    }
+}
+
+/// `missing_invoker`: the IAP service agent lacks `roles/run.invoker` while `grant_iap_invoker` is
+/// false, and nothing else lets IAP through: users get 403 "Your client does not have permission to
+/// get URL from this server" (seed 000, troubleshooting). Reads: the service's IAM policy and
+/// `invokerIamDisabled`.
+pub fn missing_invoker(
+    service: &RunServiceFacts,
+    project_number: &str,
+    grant_iap_invoker: bool,
+) -> Vec<Finding> {
+    if grant_iap_invoker || service.invoker_iam_disabled || !service.public_invokers().is_empty() {
+        return vec![];
+    }
+    let agent = iap_service_agent(project_number);
+    if service.has_invoker(&format!("serviceAccount:{agent}")) != Some(false) {
+        return vec![];
+    }
+    vec![Finding::new(
+        "missing_invoker",
+        Some(AttributePath::attr("grant_iap_invoker")),
+        format!(
+            "The IAP service agent {agent} does not hold roles/run.invoker on Cloud Run service {}, and grant_iap_invoker is false. Users who pass IAP will get 403 \"Your client does not have permission to get URL from this server\".",
+            service.label()
+        ),
+    )]
+}
+
+#[cfg(test)]
+mod missing_invoker_tests {
+    use super::*;
+
+    fn service(members: &[&str]) -> RunServiceFacts {
+        RunServiceFacts {
+            name: "hello".into(),
+            location: "us-central1".into(),
+            invoker_members: Some(members.iter().map(|m| m.to_string()).collect()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn fires_only_without_grant_and_without_agent() {
+        let agent = "serviceAccount:service-42@gcp-sa-iap.iam.gserviceaccount.com";
+        assert_eq!(missing_invoker(&service(&[]), "42", false).len(), 1);
+        assert!(
+            missing_invoker(&service(&[]), "42", true).is_empty(),
+            "the resource grants it"
+        );
+        assert!(missing_invoker(&service(&[agent]), "42", false).is_empty());
+        assert!(
+            missing_invoker(&service(&["allUsers"]), "42", false).is_empty(),
+            "public_invoker's business"
+        );
+        let mut unreadable = service(&[]);
+        unreadable.invoker_members = None;
+        assert!(
+            missing_invoker(&unreadable, "42", false).is_empty(),
+            "unknown is not a finding"
+        );
+    }
+}
+
+/// `double_iap`: IAP on the Cloud Run service and on a load balancer backend in front of it. Cloud
+/// Run IAP documentation: "You cannot configure IAP on both the load balancer and the Cloud Run
+/// service." Reads: Run `iapEnabled`, backend `iap.enabled`, the backend's serverless NEGs.
+pub fn double_iap(
+    backend: &BackendFacts,
+    service_has_direct_iap: impl Fn(&RunServiceFacts) -> bool,
+    path: AttributePath,
+) -> Vec<Finding> {
+    backend
+        .services()
+        .filter(|s| service_has_direct_iap(s))
+        .map(|s| {
+            Finding::new(
+                "double_iap",
+                Some(path.clone()),
+                format!(
+                    "Cloud Run service {} has IAP enabled directly, and backend service {} in front of it enables IAP too.",
+                    s.label(),
+                    backend.name
+                ),
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod double_iap_tests {
+    use super::*;
+    use crate::validation::facts::NegFacts;
+
+    #[test]
+    fn fires_when_a_service_behind_the_backend_has_direct_iap() {
+        let svc = RunServiceFacts {
+            name: "hello".into(),
+            location: "us-central1".into(),
+            iap_enabled: true,
+            ..Default::default()
+        };
+        let backend = BackendFacts {
+            name: "web".into(),
+            negs: vec![NegFacts {
+                name: "neg".into(),
+                region: "us-central1".into(),
+                run_service: Some("hello".into()),
+                service: Some(svc),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        assert_eq!(
+            double_iap(
+                &backend,
+                |s| s.iap_enabled,
+                AttributePath::attr("backend_service")
+            )
+            .len(),
+            1
+        );
+        assert!(double_iap(&backend, |_| false, AttributePath::attr("backend_service")).is_empty());
+    }
+}
