@@ -1053,3 +1053,777 @@ async fn binary_prints_its_address_first() {
         .unwrap();
     assert!(!bad.status.success());
 }
+
+const COMPUTE: &str = "/compute/v1/projects/demo-project";
+
+impl Api {
+    /// Insert a compute resource and wait for its operation.
+    async fn insert(&self, collection_path: &str, body: Value) -> Value {
+        let (status, op) = self
+            .post(&format!("{COMPUTE}/{collection_path}"), body)
+            .await;
+        assert_eq!(status, 200, "{op}");
+        self.wait_compute(&op).await
+    }
+
+    async fn wait_compute(&self, op: &Value) -> Value {
+        let link = op["selfLink"].as_str().expect("operation selfLink");
+        let path = &link[link.find("/compute/v1/").expect("compute link")..];
+        let (status, done) = self.post(&format!("{path}/wait"), json!({})).await;
+        assert_eq!(status, 200, "{done}");
+        assert_eq!(done["status"], "DONE", "{done}");
+        done
+    }
+
+    /// A serverless NEG → backend service → URL map → HTTPS proxy → forwarding rule chain.
+    async fn seed_load_balancer(&self) {
+        self.insert(
+            &format!("regions/{REGION}/networkEndpointGroups"),
+            json!({"name": "hello-neg", "networkEndpointType": "SERVERLESS", "cloudRun": {"service": "hello"}}),
+        )
+        .await;
+        self.insert(
+            "global/backendServices",
+            json!({"name": "hello-backend", "loadBalancingScheme": "EXTERNAL_MANAGED", "protocol": "HTTPS",
+                   "backends": [{"group": format!("https://www.googleapis.com/compute/v1/projects/{PROJECT}/regions/{REGION}/networkEndpointGroups/hello-neg")}]}),
+        )
+        .await;
+        self.insert(
+            "global/urlMaps",
+            json!({"name": "hello-map", "defaultService": "global/backendServices/hello-backend"}),
+        )
+        .await;
+        self.insert(
+            "global/targetHttpsProxies",
+            json!({"name": "hello-proxy", "urlMap": format!("projects/{PROJECT}/global/urlMaps/hello-map"),
+                   "sslCertificates": [format!("projects/{PROJECT}/global/sslCertificates/hello-cert")]}),
+        )
+        .await;
+        self.insert(
+            "global/forwardingRules",
+            json!({"name": "hello-https", "loadBalancingScheme": "EXTERNAL_MANAGED",
+                   "target": "global/targetHttpsProxies/hello-proxy"}),
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn compute_load_balancer_chain() {
+    let api = Api::new().await;
+    api.seed_load_balancer().await;
+    let link =
+        |path: &str| format!("https://www.googleapis.com/compute/v1/projects/{PROJECT}/{path}");
+
+    let (status, neg) = api
+        .get(&format!(
+            "{COMPUTE}/regions/{REGION}/networkEndpointGroups/hello-neg"
+        ))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(neg["kind"], "compute#networkEndpointGroup");
+    assert_eq!(neg["cloudRun"]["service"], "hello");
+    assert_eq!(neg["region"], link(&format!("regions/{REGION}")));
+
+    let (_, backend) = api
+        .get(&format!("{COMPUTE}/global/backendServices/hello-backend"))
+        .await;
+    assert_eq!(
+        backend["selfLink"],
+        link("global/backendServices/hello-backend")
+    );
+    assert!(backend["fingerprint"].is_string());
+    assert!(backend["id"]
+        .as_str()
+        .unwrap()
+        .bytes()
+        .all(|b| b.is_ascii_digit()));
+    assert_eq!(
+        backend["usedBy"],
+        json!([{"reference": link("global/urlMaps/hello-map")}])
+    );
+
+    let (_, map) = api
+        .get(&format!("{COMPUTE}/global/urlMaps/hello-map"))
+        .await;
+    assert_eq!(
+        map["defaultService"],
+        link("global/backendServices/hello-backend"),
+        "partial references are stored as URLs"
+    );
+    let (_, rule) = api
+        .get(&format!("{COMPUTE}/global/forwardingRules/hello-https"))
+        .await;
+    assert_eq!(
+        rule["target"],
+        link("global/targetHttpsProxies/hello-proxy")
+    );
+    assert_eq!(rule["portRange"], "443-443");
+
+    // Backends may be fetched by numeric id too.
+    let (status, by_id) = api
+        .get(&format!(
+            "{COMPUTE}/global/backendServices/{}",
+            backend["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(
+        (status, by_id["name"].as_str()),
+        (200, Some("hello-backend"))
+    );
+
+    let (_, list) = api.get(&format!("{COMPUTE}/global/forwardingRules")).await;
+    assert_eq!(list["kind"], "compute#forwardingRuleList");
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(1));
+    let (_, filtered) = api
+        .get(&format!(
+            "{COMPUTE}/global/backendServices?filter=name%20%3D%20%22nope%22"
+        ))
+        .await;
+    assert!(filtered.get("items").is_none(), "{filtered}");
+
+    // Deleting in the wrong order is refused; in the right order it works.
+    let (status, error) = api
+        .send(
+            Method::DELETE,
+            &format!("{COMPUTE}/global/backendServices/hello-backend"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        error["error"]["errors"][0]["reason"],
+        "resourceInUseByAnotherResource"
+    );
+    for path in [
+        "global/forwardingRules/hello-https",
+        "global/targetHttpsProxies/hello-proxy",
+        "global/urlMaps/hello-map",
+        "global/backendServices/hello-backend",
+    ] {
+        let (status, op) = api
+            .send(Method::DELETE, &format!("{COMPUTE}/{path}"), None)
+            .await;
+        assert_eq!(status, 200, "{path}: {op}");
+        api.wait_compute(&op).await;
+    }
+    let (status, error) = api
+        .get(&format!("{COMPUTE}/global/backendServices/hello-backend"))
+        .await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        error,
+        json!({"error": {"code": 404,
+            "message": format!("The resource 'projects/{PROJECT}/global/backendServices/hello-backend' was not found"),
+            "errors": [{"message": format!("The resource 'projects/{PROJECT}/global/backendServices/hello-backend' was not found"),
+                        "domain": "global", "reason": "notFound"}]}})
+    );
+    api.assert_conformant();
+}
+
+#[tokio::test]
+async fn compute_reference_and_validation_errors() {
+    let api = Api::new().await;
+    let (status, error) = api
+        .post(
+            &format!("{COMPUTE}/global/urlMaps"),
+            json!({"name": "m", "defaultService": "global/backendServices/none"}),
+        )
+        .await;
+    assert_eq!(
+        (status, error["error"]["errors"][0]["reason"].as_str()),
+        (404, Some("notFound"))
+    );
+    let (status, _) = api
+        .post(
+            &format!("{COMPUTE}/global/backendServices"),
+            json!({"name": "Bad_Name"}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    let (status, _) = api
+        .post(
+            &format!("{COMPUTE}/regions/{REGION}/networkEndpointGroups"),
+            json!({"name": "neg", "networkEndpointType": "SERVERLESS"}),
+        )
+        .await;
+    assert_eq!(status, 400, "a serverless NEG needs a platform");
+    api.insert("global/backendServices", json!({"name": "global-bs"}))
+        .await;
+    let (status, error) = api
+        .post(
+            &format!("{COMPUTE}/regions/{REGION}/urlMaps"),
+            json!({"name": "m", "defaultService": "global/backendServices/global-bs"}),
+        )
+        .await;
+    assert_eq!(
+        status, 400,
+        "a regional URL map cannot use a global backend: {error}"
+    );
+    let (status, error) = api
+        .post(
+            &format!("{COMPUTE}/global/backendServices"),
+            json!({"name": "global-bs"}),
+        )
+        .await;
+    assert_eq!(
+        (status, error["error"]["errors"][0]["reason"].as_str()),
+        (409, Some("alreadyExists"))
+    );
+    let (status, _) = api
+        .post(
+            &format!("{COMPUTE}/global/targetHttpsProxies"),
+            json!({"name": "p", "urlMap": "x"}),
+        )
+        .await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn compute_patch_fingerprint_and_iap_secret() {
+    let api = Api::new().await;
+    api.seed_load_balancer().await;
+    let path = format!("{COMPUTE}/global/backendServices/hello-backend");
+    let (_, before) = api.get(&path).await;
+    let fingerprint = before["fingerprint"].as_str().unwrap().to_string();
+
+    let (status, error) = api.patch(&path, json!({"iap": {"enabled": true}})).await;
+    assert_eq!(status, 412);
+    assert_eq!(
+        error["error"]["errors"][0],
+        json!({"message": error["error"]["message"], "domain": "global", "reason": "conditionNotMet"})
+    );
+    let (status, _) = api
+        .patch(
+            &path,
+            json!({"fingerprint": "c3RhbGU=", "iap": {"enabled": true}}),
+        )
+        .await;
+    assert_eq!(status, 412);
+
+    let body = json!({"fingerprint": fingerprint, "iap": {"enabled": true, "oauth2ClientId": "client-1", "oauth2ClientSecret": "s3cret"}});
+    let (status, op) = api.patch(&path, body).await;
+    assert_eq!(status, 200, "{op}");
+    assert_eq!(op["operationType"], "patch");
+    api.wait_compute(&op).await;
+    let (_, after) = api.get(&path).await;
+    assert_eq!(after["iap"]["enabled"], true);
+    assert_eq!(after["iap"]["oauth2ClientId"], "client-1");
+    assert!(
+        after["iap"].get("oauth2ClientSecret").is_none(),
+        "the secret is never returned"
+    );
+    let expected: String = {
+        use sha2::Digest;
+        sha2::Sha256::digest(b"s3cret")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    assert_eq!(after["iap"]["oauth2ClientSecretSha256"], expected);
+    assert_ne!(after["fingerprint"], before["fingerprint"]);
+    assert_eq!(after["protocol"], "HTTPS", "merge patch keeps other fields");
+    assert_eq!(after["backends"], before["backends"]);
+
+    // The request log never carries the secret.
+    let logged = api
+        .emulator
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "PATCH" && r.status == 200)
+        .unwrap();
+    assert_eq!(logged.body["iap"]["oauth2ClientSecret"], "REDACTED");
+
+    // PUT replaces: fields left out return to their defaults.
+    let mut replacement = after.clone();
+    replacement.as_object_mut().unwrap().remove("protocol");
+    let (status, op) = api.send(Method::PUT, &path, Some(replacement)).await;
+    assert_eq!(status, 200, "{op}");
+    api.wait_compute(&op).await;
+    let (_, replaced) = api.get(&path).await;
+    assert_eq!(replaced["protocol"], "HTTP");
+    assert_eq!(
+        replaced["iap"]["oauth2ClientSecretSha256"], expected,
+        "same client, no new secret: hash kept"
+    );
+    api.assert_conformant();
+}
+
+#[tokio::test]
+async fn compute_request_id_deduplicates() {
+    let api = Api::new().await;
+    api.insert("global/backendServices", json!({"name": "dedup"}))
+        .await;
+    let path = format!("{COMPUTE}/global/backendServices/dedup");
+    let (_, before) = api.get(&path).await;
+    let request_id = "3f7c2b1e-9a4d-4c1b-8e2f-5a6b7c8d9e0f";
+    let body = json!({"fingerprint": before["fingerprint"], "description": "once"});
+    let (status, first) = api
+        .patch(&format!("{path}?requestId={request_id}"), body.clone())
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(first["clientOperationId"], request_id);
+    api.wait_compute(&first).await;
+    let (_, after_first) = api.get(&path).await;
+    // The retry carries a fingerprint that is stale by now: still the same operation, not a 412.
+    let (status, second) = api
+        .patch(&format!("{path}?requestId={request_id}"), body)
+        .await;
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(second["name"], first["name"]);
+    let (_, after_second) = api.get(&path).await;
+    assert_eq!(
+        after_second["fingerprint"], after_first["fingerprint"],
+        "not applied twice"
+    );
+
+    let (status, _) = api
+        .patch(
+            &format!("{path}?requestId=not-a-uuid"),
+            json!({"fingerprint": "x"}),
+        )
+        .await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn compute_operations_get_wait_and_faults() {
+    let api = Api::start(Options {
+        operation_delay_ms: 200,
+        ..Options::default()
+    })
+    .await;
+    let (_, op) = api
+        .post(
+            &format!("{COMPUTE}/global/backendServices"),
+            json!({"name": "slow"}),
+        )
+        .await;
+    assert_eq!(op["kind"], "compute#operation");
+    assert_ne!(op["status"], "DONE");
+    assert_eq!(op["operationType"], "insert");
+    api.wait_compute(&op).await;
+
+    api.emulator
+        .add_fault(FaultSpec {
+            polls: Some(1),
+            ..FaultSpec::new(FaultKind::OperationDelay)
+        })
+        .unwrap();
+    let (_, op) = api
+        .post(
+            &format!("{COMPUTE}/global/backendServices"),
+            json!({"name": "polled"}),
+        )
+        .await;
+    let name = op["name"].as_str().unwrap();
+    let (_, polled) = api
+        .get(&format!("{COMPUTE}/global/operations/{name}"))
+        .await;
+    assert_ne!(polled["status"], "DONE", "{polled}");
+    api.wait_compute(&op).await;
+
+    let (status, error) = api
+        .get(&format!("{COMPUTE}/global/operations/operation-missing"))
+        .await;
+    assert_eq!(
+        (status, error["error"]["errors"][0]["reason"].as_str()),
+        (404, Some("notFound"))
+    );
+    let (status, _) = api
+        .get(&format!("{COMPUTE}/regions/{REGION}/operations/{name}"))
+        .await;
+    assert_eq!(status, 404, "a global operation is not a regional one");
+
+    api.emulator
+        .add_fault(FaultSpec {
+            code: Some(8),
+            message: Some("quota".into()),
+            ..FaultSpec::new(FaultKind::OperationError)
+        })
+        .unwrap();
+    let (_, op) = api
+        .post(
+            &format!("{COMPUTE}/global/backendServices"),
+            json!({"name": "failed"}),
+        )
+        .await;
+    let done = api.wait_compute(&op).await;
+    assert_eq!(done["error"]["errors"][0]["message"], "quota");
+    assert_eq!(done["httpErrorStatusCode"], 429);
+    let (status, _) = api
+        .get(&format!("{COMPUTE}/global/backendServices/failed"))
+        .await;
+    assert_eq!(status, 404, "a failed insert creates nothing");
+
+    api.emulator
+        .add_fault(FaultSpec {
+            method: Some("PATCH".into()),
+            ..FaultSpec::new(FaultKind::StaleFingerprint)
+        })
+        .unwrap();
+    let (status, error) = api
+        .patch(
+            &format!("{COMPUTE}/global/backendServices/slow"),
+            json!({"fingerprint": "x"}),
+        )
+        .await;
+    assert_eq!(
+        (status, error["error"]["errors"][0]["reason"].as_str()),
+        (412, Some("conditionNotMet"))
+    );
+    api.assert_conformant();
+}
+
+#[tokio::test]
+async fn compute_regional_load_balancer() {
+    let api = Api::new().await;
+    let region = "europe-west1";
+    api.insert(
+        &format!("regions/{region}/networkEndpointGroups"),
+        json!({"name": "neg", "cloudRun": {"service": "app"}}),
+    )
+    .await;
+    api.insert(
+        &format!("regions/{region}/backendServices"),
+        json!({"name": "bs", "loadBalancingScheme": "EXTERNAL_MANAGED",
+               "backends": [{"group": format!("projects/{PROJECT}/regions/{region}/networkEndpointGroups/neg")}]}),
+    )
+    .await;
+    api.insert(
+        &format!("regions/{region}/urlMaps"),
+        json!({"name": "map", "defaultService": "bs"}),
+    )
+    .await;
+    api.insert(
+        &format!("regions/{region}/targetHttpsProxies"),
+        json!({"name": "proxy", "urlMap": "map", "sslCertificates": [format!("regions/{region}/sslCertificates/c")]}),
+    )
+    .await;
+    api.insert(
+        &format!("regions/{region}/forwardingRules"),
+        json!({"name": "rule", "loadBalancingScheme": "EXTERNAL_MANAGED",
+               "target": format!("regions/{region}/targetHttpsProxies/proxy")}),
+    )
+    .await;
+    let (_, neg) = api
+        .get(&format!(
+            "{COMPUTE}/regions/{region}/networkEndpointGroups/neg"
+        ))
+        .await;
+    assert_eq!(neg["networkEndpointType"], "SERVERLESS");
+    let (_, backend) = api
+        .get(&format!("{COMPUTE}/regions/{region}/backendServices/bs"))
+        .await;
+    assert!(backend["region"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("/regions/{region}")));
+    let (_, rules) = api
+        .get(&format!("{COMPUTE}/regions/{region}/forwardingRules"))
+        .await;
+    assert_eq!(rules["items"][0]["name"], "rule");
+    let (status, _) = api
+        .get(&format!("{COMPUTE}/global/backendServices/bs"))
+        .await;
+    assert_eq!(status, 404, "a regional backend is not a global one");
+    api.assert_conformant();
+}
+
+#[tokio::test]
+async fn iap_policies_on_backends_and_services_with_aliases() {
+    let api = Api::new().await;
+    api.seed_load_balancer().await;
+    api.create_service("web", json!({})).await;
+    let number = api.emulator.project_number(PROJECT).unwrap();
+    let (_, backend) = api
+        .get(&format!("{COMPUTE}/global/backendServices/hello-backend"))
+        .await;
+    let backend_id = backend["id"].as_str().unwrap();
+
+    let by_name = format!("/v1/projects/{PROJECT}/iap_web/compute/services/hello-backend");
+    let by_number_and_id = format!("/v1/projects/{number}/iap_web/compute/services/{backend_id}");
+    let (status, policy) = api
+        .post(
+            &format!("{by_name}:getIamPolicy"),
+            json!({"options": {"requestedPolicyVersion": 3}}),
+        )
+        .await;
+    assert_eq!((status, policy), (200, json!({"etag": "ACAB"})));
+    let grant = json!({"policy": {"version": 3, "etag": "ACAB", "bindings": [
+        {"role": "roles/iap.httpsResourceAccessor", "members": ["group:team@example.com"]}]}});
+    let (status, written) = api
+        .post(&format!("{by_number_and_id}:setIamPolicy"), grant)
+        .await;
+    assert_eq!(status, 200, "{written}");
+    let (_, read) = api
+        .post(&format!("{by_name}:getIamPolicy"), json!({}))
+        .await;
+    assert_eq!(
+        read["bindings"], written["bindings"],
+        "id and number name the same policy"
+    );
+    assert_eq!(read["etag"], written["etag"]);
+
+    // Cloud Run direct IAP, by project number.
+    let run_resource = format!("/v1/projects/{number}/iap_web/cloud_run-{REGION}/services/web");
+    let (status, _) = api
+        .post(
+            &format!("{run_resource}:setIamPolicy"),
+            json!({"policy": {"bindings": [
+            {"role": "roles/iap.httpsResourceAccessor", "members": ["user:a@example.com"]}]}}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, read) = api
+        .post(
+            &format!("/v1/projects/{PROJECT}/iap_web/cloud_run-{REGION}/services/web:getIamPolicy"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        read["bindings"][0]["members"],
+        json!(["user:a@example.com"])
+    );
+
+    // Targets that do not exist, and names that are not IAP resources.
+    let (status, error) = api
+        .post(
+            &format!(
+                "/v1/projects/{PROJECT}/iap_web/cloud_run-{REGION}/services/ghost:getIamPolicy"
+            ),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, error["error"]["status"].as_str()),
+        (404, Some("NOT_FOUND"))
+    );
+    let (status, _) = api.post(&format!("/v1/projects/{PROJECT}/iap_web/compute-{REGION}/services/hello-backend:getIamPolicy"), json!({})).await;
+    assert_eq!(status, 404, "the backend is global, not regional");
+    let (status, _) = api
+        .post(
+            &format!("/v1/projects/{PROJECT}/iap_web/cloud-run-{REGION}/services/web:getIamPolicy"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 400);
+
+    // IAP's setIamPolicy request has no updateMask: sending one is a conformance error.
+    let (status, _) = api
+        .post(
+            &format!("{by_name}:setIamPolicy"),
+            json!({"policy": {}, "updateMask": "bindings"}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(api.emulator.mismatches().len(), 1);
+
+    // Deleting the Cloud Run service drops its IAP policy.
+    let (_, op) = api
+        .send(Method::DELETE, &Api::service_path("web"), None)
+        .await;
+    api.wait_run(&op).await;
+    api.create_service("web", json!({})).await;
+    let (_, read) = api
+        .post(&format!("{run_resource}:getIamPolicy"), json!({}))
+        .await;
+    assert_eq!(read, json!({"etag": "ACAB"}));
+}
+
+#[tokio::test]
+async fn iap_settings() {
+    let api = Api::new().await;
+    api.create_service("web", json!({})).await;
+    let name =
+        format!("/v1/projects/{PROJECT}/iap_web/cloud_run-{REGION}/services/web:iapSettings");
+    let (status, settings) = api.get(&name).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        settings,
+        json!({"name": format!("projects/{PROJECT}/iap_web/cloud_run-{REGION}/services/web")})
+    );
+    let (status, updated) = api
+        .patch(
+            &format!("{name}?updateMask=accessSettings.oauthSettings.clientId,accessSettings.oauthSettings.clientSecret"),
+            json!({"accessSettings": {"oauthSettings": {"clientId": "cid", "clientSecret": "abc"}}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{updated}");
+    let oauth = &updated["accessSettings"]["oauthSettings"];
+    assert_eq!(oauth["clientId"], "cid");
+    assert!(oauth.get("clientSecret").is_none());
+    assert_eq!(
+        oauth["clientSecretSha256"],
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+    let (_, read) = api.get(&name).await;
+    assert_eq!(read["accessSettings"]["oauthSettings"]["clientId"], "cid");
+    api.assert_conformant();
+}
+
+#[tokio::test]
+async fn service_usage_agents_and_api_state() {
+    let api = Api::new().await;
+    api.create_service("web", json!({})).await;
+    let number = api.emulator.project_number(PROJECT).unwrap();
+    let agent = format!("serviceAccount:service-{number}@gcp-sa-iap.iam.gserviceaccount.com");
+    let grant =
+        json!({"policy": {"bindings": [{"role": "roles/run.invoker", "members": [agent]}]}});
+
+    // Before the agent exists, IAM refuses it.
+    let (status, error) = api
+        .post(
+            &format!("{}:setIamPolicy", Api::service_path("web")),
+            grant.clone(),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(error["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("does not exist"));
+
+    let (status, op) = api
+        .post(
+            &format!(
+                "/v1beta1/projects/{PROJECT}/services/iap.googleapis.com:generateServiceIdentity"
+            ),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        op,
+        json!({"name": "operations/finished.DONE_OPERATION", "done": true, "response": {
+            "@type": "type.googleapis.com/google.api.serviceusage.v1beta1.ServiceIdentity",
+            "email": format!("service-{number}@gcp-sa-iap.iam.gserviceaccount.com"),
+            "uniqueId": op["response"]["uniqueId"]}})
+    );
+    let (status, _) = api
+        .post(&format!("{}:setIamPolicy", Api::service_path("web")), grant)
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = api.get("/v1beta1/operations/finished.DONE_OPERATION").await;
+    assert_eq!(status, 400, "a DONE_OPERATION cannot be polled");
+
+    let (status, service) = api
+        .get(&format!(
+            "/v1/projects/{PROJECT}/services/iap.googleapis.com"
+        ))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(service["state"], "ENABLED");
+    assert_eq!(
+        service["name"],
+        format!("projects/{number}/services/iap.googleapis.com")
+    );
+
+    let (status, op) = api
+        .post(
+            &format!("/v1/projects/{PROJECT}/services/iap.googleapis.com:disable"),
+            json!({}),
+        )
+        .await;
+    assert_eq!((status, op["done"].as_bool()), (200, Some(true)));
+    let (_, service) = api
+        .get(&format!(
+            "/v1/projects/{number}/services/iap.googleapis.com"
+        ))
+        .await;
+    assert_eq!(service["state"], "DISABLED");
+    let (status, error) = api
+        .post(
+            &format!("/v1/projects/{PROJECT}/iap_web/cloud_run-{REGION}/services/web:getIamPolicy"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 403);
+    assert_eq!(error["error"]["details"][0]["reason"], "SERVICE_DISABLED");
+    api.post(
+        &format!("/v1/projects/{PROJECT}/services/iap.googleapis.com:enable"),
+        json!({}),
+    )
+    .await;
+    let (status, _) = api
+        .post(
+            &format!("/v1/projects/{PROJECT}/iap_web/cloud_run-{REGION}/services/web:getIamPolicy"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    // Compute says so in its own format.
+    api.emulator
+        .update_project(
+            PROJECT,
+            ProjectUpdate {
+                services: Some(
+                    [("compute.googleapis.com".to_string(), false)]
+                        .into_iter()
+                        .collect(),
+                ),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let (status, error) = api.get(&format!("{COMPUTE}/global/backendServices")).await;
+    assert_eq!(
+        (status, error["error"]["errors"][0]["reason"].as_str()),
+        (403, Some("accessNotConfigured"))
+    );
+    api.assert_conformant();
+}
+
+#[tokio::test]
+async fn organization_policy_and_organization_lookup() {
+    let api = Api::new().await;
+    api.create_service("pub", json!({})).await;
+    let admin = format!("{}/__emulator/projects/{PROJECT}", api.emulator.base_url());
+    let view: Value = api
+        .http
+        .patch(&admin)
+        .json(&json!({"restrict_public_members": true, "organization_domain": "corp.example"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["restrict_public_members"], true);
+    let public =
+        json!({"policy": {"bindings": [{"role": "roles/run.invoker", "members": ["allUsers"]}]}});
+    let (status, error) = api
+        .post(
+            &format!("{}:setIamPolicy", Api::service_path("pub")),
+            public,
+        )
+        .await;
+    assert_eq!(
+        (status, error["error"]["status"].as_str()),
+        (400, Some("FAILED_PRECONDITION"))
+    );
+
+    let (_, project) = api.get(&format!("/v1/projects/{PROJECT}")).await;
+    let org = project["parent"]["id"].as_str().unwrap();
+    let (status, organization) = api.get(&format!("/v1/organizations/{org}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(organization["displayName"], "corp.example");
+    let (status, _) = api.get("/v3/organizations/42").await;
+    assert_eq!(status, 403);
+
+    let state: Value = api
+        .http
+        .get(format!("{}/__emulator/state", api.emulator.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(state["projects"][0]["project_id"], PROJECT);
+    assert_eq!(
+        state["run"]["services"][0]["name"],
+        format!("projects/{PROJECT}/locations/{REGION}/services/pub")
+    );
+}

@@ -811,6 +811,51 @@ impl Doc {
     }
 }
 
+impl Doc {
+    /// Remove the fields a schema marks output-only (recursively), leaving everything else as is.
+    pub fn strip_read_only(&self, schema_name: &str, value: &mut Value) {
+        let schema = Value::Object(Map::from_iter([(
+            "$ref".to_string(),
+            Value::String(schema_name.to_string()),
+        )]));
+        self.strip_value(&schema, value, 0);
+    }
+
+    fn strip_value(&self, schema: &Value, value: &mut Value, depth: usize) {
+        if depth > 64 {
+            return;
+        }
+        let schema = self.resolve(schema);
+        match value {
+            Value::Object(object) => {
+                let Some(properties) = schema.get("properties").and_then(Value::as_object) else {
+                    return;
+                };
+                object.retain(|key, _| {
+                    properties
+                        .get(key)
+                        .and_then(|p| p.get("readOnly"))
+                        .and_then(Value::as_bool)
+                        != Some(true)
+                });
+                for (key, child) in object.iter_mut() {
+                    if let Some(property) = properties.get(key) {
+                        self.strip_value(property, child, depth + 1);
+                    }
+                }
+            }
+            Value::Array(items) => {
+                if let Some(item_schema) = schema.get("items") {
+                    for item in items.iter_mut() {
+                        self.strip_value(item_schema, item, depth + 1);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 /// A proto3 default value, which the JSON encoding omits.
 pub fn is_default(value: &Value) -> bool {
     match value {

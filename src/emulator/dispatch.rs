@@ -87,7 +87,6 @@ pub(crate) enum Outcome {
     /// Block until a Cloud Run operation is done or the deadline passes.
     WaitRun { key: run::OpKey, deadline: Instant },
     /// Block until a compute operation is done or the deadline passes.
-    #[allow(dead_code)] // constructed by the compute module (next commit)
     WaitCompute {
         key: compute::OpKey,
         deadline: Instant,

@@ -307,7 +307,6 @@ pub(crate) fn forget_run_service(world: &mut World, key: &ServiceKey) {
 }
 
 /// Drop the IAP policy and settings of a deleted backend service.
-#[allow(dead_code)] // called by the compute module (next commit)
 pub(crate) fn forget_backend_service(
     world: &mut World,
     project: &str,

@@ -83,7 +83,6 @@ pub(crate) fn rpc_status(code: i32, message: &str) -> Value {
 }
 
 /// The name of a google.rpc.Code.
-#[allow(dead_code)] // used by the compute module (next commit)
 pub(crate) fn rpc_code_name(code: i32) -> &'static str {
     match code {
         0 => "OK",
@@ -107,7 +106,6 @@ pub(crate) fn rpc_code_name(code: i32) -> &'static str {
 }
 
 /// The HTTP status of a google.rpc.Code.
-#[allow(dead_code)] // used by the compute module (next commit)
 pub(crate) fn rpc_code_http(code: i32) -> u16 {
     match code {
         1 => 499,

@@ -117,7 +117,8 @@ fn not_found(name: &str, location: &str, label: &str) -> ApiError {
     ))
 }
 
-fn valid_location(location: &str) -> bool {
+/// Region names such as `us-central1`.
+pub(crate) fn valid_location(location: &str) -> bool {
     let mut parts = location.split('-');
     let (Some(a), Some(b), None) = (parts.next(), parts.next(), parts.next()) else {
         return false;

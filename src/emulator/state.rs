@@ -237,7 +237,6 @@ pub(crate) struct World {
     pub projects: Projects,
     pub run: run::RunState,
     pub iap: iap::IapState,
-    #[allow(dead_code)] // filled by the compute module (next commit)
     pub compute: compute::ComputeState,
     pub usage: service_usage::UsageState,
     pub tokens: token::TokenState,
