@@ -948,6 +948,15 @@ async fn token_exchange_with_a_generated_key() {
     );
     let (status, _) = exchange(wrong).await;
     assert_eq!(status, 400);
+    // Keys made through the handle work the same way.
+    let other = api
+        .emulator
+        .service_account_key(PROJECT, "second-account")
+        .await
+        .unwrap();
+    let claims = json!({"iss": other["client_email"], "aud": token_uri, "iat": now, "exp": now + 600, "scope": "x"});
+    let (status, _) = exchange(sign_jwt(&other, &claims)).await;
+    assert_eq!(status, 200);
     // The exchange is logged without its body.
     assert!(api
         .emulator
@@ -1037,7 +1046,12 @@ async fn binary_prints_its_address_first() {
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 401);
-    child.kill().await.expect("killed");
+    // SIGTERM stops it cleanly.
+    let pid = child.id().expect("running") as libc::pid_t;
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let status = child.wait().await.expect("exits");
+    assert!(status.success(), "{status:?}");
 
     let help = tokio::process::Command::new(env!("CARGO_BIN_EXE_iaprun-emulator"))
         .arg("--help")

@@ -70,26 +70,26 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
     Ok(Some(parsed))
 }
 
-async fn stop_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = interrupt => {}
-                    _ = terminate.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = interrupt.await;
-            }
+/// Resolves on SIGINT or SIGTERM. The handlers are installed before this returns, so a signal
+/// sent as soon as the address is printed is not lost.
+#[cfg(unix)]
+fn stop_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
-    }
+    })
+}
+
+#[cfg(not(unix))]
+fn stop_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
 
 #[tokio::main]
@@ -125,10 +125,17 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let stop = match stop_signal() {
+        Ok(stop) => stop,
+        Err(error) => {
+            eprintln!("iaprun-emulator: cannot install signal handlers: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let mut stdout = std::io::stdout();
     let _ =
         writeln!(stdout, "iaprun-emulator listening on http://{addr}").and_then(|_| stdout.flush());
-    match serve(listener, args.options, stop_signal()).await {
+    match serve(listener, args.options, stop).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("iaprun-emulator: {error}");

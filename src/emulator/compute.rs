@@ -872,10 +872,10 @@ fn new_fingerprint(key: &ResKey, seq: u64) -> String {
     base64::engine::general_purpose::STANDARD.encode(&digest[..8])
 }
 
+/// A 19-digit uint64 id, unique within the world (the low digits are the sequence number).
 fn new_id(seq: u64) -> String {
-    let mut rng = rand::thread_rng();
-    let high: u64 = rng.gen_range(1_000_000_000..9_000_000_000);
-    format!("{high}{:010}", seq % 10_000_000_000)
+    let high: u64 = rand::thread_rng().gen_range(100_000_000..900_000_000);
+    (high * 10_000_000_000 + seq % 10_000_000_000).to_string()
 }
 
 /// Check `requestId`; answer the operation of an earlier request with the same id, if any.
@@ -921,7 +921,7 @@ fn start_operation(
     let mut rng = rand::thread_rng();
     let name = format!(
         "operation-{now_ms}-{:013x}-{:08x}-{:08x}",
-        rng.gen::<u64>() & 0x1f_ffff_ffff_ffff,
+        rng.gen::<u64>() & 0xf_ffff_ffff_ffff,
         rng.gen::<u32>(),
         rng.gen::<u32>()
     );
@@ -1621,6 +1621,15 @@ mod tests {
         assert!(other["iap"].get("oauth2ClientSecretSha256").is_none());
         let mut orphan = json!({"iap": {"enabled": true, "oauth2ClientSecret": "abc"}});
         assert!(hash_iap_secret(&mut orphan, None).is_err());
+    }
+
+    #[test]
+    fn ids_fit_uint64() {
+        for seq in [1, 9_999_999_999, u64::MAX] {
+            let id = new_id(seq);
+            assert_eq!(id.len(), 19, "{id}");
+            assert!(id.parse::<u64>().is_ok(), "{id}");
+        }
     }
 
     #[test]

@@ -299,6 +299,23 @@ impl Emulator {
         admin::update_project(self.shared(), project, update)
     }
 
+    /// Create a service-account key the token endpoint accepts; answers the key file JSON
+    /// (`token_uri` points at this emulator).
+    pub async fn service_account_key(
+        &self,
+        project_id: &str,
+        account_id: &str,
+    ) -> Result<Value, String> {
+        let state = self.state.clone();
+        let (project, account) = (project_id.to_string(), account_id.to_string());
+        let token_uri = format!("{}/token", self.base_url());
+        tokio::task::spawn_blocking(move || {
+            token::create_account(&state.0, Some(&project), Some(&account), None, &token_uri)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
     /// Stop serving and wait for the server task.
     pub async fn shutdown(mut self) {
         if let Some(sender) = self.shutdown.take() {
