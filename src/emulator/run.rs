@@ -272,27 +272,21 @@ fn render(service: &Service, key: &ServiceKey, label: &str, reconciling: bool) -
     if reconciling {
         out.insert("reconciling".into(), json!(true));
     }
-    if service
-        .spec
-        .get("defaultUriDisabled")
-        .and_then(Value::as_bool)
-        != Some(true)
-    {
-        let digest =
-            Sha256::digest(format!("{}/{}/{}", key.project, key.location, key.name).as_bytes());
-        let hash: String = digest.iter().take(5).map(|b| format!("{b:02x}")).collect();
-        let uri = format!(
-            "https://{}-{hash}-{}.a.run.app",
-            key.name,
-            region_code(&key.location)
-        );
-        let regional = format!(
-            "https://{}-{}.{}.run.app",
-            key.name, service.project_number, key.location
-        );
-        out.insert("urls".into(), json!([regional, uri]));
-        out.insert("uri".into(), json!(uri));
-    }
+    // The run.app URLs are reported even when defaultUriDisabled stops them resolving.
+    let digest =
+        Sha256::digest(format!("{}/{}/{}", key.project, key.location, key.name).as_bytes());
+    let hash: String = digest.iter().take(5).map(|b| format!("{b:02x}")).collect();
+    let uri = format!(
+        "https://{}-{hash}-{}.a.run.app",
+        key.name,
+        region_code(&key.location)
+    );
+    let regional = format!(
+        "https://{}-{}.{}.run.app",
+        key.name, service.project_number, key.location
+    );
+    out.insert("urls".into(), json!([regional, uri]));
+    out.insert("uri".into(), json!(uri));
     let mut value = Value::Object(out);
     if let Some(doc) = discovery().doc_for(Api::Run, "v2") {
         doc.normalize(SCHEMA, &mut value, false);
