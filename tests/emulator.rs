@@ -1841,3 +1841,52 @@ async fn organization_policy_and_organization_lookup() {
         format!("projects/{PROJECT}/locations/{REGION}/services/pub")
     );
 }
+
+#[tokio::test]
+async fn list_paging() {
+    let api = Api::new().await;
+    for name in ["a-svc", "b-svc", "c-svc"] {
+        api.create_service(name, json!({})).await;
+        api.insert("global/backendServices", json!({"name": name}))
+            .await;
+    }
+    let base = format!("/v2/projects/{PROJECT}/locations/{REGION}/services");
+    let (_, first) = api.get(&format!("{base}?pageSize=2")).await;
+    assert_eq!(first["services"].as_array().map(Vec::len), Some(2));
+    let token = first["nextPageToken"].as_str().unwrap();
+    let (_, second) = api
+        .get(&format!("{base}?pageSize=2&pageToken={token}"))
+        .await;
+    assert_eq!(
+        second["services"][0]["name"],
+        format!("projects/{PROJECT}/locations/{REGION}/services/c-svc")
+    );
+    assert!(second.get("nextPageToken").is_none());
+    let (status, _) = api
+        .get(&format!("{base}?pageToken=18446744073709551615&pageSize=5"))
+        .await;
+    assert_eq!(status, 200);
+    let (_, all_regions) = api
+        .get(&format!("/v2/projects/{PROJECT}/locations/-/services"))
+        .await;
+    assert_eq!(all_regions["services"].as_array().map(Vec::len), Some(3));
+
+    let (_, page) = api
+        .get(&format!("{COMPUTE}/global/backendServices?maxResults=2"))
+        .await;
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(2));
+    let token = page["nextPageToken"].as_str().unwrap();
+    let (_, rest) = api
+        .get(&format!(
+            "{COMPUTE}/global/backendServices?maxResults=2&pageToken={token}"
+        ))
+        .await;
+    assert_eq!(rest["items"][0]["name"], "c-svc");
+    let (status, _) = api
+        .get(&format!(
+            "{COMPUTE}/global/backendServices?pageToken=18446744073709551615&maxResults=5"
+        ))
+        .await;
+    assert_eq!(status, 200);
+    api.assert_conformant();
+}

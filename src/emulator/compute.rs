@@ -1129,7 +1129,7 @@ fn list(
         .filter(|m| *m > 0)
         .unwrap_or(500)
         .min(500);
-    let end = (start + size).min(items.len());
+    let end = start.saturating_add(size).min(items.len());
     let scope_path = if regional {
         format!("regions/{region}")
     } else {

@@ -782,7 +782,7 @@ impl Doc {
                         }
                         if let Some(child) = object.get_mut(&key) {
                             self.normalize_value(property, child, drop_read_only, depth + 1);
-                            if is_default(child) {
+                            if is_default(self.resolve(property), child) {
                                 object.remove(&key);
                             }
                         }
@@ -856,13 +856,19 @@ impl Doc {
     }
 }
 
-/// A proto3 default value, which the JSON encoding omits.
-pub fn is_default(value: &Value) -> bool {
+/// A proto3 default value of a field with this (resolved) schema, which the JSON encoding omits:
+/// false, 0 (also int64 "0"), "", an `*_UNSPECIFIED` enum, an empty list or message.
+fn is_default(schema: &Value, value: &Value) -> bool {
     match value {
         Value::Null => true,
         Value::Bool(b) => !b,
         Value::Number(n) => n.as_f64() == Some(0.0),
-        Value::String(s) => s.is_empty() || s.ends_with("_UNSPECIFIED") || s == "0",
+        Value::String(s) => {
+            let format = schema.get("format").and_then(Value::as_str).unwrap_or("");
+            s.is_empty()
+                || (schema.get("enum").is_some() && s.ends_with("_UNSPECIFIED"))
+                || (matches!(format, "int64" | "uint64") && s == "0")
+        }
         Value::Array(items) => items.is_empty(),
         Value::Object(object) => object.is_empty(),
     }

@@ -139,7 +139,7 @@ fn v1_organization(world: &mut World, call: &Call<'_>) -> Result<Outcome, ApiErr
     Ok(Outcome::Json(json!({
         "name": format!("organizations/{id}"),
         "displayName": domain,
-        "owner": {"directoryCustomerId": format!("C0{}", &id[..id.len().min(7)])},
+        "owner": {"directoryCustomerId": format!("C0{}", id.chars().take(7).collect::<String>())},
         "lifecycleState": "ACTIVE",
         "creationTime": "2020-01-01T00:00:00Z",
     })))
@@ -152,7 +152,7 @@ fn v3_organization(world: &mut World, call: &Call<'_>) -> Result<Outcome, ApiErr
     Ok(Outcome::Json(json!({
         "name": format!("organizations/{id}"),
         "displayName": domain,
-        "directoryCustomerId": format!("C0{}", &id[..id.len().min(7)]),
+        "directoryCustomerId": format!("C0{}", id.chars().take(7).collect::<String>()),
         "state": "ACTIVE",
         "createTime": "2020-01-01T00:00:00Z",
         "updateTime": "2020-01-01T00:00:00Z",

@@ -632,7 +632,7 @@ fn page_bounds(
         .and_then(|s| s.parse::<usize>().ok())
         .filter(|s| *s > 0)
         .unwrap_or(default_size);
-    Ok((start.min(total), (start + size).min(total)))
+    Ok((start.min(total), start.saturating_add(size).min(total)))
 }
 
 fn list(world: &mut World, call: &Call<'_>) -> Result<Outcome, ApiError> {
