@@ -15,10 +15,15 @@ use serde_json::{Map, Value};
 /// The Google API a request belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 pub enum Api {
+    /// Cloud Run Admin API v2.
     Run,
+    /// Identity-Aware Proxy API v1.
     Iap,
+    /// Compute Engine API v1.
     Compute,
+    /// Service Usage API v1 and v1beta1.
     ServiceUsage,
+    /// Cloud Resource Manager API v1 and v3.
     ResourceManager,
 }
 
@@ -139,9 +144,13 @@ enum Part {
 /// One discovery method, as served at one path template.
 #[derive(Debug)]
 pub struct Method {
+    /// The API the method belongs to.
     pub api: Api,
+    /// The API version, e.g. `v2`.
     pub version: &'static str,
+    /// The discovery method id, e.g. `run.projects.locations.services.get`.
     pub id: String,
+    /// `GET`, `POST`, `PATCH`, `PUT` or `DELETE`.
     pub http_method: String,
     /// The full path template, e.g. `/v2/{+name}:wait`.
     pub template: String,
@@ -167,7 +176,9 @@ impl Method {
 
 /// A parsed discovery document.
 pub struct Doc {
+    /// The API the document describes.
     pub api: Api,
+    /// The API version.
     pub version: &'static str,
     schemas: Map<String, Value>,
 }
@@ -181,7 +192,9 @@ pub struct Discovery {
 /// A request matched to its method, with decoded path parameters.
 #[derive(Debug)]
 pub struct Matched<'a> {
+    /// The matched method.
     pub method: &'a Method,
+    /// Path parameters, percent-decoded.
     pub params: BTreeMap<String, String>,
 }
 

@@ -35,6 +35,7 @@ pub enum FaultKind {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FaultSpec {
+    /// What the fault does.
     pub kind: FaultKind,
     /// HTTP method to match (any when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -49,17 +50,22 @@ pub struct FaultSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probability: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// HTTP status answered by a `status` fault.
     pub status: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `Retry-After` seconds (also a RetryInfo detail) for a `status` fault.
     pub retry_after: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Error message of a `status`, `stale_*` or `operation_error` fault.
     pub message: Option<String>,
     /// google.rpc.Code for `operation_error` (default 13, INTERNAL).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Extra time for `delay` and `operation_delay` faults.
     pub delay_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Polls an `operation_delay` fault answers "not done".
     pub polls: Option<u32>,
 }
 

@@ -39,6 +39,7 @@ pub struct Parent {
     /// `organization` or `folder`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// The organization or folder id.
     pub id: String,
 }
 
@@ -254,7 +255,9 @@ impl World {
 /// One API request as the request log records it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RequestRecord {
+    /// HTTP method.
     pub method: String,
+    /// Path, without the query string.
     pub path: String,
     /// The raw query string, or "".
     pub query: String,
@@ -267,11 +270,15 @@ pub struct RequestRecord {
 /// A request that does not conform to the discovery documents.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Mismatch {
+    /// HTTP method.
     pub method: String,
+    /// Path, without the query string.
     pub path: String,
+    /// The raw query string, or "".
     pub query: String,
     /// The discovery method the request was matched to, if any.
     pub method_id: Option<String>,
+    /// What does not conform, in Google's words.
     pub problems: Vec<String>,
 }
 
