@@ -1,9 +1,16 @@
-//! terraform-provider-iaprun: Identity-Aware Proxy in front of Cloud Run, as a Terraform provider.
+//! terraform-provider-iaprun: a Terraform provider putting Identity-Aware Proxy in front of Cloud Run,
+//! and `iaprun-emulator`, an offline emulator of the Google APIs it uses.
 //!
 //! # Layout
 //! - [`framework`]: Terraform semantics (schemas, values, diagnostics, generic planning, traits).
 //! - [`provider`]: provider settings, configured context and the resource registry.
+//! - [`resources`]: the three resource types.
+//! - [`validation`]: every known limitation, as a named check.
+//! - [`names`]: parsing of import ids and IAP resource names.
+//! - [`docs`]: renders docs/ from the schemas and examples.
+//! - [`emulator`]: the offline emulator of the Google APIs.
 pub mod docs;
+pub mod emulator;
 pub mod framework;
 pub mod names;
 pub mod provider;
