@@ -4,4 +4,5 @@
 //! - [`framework`]: Terraform semantics (schemas, values, diagnostics, generic planning, traits).
 //! - [`provider`]: provider settings, configured context and the resource registry.
 pub mod framework;
+pub mod protocol;
 pub mod provider;
