@@ -982,8 +982,10 @@ mod tests {
 
         #[test]
         fn random_bytes_never_panic(ty in arb_type(), bytes in prop::collection::vec(any::<u8>(), 0..64)) {
-            // Either outcome is fine; returning at all (no panic, no abort) is the property.
-            let _ = decode_msgpack(&bytes, &ty);
+            // An error is fine; a success must be a value of the type, so it encodes again.
+            if let Ok(value) = decode_msgpack(&bytes, &ty) {
+                prop_assert!(encode_msgpack(&value, &ty).is_ok(), "{:?}", value);
+            }
         }
 
         #[test]
@@ -993,7 +995,9 @@ mod tests {
                 let i = at.index(bytes.len());
                 bytes[i] = byte;
             }
-            let _ = decode_msgpack(&bytes, &ty);
+            if let Ok(value) = decode_msgpack(&bytes, &ty) {
+                prop_assert!(encode_msgpack(&value, &ty).is_ok(), "{:?}", value);
+            }
         }
     }
 }
