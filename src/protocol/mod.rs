@@ -256,3 +256,79 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::IaprunProvider;
+    use proto::plugin::grpc_controller_client::GrpcControllerClient;
+    use proto::tfplugin5::provider_client::ProviderClient;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+
+    #[tokio::test]
+    async fn plaintext_server_answers_and_stops_on_controller_shutdown() {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        #[allow(clippy::default_constructed_unit_structs)]
+        let server = tokio::spawn(serve_with(
+            listener,
+            None,
+            IaprunProvider::default(),
+            std::future::pending(),
+        ));
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect");
+
+        let schema = ProviderClient::new(channel.clone())
+            .get_schema(proto::tfplugin5::get_provider_schema::Request {})
+            .await
+            .expect("GetSchema")
+            .into_inner();
+        let provider = schema.provider.expect("provider schema");
+        assert!(!provider.block.expect("block").attributes.is_empty());
+
+        let health = HealthClient::new(channel.clone())
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: "plugin".into(),
+            })
+            .await
+            .expect("health")
+            .into_inner();
+        assert_eq!(health.status, ServingStatus::Serving as i32);
+
+        GrpcControllerClient::new(channel)
+            .shutdown(proto::plugin::Empty {})
+            .await
+            .expect("Shutdown");
+        let finished = tokio::time::timeout(Duration::from_secs(30), server)
+            .await
+            .expect("the server stops after Shutdown")
+            .expect("task");
+        assert!(finished.is_ok(), "{finished:?}");
+    }
+
+    #[tokio::test]
+    async fn the_shutdown_future_stops_the_server() {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
+        let (trigger, fired) = tokio::sync::oneshot::channel::<()>();
+        #[allow(clippy::default_constructed_unit_structs)]
+        let server = tokio::spawn(serve_with(
+            listener,
+            None,
+            IaprunProvider::default(),
+            async {
+                let _ = fired.await;
+            },
+        ));
+        trigger.send(()).expect("server waiting");
+        let finished = tokio::time::timeout(Duration::from_secs(30), server)
+            .await
+            .expect("the server stops")
+            .expect("task");
+        assert!(finished.is_ok(), "{finished:?}");
+    }
+}

@@ -777,3 +777,555 @@ impl<P: Provider> WireProvider for ProviderService<P> {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::framework::schema::timeouts_block;
+    use crate::framework::{ApplyResponse, Attribute, ImportResponse, NestedBlock, ReadResponse};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// A provider with one resource type, `fake_thing`, whose behaviour depends on its name.
+    #[derive(Default)]
+    struct Fake {
+        stopped: AtomicBool,
+    }
+
+    struct Thing;
+
+    fn thing_schema() -> Schema {
+        Schema::new(
+            1,
+            Block::new("A thing.")
+                .attribute(Attribute::string("id").computed())
+                .attribute(Attribute::string("name").required().force_new())
+                .attribute(Attribute::string("secret_wo").optional().write_only())
+                .block(NestedBlock::new(
+                    "rule",
+                    Nesting::List,
+                    Block::new("A rule.").attribute(Attribute::number("port").optional()),
+                ))
+                .block(timeouts_block(true, false, true)),
+        )
+    }
+
+    #[tonic::async_trait]
+    impl Resource<()> for Thing {
+        fn type_name(&self) -> &'static str {
+            "fake_thing"
+        }
+        fn schema(&self) -> Schema {
+            thing_schema()
+        }
+        fn validate(&self, req: &ValidateRequest) -> Diagnostics {
+            let mut d = Diagnostics::new();
+            if req.config.get_str("name") == Some("invalid") {
+                d.attribute_error(AttributePath::attr("name"), "Bad name", "Pick another.");
+            }
+            d
+        }
+        async fn create(&self, _: &(), req: ApplyRequest) -> ApplyResponse {
+            let mut state = req.planned_state;
+            let id = format!("id-{}", state.get_str("name").unwrap_or_default());
+            state.set_attr("id", Value::from(id));
+            ApplyResponse {
+                state,
+                private: b"p1".to_vec(),
+                ..Default::default()
+            }
+        }
+        async fn read(&self, _: &(), req: ReadRequest) -> ReadResponse {
+            let mut state = req.state;
+            match state.get_str("name") {
+                Some("gone") => state = Value::Null,
+                Some("unknowable") => state.set_attr("id", Value::unknown()),
+                // Left null by mistake: the service must turn it into an empty list.
+                _ => state.set_attr("rule", Value::Null),
+            }
+            ReadResponse {
+                state,
+                ..Default::default()
+            }
+        }
+        async fn update(&self, _: &(), req: ApplyRequest) -> ApplyResponse {
+            ApplyResponse {
+                state: req.planned_state,
+                private: req.planned_private,
+                ..Default::default()
+            }
+        }
+        async fn delete(&self, _: &(), _: DeleteRequest) -> ApplyResponse {
+            ApplyResponse::default()
+        }
+        async fn import(&self, _: &(), id: &str) -> ImportResponse {
+            ImportResponse {
+                state: Value::object([("id", Value::from(id)), ("name", Value::from(id))]),
+                ..Default::default()
+            }
+        }
+    }
+
+    #[tonic::async_trait]
+    impl Provider for Fake {
+        type Context = ();
+        fn schema(&self) -> Schema {
+            Schema::new(
+                0,
+                Block::new("Fake.").attribute(Attribute::string("project").optional()),
+            )
+        }
+        fn validate(&self, config: &Value) -> Diagnostics {
+            let mut d = Diagnostics::new();
+            if config.get_str("project") == Some("bad") {
+                d.attribute_error(AttributePath::attr("project"), "Bad project", "Fix it.");
+            }
+            d
+        }
+        async fn configure(&self, _: ConfigureRequest) -> Result<(), Diagnostics> {
+            Ok(())
+        }
+        fn resources(&self) -> Vec<Arc<dyn Resource<()>>> {
+            vec![Arc::new(Thing)]
+        }
+        fn stop(&self) {
+            self.stopped.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn service() -> ProviderService<Fake> {
+        ProviderService::new(Arc::new(Fake::default()))
+    }
+
+    fn ty() -> Type {
+        thing_schema().value_type()
+    }
+
+    fn dv(value: &Value) -> Option<DynamicValue> {
+        Some(codec::encode_dynamic(value, &ty()).expect("encodes"))
+    }
+
+    fn value(dv: Option<&DynamicValue>) -> Value {
+        codec::decode_dynamic(dv, &ty()).expect("decodes")
+    }
+
+    fn thing(name: &str) -> Value {
+        Value::object([
+            ("id", Value::Null),
+            ("name", Value::from(name)),
+            ("secret_wo", Value::Null),
+            ("rule", Value::List(vec![])),
+            ("timeouts", Value::Null),
+        ])
+    }
+
+    fn summaries(diagnostics: &[wire::Diagnostic]) -> Vec<String> {
+        diagnostics.iter().map(|d| d.summary.clone()).collect()
+    }
+
+    async fn configured() -> ProviderService<Fake> {
+        let svc = service();
+        let reply = svc
+            .configure(Request::new(wire::configure::Request {
+                terraform_version: "1.11.4".into(),
+                config: Some(
+                    codec::encode_dynamic(
+                        &Value::object([("project", Value::Null)]),
+                        &svc.provider_type,
+                    )
+                    .expect("encodes"),
+                ),
+                client_capabilities: None,
+            }))
+            .await
+            .expect("reply")
+            .into_inner();
+        assert!(reply.diagnostics.is_empty());
+        svc
+    }
+
+    async fn plan(
+        svc: &ProviderService<Fake>,
+        prior: &Value,
+        proposed: &Value,
+        private: &[u8],
+    ) -> wire::plan_resource_change::Response {
+        svc.plan_resource_change(Request::new(wire::plan_resource_change::Request {
+            type_name: "fake_thing".into(),
+            prior_state: dv(prior),
+            proposed_new_state: dv(proposed),
+            config: dv(proposed),
+            prior_private: private.to_vec(),
+            ..Default::default()
+        }))
+        .await
+        .expect("reply")
+        .into_inner()
+    }
+
+    async fn apply(
+        svc: &ProviderService<Fake>,
+        prior: &Value,
+        planned: Option<DynamicValue>,
+        config: &Value,
+        private: &[u8],
+    ) -> wire::apply_resource_change::Response {
+        svc.apply_resource_change(Request::new(wire::apply_resource_change::Request {
+            type_name: "fake_thing".into(),
+            prior_state: dv(prior),
+            planned_state: planned,
+            config: dv(config),
+            planned_private: private.to_vec(),
+            provider_meta: None,
+        }))
+        .await
+        .expect("reply")
+        .into_inner()
+    }
+
+    #[tokio::test]
+    async fn get_schema_describes_provider_resources_and_capabilities() {
+        let reply = service()
+            .get_schema(Request::new(Default::default()))
+            .await
+            .expect("reply")
+            .into_inner();
+        let provider = reply
+            .provider
+            .expect("provider schema")
+            .block
+            .expect("block");
+        assert_eq!(provider.attributes[0].name, "project");
+        let thing = reply.resource_schemas.get("fake_thing").expect("resource");
+        assert_eq!(thing.version, 1);
+        let capabilities = reply.server_capabilities.expect("capabilities");
+        assert!(capabilities.plan_destroy && capabilities.get_provider_schema_optional);
+        let metadata = service()
+            .get_metadata(Request::new(Default::default()))
+            .await
+            .expect("reply")
+            .into_inner();
+        assert_eq!(metadata.resources[0].type_name, "fake_thing");
+    }
+
+    #[tokio::test]
+    async fn unknown_resource_types_are_named_in_an_error() {
+        let svc = configured().await;
+        let reply = svc
+            .validate_resource_type_config(Request::new(
+                wire::validate_resource_type_config::Request {
+                    type_name: "fake_nope".into(),
+                    config: dv(&thing("n")),
+                    client_capabilities: None,
+                },
+            ))
+            .await
+            .expect("reply")
+            .into_inner();
+        let d = &reply.diagnostics[0];
+        assert_eq!(d.severity, wire::diagnostic::Severity::Error as i32);
+        assert_eq!(d.summary, "Unknown resource type");
+        assert!(
+            d.detail.contains("\"fake_nope\"") && d.detail.contains("fake_thing"),
+            "{}",
+            d.detail
+        );
+
+        let reply = svc
+            .read_resource(Request::new(wire::read_resource::Request {
+                type_name: "fake_nope".into(),
+                current_state: dv(&thing("n")),
+                private: b"keep".to_vec(),
+                ..Default::default()
+            }))
+            .await
+            .expect("reply")
+            .into_inner();
+        assert_eq!(summaries(&reply.diagnostics), ["Unknown resource type"]);
+        assert_eq!(
+            reply.private,
+            b"keep".to_vec(),
+            "state and private are kept"
+        );
+        assert_eq!(reply.new_state, dv(&thing("n")));
+    }
+
+    #[tokio::test]
+    async fn validation_reports_paths_and_write_only_needs_the_client_capability() {
+        let svc = service();
+        let mut config = thing("invalid");
+        config.set_attr("secret_wo", Value::from("hush"));
+        let validate = |capabilities| {
+            svc.validate_resource_type_config(Request::new(
+                wire::validate_resource_type_config::Request {
+                    type_name: "fake_thing".into(),
+                    config: dv(&config),
+                    client_capabilities: capabilities,
+                },
+            ))
+        };
+        let old_client = validate(None).await.expect("reply").into_inner();
+        let paths: Vec<AttributePath> = old_client
+            .diagnostics
+            .iter()
+            .map(|d| convert::attribute_path_from_wire(d.attribute.as_ref().expect("path")))
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                AttributePath::attr("secret_wo"),
+                AttributePath::attr("name")
+            ]
+        );
+        assert!(old_client.diagnostics[0].detail.contains("Terraform 1.11"));
+
+        let new_client = validate(Some(wire::ClientCapabilities {
+            deferral_allowed: false,
+            write_only_attributes_allowed: true,
+        }))
+        .await
+        .expect("reply")
+        .into_inner();
+        assert_eq!(summaries(&new_client.diagnostics), ["Bad name"]);
+    }
+
+    #[tokio::test]
+    async fn provider_config_is_validated_and_echoed() {
+        let svc = service();
+        let config = codec::encode_dynamic(
+            &Value::object([("project", Value::from("bad"))]),
+            &svc.provider_type,
+        )
+        .expect("encodes");
+        let reply = svc
+            .prepare_provider_config(Request::new(wire::prepare_provider_config::Request {
+                config: Some(config.clone()),
+            }))
+            .await
+            .expect("reply")
+            .into_inner();
+        assert_eq!(reply.prepared_config, Some(config));
+        assert_eq!(summaries(&reply.diagnostics), ["Bad project"]);
+        let path = reply.diagnostics[0].attribute.as_ref().expect("path");
+        assert_eq!(
+            convert::attribute_path_from_wire(path),
+            AttributePath::attr("project")
+        );
+    }
+
+    #[tokio::test]
+    async fn malformed_values_are_diagnostics_not_statuses() {
+        let svc = service();
+        let reply = svc
+            .prepare_provider_config(Request::new(wire::prepare_provider_config::Request {
+                config: Some(DynamicValue {
+                    msgpack: vec![0x81, 0xa7],
+                    json: vec![],
+                }),
+            }))
+            .await
+            .expect("a reply, not a status")
+            .into_inner();
+        assert_eq!(
+            summaries(&reply.diagnostics),
+            ["Invalid value from Terraform"]
+        );
+        assert!(reply.diagnostics[0].detail.contains("malformed msgpack"));
+    }
+
+    #[tokio::test]
+    async fn calls_before_configure_are_a_clear_error() {
+        let svc = service();
+        let reply = svc
+            .read_resource(Request::new(wire::read_resource::Request {
+                type_name: "fake_thing".into(),
+                current_state: dv(&thing("n")),
+                ..Default::default()
+            }))
+            .await
+            .expect("reply")
+            .into_inner();
+        assert_eq!(summaries(&reply.diagnostics), ["Provider not configured"]);
+        assert!(reply.diagnostics[0].detail.contains("ReadResource"));
+    }
+
+    #[tokio::test]
+    async fn create_update_replace_and_destroy() {
+        let svc = configured().await;
+        // Create: the computed id is unknown in the plan, known after apply.
+        let config = thing("a");
+        let planned = plan(&svc, &Value::Null, &config, b"").await;
+        assert!(planned.diagnostics.is_empty(), "{:?}", planned.diagnostics);
+        assert!(value(planned.planned_state.as_ref()).get("id").is_unknown());
+        let created = apply(
+            &svc,
+            &Value::Null,
+            planned.planned_state,
+            &config,
+            &planned.planned_private,
+        )
+        .await;
+        assert!(created.diagnostics.is_empty(), "{:?}", created.diagnostics);
+        let state = value(created.new_state.as_ref());
+        assert_eq!(state.get_str("id"), Some("id-a"));
+        assert_eq!(created.private, b"p1".to_vec());
+
+        // Read: a null repeated block becomes an empty list; private survives an empty reply.
+        let read = svc
+            .read_resource(Request::new(wire::read_resource::Request {
+                type_name: "fake_thing".into(),
+                current_state: created.new_state.clone(),
+                private: created.private.clone(),
+                ..Default::default()
+            }))
+            .await
+            .expect("reply")
+            .into_inner();
+        assert!(read.diagnostics.is_empty());
+        assert_eq!(value(read.new_state.as_ref()), state);
+        assert_eq!(read.private, b"p1".to_vec());
+
+        // Changing the force-new name plans a replacement.
+        let mut renamed = state.clone();
+        renamed.set_attr("name", Value::from("b"));
+        let replace = plan(&svc, &state, &renamed, b"p1").await;
+        let paths: Vec<AttributePath> = replace
+            .requires_replace
+            .iter()
+            .map(convert::attribute_path_from_wire)
+            .collect();
+        assert_eq!(paths, [AttributePath::attr("name")]);
+        assert_eq!(replace.planned_private, b"p1".to_vec());
+
+        // Destroy: null plan, private kept; apply returns null.
+        let destroy = plan(&svc, &state, &Value::Null, b"p1").await;
+        assert_eq!(
+            destroy.planned_state.as_ref().map(|d| d.msgpack.clone()),
+            Some(vec![0xc0])
+        );
+        assert_eq!(destroy.planned_private, b"p1".to_vec());
+        let destroyed = apply(&svc, &state, destroy.planned_state, &Value::Null, b"p1").await;
+        assert!(destroyed.diagnostics.is_empty());
+        assert_eq!(value(destroyed.new_state.as_ref()), Value::Null);
+    }
+
+    #[tokio::test]
+    async fn unknown_values_after_read_are_a_provider_bug() {
+        let svc = configured().await;
+        let mut state = thing("unknowable");
+        state.set_attr("id", Value::from("x"));
+        let reply = svc
+            .read_resource(Request::new(wire::read_resource::Request {
+                type_name: "fake_thing".into(),
+                current_state: dv(&state),
+                private: b"keep".to_vec(),
+                ..Default::default()
+            }))
+            .await
+            .expect("reply")
+            .into_inner();
+        assert_eq!(
+            summaries(&reply.diagnostics),
+            ["Provider returned unknown values after refresh"]
+        );
+        assert_eq!(
+            value(reply.new_state.as_ref()),
+            state,
+            "previous state kept"
+        );
+        assert_eq!(reply.private, b"keep".to_vec());
+        assert_eq!(
+            reply.diagnostics[0].severity,
+            wire::diagnostic::Severity::Error as i32
+        );
+    }
+
+    #[tokio::test]
+    async fn state_upgrade_reads_json_and_fills_the_current_schema() {
+        let svc = service();
+        let upgrade = |json: &str| {
+            svc.upgrade_resource_state(Request::new(wire::upgrade_resource_state::Request {
+                type_name: "fake_thing".into(),
+                version: 1,
+                raw_state: Some(wire::RawState {
+                    json: json.as_bytes().to_vec(),
+                    flatmap: Default::default(),
+                }),
+            }))
+        };
+        let reply = upgrade(r#"{"id": "x", "name": "n"}"#)
+            .await
+            .expect("reply")
+            .into_inner();
+        assert!(reply.diagnostics.is_empty(), "{:?}", reply.diagnostics);
+        let mut expected = thing("n");
+        expected.set_attr("id", Value::from("x"));
+        assert_eq!(value(reply.upgraded_state.as_ref()), expected);
+
+        let reply = upgrade("{not json").await.expect("reply").into_inner();
+        assert_eq!(summaries(&reply.diagnostics), ["Unreadable state"]);
+        let reply = upgrade("").await.expect("reply").into_inner();
+        assert_eq!(summaries(&reply.diagnostics), ["Unsupported state format"]);
+    }
+
+    #[tokio::test]
+    async fn import_returns_exactly_one_object_of_the_requested_type() {
+        let svc = configured().await;
+        let reply = svc
+            .import_resource_state(Request::new(wire::import_resource_state::Request {
+                type_name: "fake_thing".into(),
+                id: "abc".into(),
+                client_capabilities: None,
+            }))
+            .await
+            .expect("reply")
+            .into_inner();
+        assert!(reply.diagnostics.is_empty(), "{:?}", reply.diagnostics);
+        assert_eq!(reply.imported_resources.len(), 1);
+        let imported = &reply.imported_resources[0];
+        assert_eq!(imported.type_name, "fake_thing");
+        let state = value(imported.state.as_ref());
+        assert_eq!(state.get_str("name"), Some("abc"));
+        assert_eq!(
+            state.get("rule"),
+            &Value::List(vec![]),
+            "conformed to the schema"
+        );
+    }
+
+    #[tokio::test]
+    async fn data_sources_do_not_exist_and_stop_reaches_the_provider() {
+        let svc = service();
+        let reply = svc
+            .read_data_source(Request::new(wire::read_data_source::Request {
+                type_name: "fake_data".into(),
+                ..Default::default()
+            }))
+            .await
+            .expect("reply")
+            .into_inner();
+        assert_eq!(summaries(&reply.diagnostics), ["Unknown data source"]);
+        assert!(!svc.provider.stopped.load(Ordering::SeqCst));
+        let reply = svc
+            .stop(Request::new(wire::stop::Request {}))
+            .await
+            .expect("reply")
+            .into_inner();
+        assert!(reply.error.is_empty());
+        assert!(svc.provider.stopped.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn conform_fills_repeated_blocks_and_nulls_write_only_values() {
+        let schema = thing_schema();
+        let mut raw = thing("n");
+        raw.set_attr("rule", Value::Null);
+        raw.set_attr("secret_wo", Value::from("leak"));
+        let shaped = conform(&schema.block, raw);
+        assert_eq!(shaped.get("rule"), &Value::List(vec![]));
+        assert!(shaped.get("secret_wo").is_null());
+        assert!(
+            shaped.get("timeouts").is_null(),
+            "single blocks may be null"
+        );
+    }
+}
