@@ -2,6 +2,8 @@
 //! and `iaprun-emulator`, an offline emulator of the Google APIs it uses.
 //!
 //! # Layout
+//! - [`protocol`]: gRPC and tfplugin5: handshake, mutual TLS, the provider service, the value codec.
+//! - [`logging`]: go-hclog JSON lines on stderr, at the level `TF_LOG_PROVIDER`/`TF_LOG` asks for.
 //! - [`framework`]: Terraform semantics (schemas, values, diagnostics, generic planning, traits).
 //! - [`provider`]: provider settings, configured context and the resource registry.
 //! - [`resources`]: the three resource types.
@@ -12,7 +14,9 @@
 pub mod docs;
 pub mod emulator;
 pub mod framework;
+pub mod logging;
 pub mod names;
+pub mod protocol;
 pub mod provider;
 pub mod resources;
 pub mod validation;

@@ -1,0 +1,334 @@
+//! Everything that knows gRPC and tfplugin5: the go-plugin handshake and mutual TLS, the
+//! `tfplugin5.Provider` service over a framework [`Provider`], the msgpack value codec, and the
+//! go-plugin controller, stdio, broker and health services. No generated type leaves this module.
+
+use std::future::Future;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::server::Router;
+use tonic::transport::Server;
+
+use crate::framework::Provider;
+
+mod codec;
+mod convert;
+mod handshake;
+mod plugin;
+mod service;
+
+pub use handshake::{HandshakeError, MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE, PROTOCOL_VERSION};
+
+/// Generated protocol types; nothing generated leaves this module.
+#[allow(
+    clippy::all,
+    clippy::pedantic,
+    missing_docs,
+    unreachable_pub,
+    dead_code
+)]
+mod proto {
+    pub mod tfplugin5 {
+        tonic::include_proto!("tfplugin5");
+    }
+    pub mod plugin {
+        tonic::include_proto!("plugin");
+    }
+}
+
+/// Largest message accepted or sent; Terraform allows far more than tonic's 4 MiB default.
+const MAX_MESSAGE_SIZE: usize = 256 * 1024 * 1024;
+/// How long a connection may take to finish its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long in-flight calls may run on after Shutdown before the server stops regardless.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+
+/// Why serving ended in failure.
+#[derive(Debug)]
+pub enum ServeError {
+    /// The handshake could not happen (not started by Terraform, no common protocol, bad TLS input).
+    Handshake(HandshakeError),
+    /// Binding, writing the handshake line, or installing signal handlers failed.
+    Io(std::io::Error),
+    /// The gRPC server failed.
+    Transport(tonic::transport::Error),
+}
+
+impl std::fmt::Display for ServeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Handshake(e) => write!(f, "{e}"),
+            Self::Io(e) => write!(f, "I/O error: {e}"),
+            Self::Transport(e) => write!(f, "gRPC server error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ServeError {}
+
+impl From<HandshakeError> for ServeError {
+    fn from(e: HandshakeError) -> Self {
+        Self::Handshake(e)
+    }
+}
+
+impl From<std::io::Error> for ServeError {
+    fn from(e: std::io::Error) -> Self {
+        Self::Io(e)
+    }
+}
+
+/// The plugin entry point: checks that Terraform started us, binds 127.0.0.1, prints the handshake
+/// line, and serves `provider` until Terraform shuts us down (or our parent process exits).
+/// SIGINT is ignored: Terraform sends Stop instead.
+pub async fn serve<P: Provider>(provider: P) -> Result<(), ServeError> {
+    let launch = handshake::read_environment(|key| std::env::var(key).ok())?;
+    plugin::ignore_interrupts()?;
+    let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+    let address = listener.local_addr()?;
+    let (tls, certificate) = match launch.client_certificate {
+        Some(client_certificate) => {
+            let identity = handshake::server_identity()?;
+            let config = handshake::tls_config(&identity, client_certificate)?;
+            (Some(config), Some(identity.certificate))
+        }
+        None => (None, None),
+    };
+    let line = handshake::handshake_line(address, certificate.as_ref());
+    {
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "{line}")?;
+        stdout.flush()?;
+    }
+    tracing::debug!(%address, tls = tls.is_some(), "plugin started");
+    serve_with(listener, tls, provider, plugin::parent_exited()).await?;
+    tracing::debug!("plugin stopped");
+    Ok(())
+}
+
+/// Serves `provider` and the go-plugin services on an already-bound listener, with mutual TLS when
+/// `tls` is given (plaintext h2c otherwise), until GRPCController.Shutdown is called or `shutdown`
+/// resolves. Tests use this directly.
+pub async fn serve_with<P: Provider>(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    provider: P,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let (stop, stop_requested) = watch::channel(false);
+    let external = stop.clone();
+    let watcher = tokio::spawn(async move {
+        shutdown.await;
+        external.send_replace(true);
+    });
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_service_status("plugin", tonic_health::ServingStatus::Serving)
+        .await;
+    let provider_service = proto::tfplugin5::provider_server::ProviderServer::new(
+        service::ProviderService::new(Arc::new(provider)),
+    )
+    .max_decoding_message_size(MAX_MESSAGE_SIZE)
+    .max_encoding_message_size(MAX_MESSAGE_SIZE);
+    let router = Server::builder()
+        .add_service(provider_service)
+        .add_service(
+            proto::plugin::grpc_controller_server::GrpcControllerServer::new(
+                plugin::Controller::new(stop),
+            ),
+        )
+        .add_service(proto::plugin::grpc_stdio_server::GrpcStdioServer::new(
+            plugin::Stdio,
+        ))
+        .add_service(proto::plugin::grpc_broker_server::GrpcBrokerServer::new(
+            plugin::Broker,
+        ))
+        .add_service(health_service);
+
+    let result = match tls {
+        Some(config) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(config);
+            let incoming = accept(listener, stop_requested.clone(), move |tcp| {
+                let acceptor = acceptor.clone();
+                async move {
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => Some(stream),
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "TLS handshake refused");
+                            None
+                        }
+                        Err(_) => {
+                            tracing::debug!("TLS handshake timed out");
+                            None
+                        }
+                    }
+                }
+            });
+            run(router, incoming, stop_requested).await
+        }
+        None => {
+            let incoming = accept(
+                listener,
+                stop_requested.clone(),
+                |tcp| async move { Some(tcp) },
+            );
+            run(router, incoming, stop_requested).await
+        }
+    };
+    watcher.abort();
+    result
+}
+
+/// Accepts connections until stopped, preparing each one (the TLS handshake) on its own task so a
+/// slow client cannot hold up the others.
+fn accept<IO, F, Fut>(
+    listener: TcpListener,
+    stop_requested: watch::Receiver<bool>,
+    prepare: F,
+) -> ReceiverStream<std::io::Result<IO>>
+where
+    IO: Send + 'static,
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: Future<Output = Option<IO>> + Send + 'static,
+{
+    let (sender, receiver) = mpsc::channel(16);
+    tokio::spawn(async move {
+        let stopped = plugin::stopped(stop_requested);
+        tokio::pin!(stopped);
+        loop {
+            let accepted = tokio::select! {
+                _ = &mut stopped => return,
+                accepted = listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((tcp, _peer)) => {
+                    let _ = tcp.set_nodelay(true);
+                    let sender = sender.clone();
+                    let prepared = prepare(tcp);
+                    tokio::spawn(async move {
+                        if let Some(io) = prepared.await {
+                            let _ = sender.send(Ok(io)).await;
+                        }
+                    });
+                }
+                Err(e) => {
+                    // Transient (e.g. out of file descriptors): wait a little and go on.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    });
+    ReceiverStream::new(receiver)
+}
+
+/// Runs the router over `incoming` until stopped; in-flight calls get a short grace period.
+async fn run<IO>(
+    router: Router,
+    incoming: ReceiverStream<std::io::Result<IO>>,
+    stop_requested: watch::Receiver<bool>,
+) -> Result<(), ServeError>
+where
+    IO: tokio::io::AsyncRead
+        + tokio::io::AsyncWrite
+        + tonic::transport::server::Connected
+        + Unpin
+        + Send
+        + 'static,
+{
+    let server =
+        router.serve_with_incoming_shutdown(incoming, plugin::stopped(stop_requested.clone()));
+    tokio::pin!(server);
+    let deadline = async {
+        plugin::stopped(stop_requested).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        result = &mut server => result.map_err(ServeError::Transport),
+        () = deadline => {
+            tracing::debug!("connections still open after the shutdown grace period; stopping anyway");
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::IaprunProvider;
+    use proto::plugin::grpc_controller_client::GrpcControllerClient;
+    use proto::tfplugin5::provider_client::ProviderClient;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+
+    #[tokio::test]
+    async fn plaintext_server_answers_and_stops_on_controller_shutdown() {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        #[allow(clippy::default_constructed_unit_structs)]
+        let server = tokio::spawn(serve_with(
+            listener,
+            None,
+            IaprunProvider::default(),
+            std::future::pending(),
+        ));
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect");
+
+        let schema = ProviderClient::new(channel.clone())
+            .get_schema(proto::tfplugin5::get_provider_schema::Request {})
+            .await
+            .expect("GetSchema")
+            .into_inner();
+        let provider = schema.provider.expect("provider schema");
+        assert!(!provider.block.expect("block").attributes.is_empty());
+
+        let health = HealthClient::new(channel.clone())
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: "plugin".into(),
+            })
+            .await
+            .expect("health")
+            .into_inner();
+        assert_eq!(health.status, ServingStatus::Serving as i32);
+
+        GrpcControllerClient::new(channel)
+            .shutdown(proto::plugin::Empty {})
+            .await
+            .expect("Shutdown");
+        let finished = tokio::time::timeout(Duration::from_secs(30), server)
+            .await
+            .expect("the server stops after Shutdown")
+            .expect("task");
+        assert!(finished.is_ok(), "{finished:?}");
+    }
+
+    #[tokio::test]
+    async fn the_shutdown_future_stops_the_server() {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
+        let (trigger, fired) = tokio::sync::oneshot::channel::<()>();
+        #[allow(clippy::default_constructed_unit_structs)]
+        let server = tokio::spawn(serve_with(
+            listener,
+            None,
+            IaprunProvider::default(),
+            async {
+                let _ = fired.await;
+            },
+        ));
+        trigger.send(()).expect("server waiting");
+        let finished = tokio::time::timeout(Duration::from_secs(30), server)
+            .await
+            .expect("the server stops")
+            .expect("task");
+        assert!(finished.is_ok(), "{finished:?}");
+    }
+}
