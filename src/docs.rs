@@ -12,7 +12,7 @@ use crate::validation::CATALOGUE;
 
 /// Every generated file: (path relative to the repository root, content).
 pub fn render_all(repo: &Path) -> Result<Vec<(String, String)>, String> {
-    let provider = IaprunProvider;
+    let provider = IaprunProvider::default();
     let mut files = vec![(
         "docs/index.md".to_string(),
         render_index(repo, &provider.schema())?,

@@ -8,12 +8,14 @@
 //! - [`provider`]: provider settings, configured context and the resource registry.
 //! - [`resources`]: the three resource types.
 //! - [`validation`]: every known limitation, as a named check.
+//! - [`google`]: the Google API clients, one module per API over one transport.
 //! - [`names`]: parsing of import ids and IAP resource names.
 //! - [`docs`]: renders docs/ from the schemas and examples.
 //! - [`emulator`]: the offline emulator of the Google APIs.
 pub mod docs;
 pub mod emulator;
 pub mod framework;
+pub mod google;
 pub mod logging;
 pub mod names;
 pub mod protocol;

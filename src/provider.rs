@@ -10,7 +10,9 @@ use crate::framework::{
     Attribute, AttributePath, Block, ConfigureRequest, Diagnostics, Provider, Resource, Schema,
     Value,
 };
+use crate::google;
 use crate::names;
+use crate::resources::cache::Coalesced;
 
 /// Env var that points every API at an iaprun-emulator (or another emulator) at `host:port`.
 pub const EMULATOR_HOST_ENV: &str = "IAPRUN_EMULATOR_HOST";
@@ -301,12 +303,37 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 }
 
 /// What every resource receives once the provider block is configured.
-#[derive(Debug)]
 pub struct Context {
     pub settings: Settings,
+    pub clients: google::Clients,
+    /// Projects by id or number, read once per process.
+    projects: Coalesced<Arc<google::Project>>,
+    /// IAP policies by canonical resource name, for refresh; writes always read afresh.
+    pub policies: Coalesced<google::Policy>,
+    /// Whether the target of an IAP resource exists, by canonical resource name (plan-time checks).
+    pub targets: Coalesced<bool>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Context {
+    /// A context over ready clients.
+    pub fn new(settings: Settings, clients: google::Clients) -> Self {
+        Self {
+            settings,
+            clients,
+            projects: Coalesced::default(),
+            policies: Coalesced::default(),
+            targets: Coalesced::default(),
+        }
+    }
+
     /// The project to use: the resource's own, else the provider's.
     pub fn project<'a>(&'a self, configured: Option<&'a str>) -> Option<&'a str> {
         configured.or(self.settings.project.as_deref())
@@ -316,11 +343,73 @@ impl Context {
     pub fn region<'a>(&'a self, configured: Option<&'a str>) -> Option<&'a str> {
         configured.or(self.settings.region.as_deref())
     }
+
+    /// The project (number, parent) behind an id or number, read once per process.
+    pub async fn project_info(&self, project: &str) -> Result<Arc<google::Project>, google::Error> {
+        self.projects
+            .get_or_fetch(project, || async {
+                self.clients
+                    .resource_manager
+                    .project(project)
+                    .await
+                    .map(Arc::new)
+            })
+            .await
+    }
+}
+
+/// The google::Config these settings describe.
+pub fn client_config(settings: &Settings, terraform_version: &str) -> google::Config {
+    let mut endpoints = match &settings.emulator_host {
+        Some(host) => google::Endpoints::emulator(host),
+        None => google::Endpoints::google(),
+    };
+    if settings.emulator_host.is_none() {
+        for (name, url) in &settings.endpoints {
+            let Some(url) = url else { continue };
+            let url = if url.ends_with('/') {
+                url.clone()
+            } else {
+                format!("{url}/")
+            };
+            match *name {
+                "run_custom_endpoint" => endpoints.run = url,
+                "iap_custom_endpoint" => endpoints.iap = url,
+                "compute_custom_endpoint" => endpoints.compute = url,
+                "service_usage_custom_endpoint" => endpoints.service_usage = url,
+                _ => endpoints.resource_manager = url,
+            }
+        }
+    }
+    let credentials = match &settings.credentials {
+        CredentialSource::Emulator => google::Credentials::Emulator,
+        CredentialSource::AccessToken(t) => google::Credentials::AccessToken(t.clone()),
+        CredentialSource::KeyJson(j) => google::Credentials::ServiceAccountJson(j.clone()),
+        CredentialSource::KeyFile(p) => google::Credentials::ServiceAccountFile(p.into()),
+        CredentialSource::ApplicationDefault => google::Credentials::ApplicationDefault,
+    };
+    let user_agent = if terraform_version.is_empty() {
+        google::default_user_agent()
+    } else {
+        format!(
+            "{} terraform/{terraform_version}",
+            google::default_user_agent()
+        )
+    };
+    google::Config {
+        endpoints,
+        credentials,
+        request_timeout: settings.request_timeout,
+        user_agent,
+    }
 }
 
 /// The provider served by `terraform-provider-iaprun`.
 #[derive(Debug, Default)]
-pub struct IaprunProvider;
+pub struct IaprunProvider {
+    /// Cancels in-flight API calls when Terraform sends Stop.
+    stop: std::sync::Mutex<Option<google::StopHandle>>,
+}
 
 #[async_trait]
 impl Provider for IaprunProvider {
@@ -336,11 +425,26 @@ impl Provider for IaprunProvider {
 
     async fn configure(&self, req: ConfigureRequest) -> Result<Context, Diagnostics> {
         let settings = Settings::from_config(&req.config, &|name| std::env::var(name).ok())?;
-        Ok(Context { settings })
+        let clients = google::Clients::new(client_config(&settings, &req.terraform_version))
+            .map_err(|e| {
+                Diagnostics::from(crate::framework::Diagnostic::error(
+                    "Cannot set up Google API clients",
+                    format!("{e}. Check the provider's credentials and endpoint settings."),
+                ))
+            })?;
+        let stop = clients.stop_handle();
+        *self.stop.lock().unwrap_or_else(|p| p.into_inner()) = Some(stop);
+        Ok(Context::new(settings, clients))
     }
 
     fn resources(&self) -> Vec<Arc<dyn Resource<Context>>> {
         crate::resources::all()
+    }
+
+    fn stop(&self) {
+        if let Some(stop) = self.stop.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            stop.stop();
+        }
     }
 }
 

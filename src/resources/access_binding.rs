@@ -5,11 +5,12 @@ use async_trait::async_trait;
 
 use super::common;
 use crate::framework::{
-    ApplyRequest, ApplyResponse, Attribute, AttributePath, Block, DeleteRequest, Diagnostics,
-    ImportResponse, NestedBlock, ReadRequest, ReadResponse, Resource, Schema, ValidateRequest,
-    Value,
+    ApplyRequest, ApplyResponse, Attribute, AttributePath, Block, DeleteRequest, Diagnostic,
+    Diagnostics, ImportResponse, NestedBlock, PlanRequest, ReadRequest, ReadResponse, Resource,
+    Schema, ValidateRequest, Value,
 };
-use crate::names::IapResource;
+use crate::google;
+use crate::names::{self, IapResource, IapTarget};
 use crate::provider::Context;
 use crate::validation;
 
@@ -118,6 +119,390 @@ fn validate(config: &Value) -> Diagnostics {
     diags
 }
 
+// ---- plan ------------------------------------------------------------------------------------
+
+/// The condition block as an IAM condition (`None` when unset).
+fn condition_of(value: &Value) -> Option<google::Condition> {
+    let c = value.get("condition");
+    let title = c.get_str("title")?;
+    let mut condition = google::Condition::new(title, c.get_str("expression").unwrap_or_default());
+    condition.description = c.get_str("description").map(str::to_string);
+    Some(condition)
+}
+
+fn role_of(value: &Value) -> String {
+    value.get_str("role").unwrap_or(DEFAULT_ROLE).to_string()
+}
+
+fn binding_id(resource: &str, role: &str, title: Option<&str>) -> String {
+    match title {
+        Some(t) => format!("{resource} {role} {t}"),
+        None => format!("{resource} {role}"),
+    }
+}
+
+/// The IAP resource with its project written as a number: one name for one policy, whichever form
+/// the configuration uses. It keys the read cache and the write lock.
+async fn canonical(ctx: &Context, resource: &str) -> Result<IapResource, Diagnostic> {
+    let parsed = IapResource::parse(resource).map_err(|e| {
+        Diagnostic::error("Invalid IAP resource name", e).at(AttributePath::attr("resource"))
+    })?;
+    if names::is_project_number(&parsed.project) {
+        return Ok(parsed);
+    }
+    let project = ctx.project_info(&parsed.project).await.map_err(|e| {
+        common::api_error(&format!("read project {}", parsed.project), &e)
+            .at(AttributePath::attr("resource"))
+    })?;
+    Ok(parsed.with_project(&project.project_number))
+}
+
+async fn plan(ctx: &Context, req: &mut PlanRequest) -> Diagnostics {
+    let mut diags = Diagnostics::new();
+    if req.planned_state.is_null() {
+        return diags;
+    }
+    let config = req.config.clone();
+    let prior = req.prior_state.clone();
+    let planned = &mut req.planned_state;
+    if config.get("role").is_null() {
+        planned.set_attr("role", Value::from(DEFAULT_ROLE));
+    }
+    let Some(resource) = config.get_str("resource").map(str::to_string) else {
+        return diags;
+    };
+    let target = match canonical(ctx, &resource).await {
+        Ok(t) => t,
+        Err(d) => {
+            diags.push(d);
+            return diags;
+        }
+    };
+    // The same policy written with the project id instead of its number (or back) is no change.
+    if let Some(prior_resource) = prior.get_str("resource") {
+        if prior_resource != resource {
+            if let Ok(prior_target) = canonical(ctx, prior_resource).await {
+                if prior_target == target {
+                    planned.set_attr("resource", Value::from(prior_resource));
+                    req.requires_replace
+                        .retain(|p| *p != AttributePath::attr("resource"));
+                }
+            }
+        }
+    }
+    // A different condition is a different binding: replace.
+    if !prior.is_null()
+        && prior.get("condition") != config.get("condition")
+        && config.get("condition").is_wholly_known()
+    {
+        let path = AttributePath::attr("condition");
+        if !req.requires_replace.contains(&path) {
+            req.requires_replace.push(path);
+        }
+    }
+    let role = planned.get_str("role").map(str::to_string);
+    let title = config.get("condition").get("title");
+    if let (Some(role), true) = (role, title.is_known()) {
+        let resource = planned.get_str("resource").unwrap_or(&resource).to_string();
+        planned.set_attr(
+            "id",
+            Value::string(binding_id(&resource, &role, title.as_str())),
+        );
+    }
+    let replacing = !req.requires_replace.is_empty();
+    if prior.is_null() || replacing || prior.get("members") != planned.get("members") {
+        planned.set_attr("etag", Value::unknown());
+    }
+    diags.extend(checks(ctx, &config, &target).await);
+    diags
+}
+
+/// Plan-time checks that need the API: the IAP resource's target must exist.
+async fn checks(ctx: &Context, config: &Value, target: &IapResource) -> Diagnostics {
+    let ignore = validation::ignored(config);
+    let project = &target.project;
+    let key = target.to_string();
+    let exists = ctx
+        .targets
+        .get_or_fetch(&key, || target_exists(ctx, target))
+        .await;
+    match exists {
+        Ok(true) => Diagnostics::new(),
+        Ok(false) => {
+            let (kind, name) = match &target.target {
+                IapTarget::CloudRun { service, .. } => ("Cloud Run service", service),
+                IapTarget::BackendService { name }
+                | IapTarget::RegionBackendService { name, .. } => ("backend service", name),
+            };
+            let f = validation::target::target_missing(
+                kind,
+                name,
+                &format!("project {project}"),
+                AttributePath::attr("resource"),
+            );
+            validation::report([f], &ignore)
+        }
+        Err(e) => common::api_error(&format!("look up the target of {target}"), &e)
+            .at(AttributePath::attr("resource"))
+            .into(),
+    }
+}
+
+/// Whether the Cloud Run service or backend service behind an IAP resource exists.
+async fn target_exists(ctx: &Context, target: &IapResource) -> Result<bool, google::Error> {
+    let project = target.project.as_str();
+    let found = match &target.target {
+        IapTarget::CloudRun { region, service } => {
+            let name = google::ServiceName::new(project, region.as_str(), service.as_str());
+            ctx.clients.run.service(&name).await.map(|_| ())
+        }
+        IapTarget::BackendService { name } => ctx
+            .clients
+            .compute
+            .backend_service(&google::BackendServiceRef::global(project, name.as_str()))
+            .await
+            .map(|_| ()),
+        IapTarget::RegionBackendService { region, name } => ctx
+            .clients
+            .compute
+            .backend_service(&google::BackendServiceRef::regional(
+                project,
+                region.as_str(),
+                name.as_str(),
+            ))
+            .await
+            .map(|_| ()),
+    };
+    match found {
+        Ok(()) => Ok(true),
+        Err(e) if e.is_not_found() => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+// ---- create, read, update, delete -------------------------------------------------------------
+
+async fn write(ctx: &Context, planned: &Value, prior: &Value, operation: &str) -> ApplyResponse {
+    let resource = planned.get_str("resource").unwrap_or_default().to_string();
+    let target = match canonical(ctx, &resource).await {
+        Ok(t) => t,
+        Err(d) => {
+            return ApplyResponse {
+                state: prior.clone(),
+                private: Vec::new(),
+                diagnostics: d.into(),
+            }
+        }
+    };
+    let key = target.to_string();
+    let role = role_of(planned);
+    let condition = condition_of(planned);
+    let members: Vec<String> = planned
+        .get("members")
+        .strings()
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    let deadline = common::deadline(planned, operation);
+    let result = ctx
+        .clients
+        .iap
+        .modify_iam_policy(&key, deadline, |policy| {
+            policy.set_binding(&role, condition.as_ref(), &members)
+        })
+        .await;
+    match result {
+        Ok(policy) => {
+            let mut state = planned.clone();
+            state.set_attr("etag", Value::opt_string(policy.etag.clone()));
+            ctx.policies.put(&key, policy);
+            ApplyResponse {
+                state: common::finalize(state),
+                private: Vec::new(),
+                diagnostics: Diagnostics::new(),
+            }
+        }
+        Err(e) => {
+            ctx.policies.invalidate(&key);
+            let state = if prior.is_null() {
+                Value::Null
+            } else {
+                prior.clone()
+            };
+            ApplyResponse {
+                state,
+                private: Vec::new(),
+                diagnostics: common::api_error(&format!("set the {role} binding on {target}"), &e)
+                    .into(),
+            }
+        }
+    }
+}
+
+async fn read(ctx: &Context, req: ReadRequest) -> ReadResponse {
+    let mut diagnostics = Diagnostics::new();
+    let state = req.state;
+    let Some(resource) = state.get_str("resource").map(str::to_string) else {
+        return ReadResponse {
+            state,
+            private: req.private,
+            diagnostics,
+        };
+    };
+    let target = match canonical(ctx, &resource).await {
+        Ok(t) => t,
+        Err(d) => {
+            diagnostics.push(d);
+            return ReadResponse {
+                state,
+                private: req.private,
+                diagnostics,
+            };
+        }
+    };
+    let key = target.to_string();
+    let policy = match ctx
+        .policies
+        .get_or_fetch(&key, || ctx.clients.iap.iam_policy(&key))
+        .await
+    {
+        Ok(p) => p,
+        Err(e) if e.is_not_found() => {
+            diagnostics.warning(
+                "IAP resource deleted outside Terraform",
+                format!(
+                    "{resource} no longer exists, so this {TYPE_NAME} was removed from the state."
+                ),
+            );
+            return ReadResponse {
+                state: Value::Null,
+                private: Vec::new(),
+                diagnostics,
+            };
+        }
+        Err(e) => {
+            diagnostics.push(common::api_error(
+                &format!("read the IAM policy of {resource}"),
+                &e,
+            ));
+            return ReadResponse {
+                state,
+                private: req.private,
+                diagnostics,
+            };
+        }
+    };
+    let role = role_of(&state);
+    // After an import only the condition's title is known: match on it and read the rest.
+    let wanted = condition_of(&state);
+    let binding = policy.bindings.iter().find(|b| {
+        b.role == role
+            && match (&wanted, &b.condition) {
+                (None, None) => true,
+                (Some(w), Some(c)) if state.get("condition").get("expression").is_null() => {
+                    w.title == c.title
+                }
+                (Some(w), Some(c)) => w.same_as(c),
+                _ => false,
+            }
+    });
+    let Some(binding) = binding else {
+        return ReadResponse {
+            state: Value::Null,
+            private: Vec::new(),
+            diagnostics,
+        };
+    };
+    let mut next = state.clone();
+    let api_members: std::collections::BTreeSet<String> = binding
+        .members
+        .iter()
+        .map(|m| google::normalize_member(m))
+        .collect();
+    let state_members: std::collections::BTreeSet<String> = state
+        .get("members")
+        .strings()
+        .into_iter()
+        .map(google::normalize_member)
+        .collect();
+    if api_members != state_members {
+        next.set_attr(
+            "members",
+            Value::string_set(binding.members.iter().cloned()),
+        );
+    }
+    if let Some(c) = &binding.condition {
+        next.set_attr(
+            "condition",
+            Value::object([
+                ("title", Value::opt_string(c.title.clone())),
+                ("description", Value::opt_string(c.description.clone())),
+                ("expression", Value::from(c.expression.as_str())),
+            ]),
+        );
+    }
+    next.set_attr("role", Value::from(role.as_str()));
+    next.set_attr("etag", Value::opt_string(policy.etag.clone()));
+    next.set_attr(
+        "id",
+        Value::string(binding_id(
+            &resource,
+            &role,
+            binding.condition.as_ref().and_then(|c| c.title.as_deref()),
+        )),
+    );
+    ReadResponse {
+        state: common::finalize(next),
+        private: req.private,
+        diagnostics,
+    }
+}
+
+async fn delete(ctx: &Context, req: DeleteRequest) -> ApplyResponse {
+    let prior = req.prior_state;
+    let resource = prior.get_str("resource").unwrap_or_default().to_string();
+    let target = match canonical(ctx, &resource).await {
+        Ok(t) => t,
+        Err(d) => {
+            return ApplyResponse {
+                state: prior.clone(),
+                private: Vec::new(),
+                diagnostics: d.into(),
+            }
+        }
+    };
+    let key = target.to_string();
+    let role = role_of(&prior);
+    let condition = condition_of(&prior);
+    let deadline = common::deadline(&prior, "delete");
+    match ctx
+        .clients
+        .iap
+        .modify_iam_policy(&key, deadline, |policy| {
+            policy.set_binding(&role, condition.as_ref(), &[])
+        })
+        .await
+    {
+        Ok(policy) => {
+            ctx.policies.put(&key, policy);
+            ApplyResponse::default()
+        }
+        Err(e) if e.is_not_found() => ApplyResponse::default(),
+        Err(e) => {
+            ctx.policies.invalidate(&key);
+            ApplyResponse {
+                state: prior.clone(),
+                private: Vec::new(),
+                diagnostics: common::api_error(
+                    &format!("remove the {role} binding from {target}"),
+                    &e,
+                )
+                .into(),
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl Resource<Context> for AccessBinding {
     fn type_name(&self) -> &'static str {
@@ -132,38 +517,60 @@ impl Resource<Context> for AccessBinding {
         validate(&req.config)
     }
 
-    async fn create(&self, _ctx: &Context, _req: ApplyRequest) -> ApplyResponse {
-        common::not_implemented(TYPE_NAME, "Create", Value::Null)
+    async fn modify_plan(&self, ctx: &Context, req: &mut PlanRequest) -> Diagnostics {
+        plan(ctx, req).await
     }
 
-    async fn read(&self, _ctx: &Context, req: ReadRequest) -> ReadResponse {
-        ReadResponse {
-            state: req.state,
-            private: req.private,
-            diagnostics: Diagnostics::new(),
-        }
+    async fn create(&self, ctx: &Context, req: ApplyRequest) -> ApplyResponse {
+        write(ctx, &req.planned_state, &Value::Null, "create").await
     }
 
-    async fn update(&self, _ctx: &Context, req: ApplyRequest) -> ApplyResponse {
-        common::not_implemented(TYPE_NAME, "Update", req.prior_state)
+    async fn read(&self, ctx: &Context, req: ReadRequest) -> ReadResponse {
+        read(ctx, req).await
     }
 
-    async fn delete(&self, _ctx: &Context, req: DeleteRequest) -> ApplyResponse {
-        common::not_implemented(TYPE_NAME, "Delete", req.prior_state)
+    async fn update(&self, ctx: &Context, req: ApplyRequest) -> ApplyResponse {
+        write(ctx, &req.planned_state, &req.prior_state, "update").await
+    }
+
+    async fn delete(&self, ctx: &Context, req: DeleteRequest) -> ApplyResponse {
+        delete(ctx, req).await
     }
 
     async fn import(&self, _ctx: &Context, id: &str) -> ImportResponse {
         let mut diagnostics = Diagnostics::new();
-        match parse_import_id(id) {
-            Err(e) => diagnostics.error("Invalid import id", e),
-            Ok(_) => diagnostics.error(
-                "Not implemented yet",
-                "Import of iaprun_access_binding is not implemented in this build.",
-            ),
+        let (resource, role, title) = match parse_import_id(id) {
+            Ok(parts) => parts,
+            Err(e) => {
+                diagnostics.error("Invalid import id", e);
+                return ImportResponse {
+                    diagnostics,
+                    ..ImportResponse::default()
+                };
+            }
+        };
+        let mut state = schema().block.empty_value();
+        state.set_attr("resource", Value::string(resource.to_string()));
+        state.set_attr("role", Value::from(role.as_str()));
+        state.set_attr("members", Value::Set(vec![]));
+        if let Some(t) = &title {
+            state.set_attr(
+                "condition",
+                Value::object([
+                    ("title", Value::from(t.as_str())),
+                    ("description", Value::Null),
+                    ("expression", Value::Null),
+                ]),
+            );
         }
+        state.set_attr(
+            "id",
+            Value::string(binding_id(&resource.to_string(), &role, title.as_deref())),
+        );
         ImportResponse {
+            state,
+            private: Vec::new(),
             diagnostics,
-            ..ImportResponse::default()
         }
     }
 }

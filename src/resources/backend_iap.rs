@@ -5,11 +5,17 @@ use async_trait::async_trait;
 
 use super::common;
 use crate::framework::{
-    ApplyRequest, ApplyResponse, Attribute, AttributePath, Block, DeleteRequest, Diagnostics,
-    ImportResponse, ReadRequest, ReadResponse, Resource, Schema, ValidateRequest, Value,
+    ApplyRequest, ApplyResponse, Attribute, AttributePath, Block, DeleteRequest, Diagnostic,
+    Diagnostics, ImportResponse, PlanRequest, ReadRequest, ReadResponse, Resource, Schema,
+    ValidateRequest, Value,
 };
+use crate::google::{self, BackendServiceRef, IapPatch, Scope, ServiceName};
 use crate::names;
 use crate::provider::Context;
+use crate::validation::{
+    self,
+    facts::{BackendFacts, NegFacts},
+};
 
 /// The resource type.
 pub struct BackendIap;
@@ -144,6 +150,659 @@ fn validate(config: &Value, write_only_allowed: bool) -> Diagnostics {
     diags
 }
 
+// ---- plan ------------------------------------------------------------------------------------
+
+/// The backend service this instance designates, when its project and name are known.
+fn backend_ref(value: &Value) -> Option<BackendServiceRef> {
+    let project = value.get_str("project")?;
+    let name = value.get_str("backend_service")?;
+    match value.get("region") {
+        Value::Null => Some(BackendServiceRef::global(project, name)),
+        Value::String(region) => Some(BackendServiceRef::regional(project, region.as_str(), name)),
+        _ => None,
+    }
+}
+
+fn region_of(r: &BackendServiceRef) -> Option<&str> {
+    match &r.scope {
+        Scope::Region(region) => Some(region),
+        Scope::Global => None,
+    }
+}
+
+fn set_identity(state: &mut Value, r: &BackendServiceRef, project_number: &str) {
+    state.set_attr("id", Value::string(r.to_string()));
+    state.set_attr("project_number", Value::from(project_number));
+    state.set_attr(
+        "iap_resource_name",
+        Value::string(google::backend_service_resource(
+            project_number,
+            region_of(r),
+            &r.name,
+        )),
+    );
+}
+
+/// The client secret the configuration gives (state-stored or write-only), if any.
+fn configured_secret(config: &Value) -> &Value {
+    match config.get("oauth2_client_secret") {
+        Value::Null => config.get("oauth2_client_secret_wo"),
+        secret => secret,
+    }
+}
+
+/// SHA-256 of a secret in lower-case hex, as Compute reports `oauth2ClientSecretSha256`.
+pub fn secret_sha256(secret: &str) -> String {
+    use sha2::{Digest, Sha256};
+    format!("{:x}", Sha256::digest(secret.as_bytes()))
+}
+
+/// What is known about the backend, its serverless NEGs, their Cloud Run services and its frontends.
+async fn backend_facts(
+    ctx: &Context,
+    r: &BackendServiceRef,
+) -> Result<Option<(google::BackendService, BackendFacts)>, google::Error> {
+    let backend = match ctx.clients.compute.backend_service(r).await {
+        Ok(b) => b,
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut negs = Vec::new();
+    for group in &backend.backend_groups {
+        let Some((project, region, name)) = neg_parts(group) else {
+            continue;
+        };
+        let neg = match ctx
+            .clients
+            .compute
+            .network_endpoint_group(&project, &region, &name)
+            .await
+        {
+            Ok(n) => n,
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(e),
+        };
+        let run = neg.cloud_run.clone().unwrap_or_default();
+        let service = match &run.service {
+            Some(service) => {
+                common::run_service_facts(
+                    ctx,
+                    &ServiceName::new(project.as_str(), region.as_str(), service.as_str()),
+                )
+                .await?
+            }
+            None => None,
+        };
+        negs.push(NegFacts {
+            name,
+            region,
+            run_service: run.service,
+            url_mask: run.url_mask,
+            service,
+        });
+    }
+    let https_frontend = https_frontend(ctx, r, &backend).await;
+    let facts = BackendFacts {
+        name: r.name.clone(),
+        region: region_of(r).map(str::to_string),
+        scheme: backend.load_balancing_scheme.clone().unwrap_or_default(),
+        protocol: backend.protocol.clone().unwrap_or_default(),
+        cdn_enabled: backend.enable_cdn,
+        iap_enabled: backend.iap.as_ref().is_some_and(|i| i.is_enabled()),
+        oauth2_client_id: backend
+            .iap
+            .as_ref()
+            .and_then(|i| i.oauth2_client_id.clone())
+            .filter(|c| !c.trim().is_empty()),
+        negs,
+        https_frontend,
+    };
+    Ok(Some((backend, facts)))
+}
+
+/// `(project, region, name)` of a serverless NEG URL (full or partial).
+fn neg_parts(url: &str) -> Option<(String, String, String)> {
+    let path = &url[url.find("projects/")?..];
+    let parts: Vec<&str> = path.split('/').collect();
+    match parts.as_slice() {
+        ["projects", p, "regions", r, "networkEndpointGroups", n] => {
+            Some((p.to_string(), r.to_string(), n.to_string()))
+        }
+        _ => None,
+    }
+}
+
+/// Whether an HTTPS forwarding rule reaches the backend (rule → target HTTPS proxy → URL map);
+/// `None` when the chain could not be read.
+async fn https_frontend(
+    ctx: &Context,
+    r: &BackendServiceRef,
+    backend: &google::BackendService,
+) -> Option<bool> {
+    let compute = &ctx.clients.compute;
+    let self_link = backend.self_link.clone().unwrap_or_else(|| r.to_string());
+    let rules = compute.forwarding_rules(&r.project, &r.scope).await.ok()?;
+    for rule in rules.iter().filter(|rule| rule.is_https()) {
+        let Some(target) = &rule.target else { continue };
+        let Some(proxy_name) = target.rsplit('/').next() else {
+            continue;
+        };
+        let Ok(proxy) = compute
+            .target_https_proxy(&r.project, &r.scope, proxy_name)
+            .await
+        else {
+            continue;
+        };
+        let Some(map_name) = proxy.url_map.as_deref().and_then(|u| u.rsplit('/').next()) else {
+            continue;
+        };
+        let Ok(map) = compute.url_map(&r.project, &r.scope, map_name).await else {
+            continue;
+        };
+        if map
+            .backend_services()
+            .iter()
+            .any(|s| google::same_resource(s, &self_link))
+        {
+            return Some(true);
+        }
+    }
+    Some(false)
+}
+
+async fn plan(ctx: &Context, req: &mut PlanRequest) -> Diagnostics {
+    let mut diags = Diagnostics::new();
+    if req.planned_state.is_null() {
+        return diags;
+    }
+    let config = req.config.clone();
+    let planned = &mut req.planned_state;
+    common::plan_project(ctx, &config, planned, &mut diags);
+    if config.get("grant_iap_invoker").is_null() {
+        planned.set_attr("grant_iap_invoker", Value::Bool(true));
+    }
+    planned.set_attr("iap_enabled", Value::Bool(true));
+    let sha = match (config.get("oauth2_client_id"), configured_secret(&config)) {
+        (Value::Null, _) => Value::Null,
+        (_, Value::String(secret)) => Value::string(secret_sha256(secret)),
+        _ => Value::unknown(),
+    };
+    planned.set_attr("oauth2_client_secret_sha256", sha);
+    if diags.has_errors() {
+        return diags;
+    }
+    let Some(r) = backend_ref(planned) else {
+        return diags; // unknown until apply: checked then, when Terraform plans again
+    };
+    let project = match ctx.project_info(&r.project).await {
+        Ok(p) => p,
+        Err(e) => {
+            diags.push(
+                common::api_error(&format!("read project {}", r.project), &e)
+                    .at(AttributePath::attr("project")),
+            );
+            return diags;
+        }
+    };
+    set_identity(planned, &r, &project.project_number);
+    let facts = match backend_facts(ctx, &r).await {
+        Ok(f) => f,
+        Err(e) => {
+            diags.push(
+                common::api_error(&format!("read backend service {r}"), &e)
+                    .at(AttributePath::attr("backend_service")),
+            );
+            return diags;
+        }
+    };
+    if let Some((_, facts)) = &facts {
+        planned.set_attr("load_balancing_scheme", Value::string(facts.scheme.clone()));
+        planned.set_attr(
+            "cloud_run_services",
+            Value::string_list(facts.services().map(|s| s.label())),
+        );
+    }
+    let grant = planned.get("grant_iap_invoker").as_bool();
+    diags.extend(
+        checks(
+            ctx,
+            &config,
+            &r,
+            facts.as_ref().map(|(_, f)| f),
+            &project.project_number,
+            grant,
+        )
+        .await,
+    );
+    diags
+}
+
+/// The plan-time checks of a backend service with IAP (read-only API calls).
+async fn checks(
+    ctx: &Context,
+    config: &Value,
+    r: &BackendServiceRef,
+    facts: Option<&BackendFacts>,
+    project_number: &str,
+    grant: Option<bool>,
+) -> Diagnostics {
+    use crate::validation::{backend, service};
+    let ignore = validation::ignored(config);
+    let mut findings = common::project_findings(ctx, &r.project, false).await;
+    let Some(facts) = facts else {
+        let where_ = match region_of(r) {
+            Some(region) => format!("region {region} of project {}", r.project),
+            None => format!("project {} (global)", r.project),
+        };
+        findings.push(validation::target::target_missing(
+            "backend service",
+            &r.name,
+            &where_,
+            AttributePath::attr("backend_service"),
+        ));
+        return validation::report(findings, &ignore);
+    };
+    findings.extend(backend::passthrough_lb(facts));
+    findings.extend(backend::cdn_enabled(facts));
+    findings.extend(backend::http2_classic_lb(facts));
+    findings.extend(backend::envoy_jwt_header(facts));
+    findings.extend(backend::run_app_bypass(facts));
+    findings.extend(backend::neg_mismatch(facts));
+    findings.extend(backend::no_https_frontend(facts));
+    findings.extend(service::double_iap(
+        facts,
+        |s| s.iap_enabled,
+        AttributePath::attr("backend_service"),
+    ));
+    for s in facts.services() {
+        findings.extend(service::public_invoker(
+            s,
+            AttributePath::attr("backend_service"),
+        ));
+        if let Some(grant) = grant {
+            findings.extend(service::missing_invoker(s, project_number, grant));
+        }
+    }
+    validation::report(findings, &ignore)
+}
+
+// ---- create, read, update, delete -------------------------------------------------------------
+
+async fn converge(
+    ctx: &Context,
+    prior: &Value,
+    planned: &Value,
+    config: &Value,
+    private: &[u8],
+    operation: &str,
+) -> ApplyResponse {
+    let mut private = common::Private::decode(private);
+    let Some(r) = backend_ref(planned) else {
+        let d = Diagnostic::error(
+            "Incomplete plan",
+            "project and backend_service must be known at apply. This is a bug in the provider.",
+        );
+        return ApplyResponse {
+            state: prior.clone(),
+            private: private.encode(),
+            diagnostics: d.into(),
+        };
+    };
+    let deadline = common::deadline(config, operation);
+    let fail = |state: &Value, private: &common::Private, d: Diagnostic| ApplyResponse {
+        state: common::finalize(state.clone()),
+        private: private.encode(),
+        diagnostics: d.into(),
+    };
+    let project = match ctx.project_info(&r.project).await {
+        Ok(p) => p,
+        Err(e) => {
+            return fail(
+                prior,
+                &private,
+                common::api_error(&format!("read project {}", r.project), &e),
+            )
+        }
+    };
+    let (backend, facts) = match backend_facts(ctx, &r).await {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            let d = Diagnostic::error(
+                "Backend service not found",
+                format!("The backend service {r} does not exist."),
+            )
+            .at(AttributePath::attr("backend_service"));
+            return fail(prior, &private, d);
+        }
+        Err(e) => {
+            return fail(
+                prior,
+                &private,
+                common::api_error(&format!("read backend service {r}"), &e),
+            )
+        }
+    };
+    let mut state = if prior.is_null() {
+        Value::Null
+    } else {
+        prior.clone()
+    };
+    let mut next = planned.clone();
+    set_identity(&mut next, &r, &project.project_number);
+    let grant = planned.get("grant_iap_invoker").as_bool().unwrap_or(true);
+    let agent_member = format!(
+        "serviceAccount:{}",
+        google::iap_service_agent_email(&project.project_number)
+    );
+    if grant {
+        if let Err(e) = ctx
+            .clients
+            .service_usage
+            .iap_service_agent(&r.project, &project.project_number, deadline)
+            .await
+        {
+            return fail(
+                &state,
+                &private,
+                common::api_error("provision the IAP service agent", &e),
+            );
+        }
+        for s in facts.services() {
+            let name = ServiceName::new(r.project.as_str(), s.location.as_str(), s.name.as_str());
+            match common::grant_invoker(ctx, &name, &agent_member, deadline).await {
+                Ok(true) => {
+                    private
+                        .invoker_grants
+                        .insert(name.to_string(), agent_member.clone());
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    return fail(
+                        &state,
+                        &private,
+                        common::api_error(
+                            &format!("grant roles/run.invoker on {name} to the IAP service agent"),
+                            &e,
+                        ),
+                    );
+                }
+            }
+            if state.is_null() {
+                // A grant exists now: record the object so a failure below leaves nothing unknown.
+                state = next.clone();
+                state.set_attr("iap_enabled", Value::Bool(facts.iap_enabled));
+                state.set_attr("oauth2_client_secret_sha256", Value::Null);
+            }
+        }
+    } else {
+        let grants: Vec<(String, String)> = private
+            .invoker_grants
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (key, member) in grants {
+            let Ok(name) = parse_service_key(&key) else {
+                continue;
+            };
+            if let Err(e) = common::revoke_invoker(ctx, &name, &member, deadline).await {
+                return fail(
+                    &state,
+                    &private,
+                    common::api_error(
+                        &format!("remove the invoker grant this resource added on {name}"),
+                        &e,
+                    ),
+                );
+            }
+            private.invoker_grants.remove(&key);
+        }
+    }
+    let had_custom_client = backend
+        .iap
+        .as_ref()
+        .and_then(|i| i.oauth2_client_id.as_deref())
+        .is_some_and(|c| !c.trim().is_empty());
+    let patch = match config.get_str("oauth2_client_id") {
+        Some(id) => IapPatch {
+            enabled: true,
+            oauth2_client_id: Some(id.to_string()),
+            oauth2_client_secret: configured_secret(config).as_str().map(str::to_string),
+        },
+        // Back to the Google-managed client: the custom one must be cleared explicitly.
+        None if had_custom_client => IapPatch {
+            enabled: true,
+            oauth2_client_id: Some(String::new()),
+            oauth2_client_secret: Some(String::new()),
+        },
+        None => IapPatch {
+            enabled: true,
+            ..IapPatch::default()
+        },
+    };
+    match ctx
+        .clients
+        .compute
+        .patch_backend_service_iap(&r, &patch, deadline)
+        .await
+    {
+        Ok(updated) => {
+            let iap = updated.iap.clone().unwrap_or_default();
+            if next.get("load_balancing_scheme").is_unknown() {
+                next.set_attr(
+                    "load_balancing_scheme",
+                    Value::opt_string(updated.load_balancing_scheme.clone()),
+                );
+            }
+            if next.get("cloud_run_services").is_unknown() {
+                next.set_attr(
+                    "cloud_run_services",
+                    Value::string_list(facts.services().map(|s| s.label())),
+                );
+            }
+            if next.get("oauth2_client_secret_sha256").is_unknown() {
+                next.set_attr(
+                    "oauth2_client_secret_sha256",
+                    Value::opt_string(iap.oauth2_client_secret_sha256.clone()),
+                );
+            }
+            ApplyResponse {
+                state: common::finalize(next),
+                private: private.encode(),
+                diagnostics: Diagnostics::new(),
+            }
+        }
+        Err(e) => fail(
+            &state,
+            &private,
+            common::api_error(&format!("enable IAP on backend service {r}"), &e),
+        ),
+    }
+}
+
+/// Parses the `project/location/name` keys of [`common::Private::invoker_grants`].
+fn parse_service_key(key: &str) -> Result<ServiceName, String> {
+    let parsed = names::parse_service_id(key)?;
+    match (parsed.project, parsed.location) {
+        (Some(p), Some(l)) => Ok(ServiceName::new(p, l, parsed.service)),
+        _ => Err(format!("{key:?} is not a full service name")),
+    }
+}
+
+async fn read(ctx: &Context, req: ReadRequest) -> ReadResponse {
+    let mut diagnostics = Diagnostics::new();
+    let mut state = req.state.clone();
+    let Some(r) = backend_ref(&state) else {
+        return ReadResponse {
+            state,
+            private: req.private,
+            diagnostics,
+        };
+    };
+    let (backend, facts) = match backend_facts(ctx, &r).await {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            diagnostics.warning(
+                "Backend service deleted outside Terraform",
+                format!("The backend service {r} no longer exists, so {TYPE_NAME} was removed from the state."),
+            );
+            return ReadResponse {
+                state: Value::Null,
+                private: Vec::new(),
+                diagnostics,
+            };
+        }
+        Err(e) => {
+            diagnostics.push(common::api_error(&format!("read backend service {r}"), &e));
+            return ReadResponse {
+                state,
+                private: req.private,
+                diagnostics,
+            };
+        }
+    };
+    let project_number = match state.get_str("project_number") {
+        Some(n) => n.to_string(),
+        None => match ctx.project_info(&r.project).await {
+            Ok(p) => p.project_number.clone(),
+            Err(e) => {
+                diagnostics.push(common::api_error(
+                    &format!("read project {}", r.project),
+                    &e,
+                ));
+                return ReadResponse {
+                    state,
+                    private: req.private,
+                    diagnostics,
+                };
+            }
+        },
+    };
+    set_identity(&mut state, &r, &project_number);
+    let iap = backend.iap.clone().unwrap_or_default();
+    state.set_attr("iap_enabled", Value::Bool(iap.is_enabled()));
+    state.set_attr(
+        "oauth2_client_id",
+        Value::opt_string(
+            iap.oauth2_client_id
+                .clone()
+                .filter(|c| !c.trim().is_empty()),
+        ),
+    );
+    state.set_attr(
+        "oauth2_client_secret_sha256",
+        Value::opt_string(iap.oauth2_client_secret_sha256.clone()),
+    );
+    state.set_attr(
+        "load_balancing_scheme",
+        Value::opt_string(backend.load_balancing_scheme.clone()),
+    );
+    state.set_attr(
+        "cloud_run_services",
+        Value::string_list(facts.services().map(|s| s.label())),
+    );
+    if state.get("grant_iap_invoker").is_null() {
+        state.set_attr("grant_iap_invoker", Value::Bool(true));
+    }
+    ReadResponse {
+        state: common::finalize(state),
+        private: req.private,
+        diagnostics,
+    }
+}
+
+async fn delete(ctx: &Context, req: DeleteRequest) -> ApplyResponse {
+    let prior = req.prior_state;
+    let mut private = common::Private::decode(&req.prior_private);
+    let Some(r) = backend_ref(&prior) else {
+        return ApplyResponse::default();
+    };
+    let deadline = common::deadline(&prior, "delete");
+    let fail = |d: Diagnostic, private: &common::Private| ApplyResponse {
+        state: prior.clone(),
+        private: private.encode(),
+        diagnostics: d.into(),
+    };
+    match ctx
+        .clients
+        .compute
+        .patch_backend_service_iap(
+            &r,
+            &IapPatch {
+                enabled: false,
+                ..IapPatch::default()
+            },
+            deadline,
+        )
+        .await
+    {
+        Ok(_) => {}
+        Err(e) if e.is_not_found() => {}
+        Err(e) => {
+            return fail(
+                common::api_error(&format!("disable IAP on backend service {r}"), &e),
+                &private,
+            )
+        }
+    }
+    let grants: Vec<(String, String)> = private
+        .invoker_grants
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for (key, member) in grants {
+        let Ok(name) = parse_service_key(&key) else {
+            continue;
+        };
+        if let Err(e) = common::revoke_invoker(ctx, &name, &member, deadline).await {
+            return fail(
+                common::api_error(
+                    &format!("remove the invoker grant this resource added on {name}"),
+                    &e,
+                ),
+                &private,
+            );
+        }
+        private.invoker_grants.remove(&key);
+    }
+    ApplyResponse::default()
+}
+
+// ---- import ----------------------------------------------------------------------------------
+
+fn import(ctx: &Context, id: &str) -> ImportResponse {
+    let mut diagnostics = Diagnostics::new();
+    let parsed = match names::parse_backend_service_id(id) {
+        Ok(p) => p,
+        Err(e) => {
+            diagnostics.error("Invalid import id", e);
+            return ImportResponse {
+                diagnostics,
+                ..ImportResponse::default()
+            };
+        }
+    };
+    let Some(project) = ctx.project(parsed.project.as_deref()) else {
+        diagnostics.error(
+            "Incomplete import id",
+            format!("{id:?} lacks the project and the provider sets no default. Use projects/PROJECT/global/backendServices/NAME."),
+        );
+        return ImportResponse {
+            diagnostics,
+            ..ImportResponse::default()
+        };
+    };
+    let mut state = schema().block.empty_value();
+    state.set_attr("backend_service", Value::from(parsed.name.as_str()));
+    state.set_attr("region", Value::opt_string(parsed.region.clone()));
+    state.set_attr("project", Value::from(project));
+    state.set_attr("grant_iap_invoker", Value::Bool(true));
+    ImportResponse {
+        state,
+        private: Vec::new(),
+        diagnostics,
+    }
+}
+
 #[async_trait]
 impl Resource<Context> for BackendIap {
     fn type_name(&self) -> &'static str {
@@ -161,39 +820,43 @@ impl Resource<Context> for BackendIap {
         )
     }
 
-    async fn create(&self, _ctx: &Context, _req: ApplyRequest) -> ApplyResponse {
-        common::not_implemented(TYPE_NAME, "Create", Value::Null)
+    async fn modify_plan(&self, ctx: &Context, req: &mut PlanRequest) -> Diagnostics {
+        plan(ctx, req).await
     }
 
-    async fn read(&self, _ctx: &Context, req: ReadRequest) -> ReadResponse {
-        ReadResponse {
-            state: req.state,
-            private: req.private,
-            diagnostics: Diagnostics::new(),
-        }
+    async fn create(&self, ctx: &Context, req: ApplyRequest) -> ApplyResponse {
+        converge(
+            ctx,
+            &Value::Null,
+            &req.planned_state,
+            &req.config,
+            &req.planned_private,
+            "create",
+        )
+        .await
     }
 
-    async fn update(&self, _ctx: &Context, req: ApplyRequest) -> ApplyResponse {
-        common::not_implemented(TYPE_NAME, "Update", req.prior_state)
+    async fn read(&self, ctx: &Context, req: ReadRequest) -> ReadResponse {
+        read(ctx, req).await
     }
 
-    async fn delete(&self, _ctx: &Context, req: DeleteRequest) -> ApplyResponse {
-        common::not_implemented(TYPE_NAME, "Delete", req.prior_state)
+    async fn update(&self, ctx: &Context, req: ApplyRequest) -> ApplyResponse {
+        converge(
+            ctx,
+            &req.prior_state,
+            &req.planned_state,
+            &req.config,
+            &req.planned_private,
+            "update",
+        )
+        .await
     }
 
-    async fn import(&self, _ctx: &Context, id: &str) -> ImportResponse {
-        let mut diagnostics = Diagnostics::new();
-        if let Err(e) = names::parse_backend_service_id(id) {
-            diagnostics.error("Invalid import id", e);
-        } else {
-            diagnostics.error(
-                "Not implemented yet",
-                "Import of iaprun_backend_iap is not implemented in this build.",
-            );
-        }
-        ImportResponse {
-            diagnostics,
-            ..ImportResponse::default()
-        }
+    async fn delete(&self, ctx: &Context, req: DeleteRequest) -> ApplyResponse {
+        delete(ctx, req).await
+    }
+
+    async fn import(&self, ctx: &Context, id: &str) -> ImportResponse {
+        import(ctx, id)
     }
 }

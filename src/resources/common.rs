@@ -1,11 +1,12 @@
 //! Pieces the three resources share: common attributes, defaults, the not-yet-implemented stub.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::framework::{Attribute, AttributePath, Diagnostics, Value};
+use crate::framework::{Attribute, AttributePath, Diagnostic, Diagnostics, Value};
+use crate::google;
 use crate::names;
 use crate::provider::{parse_duration, Context};
-use crate::validation;
+use crate::validation::{self, facts::RunServiceFacts, Finding};
 
 /// The `project` attribute: optional, defaults to the provider's project, forces replacement.
 pub fn project_attribute() -> Attribute {
@@ -95,20 +96,138 @@ pub fn validate_timeouts(config: &Value) -> Diagnostics {
     diags
 }
 
-/// The answer of an operation whose remote side is not built yet: an error that changes nothing.
-pub fn not_implemented(
-    type_name: &str,
-    operation: &str,
-    prior: Value,
-) -> crate::framework::ApplyResponse {
-    let mut diagnostics = Diagnostics::new();
-    diagnostics.error(
-        "Not implemented yet",
-        format!("{operation} of {type_name} is not implemented in this build of the provider; nothing was changed."),
-    );
-    crate::framework::ApplyResponse {
-        state: prior,
-        private: vec![],
-        diagnostics,
+/// A diagnostic for a failed API call: what was being done, and Google's own message.
+pub fn api_error(doing: &str, error: &google::Error) -> Diagnostic {
+    Diagnostic::error(format!("Failed to {doing}"), format!("{error}"))
+}
+
+/// The deadline of an operation, from `timeouts`.
+pub fn deadline(config_or_state: &Value, operation: &str) -> Instant {
+    Instant::now() + timeout(config_or_state, operation)
+}
+
+/// Replaces whatever is still unknown (values only the API could have told) with null, so a
+/// returned state is always wholly known.
+pub fn finalize(value: Value) -> Value {
+    match value {
+        Value::Unknown(_) => Value::Null,
+        Value::Object(m) => Value::Object(m.into_iter().map(|(k, v)| (k, finalize(v))).collect()),
+        Value::List(v) => Value::List(v.into_iter().map(finalize).collect()),
+        Value::Set(v) => Value::set(v.into_iter().map(finalize)),
+        Value::Map(m) => Value::Map(m.into_iter().map(|(k, v)| (k, finalize(v))).collect()),
+        other => other,
     }
+}
+
+/// Private state: what this resource instance did that the API cannot tell (for example which
+/// grants it added), kept by Terraform next to the state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Private {
+    /// Members this resource added as roles/run.invoker, by Cloud Run service (`project/location/name`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub invoker_grants: std::collections::BTreeMap<String, String>,
+}
+
+impl Private {
+    pub fn decode(bytes: &[u8]) -> Self {
+        serde_json::from_slice(bytes).unwrap_or_default()
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        if *self == Private::default() {
+            return Vec::new();
+        }
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+/// Reads what the checks need to know about a Cloud Run service; `None` when it does not exist.
+pub async fn run_service_facts(
+    ctx: &Context,
+    name: &google::ServiceName,
+) -> Result<Option<RunServiceFacts>, google::Error> {
+    let service = match ctx.clients.run.service(name).await {
+        Ok(s) => s,
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let invoker_members = match ctx.clients.run.iam_policy(name).await {
+        Ok(policy) => Some(policy.members(INVOKER_ROLE, None)),
+        Err(e) if e.is_permission_denied() => None,
+        Err(e) => return Err(e),
+    };
+    Ok(Some(RunServiceFacts {
+        location: name.location.clone(),
+        name: name.service.clone(),
+        iap_enabled: service.iap_enabled,
+        ingress: service.ingress.clone().unwrap_or_default(),
+        default_uri_disabled: service.default_uri_disabled,
+        invoker_iam_disabled: service.invoker_iam_disabled,
+        h2c: service.uses_h2c(),
+        invoker_members,
+    }))
+}
+
+/// The role the IAP service agent needs on Cloud Run services.
+pub const INVOKER_ROLE: &str = "roles/run.invoker";
+
+/// Grants roles/run.invoker on a service to `member`; true when this call added it.
+pub async fn grant_invoker(
+    ctx: &Context,
+    name: &google::ServiceName,
+    member: &str,
+    deadline: Instant,
+) -> Result<bool, google::Error> {
+    let mut added = false;
+    ctx.clients
+        .run
+        .modify_iam_policy(name, deadline, |policy| {
+            added = policy.add_member(INVOKER_ROLE, member, None);
+            added
+        })
+        .await?;
+    Ok(added)
+}
+
+/// Removes roles/run.invoker of `member` from a service (a missing service is fine).
+pub async fn revoke_invoker(
+    ctx: &Context,
+    name: &google::ServiceName,
+    member: &str,
+    deadline: Instant,
+) -> Result<(), google::Error> {
+    match ctx
+        .clients
+        .run
+        .modify_iam_policy(name, deadline, |policy| {
+            policy.remove_member(INVOKER_ROLE, member, None)
+        })
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Project-level checks: the IAP API is enabled and, for direct IAP, the project has an organization.
+pub async fn project_findings(ctx: &Context, project: &str, direct: bool) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    if let Ok(state) = ctx
+        .clients
+        .service_usage
+        .service_state(project, google::IAP_SERVICE)
+        .await
+    {
+        findings.extend(validation::target::iap_api_disabled(project, Some(&state)));
+    }
+    if direct {
+        if let Ok(info) = ctx.project_info(project).await {
+            findings.extend(validation::target::no_organization(
+                project,
+                Some(info.parent.is_some()),
+            ));
+        }
+    }
+    findings
 }

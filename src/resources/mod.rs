@@ -8,6 +8,7 @@ use crate::provider::Context;
 
 pub mod access_binding;
 pub mod backend_iap;
+pub mod cache;
 mod common;
 pub mod service_iap;
 

@@ -1,0 +1,364 @@
+//! Builds worlds in an in-process iaprun-emulator through the real REST APIs (what a user's other
+//! tooling would do), and reads them back, for the resource tests.
+
+use serde_json::{json, Value};
+
+use iaprun::emulator::{self, Emulator, Options};
+
+/// The project every world is built in.
+pub const PROJECT: &str = "world-project";
+/// The region every world is built in.
+pub const REGION: &str = "us-central1";
+
+/// An emulator plus a client for its REST APIs.
+pub struct World {
+    pub emulator: Emulator,
+    http: reqwest::Client,
+}
+
+/// A test failure message for an unexpected HTTP answer.
+fn expect_ok(what: &str, status: reqwest::StatusCode, body: &Value) {
+    assert!(status.is_success(), "{what}: HTTP {status}: {body}");
+}
+
+impl World {
+    /// Starts an emulator on 127.0.0.1:0.
+    pub async fn start() -> World {
+        World::with_options(Options::default()).await
+    }
+
+    pub async fn with_options(options: Options) -> World {
+        let emulator = emulator::spawn(options).await.expect("emulator starts");
+        World {
+            emulator,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// `host:port`, for IAPRUN_EMULATOR_HOST.
+    pub fn host(&self) -> String {
+        self.emulator.host()
+    }
+
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (reqwest::StatusCode, Value) {
+        let url = format!("{}{}", self.emulator.base_url().trim_end_matches('/'), path);
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self.http.request(method, url).bearer_auth("world-builder");
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("emulator answers");
+        let status = resp.status();
+        let text = resp.text().await.expect("body");
+        let value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        (status, value)
+    }
+
+    async fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let (status, value) = self.call(method, path, body).await;
+        expect_ok(&format!("{method} {path}"), status, &value);
+        value
+    }
+
+    /// Waits for a Cloud Run operation.
+    async fn wait_run(&self, op: &Value) {
+        let name = op["name"].as_str().expect("operation name");
+        let done = self
+            .ok(
+                "POST",
+                &format!("/v2/{name}:wait"),
+                Some(json!({"timeout": "60s"})),
+            )
+            .await;
+        assert!(done.get("error").is_none(), "operation failed: {done}");
+    }
+
+    /// Creates a Cloud Run service; `extra` fields (ingress, template ports, ...) merge over the defaults.
+    pub async fn run_service(&self, name: &str, extra: Value) {
+        let mut body = json!({
+            "ingress": "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER",
+            "template": {"containers": [{"image": "us-docker.pkg.dev/cloudrun/container/hello"}]}
+        });
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                b.insert(k.clone(), v.clone());
+            }
+        }
+        let op = self
+            .ok(
+                "POST",
+                &format!("/v2/projects/{PROJECT}/locations/{REGION}/services?serviceId={name}"),
+                Some(body),
+            )
+            .await;
+        self.wait_run(&op).await;
+    }
+
+    pub fn run_path(name: &str) -> String {
+        format!("/v2/projects/{PROJECT}/locations/{REGION}/services/{name}")
+    }
+
+    /// The Cloud Run service as the API returns it (Null when missing).
+    pub async fn run_service_json(&self, name: &str) -> Value {
+        let (status, v) = self.call("GET", &Self::run_path(name), None).await;
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Value::Null;
+        }
+        expect_ok("get service", status, &v);
+        v
+    }
+
+    /// Sets `iapEnabled` out of band (read, modify, write with etag).
+    pub async fn set_run_iap(&self, name: &str, enabled: bool) {
+        let mut service = self.run_service_json(name).await;
+        service["iapEnabled"] = json!(enabled);
+        for output_only in [
+            "uri",
+            "urls",
+            "conditions",
+            "terminalCondition",
+            "reconciling",
+            "traffic_statuses",
+        ] {
+            if let Some(m) = service.as_object_mut() {
+                m.remove(output_only);
+            }
+        }
+        let op = self.ok("PATCH", &Self::run_path(name), Some(service)).await;
+        self.wait_run(&op).await;
+    }
+
+    /// Deletes a Cloud Run service out of band.
+    pub async fn delete_run_service(&self, name: &str) {
+        let op = self.ok("DELETE", &Self::run_path(name), None).await;
+        self.wait_run(&op).await;
+    }
+
+    /// The members holding `role` on a Cloud Run service.
+    pub async fn run_members(&self, name: &str, role: &str) -> Vec<String> {
+        let policy = self
+            .ok(
+                "GET",
+                &format!("{}:getIamPolicy", Self::run_path(name)),
+                None,
+            )
+            .await;
+        members_of(&policy, role)
+    }
+
+    /// Replaces the members of `role` on a Cloud Run service (out of band).
+    pub async fn set_run_members(&self, name: &str, role: &str, members: &[&str]) {
+        let mut policy = self
+            .ok(
+                "GET",
+                &format!("{}:getIamPolicy", Self::run_path(name)),
+                None,
+            )
+            .await;
+        set_members(&mut policy, role, members);
+        self.ok(
+            "POST",
+            &format!("{}:setIamPolicy", Self::run_path(name)),
+            Some(json!({"policy": policy})),
+        )
+        .await;
+    }
+
+    /// Creates the IAP service agent out of band (as `gcloud beta services identity create`).
+    pub async fn provision_iap_agent(&self) {
+        self.ok(
+            "POST",
+            &format!(
+                "/v1beta1/projects/{PROJECT}/services/iap.googleapis.com:generateServiceIdentity"
+            ),
+            None,
+        )
+        .await;
+    }
+
+    /// The IAP service agent member of the world's project.
+    pub fn iap_agent(&self) -> String {
+        let number = self
+            .emulator
+            .project_number(PROJECT)
+            .expect("project number");
+        format!("serviceAccount:service-{number}@gcp-sa-iap.iam.gserviceaccount.com")
+    }
+
+    /// The IAM policy of an IAP resource.
+    pub async fn iap_policy(&self, resource: &str) -> Value {
+        self.ok(
+            "POST",
+            &format!("/v1/{resource}:getIamPolicy"),
+            Some(json!({"options": {"requestedPolicyVersion": 3}})),
+        )
+        .await
+    }
+
+    /// Writes an IAP policy binding out of band (keeping the others).
+    pub async fn set_iap_members(&self, resource: &str, role: &str, members: &[&str]) {
+        let mut policy = self.iap_policy(resource).await;
+        set_members(&mut policy, role, members);
+        self.ok(
+            "POST",
+            &format!("/v1/{resource}:setIamPolicy"),
+            Some(json!({"policy": policy})),
+        )
+        .await;
+    }
+
+    fn compute(path: &str) -> String {
+        format!("/compute/v1/projects/{PROJECT}/{path}")
+    }
+
+    async fn compute_insert(&self, collection: &str, body: Value) {
+        let op = self
+            .ok("POST", &Self::compute(collection), Some(body))
+            .await;
+        let link = op["selfLink"].as_str().expect("operation selfLink");
+        let path = &link[link.find("projects/").expect("projects/ in selfLink")..];
+        let done = self
+            .ok("POST", &format!("/compute/v1/{path}/wait"), None)
+            .await;
+        assert!(
+            done.get("error").is_none(),
+            "compute operation failed: {done}"
+        );
+    }
+
+    /// A serverless NEG in the world's region pointing at a Cloud Run service.
+    pub async fn neg(&self, name: &str, service: &str) {
+        self.compute_insert(
+            &format!("regions/{REGION}/networkEndpointGroups"),
+            json!({"name": name, "networkEndpointType": "SERVERLESS", "cloudRun": {"service": service}}),
+        )
+        .await;
+    }
+
+    /// A backend service (global when `region` is None) over the given NEGs; `extra` merges over it.
+    pub async fn backend(&self, name: &str, region: Option<&str>, negs: &[&str], extra: Value) {
+        let mut body = json!({
+            "name": name,
+            "loadBalancingScheme": "EXTERNAL_MANAGED",
+            "protocol": "HTTPS",
+            "backends": negs.iter().map(|n| json!({"group": format!("projects/{PROJECT}/regions/{REGION}/networkEndpointGroups/{n}")})).collect::<Vec<_>>(),
+        });
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                b.insert(k.clone(), v.clone());
+            }
+        }
+        let collection = match region {
+            Some(r) => format!("regions/{r}/backendServices"),
+            None => "global/backendServices".to_string(),
+        };
+        self.compute_insert(&collection, body).await;
+    }
+
+    /// An HTTPS frontend (URL map, target HTTPS proxy, forwarding rule) for a global backend service.
+    pub async fn https_frontend(&self, backend: &str) {
+        let map = format!("{backend}-map");
+        let proxy = format!("{backend}-proxy");
+        self.compute_insert(
+            "global/urlMaps",
+            json!({"name": map, "defaultService": format!("global/backendServices/{backend}")}),
+        )
+        .await;
+        self.compute_insert(
+            "global/targetHttpsProxies",
+            json!({"name": proxy, "urlMap": format!("global/urlMaps/{map}"), "sslCertificates": ["global/sslCertificates/cert"]}),
+        )
+        .await;
+        self.compute_insert(
+            "global/forwardingRules",
+            json!({"name": format!("{backend}-https"), "loadBalancingScheme": "EXTERNAL_MANAGED", "target": format!("global/targetHttpsProxies/{proxy}")}),
+        )
+        .await;
+    }
+
+    /// A backend service as the API returns it.
+    pub async fn backend_json(&self, name: &str, region: Option<&str>) -> Value {
+        let path = match region {
+            Some(r) => Self::compute(&format!("regions/{r}/backendServices/{name}")),
+            None => Self::compute(&format!("global/backendServices/{name}")),
+        };
+        self.ok("GET", &path, None).await
+    }
+
+    /// Patches a backend service's `iap` out of band (merge patch with the current fingerprint).
+    pub async fn patch_backend_iap(&self, name: &str, region: Option<&str>, iap: Value) {
+        let current = self.backend_json(name, region).await;
+        let path = match region {
+            Some(r) => Self::compute(&format!("regions/{r}/backendServices/{name}")),
+            None => Self::compute(&format!("global/backendServices/{name}")),
+        };
+        let body = json!({"fingerprint": current["fingerprint"], "iap": iap});
+        let op = self
+            .ok(
+                "PATCH",
+                &format!("{path}?requestId={}", uuid::Uuid::new_v4()),
+                Some(body),
+            )
+            .await;
+        let link = op["selfLink"].as_str().expect("operation selfLink");
+        let op_path = &link[link.find("projects/").expect("projects/")..];
+        self.ok("POST", &format!("/compute/v1/{op_path}/wait"), None)
+            .await;
+    }
+
+    /// Requests whose method mutates state (anything but GET and the read-only POSTs).
+    pub fn mutating_requests(&self) -> Vec<String> {
+        self.emulator
+            .requests()
+            .into_iter()
+            .filter(|r| {
+                let read_only_post = r.path.ends_with(":getIamPolicy")
+                    || r.path.ends_with(":testIamPermissions")
+                    || r.path.ends_with(":wait")
+                    || r.path.ends_with("/wait");
+                r.method != "GET" && !read_only_post
+            })
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect()
+    }
+
+    /// Every request so far conformed to Google's discovery documents.
+    pub fn assert_conformant(&self) {
+        let mismatches = self.emulator.mismatches();
+        assert!(
+            mismatches.is_empty(),
+            "requests that do not match the discovery documents: {mismatches:#?}"
+        );
+    }
+}
+
+/// The members of `role` (without condition) in a policy JSON.
+pub fn members_of(policy: &Value, role: &str) -> Vec<String> {
+    policy["bindings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|b| b["role"] == role && b.get("condition").is_none())
+        .flat_map(|b| b["members"].as_array().cloned().unwrap_or_default())
+        .filter_map(|m| m.as_str().map(str::to_string))
+        .collect()
+}
+
+fn set_members(policy: &mut Value, role: &str, members: &[&str]) {
+    let mut bindings: Vec<Value> = policy["bindings"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|b| !(b["role"] == role && b.get("condition").is_none()))
+        .collect();
+    if !members.is_empty() {
+        bindings.push(json!({"role": role, "members": members}));
+    }
+    policy["bindings"] = Value::Array(bindings);
+}
