@@ -1,0 +1,824 @@
+//! Compute Engine v1: backend services (get, IAP patch), serverless NEGs, URL maps, target
+//! proxies and forwarding rules.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::error::Error;
+pub use super::operation::ComputeOperation;
+use super::operation::{wait_compute, OperationScope};
+use super::transport::{Api, BaseUrl, Call, Replay, Transport};
+
+/// Largest page requested from list methods (compute's maximum).
+const PAGE_SIZE: &str = "500";
+/// A list longer than this many pages is treated as a server bug, not followed forever.
+const MAX_PAGES: usize = 1000;
+
+/// Global or regional compute resource.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Scope {
+    Global,
+    Region(String),
+}
+
+impl Scope {
+    fn prefix<'a>(&'a self, project: &'a str) -> Vec<&'a str> {
+        match self {
+            Scope::Global => vec!["projects", project, "global"],
+            Scope::Region(region) => vec!["projects", project, "regions", region],
+        }
+    }
+
+    fn operation_scope(&self) -> OperationScope<'_> {
+        match self {
+            Scope::Global => OperationScope::Global,
+            Scope::Region(region) => OperationScope::Region(region),
+        }
+    }
+}
+
+/// Identifies a backend service.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BackendServiceRef {
+    pub project: String,
+    pub scope: Scope,
+    pub name: String,
+}
+
+impl BackendServiceRef {
+    /// A global backend service.
+    pub fn global(project: impl Into<String>, name: impl Into<String>) -> BackendServiceRef {
+        BackendServiceRef {
+            project: project.into(),
+            scope: Scope::Global,
+            name: name.into(),
+        }
+    }
+
+    /// A regional backend service.
+    pub fn regional(
+        project: impl Into<String>,
+        region: impl Into<String>,
+        name: impl Into<String>,
+    ) -> BackendServiceRef {
+        BackendServiceRef {
+            project: project.into(),
+            scope: Scope::Region(region.into()),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for BackendServiceRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.scope {
+            Scope::Global => write!(
+                f,
+                "projects/{}/global/backendServices/{}",
+                self.project, self.name
+            ),
+            Scope::Region(region) => write!(
+                f,
+                "projects/{}/regions/{}/backendServices/{}",
+                self.project, region, self.name
+            ),
+        }
+    }
+}
+
+/// A backend service: the fields the provider reads, plus the whole object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendService {
+    pub name: String,
+    pub id: Option<String>,
+    pub self_link: Option<String>,
+    /// Region URL for a regional backend service.
+    pub region: Option<String>,
+    pub fingerprint: Option<String>,
+    /// `EXTERNAL` (classic), `EXTERNAL_MANAGED`, `INTERNAL_MANAGED`, ...
+    pub load_balancing_scheme: Option<String>,
+    /// `HTTP`, `HTTPS`, `HTTP2`, `H2C`, `TCP`, ...
+    pub protocol: Option<String>,
+    pub enable_cdn: bool,
+    /// Absent in the API means IAP was never configured (disabled).
+    pub iap: Option<BackendServiceIap>,
+    /// `backends[].group` URLs (for serverless NEGs, `.../networkEndpointGroups/{neg}`).
+    pub backend_groups: Vec<String>,
+    /// `usedBy[].reference` URLs (URL maps and others).
+    pub used_by: Vec<String>,
+    pub raw: Value,
+}
+
+/// The `iap` block as read (the secret is input-only and never returned).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendServiceIap {
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub oauth2_client_id: Option<String>,
+    #[serde(default)]
+    pub oauth2_client_secret_sha256: Option<String>,
+}
+
+impl BackendServiceIap {
+    /// Whether IAP is on.
+    pub fn is_enabled(&self) -> bool {
+        self.enabled.unwrap_or(false)
+    }
+}
+
+/// The IAP change to send. `None` fields are left as they are (merge-patch semantics).
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct IapPatch {
+    pub enabled: bool,
+    /// `Some("")` clears a custom client (back to the Google-managed one).
+    pub oauth2_client_id: Option<String>,
+    pub oauth2_client_secret: Option<String>,
+}
+
+impl fmt::Debug for IapPatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IapPatch")
+            .field("enabled", &self.enabled)
+            .field("oauth2_client_id", &self.oauth2_client_id)
+            .field(
+                "oauth2_client_secret",
+                &self.oauth2_client_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+impl IapPatch {
+    fn to_value(&self) -> Value {
+        let mut map = Map::new();
+        map.insert("enabled".into(), Value::Bool(self.enabled));
+        if let Some(id) = &self.oauth2_client_id {
+            map.insert("oauth2ClientId".into(), Value::String(id.clone()));
+        }
+        if let Some(secret) = &self.oauth2_client_secret {
+            map.insert("oauth2ClientSecret".into(), Value::String(secret.clone()));
+        }
+        Value::Object(map)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BackendServiceWire {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    self_link: Option<String>,
+    #[serde(default)]
+    region: Option<String>,
+    #[serde(default)]
+    fingerprint: Option<String>,
+    #[serde(default)]
+    load_balancing_scheme: Option<String>,
+    #[serde(default)]
+    protocol: Option<String>,
+    #[serde(default, rename = "enableCDN")]
+    enable_cdn: Option<bool>,
+    #[serde(default)]
+    iap: Option<BackendServiceIap>,
+    #[serde(default)]
+    backends: Option<Vec<BackendWire>>,
+    #[serde(default)]
+    used_by: Option<Vec<UsedByWire>>,
+}
+
+#[derive(Deserialize)]
+struct BackendWire {
+    #[serde(default)]
+    group: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct UsedByWire {
+    #[serde(default)]
+    reference: Option<String>,
+}
+
+impl BackendService {
+    /// Reads the typed fields out of a BackendService object.
+    pub fn from_value(raw: Value) -> Result<BackendService, Error> {
+        let w: BackendServiceWire = serde_json::from_value(raw.clone())
+            .map_err(|e| Error::decode("compute backend service", e))?;
+        Ok(BackendService {
+            name: w.name.unwrap_or_default(),
+            id: w.id,
+            self_link: w.self_link,
+            region: w.region,
+            fingerprint: w.fingerprint,
+            load_balancing_scheme: w.load_balancing_scheme,
+            protocol: w.protocol,
+            enable_cdn: w.enable_cdn.unwrap_or(false),
+            iap: w.iap,
+            backend_groups: w
+                .backends
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|b| b.group)
+                .collect(),
+            used_by: w
+                .used_by
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|u| u.reference)
+                .collect(),
+            raw,
+        })
+    }
+
+    /// Whether IAP is on.
+    pub fn iap_enabled(&self) -> bool {
+        self.iap.as_ref().is_some_and(BackendServiceIap::is_enabled)
+    }
+}
+
+/// A network endpoint group (serverless NEGs point at a Cloud Run service).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetworkEndpointGroup {
+    pub name: String,
+    pub self_link: Option<String>,
+    pub region: Option<String>,
+    /// `SERVERLESS` for Cloud Run.
+    pub network_endpoint_type: Option<String>,
+    pub cloud_run: Option<CloudRunTarget>,
+    pub raw: Value,
+}
+
+/// `cloudRun` of a serverless NEG.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CloudRunTarget {
+    #[serde(default)]
+    pub service: Option<String>,
+    #[serde(default)]
+    pub tag: Option<String>,
+    #[serde(default)]
+    pub url_mask: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NegWire {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    self_link: Option<String>,
+    #[serde(default)]
+    region: Option<String>,
+    #[serde(default)]
+    network_endpoint_type: Option<String>,
+    #[serde(default)]
+    cloud_run: Option<CloudRunTarget>,
+}
+
+impl NetworkEndpointGroup {
+    fn from_value(raw: Value) -> Result<NetworkEndpointGroup, Error> {
+        let w: NegWire = serde_json::from_value(raw.clone())
+            .map_err(|e| Error::decode("compute network endpoint group", e))?;
+        Ok(NetworkEndpointGroup {
+            name: w.name.unwrap_or_default(),
+            self_link: w.self_link,
+            region: w.region,
+            network_endpoint_type: w.network_endpoint_type,
+            cloud_run: w.cloud_run,
+            raw,
+        })
+    }
+}
+
+/// A URL map.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UrlMap {
+    pub name: String,
+    pub self_link: Option<String>,
+    pub default_service: Option<String>,
+    pub raw: Value,
+}
+
+impl UrlMap {
+    fn from_value(raw: Value) -> Result<UrlMap, Error> {
+        let field = |k: &str| -> Result<Option<String>, Error> {
+            match raw.get(k) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(_) => Err(Error::decode(
+                    "compute URL map",
+                    format!("{k} is not a string"),
+                )),
+            }
+        };
+        if !raw.is_object() {
+            return Err(Error::decode("compute URL map", "not a JSON object"));
+        }
+        Ok(UrlMap {
+            name: field("name")?.unwrap_or_default(),
+            self_link: field("selfLink")?,
+            default_service: field("defaultService")?,
+            raw,
+        })
+    }
+
+    /// Every backend (or bucket) URL the map routes to: default services, path rules, route
+    /// rules and weighted or mirrored backends at any level. Test cases are not routes.
+    pub fn backend_services(&self) -> Vec<String> {
+        fn walk(value: &Value, out: &mut Vec<String>) {
+            match value {
+                Value::Object(map) => {
+                    for (key, v) in map {
+                        match (key.as_str(), v) {
+                            ("tests", _) => {}
+                            ("defaultService" | "service" | "backendService", Value::String(s)) => {
+                                if !out.contains(s) {
+                                    out.push(s.clone());
+                                }
+                            }
+                            _ => walk(v, out),
+                        }
+                    }
+                }
+                Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.raw, &mut out);
+        out
+    }
+}
+
+/// A target HTTP or HTTPS proxy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetProxy {
+    pub name: String,
+    pub self_link: Option<String>,
+    pub url_map: Option<String>,
+    pub raw: Value,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ProxyWire {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    self_link: Option<String>,
+    #[serde(default)]
+    url_map: Option<String>,
+}
+
+impl TargetProxy {
+    fn from_value(raw: Value) -> Result<TargetProxy, Error> {
+        let w: ProxyWire = serde_json::from_value(raw.clone())
+            .map_err(|e| Error::decode("compute target proxy", e))?;
+        Ok(TargetProxy {
+            name: w.name.unwrap_or_default(),
+            self_link: w.self_link,
+            url_map: w.url_map,
+            raw,
+        })
+    }
+}
+
+/// A forwarding rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForwardingRule {
+    pub name: String,
+    pub self_link: Option<String>,
+    /// Target proxy URL (`.../targetHttpsProxies/...` for HTTPS).
+    pub target: Option<String>,
+    pub load_balancing_scheme: Option<String>,
+    pub ip_protocol: Option<String>,
+    pub port_range: Option<String>,
+    pub raw: Value,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ForwardingRuleWire {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    self_link: Option<String>,
+    #[serde(default)]
+    target: Option<String>,
+    #[serde(default)]
+    load_balancing_scheme: Option<String>,
+    #[serde(default, rename = "IPProtocol")]
+    ip_protocol: Option<String>,
+    #[serde(default)]
+    port_range: Option<String>,
+}
+
+impl ForwardingRule {
+    fn from_value(raw: Value) -> Result<ForwardingRule, Error> {
+        let w: ForwardingRuleWire = serde_json::from_value(raw.clone())
+            .map_err(|e| Error::decode("compute forwarding rule", e))?;
+        Ok(ForwardingRule {
+            name: w.name.unwrap_or_default(),
+            self_link: w.self_link,
+            target: w.target,
+            load_balancing_scheme: w.load_balancing_scheme,
+            ip_protocol: w.ip_protocol,
+            port_range: w.port_range,
+            raw,
+        })
+    }
+
+    /// Whether the rule fronts a target HTTPS proxy.
+    pub fn is_https(&self) -> bool {
+        self.target
+            .as_deref()
+            .is_some_and(|t| t.contains("/targetHttpsProxies/"))
+    }
+}
+
+/// Compares two compute resource URLs from `projects/` on (hosts and versions differ:
+/// selfLinks use www.googleapis.com even when the call went to compute.googleapis.com).
+pub fn same_resource(a: &str, b: &str) -> bool {
+    fn tail(s: &str) -> &str {
+        s.find("projects/")
+            .map_or(s, |i| &s[i..])
+            .trim_end_matches('/')
+    }
+    tail(a) == tail(b)
+}
+
+/// Compute Engine v1 client.
+#[derive(Debug, Clone)]
+pub struct ComputeClient {
+    transport: Arc<Transport>,
+    base: BaseUrl,
+}
+
+impl ComputeClient {
+    pub(crate) fn new(transport: Arc<Transport>, base: BaseUrl) -> ComputeClient {
+        ComputeClient { transport, base }
+    }
+
+    fn url(&self, project: &str, scope: &Scope, rest: &[&str]) -> reqwest::Url {
+        let mut segments = scope.prefix(project);
+        segments.extend_from_slice(rest);
+        self.base.join(segments)
+    }
+
+    async fn get(&self, project: &str, scope: &Scope, rest: &[&str]) -> Result<Value, Error> {
+        let call = Call::get(Api::Compute, self.url(project, scope, rest));
+        self.transport.send(call).await
+    }
+
+    async fn list(
+        &self,
+        project: &str,
+        scope: &Scope,
+        collection: &str,
+    ) -> Result<Vec<Value>, Error> {
+        let mut items = Vec::new();
+        let mut token: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let mut url = self.url(project, scope, &[collection]);
+            {
+                let mut query = url.query_pairs_mut();
+                query.append_pair("maxResults", PAGE_SIZE);
+                if let Some(token) = &token {
+                    query.append_pair("pageToken", token);
+                }
+            }
+            let page = self.transport.send(Call::get(Api::Compute, url)).await?;
+            match page.get("items") {
+                None | Some(Value::Null) => {}
+                Some(Value::Array(page_items)) => items.extend(page_items.iter().cloned()),
+                Some(_) => return Err(Error::decode(collection, "items is not a list")),
+            }
+            let next = page
+                .get("nextPageToken")
+                .and_then(Value::as_str)
+                .filter(|t| !t.is_empty())
+                .map(str::to_string);
+            if next.is_some() && next == token {
+                return Err(Error::decode(
+                    collection,
+                    "the same page token was returned twice",
+                ));
+            }
+            match next {
+                Some(next) => token = Some(next),
+                None => return Ok(items),
+            }
+        }
+        Err(Error::decode(
+            collection,
+            format!("more than {MAX_PAGES} pages of results"),
+        ))
+    }
+
+    /// backendServices.get / regionBackendServices.get.
+    pub async fn backend_service(&self, r: &BackendServiceRef) -> Result<BackendService, Error> {
+        let raw = self
+            .get(&r.project, &r.scope, &["backendServices", &r.name])
+            .await?;
+        BackendService::from_value(raw)
+    }
+
+    /// Patches the `iap` block: GET for the fingerprint, PATCH `{fingerprint, iap}` with a
+    /// fresh `requestId` (reused by transport retries, so the server deduplicates), wait for
+    /// the operation, and read the result. A 412 stale fingerprint re-reads and tries again
+    /// with a new requestId, a bounded number of times.
+    pub async fn patch_backend_service_iap(
+        &self,
+        r: &BackendServiceRef,
+        iap: &IapPatch,
+        deadline: Instant,
+    ) -> Result<BackendService, Error> {
+        let max_attempts = self.transport.retry.max_attempts.max(1);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let current = self.backend_service(r).await?;
+            let mut body = Map::new();
+            if let Some(fingerprint) = &current.fingerprint {
+                body.insert("fingerprint".into(), Value::String(fingerprint.clone()));
+            }
+            body.insert("iap".into(), iap.to_value());
+            let result = match self.patch(r, Value::Object(body), deadline).await {
+                Ok(op) => {
+                    self.wait_operation(&r.project, &r.scope, op, deadline)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(_) => return self.backend_service(r).await,
+                Err(e) if e.is_precondition_failed() => {
+                    let delay = self.transport.backoff(attempt);
+                    if attempt >= max_attempts || Instant::now() + delay >= deadline {
+                        return Err(e.with_hint(format!(
+                            "The backend service {r} kept changing concurrently; gave up after {attempt} attempts"
+                        )));
+                    }
+                    tracing::debug!(backend_service = %r, attempt, "stale fingerprint, re-reading");
+                    self.transport.pause(delay).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn patch(
+        &self,
+        r: &BackendServiceRef,
+        body: Value,
+        deadline: Instant,
+    ) -> Result<ComputeOperation, Error> {
+        let mut url = self.url(&r.project, &r.scope, &["backendServices", &r.name]);
+        url.query_pairs_mut()
+            .append_pair("requestId", &uuid::Uuid::new_v4().to_string());
+        // The requestId makes a repeat of this exact request a no-op on the server.
+        let call = Call::patch(Api::Compute, url)
+            .body(body)
+            .replay(Replay::Safe)
+            .deadline(Some(deadline));
+        self.transport.send_as(call).await
+    }
+
+    /// Waits for a compute operation (globalOperations / regionOperations `wait`).
+    pub async fn wait_operation(
+        &self,
+        project: &str,
+        scope: &Scope,
+        op: ComputeOperation,
+        deadline: Instant,
+    ) -> Result<ComputeOperation, Error> {
+        wait_compute(
+            &self.transport,
+            &self.base,
+            project,
+            scope.operation_scope(),
+            op,
+            deadline,
+        )
+        .await
+    }
+
+    /// regionNetworkEndpointGroups.get (serverless NEGs are regional).
+    pub async fn network_endpoint_group(
+        &self,
+        project: &str,
+        region: &str,
+        name: &str,
+    ) -> Result<NetworkEndpointGroup, Error> {
+        let scope = Scope::Region(region.to_string());
+        let raw = self
+            .get(project, &scope, &["networkEndpointGroups", name])
+            .await?;
+        NetworkEndpointGroup::from_value(raw)
+    }
+
+    /// urlMaps.get / regionUrlMaps.get.
+    pub async fn url_map(&self, project: &str, scope: &Scope, name: &str) -> Result<UrlMap, Error> {
+        UrlMap::from_value(self.get(project, scope, &["urlMaps", name]).await?)
+    }
+
+    /// urlMaps.list / regionUrlMaps.list (all pages).
+    pub async fn url_maps(&self, project: &str, scope: &Scope) -> Result<Vec<UrlMap>, Error> {
+        self.list(project, scope, "urlMaps")
+            .await?
+            .into_iter()
+            .map(UrlMap::from_value)
+            .collect()
+    }
+
+    /// targetHttpsProxies.get / regionTargetHttpsProxies.get.
+    pub async fn target_https_proxy(
+        &self,
+        project: &str,
+        scope: &Scope,
+        name: &str,
+    ) -> Result<TargetProxy, Error> {
+        TargetProxy::from_value(
+            self.get(project, scope, &["targetHttpsProxies", name])
+                .await?,
+        )
+    }
+
+    /// targetHttpsProxies.list / regionTargetHttpsProxies.list (all pages).
+    pub async fn target_https_proxies(
+        &self,
+        project: &str,
+        scope: &Scope,
+    ) -> Result<Vec<TargetProxy>, Error> {
+        self.list(project, scope, "targetHttpsProxies")
+            .await?
+            .into_iter()
+            .map(TargetProxy::from_value)
+            .collect()
+    }
+
+    /// targetHttpProxies.get / regionTargetHttpProxies.get.
+    pub async fn target_http_proxy(
+        &self,
+        project: &str,
+        scope: &Scope,
+        name: &str,
+    ) -> Result<TargetProxy, Error> {
+        TargetProxy::from_value(
+            self.get(project, scope, &["targetHttpProxies", name])
+                .await?,
+        )
+    }
+
+    /// targetHttpProxies.list / regionTargetHttpProxies.list (all pages).
+    pub async fn target_http_proxies(
+        &self,
+        project: &str,
+        scope: &Scope,
+    ) -> Result<Vec<TargetProxy>, Error> {
+        self.list(project, scope, "targetHttpProxies")
+            .await?
+            .into_iter()
+            .map(TargetProxy::from_value)
+            .collect()
+    }
+
+    /// globalForwardingRules.get / forwardingRules.get.
+    pub async fn forwarding_rule(
+        &self,
+        project: &str,
+        scope: &Scope,
+        name: &str,
+    ) -> Result<ForwardingRule, Error> {
+        ForwardingRule::from_value(self.get(project, scope, &["forwardingRules", name]).await?)
+    }
+
+    /// globalForwardingRules.list / forwardingRules.list (all pages).
+    pub async fn forwarding_rules(
+        &self,
+        project: &str,
+        scope: &Scope,
+    ) -> Result<Vec<ForwardingRule>, Error> {
+        self.list(project, scope, "forwardingRules")
+            .await?
+            .into_iter()
+            .map(ForwardingRule::from_value)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn parses_backend_service() {
+        let bs = BackendService::from_value(json!({
+            "name": "bs", "id": "123", "fingerprint": "abc=", "loadBalancingScheme": "EXTERNAL_MANAGED",
+            "protocol": "HTTPS", "enableCDN": true,
+            "iap": {"enabled": true, "oauth2ClientId": "cid", "oauth2ClientSecretSha256": "ff"},
+            "backends": [{"group": "https://www.googleapis.com/compute/v1/projects/p/regions/r/networkEndpointGroups/neg"}],
+            "usedBy": [{"reference": "https://www.googleapis.com/compute/v1/projects/p/global/urlMaps/um"}]
+        }))
+        .expect("backend service");
+        assert!(bs.iap_enabled());
+        assert!(bs.enable_cdn);
+        assert_eq!(bs.fingerprint.as_deref(), Some("abc="));
+        assert_eq!(bs.backend_groups.len(), 1);
+        assert_eq!(bs.used_by.len(), 1);
+        assert_eq!(
+            bs.iap.as_ref().and_then(|i| i.oauth2_client_id.as_deref()),
+            Some("cid")
+        );
+        let bare = BackendService::from_value(json!({"name": "b"})).expect("bare");
+        assert!(!bare.iap_enabled());
+        assert!(BackendService::from_value(json!({"iap": {"enabled": "true"}})).is_err());
+    }
+
+    #[test]
+    fn url_map_collects_every_route_target() {
+        let um = UrlMap::from_value(json!({
+            "name": "um", "defaultService": "projects/p/global/backendServices/a",
+            "pathMatchers": [{
+                "name": "m", "defaultService": "projects/p/global/backendServices/b",
+                "pathRules": [{"paths": ["/x"], "service": "projects/p/global/backendServices/c"}],
+                "routeRules": [{"priority": 1, "routeAction": {"weightedBackendServices": [
+                    {"backendService": "projects/p/global/backendServices/d", "weight": 100}]}}],
+                "defaultRouteAction": {"requestMirrorPolicy": {"backendService": "projects/p/global/backendServices/e"}}
+            }],
+            "tests": [{"host": "h", "path": "/", "service": "projects/p/global/backendServices/t"}]
+        }))
+        .expect("url map");
+        let found = um.backend_services();
+        for name in ["a", "b", "c", "d", "e"] {
+            assert!(
+                found.iter().any(|s| s.ends_with(&format!("/{name}"))),
+                "{name} missing from {found:?}"
+            );
+        }
+        assert!(!found.iter().any(|s| s.ends_with("/t")));
+    }
+
+    #[test]
+    fn forwarding_rule_https() {
+        let fr = ForwardingRule::from_value(json!({
+            "name": "fr", "IPProtocol": "TCP", "portRange": "443-443",
+            "target": "https://www.googleapis.com/compute/v1/projects/p/global/targetHttpsProxies/px"}))
+        .expect("rule");
+        assert!(fr.is_https());
+        assert_eq!(fr.ip_protocol.as_deref(), Some("TCP"));
+        let http =
+            ForwardingRule::from_value(json!({"target": "projects/p/global/targetHttpProxies/px"}))
+                .expect("rule");
+        assert!(!http.is_https());
+    }
+
+    #[test]
+    fn same_resource_ignores_host() {
+        assert!(same_resource(
+            "https://www.googleapis.com/compute/v1/projects/p/global/backendServices/bs",
+            "https://compute.googleapis.com/compute/v1/projects/p/global/backendServices/bs"
+        ));
+        assert!(same_resource(
+            "projects/p/global/backendServices/bs",
+            "http://127.0.0.1:1/compute/v1/projects/p/global/backendServices/bs"
+        ));
+        assert!(!same_resource(
+            "projects/p/global/backendServices/bs",
+            "projects/p/global/backendServices/bs2"
+        ));
+    }
+
+    #[test]
+    fn iap_patch_debug_hides_secret() {
+        let patch = IapPatch {
+            enabled: true,
+            oauth2_client_id: Some("cid".into()),
+            oauth2_client_secret: Some("hunter2".into()),
+        };
+        let text = format!("{patch:?}");
+        assert!(!text.contains("hunter2"));
+        assert!(text.contains("redacted"));
+        assert_eq!(
+            patch.to_value(),
+            json!({"enabled": true, "oauth2ClientId": "cid", "oauth2ClientSecret": "hunter2"})
+        );
+        assert_eq!(
+            IapPatch {
+                enabled: false,
+                ..IapPatch::default()
+            }
+            .to_value(),
+            json!({"enabled": false})
+        );
+    }
+}

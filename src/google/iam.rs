@@ -1,0 +1,618 @@
+//! IAM policies: types that round-trip unknown fields, binding edits, and the etag-guarded
+//! read-modify-write loop shared by the Run and IAP clients.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Map, Value};
+
+use super::error::Error;
+use super::transport::Transport;
+
+/// An IAM policy (`google.iam.v1.Policy`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Policy {
+    /// Policy format version (1 or 3; 3 when bindings carry conditions).
+    pub version: Option<i64>,
+    /// Concurrency token from the read; send it back unchanged.
+    pub etag: Option<String>,
+    /// Role bindings, in the order the API returned them.
+    pub bindings: Vec<Binding>,
+    /// Every other field (`auditConfigs`, ...), kept as received.
+    pub extra: Map<String, Value>,
+}
+
+/// One role binding.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Binding {
+    pub role: String,
+    pub members: Vec<String>,
+    pub condition: Option<Condition>,
+    /// Unknown fields, kept as received.
+    pub extra: Map<String, Value>,
+}
+
+/// An IAM condition (`google.type.Expr`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Condition {
+    pub expression: String,
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub location: Option<String>,
+    /// Unknown fields, kept as received.
+    pub extra: Map<String, Value>,
+}
+
+impl Condition {
+    /// A condition with a title and expression.
+    pub fn new(title: impl Into<String>, expression: impl Into<String>) -> Condition {
+        Condition {
+            expression: expression.into(),
+            title: Some(title.into()),
+            ..Condition::default()
+        }
+    }
+
+    /// Whether two conditions are the same for binding purposes (title, description,
+    /// expression; an absent string equals an empty one).
+    pub fn same_as(&self, other: &Condition) -> bool {
+        fn text(s: &Option<String>) -> &str {
+            s.as_deref().unwrap_or("")
+        }
+        self.expression == other.expression
+            && text(&self.title) == text(&other.title)
+            && text(&self.description) == text(&other.description)
+    }
+
+    fn from_value(value: Value) -> Result<Condition, String> {
+        let mut map = into_object(value, "condition")?;
+        Ok(Condition {
+            expression: take_string(&mut map, "expression")?.unwrap_or_default(),
+            title: take_string(&mut map, "title")?,
+            description: take_string(&mut map, "description")?,
+            location: take_string(&mut map, "location")?,
+            extra: map,
+        })
+    }
+
+    fn to_value(&self) -> Value {
+        let mut map = self.extra.clone();
+        map.insert("expression".into(), Value::String(self.expression.clone()));
+        put_string(&mut map, "title", &self.title);
+        put_string(&mut map, "description", &self.description);
+        put_string(&mut map, "location", &self.location);
+        Value::Object(map)
+    }
+}
+
+fn same_condition(a: Option<&Condition>, b: Option<&Condition>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => a.same_as(b),
+        _ => false,
+    }
+}
+
+impl Binding {
+    /// Whether this binding is for `role` under exactly `condition`.
+    pub fn matches(&self, role: &str, condition: Option<&Condition>) -> bool {
+        self.role == role && same_condition(self.condition.as_ref(), condition)
+    }
+
+    fn from_value(value: Value) -> Result<Binding, String> {
+        let mut map = into_object(value, "binding")?;
+        let members = match map.remove("members") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) => items
+                .into_iter()
+                .map(|m| match m {
+                    Value::String(s) => Ok(s),
+                    other => Err(format!("binding member is not a string: {other}")),
+                })
+                .collect::<Result<_, _>>()?,
+            Some(other) => return Err(format!("binding members is not a list: {other}")),
+        };
+        let condition = match map.remove("condition") {
+            None | Some(Value::Null) => None,
+            Some(value) => Some(Condition::from_value(value)?),
+        };
+        Ok(Binding {
+            role: take_string(&mut map, "role")?.unwrap_or_default(),
+            members,
+            condition,
+            extra: map,
+        })
+    }
+
+    fn to_value(&self) -> Value {
+        let mut map = self.extra.clone();
+        map.insert("role".into(), Value::String(self.role.clone()));
+        map.insert(
+            "members".into(),
+            Value::Array(self.members.iter().cloned().map(Value::String).collect()),
+        );
+        if let Some(condition) = &self.condition {
+            map.insert("condition".into(), condition.to_value());
+        }
+        Value::Object(map)
+    }
+}
+
+impl Policy {
+    /// Parses a policy from JSON, keeping unknown fields.
+    pub fn from_value(value: Value) -> Result<Policy, String> {
+        let mut map = into_object(value, "policy")?;
+        let version = match map.remove("version") {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => Some(
+                n.as_i64()
+                    .ok_or_else(|| format!("policy version {n} is not an integer"))?,
+            ),
+            Some(other) => return Err(format!("policy version is not a number: {other}")),
+        };
+        let bindings = match map.remove("bindings") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) => items
+                .into_iter()
+                .map(Binding::from_value)
+                .collect::<Result<_, _>>()?,
+            Some(other) => return Err(format!("policy bindings is not a list: {other}")),
+        };
+        Ok(Policy {
+            version,
+            etag: take_string(&mut map, "etag")?,
+            bindings,
+            extra: map,
+        })
+    }
+
+    /// The policy as JSON, unknown fields included.
+    pub fn to_value(&self) -> Value {
+        let mut map = self.extra.clone();
+        if let Some(version) = self.version {
+            map.insert("version".into(), Value::from(version));
+        }
+        put_string(&mut map, "etag", &self.etag);
+        if !self.bindings.is_empty() {
+            map.insert(
+                "bindings".into(),
+                Value::Array(self.bindings.iter().map(Binding::to_value).collect()),
+            );
+        }
+        Value::Object(map)
+    }
+
+    /// Members bound to `role` under `condition` (across duplicate bindings), as stored.
+    pub fn members(&self, role: &str, condition: Option<&Condition>) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for binding in self.bindings.iter().filter(|b| b.matches(role, condition)) {
+            for member in &binding.members {
+                if !out.iter().any(|m| same_member(m, member)) {
+                    out.push(member.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether `member` holds `role` under `condition` (member case rules applied).
+    pub fn has_member(&self, role: &str, member: &str, condition: Option<&Condition>) -> bool {
+        self.bindings
+            .iter()
+            .filter(|b| b.matches(role, condition))
+            .any(|b| b.members.iter().any(|m| same_member(m, member)))
+    }
+
+    /// Whether any binding carries a condition (such a policy must be written as version 3).
+    pub fn has_conditions(&self) -> bool {
+        self.bindings.iter().any(|b| b.condition.is_some())
+    }
+
+    /// Adds `member` to the (`role`, `condition`) binding; false when it was already there.
+    pub fn add_member(&mut self, role: &str, member: &str, condition: Option<&Condition>) -> bool {
+        if self.has_member(role, member, condition) {
+            return false;
+        }
+        let member = normalize_member(member);
+        match self
+            .bindings
+            .iter_mut()
+            .find(|b| b.matches(role, condition))
+        {
+            Some(binding) => binding.members.push(member),
+            None => self.bindings.push(Binding {
+                role: role.to_string(),
+                members: vec![member],
+                condition: condition.cloned(),
+                extra: Map::new(),
+            }),
+        }
+        true
+    }
+
+    /// Removes `member` from the (`role`, `condition`) binding, dropping it if it empties;
+    /// false when the member was not there.
+    pub fn remove_member(
+        &mut self,
+        role: &str,
+        member: &str,
+        condition: Option<&Condition>,
+    ) -> bool {
+        let mut changed = false;
+        for binding in self
+            .bindings
+            .iter_mut()
+            .filter(|b| b.matches(role, condition))
+        {
+            let before = binding.members.len();
+            binding.members.retain(|m| !same_member(m, member));
+            changed |= binding.members.len() != before;
+        }
+        if changed {
+            self.bindings
+                .retain(|b| !(b.matches(role, condition) && b.members.is_empty()));
+        }
+        changed
+    }
+
+    /// Makes `members` exactly the members of (`role`, `condition`), leaving every other
+    /// binding untouched; an empty list removes the binding. False when nothing changed.
+    pub fn set_binding(
+        &mut self,
+        role: &str,
+        condition: Option<&Condition>,
+        members: &[String],
+    ) -> bool {
+        let mut desired: Vec<String> = Vec::new();
+        for member in members {
+            let member = normalize_member(member);
+            if !desired.contains(&member) {
+                desired.push(member);
+            }
+        }
+        let matching: Vec<usize> = self
+            .bindings
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.matches(role, condition))
+            .map(|(i, _)| i)
+            .collect();
+        if let [only] = matching.as_slice() {
+            let current = &self.bindings[*only].members;
+            let mut current_norm: Vec<String> =
+                current.iter().map(|m| normalize_member(m)).collect();
+            let mut desired_sorted = desired.clone();
+            current_norm.sort();
+            current_norm.dedup();
+            desired_sorted.sort();
+            if current_norm == desired_sorted && current.len() == desired.len() {
+                return false;
+            }
+        }
+        if matching.is_empty() && desired.is_empty() {
+            return false;
+        }
+        let position = matching.first().copied().unwrap_or(self.bindings.len());
+        let extra = matching
+            .first()
+            .map(|&i| self.bindings[i].extra.clone())
+            .unwrap_or_default();
+        let mut index = 0;
+        self.bindings.retain(|_| {
+            let keep = !matching.contains(&index);
+            index += 1;
+            keep
+        });
+        if !desired.is_empty() {
+            let position = position.min(self.bindings.len());
+            self.bindings.insert(
+                position,
+                Binding {
+                    role: role.to_string(),
+                    members: desired,
+                    condition: condition.cloned(),
+                    extra,
+                },
+            );
+        }
+        true
+    }
+
+    /// Readies a modified policy for setIamPolicy: drops empty bindings (the API rejects
+    /// them) and selects version 3 when conditions are present.
+    pub fn prepare_for_write(&mut self) {
+        self.bindings.retain(|b| !b.members.is_empty());
+        if self.has_conditions() {
+            self.version = Some(3);
+        }
+    }
+}
+
+impl Serialize for Policy {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.to_value().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Policy {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        Policy::from_value(value).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Canonical form of an IAM member: Google lower-cases the email or domain of `user:`,
+/// `group:`, `serviceAccount:` and `domain:` members; everything else (`principal://`,
+/// `principalSet://`, `allUsers`, `deleted:` ...) is kept as written.
+pub fn normalize_member(member: &str) -> String {
+    let member = member.trim();
+    for prefix in ["user:", "group:", "serviceAccount:", "domain:"] {
+        if let Some(rest) = member.strip_prefix(prefix) {
+            return format!("{prefix}{}", rest.to_lowercase());
+        }
+    }
+    member.to_string()
+}
+
+fn same_member(a: &str, b: &str) -> bool {
+    normalize_member(a) == normalize_member(b)
+}
+
+fn into_object(value: Value, what: &str) -> Result<Map<String, Value>, String> {
+    match value {
+        Value::Object(map) => Ok(map),
+        other => Err(format!("{what} is not a JSON object: {}", brief(&other))),
+    }
+}
+
+fn take_string(map: &mut Map<String, Value>, key: &str) -> Result<Option<String>, String> {
+    match map.remove(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(format!("{key} is not a string: {}", brief(&other))),
+    }
+}
+
+fn put_string(map: &mut Map<String, Value>, key: &str, value: &Option<String>) {
+    if let Some(value) = value {
+        map.insert(key.into(), Value::String(value.clone()));
+    }
+}
+
+fn brief(value: &Value) -> String {
+    let text = value.to_string();
+    if text.len() > 80 {
+        format!("{}…", text.chars().take(80).collect::<String>())
+    } else {
+        text
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Read-modify-write.
+
+/// Where a policy lives: something with getIamPolicy and setIamPolicy.
+pub(crate) trait PolicyStore {
+    /// Key for the per-resource lock.
+    fn lock_key(&self) -> String;
+    async fn read(&self) -> Result<Policy, Error>;
+    async fn write(&self, policy: &Policy) -> Result<Policy, Error>;
+}
+
+/// Per-resource locks so one process never races itself on one policy.
+#[derive(Debug, Default)]
+pub(crate) struct PolicyLocks(std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+impl PolicyLocks {
+    fn lock_for(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = match self.0.lock() {
+            Ok(map) => map,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        // Forget locks nobody holds, so the map does not grow without bound.
+        map.retain(|_, lock| Arc::strong_count(lock) > 1);
+        map.entry(key.to_string()).or_default().clone()
+    }
+}
+
+/// Reads the policy, lets `modify` edit it, and writes it back with the read's etag; on
+/// 409 ABORTED (a concurrent change) the whole cycle repeats with backoff until `deadline`.
+/// Returns the written policy, or the read one when `modify` reports no change.
+pub(crate) async fn read_modify_write<S: PolicyStore>(
+    transport: &Transport,
+    store: &S,
+    deadline: Instant,
+    mut modify: impl FnMut(&mut Policy) -> bool,
+) -> Result<Policy, Error> {
+    let lock = transport.policy_locks.lock_for(&store.lock_key());
+    let _guard = lock.lock().await;
+    let max_attempts = transport.retry.max_attempts.max(1);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut policy = store.read().await?;
+        if !modify(&mut policy) {
+            return Ok(policy);
+        }
+        policy.prepare_for_write();
+        match store.write(&policy).await {
+            Ok(written) => return Ok(written),
+            Err(e) if e.is_conflict() => {
+                let delay = transport.backoff(attempt);
+                if attempt >= max_attempts || Instant::now() + delay >= deadline {
+                    return Err(e.with_hint(format!(
+                        "The policy kept changing concurrently; gave up after {attempt} attempts"
+                    )));
+                }
+                tracing::debug!(resource = %store.lock_key(), attempt, "IAM policy conflict, re-reading");
+                transport.pause(delay).await?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn policy(value: Value) -> Policy {
+        Policy::from_value(value).expect("valid policy")
+    }
+
+    #[test]
+    fn round_trips_unknown_fields() {
+        let original = json!({
+            "version": 3, "etag": "BwYx=",
+            "auditConfigs": [{"service": "allServices", "auditLogConfigs": [{"logType": "DATA_READ"}]}],
+            "bindings": [
+                {"role": "roles/a", "members": ["user:a@x.com"], "futureField": {"n": 1.50}},
+                {"role": "roles/b", "members": ["group:g@x.com"],
+                 "condition": {"title": "t", "expression": "true", "extraCond": 7}}
+            ]
+        });
+        let p = policy(original.clone());
+        assert_eq!(p.version, Some(3));
+        assert_eq!(p.bindings.len(), 2);
+        assert_eq!(p.to_value(), original);
+        let through_serde: Policy =
+            serde_json::from_str(&serde_json::to_string(&p).expect("serialize")).expect("parse");
+        assert_eq!(through_serde, p);
+    }
+
+    #[test]
+    fn rejects_wrong_types_without_panicking() {
+        assert!(Policy::from_value(json!([])).is_err());
+        assert!(Policy::from_value(json!({"bindings": "x"})).is_err());
+        assert!(Policy::from_value(json!({"bindings": [{"role": 1}]})).is_err());
+        assert!(Policy::from_value(json!({"bindings": [{"members": [1]}]})).is_err());
+        assert!(Policy::from_value(json!({"version": "3"})).is_err());
+        assert!(Policy::from_value(json!({"version": 1.5})).is_err());
+        assert!(Policy::from_value(json!({"etag": null})).is_ok());
+        assert!(serde_json::from_str::<Policy>(r#"{"bindings":[{"condition":"x"}]}"#).is_err());
+    }
+
+    #[test]
+    fn normalises_members() {
+        assert_eq!(
+            normalize_member("user:Alice@Example.COM"),
+            "user:alice@example.com"
+        );
+        assert_eq!(normalize_member("group:G@X.com"), "group:g@x.com");
+        assert_eq!(
+            normalize_member("serviceAccount:SA@p.iam.gserviceaccount.com"),
+            "serviceAccount:sa@p.iam.gserviceaccount.com"
+        );
+        assert_eq!(normalize_member("domain:Example.com"), "domain:example.com");
+        let principal =
+            "principal://iam.googleapis.com/locations/global/workforcePools/P/subject/Bob";
+        assert_eq!(normalize_member(principal), principal);
+        assert_eq!(normalize_member("allUsers"), "allUsers");
+        assert_eq!(normalize_member(" user:a@b.c "), "user:a@b.c");
+    }
+
+    #[test]
+    fn add_and_remove_member() {
+        let mut p = policy(json!({"etag": "e", "bindings": [
+            {"role": "roles/run.invoker", "members": ["user:a@x.com"]},
+            {"role": "roles/other", "members": ["user:z@x.com"]}
+        ]}));
+        assert!(!p.add_member("roles/run.invoker", "user:A@X.com", None));
+        assert!(p.add_member("roles/run.invoker", "serviceAccount:S@x.com", None));
+        assert_eq!(
+            p.members("roles/run.invoker", None),
+            vec!["user:a@x.com", "serviceAccount:s@x.com"]
+        );
+        let cond = Condition::new("t", "true");
+        assert!(p.add_member("roles/run.invoker", "user:b@x.com", Some(&cond)));
+        assert_eq!(p.bindings.len(), 3);
+        assert!(!p.has_member("roles/run.invoker", "user:b@x.com", None));
+        assert!(p.has_member("roles/run.invoker", "user:b@x.com", Some(&cond)));
+
+        assert!(p.remove_member("roles/run.invoker", "user:b@x.com", Some(&cond)));
+        assert_eq!(p.bindings.len(), 2, "emptied binding dropped");
+        assert!(!p.remove_member("roles/run.invoker", "user:nobody@x.com", None));
+        assert!(p.remove_member("roles/run.invoker", "user:A@x.com", None));
+        assert_eq!(
+            p.members("roles/run.invoker", None),
+            vec!["serviceAccount:s@x.com"]
+        );
+        assert_eq!(p.members("roles/other", None), vec!["user:z@x.com"]);
+    }
+
+    #[test]
+    fn set_binding_is_authoritative_for_its_pair_only() {
+        let original = json!({"version": 3, "etag": "e", "auditConfigs": [{"service": "s"}], "bindings": [
+            {"role": "roles/x", "members": ["user:keep@x.com", "user:Mixed@X.com"], "unknown": true},
+            {"role": "roles/iap.httpsResourceAccessor", "members": ["user:old@x.com"]},
+            {"role": "roles/iap.httpsResourceAccessor", "members": ["user:c@x.com"],
+             "condition": {"title": "t", "expression": "e1"}},
+            {"role": "roles/iap.httpsResourceAccessor", "members": ["user:dup@x.com"]}
+        ]});
+        let mut p = policy(original.clone());
+        let desired = vec!["user:New@x.com".to_string(), "group:g@x.com".to_string()];
+        assert!(p.set_binding("roles/iap.httpsResourceAccessor", None, &desired));
+        let v = p.to_value();
+        let bindings = v["bindings"].as_array().expect("bindings");
+        assert_eq!(bindings.len(), 3);
+        assert_eq!(
+            bindings[0], original["bindings"][0],
+            "other binding byte for byte"
+        );
+        assert_eq!(
+            bindings[1],
+            json!({"role": "roles/iap.httpsResourceAccessor", "members": ["user:new@x.com", "group:g@x.com"]})
+        );
+        assert_eq!(
+            bindings[2], original["bindings"][2],
+            "conditional binding untouched"
+        );
+        assert_eq!(v["auditConfigs"], original["auditConfigs"]);
+        assert_eq!(v["etag"], "e");
+
+        // Same members in another order and case: no change.
+        let same = vec!["group:g@x.com".to_string(), "user:new@X.com".to_string()];
+        assert!(!p.set_binding("roles/iap.httpsResourceAccessor", None, &same));
+
+        // The conditional pair is separate; empty list removes it.
+        let cond = Condition::new("t", "e1");
+        assert!(p.set_binding("roles/iap.httpsResourceAccessor", Some(&cond), &[]));
+        assert_eq!(p.bindings.len(), 2);
+        assert!(!p.set_binding("roles/iap.httpsResourceAccessor", Some(&cond), &[]));
+        assert!(p.set_binding("roles/new", Some(&cond), &["user:q@x.com".to_string()]));
+        assert_eq!(
+            p.bindings.last().map(|b| b.role.as_str()),
+            Some("roles/new")
+        );
+    }
+
+    #[test]
+    fn condition_identity_ignores_location_and_absent_description() {
+        let a = Condition::new("t", "expr");
+        let mut b = Condition::new("t", "expr");
+        b.description = Some(String::new());
+        b.location = Some("file.cel".into());
+        assert!(a.same_as(&b));
+        b.description = Some("d".into());
+        assert!(!a.same_as(&b));
+    }
+
+    #[test]
+    fn prepare_for_write_sets_version_and_drops_empty_bindings() {
+        let mut p = policy(json!({"bindings": [
+            {"role": "roles/a", "members": []},
+            {"role": "roles/b", "members": ["user:a@x.com"], "condition": {"title": "t", "expression": "true"}}
+        ]}));
+        p.prepare_for_write();
+        assert_eq!(p.bindings.len(), 1);
+        assert_eq!(p.version, Some(3));
+        let mut plain = policy(
+            json!({"version": 1, "bindings": [{"role": "roles/a", "members": ["user:a@x.com"]}]}),
+        );
+        plain.prepare_for_write();
+        assert_eq!(plain.version, Some(1));
+    }
+}
