@@ -6,3 +6,11 @@ mod docs;
 mod emulator;
 // Builds worlds in the emulator through the real REST APIs, for the resource tests.
 mod world;
+// Shared harness: real Terraform binaries and workspaces, the plugin driven as go-plugin drives it.
+mod support;
+// iaprun_service_iap end to end through terraform against the emulator.
+mod service_iap;
+// iaprun_access_binding end to end: parallel apply under conflicts, coalesced refresh, drift, import.
+mod access_binding;
+// iaprun_backend_iap end to end: global and regional backends, OAuth clients, drift, import, destroy.
+mod backend_iap;

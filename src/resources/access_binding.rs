@@ -212,6 +212,9 @@ async fn plan(ctx: &Context, req: &mut PlanRequest) -> Diagnostics {
     let replacing = !req.requires_replace.is_empty();
     if prior.is_null() || replacing || prior.get("members") != planned.get("members") {
         planned.set_attr("etag", Value::unknown());
+    } else {
+        // The generic plan may have marked it unknown for a replacement this plan just ruled out.
+        planned.set_attr("etag", prior.get("etag").clone());
     }
     diags.extend(checks(ctx, &config, &target).await);
     diags

@@ -1,0 +1,370 @@
+//! iaprun_access_binding end to end: parallel apply under injected conflicts, coalesced refresh,
+//! drift, import, conditions and destroy, with the real terraform CLI against iaprun-emulator.
+
+use serde_json::{json, Value};
+
+use crate::support::{terraform_binaries, Terraform, Workspace};
+use crate::world::{World, PROJECT, REGION};
+
+const ACCESSOR: &str = "roles/iap.httpsResourceAccessor";
+
+fn newest() -> Terraform {
+    terraform_binaries()
+        .into_iter()
+        .next()
+        .expect("a terraform binary")
+}
+
+fn header() -> String {
+    format!(
+        r#"
+terraform {{
+  required_providers {{
+    iaprun = {{ source = "iaprun/iaprun" }}
+  }}
+}}
+
+provider "iaprun" {{
+  project = "{PROJECT}"
+  region  = "{REGION}"
+}}
+"#
+    )
+}
+
+fn workspace(world: &World, main_tf: &str) -> Workspace {
+    let mut ws = Workspace::new(&newest(), main_tf);
+    ws.env("IAPRUN_EMULATOR_HOST", &world.host());
+    ws.init();
+    ws
+}
+
+/// Two Cloud Run services (direct IAP) and two backend services (global and regional) over them.
+async fn four_iap_resources(world: &World) -> Vec<String> {
+    world.run_service("svc-a", json!({})).await;
+    world.run_service("svc-b", json!({})).await;
+    world.neg("neg-a", "svc-a").await;
+    world.neg("neg-b", "svc-b").await;
+    world.backend("web", None, &["neg-a"], json!({})).await;
+    world
+        .backend(
+            "regional",
+            Some(REGION),
+            &["neg-b"],
+            json!({"loadBalancingScheme": "EXTERNAL_MANAGED"}),
+        )
+        .await;
+    let number = world
+        .emulator
+        .project_number(PROJECT)
+        .expect("project number");
+    vec![
+        format!("projects/{PROJECT}/iap_web/cloud_run-{REGION}/services/svc-a"),
+        // The project number names the same policy as the id.
+        format!("projects/{number}/iap_web/cloud_run-{REGION}/services/svc-b"),
+        format!("projects/{PROJECT}/iap_web/compute/services/web"),
+        format!("projects/{PROJECT}/iap_web/compute-{REGION}/services/regional"),
+    ]
+}
+
+fn many_bindings(resources: &[String], count: usize) -> String {
+    let list = resources
+        .iter()
+        .map(|r| format!("\"{r}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        r#"{}
+locals {{
+  resources = [{list}]
+}}
+
+resource "iaprun_access_binding" "b" {{
+  count    = {count}
+  resource = local.resources[count.index % length(local.resources)]
+  members  = ["user:u${{count.index}}@example.com", "group:team${{count.index % 7}}@example.com"]
+  condition {{
+    title      = "slot-${{count.index}}"
+    expression = "request.time < timestamp(\"2030-01-01T00:00:00Z\")"
+  }}
+}}
+"#,
+        header()
+    )
+}
+
+/// The members of (role, condition title) in a policy.
+fn members(policy: &Value, role: &str, title: Option<&str>) -> Vec<String> {
+    let mut out: Vec<String> = policy["bindings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|b| b["role"] == role && b["condition"]["title"].as_str() == title)
+        .flat_map(|b| b["members"].as_array().cloned().unwrap_or_default())
+        .filter_map(|m| m.as_str().map(str::to_string))
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hundred_bindings_in_parallel_under_conflicts_keep_every_member() {
+    let world = World::start().await;
+    let resources = four_iap_resources(&world).await;
+    for r in &resources {
+        world
+            .set_iap_members(
+                r,
+                "roles/iap.tunnelResourceAccessor",
+                &["user:oob@example.com"],
+            )
+            .await;
+    }
+    let ws = workspace(&world, &many_bindings(&resources, 100));
+    let fault: iaprun::emulator::FaultSpec = serde_json::from_value(json!({
+        "kind": "stale_etag", "method": "POST", "path_regex": ":setIamPolicy$", "probability": 0.3
+    }))
+    .expect("fault");
+    world.emulator.add_fault(fault).expect("fault added");
+    world.emulator.clear_requests();
+    ws.run(&["apply", "-auto-approve", "-no-color", "-parallelism=50"])
+        .expect_success();
+    world.emulator.clear_faults();
+
+    let conflicts = world
+        .emulator
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with(":setIamPolicy") && r.status == 409)
+        .count();
+    assert!(conflicts > 0, "the fault injected conflicts");
+    for (i, r) in resources.iter().enumerate() {
+        let policy = world.iap_policy(r).await;
+        assert_eq!(
+            members(&policy, "roles/iap.tunnelResourceAccessor", None),
+            vec!["user:oob@example.com"],
+            "{r}"
+        );
+        for n in (i..100).step_by(4) {
+            let title = format!("slot-{n}");
+            let got = members(&policy, ACCESSOR, Some(&title));
+            let mut want = vec![
+                format!("group:team{}@example.com", n % 7),
+                format!("user:u{n}@example.com"),
+            ];
+            want.sort();
+            assert_eq!(got, want, "{r} {title}");
+        }
+    }
+
+    // Refresh coalesces reads: one getIamPolicy per IAP resource for 100 bindings.
+    world.emulator.clear_requests();
+    let plan = ws.plan_detailed_exitcode();
+    assert_eq!(plan.code(), 0, "second plan has no changes:\n{plan}");
+    let reads = world
+        .emulator
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with(":getIamPolicy") && r.path.starts_with("/v1/"))
+        .count();
+    assert_eq!(
+        reads, 4,
+        "getIamPolicy calls during refresh of 100 bindings over 4 IAP resources"
+    );
+    assert!(
+        world.mutating_requests().is_empty(),
+        "plan changed nothing: {:?}",
+        world.mutating_requests()
+    );
+    world.assert_conformant();
+}
+
+fn one_binding(resource: &str, members: &[&str], condition: &str) -> String {
+    let members = members
+        .iter()
+        .map(|m| format!("\"{m}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        r#"{}
+resource "iaprun_access_binding" "b" {{
+  resource = "{resource}"
+  members  = [{members}]
+{condition}
+}}
+"#,
+        header()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn drift_import_conditions_and_destroy() {
+    let world = World::start().await;
+    world.run_service("svc-a", json!({})).await;
+    let resource = format!("projects/{PROJECT}/iap_web/cloud_run-{REGION}/services/svc-a");
+    world
+        .set_iap_members(
+            &resource,
+            "roles/iap.tunnelResourceAccessor",
+            &["user:other@example.com"],
+        )
+        .await;
+    let condition = r#"  condition {
+    title       = "office"
+    description = "Office hours only"
+    expression  = "request.time.getHours(\"Europe/Berlin\") >= 9"
+  }"#;
+    let ws = workspace(
+        &world,
+        &one_binding(
+            &resource,
+            &["user:a@example.com", "group:g@example.com"],
+            condition,
+        ),
+    );
+    ws.apply().expect_success();
+    let policy = world.iap_policy(&resource).await;
+    assert_eq!(
+        members(&policy, ACCESSOR, Some("office")),
+        vec!["group:g@example.com", "user:a@example.com"]
+    );
+    let bound = policy["bindings"]
+        .as_array()
+        .expect("bindings")
+        .iter()
+        .find(|b| b["condition"]["title"] == "office")
+        .cloned()
+        .expect("binding");
+    assert_eq!(
+        bound["condition"]["description"], "Office hours only",
+        "condition round trip: {bound}"
+    );
+    assert_eq!(policy["version"], 3);
+    assert_eq!(ws.plan_detailed_exitcode().code(), 0);
+
+    // A member added out of band to this (role, condition) is drift; apply removes it again.
+    let mut policy = world.iap_policy(&resource).await;
+    for b in policy["bindings"].as_array_mut().expect("bindings") {
+        if b["condition"]["title"] == "office" {
+            b["members"]
+                .as_array_mut()
+                .expect("members")
+                .push(json!("user:intruder@example.com"));
+        }
+    }
+    world
+        .call(
+            "POST",
+            &format!("/v1/{resource}:setIamPolicy"),
+            Some(json!({"policy": policy})),
+        )
+        .await;
+    let plan = ws.plan_detailed_exitcode();
+    assert_eq!(plan.code(), 2, "{plan}");
+    assert!(plan.stdout.contains("user:intruder@example.com"), "{plan}");
+    ws.apply().expect_success();
+    assert_eq!(
+        members(&world.iap_policy(&resource).await, ACCESSOR, Some("office")),
+        vec!["group:g@example.com", "user:a@example.com"]
+    );
+
+    // Import by "RESOURCE ROLE TITLE", then no changes.
+    ws.run(&["state", "rm", "iaprun_access_binding.b"])
+        .expect_success();
+    let id = format!("{resource} {ACCESSOR} office");
+    ws.run(&["import", "-no-color", "iaprun_access_binding.b", &id])
+        .expect_success();
+    assert_eq!(ws.plan_detailed_exitcode().code(), 0, "import then plan");
+
+    // Destroy removes only this binding.
+    ws.destroy().expect_success();
+    let policy = world.iap_policy(&resource).await;
+    assert!(members(&policy, ACCESSOR, Some("office")).is_empty());
+    assert_eq!(
+        members(&policy, "roles/iap.tunnelResourceAccessor", None),
+        vec!["user:other@example.com"]
+    );
+    world.assert_conformant();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn project_id_and_number_name_the_same_binding_and_removal_out_of_band_is_drift() {
+    let world = World::start().await;
+    world.run_service("svc-a", json!({})).await;
+    let by_id = format!("projects/{PROJECT}/iap_web/cloud_run-{REGION}/services/svc-a");
+    let number = world.emulator.project_number(PROJECT).expect("number");
+    let by_number = format!("projects/{number}/iap_web/cloud_run-{REGION}/services/svc-a");
+    let ws = workspace(&world, &one_binding(&by_id, &["user:a@example.com"], ""));
+    ws.apply().expect_success();
+    ws.write(
+        "main.tf",
+        &one_binding(&by_number, &["user:a@example.com"], ""),
+    );
+    let plan = ws.plan_detailed_exitcode();
+    assert_eq!(
+        plan.code(),
+        0,
+        "the same policy written with the project number is no change:\n{plan}"
+    );
+
+    // The binding removed out of band: it leaves the state and the plan creates it again.
+    world.set_iap_members(&by_id, ACCESSOR, &[]).await;
+    let plan = ws.plan_detailed_exitcode();
+    assert_eq!(plan.code(), 2, "{plan}");
+    assert!(plan.stdout.contains("will be created"), "{plan}");
+    ws.apply().expect_success();
+    assert_eq!(
+        members(&world.iap_policy(&by_id).await, ACCESSOR, None),
+        vec!["user:a@example.com"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_bindings_fail_validate_on_the_attribute_and_change_nothing() {
+    let world = World::start().await;
+    world.run_service("svc-a", json!({})).await;
+    let resource = format!("projects/{PROJECT}/iap_web/cloud_run-{REGION}/services/svc-a");
+    let ws = workspace(
+        &world,
+        &one_binding(&resource, &["allUsers", "user:Bob@Example.com"], ""),
+    );
+    world.emulator.clear_requests();
+    let run = ws.validate_json();
+    assert_eq!(run.code(), 1, "{run}");
+    let diags = run.json()["diagnostics"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let summaries: Vec<&str> = diags.iter().filter_map(|d| d["summary"].as_str()).collect();
+    assert!(
+        summaries.iter().any(|s| s.starts_with("public_member")),
+        "{summaries:?}"
+    );
+    assert!(
+        summaries.iter().any(|s| s.starts_with("member_format")),
+        "{summaries:?}"
+    );
+    for d in &diags {
+        let line = d["range"]["start"]["line"].as_u64().unwrap_or(0);
+        let text = ws_line(&ws, line);
+        assert!(
+            text.contains("members"),
+            "diagnostic points at the members line, got line {line}: {text:?}"
+        );
+    }
+    let apply = ws.apply();
+    assert!(!apply.success());
+    assert!(
+        world.mutating_requests().is_empty(),
+        "{:?}",
+        world.mutating_requests()
+    );
+}
+
+fn ws_line(ws: &Workspace, line: u64) -> String {
+    let text = std::fs::read_to_string(ws.dir().join("main.tf")).expect("main.tf");
+    text.lines()
+        .nth(line.saturating_sub(1) as usize)
+        .unwrap_or_default()
+        .to_string()
+}
