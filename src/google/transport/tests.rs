@@ -197,6 +197,31 @@ async fn sends_bearer_token_user_agent_and_encoded_path() {
 }
 
 #[tokio::test]
+async fn policy_reads_request_version_3_in_the_query_or_the_body() {
+    let stub = Stub::start(|_, _| Reply::json(200, json!({"version": 3, "etag": "BwA="}))).await;
+    let clients = stub.clients();
+    clients.run.iam_policy(&svc()).await.expect("run policy");
+    clients
+        .iap
+        .iam_policy("projects/1/iap_web/compute/services/web")
+        .await
+        .expect("iap policy");
+    let seen = stub.seen();
+    assert_eq!(seen.len(), 2);
+    // Run's getIamPolicy is a GET: the version rides in the query, there is no body.
+    assert_eq!(seen[0].method, "GET");
+    assert_eq!(seen[0].query, "options.requestedPolicyVersion=3");
+    assert_eq!(seen[0].body, Value::Null);
+    // IAP's is a POST: the version rides in the body.
+    assert_eq!(seen[1].method, "POST");
+    assert_eq!(seen[1].query, "");
+    assert_eq!(
+        seen[1].body,
+        json!({"options": {"requestedPolicyVersion": 3}})
+    );
+}
+
+#[tokio::test]
 async fn retries_transient_errors_on_reads() {
     for status in [429u16, 500, 502, 503, 504] {
         let stub = Stub::start(move |_, n| {

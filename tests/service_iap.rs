@@ -1,0 +1,269 @@
+//! iaprun_service_iap end to end: the real terraform CLI against iaprun-emulator.
+
+use serde_json::json;
+
+use crate::support::{terraform_binaries, Terraform, Workspace};
+use crate::world::{World, PROJECT, REGION};
+
+const INVOKER: &str = "roles/run.invoker";
+
+fn config(extra: &str) -> String {
+    format!(
+        r#"
+terraform {{
+  required_providers {{
+    iaprun = {{ source = "iaprun/iaprun" }}
+  }}
+}}
+
+provider "iaprun" {{
+  project = "{PROJECT}"
+  region  = "{REGION}"
+}}
+
+resource "iaprun_service_iap" "hello" {{
+  service = "hello"
+{extra}
+}}
+"#
+    )
+}
+
+fn workspace(terraform: &Terraform, world: &World, main_tf: &str) -> Workspace {
+    let mut ws = Workspace::new(terraform, main_tf);
+    ws.env("IAPRUN_EMULATOR_HOST", &world.host());
+    ws.init();
+    ws
+}
+
+fn newest() -> Terraform {
+    terraform_binaries()
+        .into_iter()
+        .next()
+        .expect("a terraform binary")
+}
+
+#[track_caller]
+fn assert_plan(ws: &Workspace, expected_code: i32, context: &str) -> String {
+    let run = ws.plan_detailed_exitcode();
+    assert_eq!(run.code(), expected_code, "{context}:\n{run}");
+    run.stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn apply_drift_and_destroy_on_every_terraform() {
+    for terraform in terraform_binaries() {
+        let world = World::start().await;
+        world.run_service("hello", json!({})).await;
+        world.provision_iap_agent().await;
+        world
+            .set_run_members("hello", INVOKER, &["user:existing@example.com"])
+            .await;
+        let ws = workspace(&terraform, &world, &config(""));
+        let v = &terraform.version;
+
+        ws.apply().expect_success();
+        assert_eq!(
+            world.run_service_json("hello").await["iapEnabled"],
+            true,
+            "{v}: IAP enabled"
+        );
+        let members = world.run_members("hello", INVOKER).await;
+        assert!(
+            members.contains(&world.iap_agent()),
+            "{v}: agent granted: {members:?}"
+        );
+        assert!(
+            members.contains(&"user:existing@example.com".to_string()),
+            "{v}: {members:?}"
+        );
+        assert_plan(&ws, 0, &format!("{v}: second plan"));
+
+        // IAP switched off out of band: drift in plan and plan -refresh-only, apply restores it.
+        world.set_run_iap("hello", false).await;
+        let out = assert_plan(&ws, 2, &format!("{v}: IAP off out of band"));
+        assert!(
+            out.contains("iap_enabled") && out.contains("false -> true"),
+            "{v}: {out}"
+        );
+        let refresh = ws.run(&["plan", "-refresh-only", "-detailed-exitcode", "-no-color"]);
+        assert_eq!(
+            refresh.code(),
+            2,
+            "{v}: refresh-only shows the change:\n{refresh}"
+        );
+        ws.apply().expect_success();
+        assert_eq!(
+            world.run_service_json("hello").await["iapEnabled"],
+            true,
+            "{v}: restored"
+        );
+
+        // The grant removed out of band: drift, and apply grants it again.
+        world
+            .set_run_members("hello", INVOKER, &["user:existing@example.com"])
+            .await;
+        let out = assert_plan(&ws, 2, &format!("{v}: grant removed out of band"));
+        assert!(out.contains("iap_invoker_granted"), "{v}: {out}");
+        ws.apply().expect_success();
+        assert!(
+            world
+                .run_members("hello", INVOKER)
+                .await
+                .contains(&world.iap_agent()),
+            "{v}: grant restored"
+        );
+        assert_plan(&ws, 0, &format!("{v}: converged"));
+
+        ws.destroy().expect_success();
+        assert!(
+            world
+                .run_service_json("hello")
+                .await
+                .get("iapEnabled")
+                .is_none(),
+            "{v}: IAP off after destroy"
+        );
+        let members = world.run_members("hello", INVOKER).await;
+        assert!(
+            !members.contains(&world.iap_agent()),
+            "{v}: the grant this resource added is gone: {members:?}"
+        );
+        assert_eq!(
+            members,
+            vec!["user:existing@example.com".to_string()],
+            "{v}: pre-existing member untouched"
+        );
+        world.assert_conformant();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_grant_that_existed_before_create_survives_destroy() {
+    let world = World::start().await;
+    world.run_service("hello", json!({})).await;
+    world.provision_iap_agent().await;
+    world
+        .set_run_members("hello", INVOKER, &[&world.iap_agent()])
+        .await;
+    let ws = workspace(&newest(), &world, &config(""));
+    ws.apply().expect_success();
+    ws.destroy().expect_success();
+    assert_eq!(
+        world.run_members("hello", INVOKER).await,
+        vec![world.iap_agent()]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_service_deleted_out_of_band_leaves_state_with_a_warning() {
+    let world = World::start().await;
+    world.run_service("hello", json!({})).await;
+    let ws = workspace(&newest(), &world, &config(""));
+    ws.apply().expect_success();
+    world.delete_run_service("hello").await;
+    let plan = ws.plan_detailed_exitcode();
+    assert_eq!(
+        plan.code(),
+        1,
+        "the service is gone, so the plan to recreate fails target_missing:\n{plan}"
+    );
+    let all = format!("{}{}", plan.stdout, plan.stderr);
+    assert!(all.contains("deleted outside Terraform"), "{plan}");
+    assert!(all.contains("target_missing"), "{plan}");
+    ws.run(&["apply", "-refresh-only", "-auto-approve", "-no-color"])
+        .expect_success();
+    let state = ws.show_json();
+    assert!(
+        state["values"]["root_module"]["resources"]
+            .as_array()
+            .is_none_or(|r| r.is_empty()),
+        "{state}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn import_in_every_id_form_then_plan_has_no_changes() {
+    let world = World::start().await;
+    world.run_service("hello", json!({})).await;
+    world.provision_iap_agent().await;
+    world
+        .set_run_members("hello", INVOKER, &[&world.iap_agent()])
+        .await;
+    world.set_run_iap("hello", true).await;
+    let ws = workspace(&newest(), &world, &config(""));
+    for id in [
+        format!("projects/{PROJECT}/locations/{REGION}/services/hello"),
+        format!("{PROJECT}/{REGION}/hello"),
+        format!("{REGION}/hello"),
+        "hello".to_string(),
+    ] {
+        ws.run(&["import", "-no-color", "iaprun_service_iap.hello", &id])
+            .expect_success();
+        assert_plan(&ws, 0, &format!("plan after importing {id}"));
+        ws.run(&["state", "rm", "iaprun_service_iap.hello"])
+            .expect_success();
+    }
+    let bad = ws.run(&["import", "-no-color", "iaprun_service_iap.hello", "a/b/c/d"]);
+    assert!(
+        !bad.success() && bad.stderr.contains("Invalid import id"),
+        "{bad}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_operation_leaves_state_that_the_next_apply_converges_from() {
+    let world = World::start().await;
+    world.run_service("hello", json!({})).await;
+    let ws = workspace(&newest(), &world, &config(""));
+    let fault: iaprun::emulator::FaultSpec = serde_json::from_value(json!({
+        "kind": "operation_error", "method": "PATCH", "path_regex": "/services/hello$",
+        "message": "injected: the revision failed to become ready", "code": 13
+    }))
+    .expect("fault spec");
+    world.emulator.add_fault(fault).expect("fault added");
+    let failed = ws.apply();
+    assert!(
+        !failed.success(),
+        "the injected operation error fails the apply:\n{failed}"
+    );
+    assert!(
+        failed.stderr.contains("injected: the revision failed"),
+        "Google's message is shown:\n{failed}"
+    );
+    // The grant was made before IAP failed: the state says so, nothing is orphaned.
+    let state = ws.show_json();
+    let resource = &state["values"]["root_module"]["resources"][0]["values"];
+    assert_eq!(resource["iap_invoker_granted"], true, "{state}");
+    assert_eq!(resource["iap_enabled"], false, "{state}");
+    assert!(world
+        .run_members("hello", INVOKER)
+        .await
+        .contains(&world.iap_agent()));
+    ws.apply().expect_success();
+    assert_eq!(world.run_service_json("hello").await["iapEnabled"], true);
+    assert_plan(&ws, 0, "converged after the failure");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn grant_can_be_turned_off_in_place() {
+    let world = World::start().await;
+    world.run_service("hello", json!({})).await;
+    let ws = workspace(&newest(), &world, &config(""));
+    ws.apply().expect_success();
+    ws.write(
+        "main.tf",
+        &config("  grant_iap_invoker = false\n  ignore_checks = [\"missing_invoker\"]"),
+    );
+    let out = assert_plan(&ws, 2, "grant turned off");
+    assert!(out.contains("update in-place"), "{out}");
+    ws.apply().expect_success();
+    assert!(
+        !world
+            .run_members("hello", INVOKER)
+            .await
+            .contains(&world.iap_agent()),
+        "the resource's own grant is revoked"
+    );
+    assert_plan(&ws, 0, "converged with grant off");
+}

@@ -1,0 +1,470 @@
+//! Starting the provider binary the way go-plugin does and talking gRPC to it without Terraform:
+//! the handshake environment, a go-plugin-like client certificate (ECDSA P-521, CA flag), the
+//! handshake line, and a TLS channel pinned to the server certificate it announced.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, WebPkiSupportedAlgorithms};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use tonic::transport::{Channel, Endpoint, Uri};
+
+use super::terraform::provider_binary;
+
+/// Terraform's magic cookie.
+pub const MAGIC_COOKIE: &str = "d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2";
+
+/// A client certificate made the way go-plugin's AutoMTLS makes Terraform's.
+pub struct ClientIdentity {
+    pub pem: String,
+    pub der: CertificateDer<'static>,
+    key: PrivatePkcs8KeyDer<'static>,
+}
+
+impl ClientIdentity {
+    /// Self-signed ECDSA P-521, `CN=localhost`, CA flag set, client and server auth.
+    pub fn generate() -> Self {
+        use rcgen::{
+            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+            KeyUsagePurpose, PKCS_ECDSA_P521_SHA512,
+        };
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P521_SHA512).expect("P-521 key");
+        let mut params =
+            CertificateParams::new(vec!["localhost".to_string()]).expect("certificate params");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "localhost");
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "HashiCorp");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+            KeyUsagePurpose::KeyAgreement,
+            KeyUsagePurpose::KeyCertSign,
+        ];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ClientAuth,
+            ExtendedKeyUsagePurpose::ServerAuth,
+        ];
+        let cert = params.self_signed(&key).expect("self-signed certificate");
+        Self {
+            pem: cert.pem(),
+            der: cert.der().clone(),
+            key: PrivatePkcs8KeyDer::from(key.serialize_der()),
+        }
+    }
+}
+
+/// How to start the plugin.
+#[derive(Default)]
+pub struct Launch {
+    /// Pass this certificate in `PLUGIN_CLIENT_CERT` (AutoMTLS); `None` serves plaintext.
+    pub client: Option<Arc<ClientIdentity>>,
+    /// Leave the magic cookie out, as when a person runs the binary.
+    pub without_cookie: bool,
+    /// More environment variables.
+    pub env: Vec<(String, String)>,
+}
+
+/// What the handshake line said.
+#[derive(Debug, Clone)]
+pub struct Handshake {
+    pub line: String,
+    pub address: SocketAddr,
+    pub server_certificate: Option<Vec<u8>>,
+    /// From spawning the process to reading the line.
+    pub elapsed: Duration,
+}
+
+/// A running provider process, killed when dropped.
+pub struct PluginProcess {
+    child: Child,
+    pub handshake: Handshake,
+    client: Option<Arc<ClientIdentity>>,
+    stderr: mpsc::Receiver<String>,
+}
+
+/// Spawns the provider binary with `launch`'s environment and the cookie.
+pub fn spawn(launch: &Launch) -> Child {
+    let mut command = Command::new(provider_binary());
+    for (key, _) in std::env::vars_os() {
+        let key_text = key.to_string_lossy();
+        if key_text.starts_with("PLUGIN_") || key_text.starts_with("TF_") {
+            command.env_remove(&key);
+        }
+    }
+    if !launch.without_cookie {
+        command.env("TF_PLUGIN_MAGIC_COOKIE", MAGIC_COOKIE);
+    }
+    command
+        .env("PLUGIN_PROTOCOL_VERSIONS", "5,6")
+        .env("PLUGIN_MIN_PORT", "10000")
+        .env("PLUGIN_MAX_PORT", "25000");
+    if let Some(client) = &launch.client {
+        command.env("PLUGIN_CLIENT_CERT", &client.pem);
+    }
+    for (key, value) in &launch.env {
+        command.env(key, value);
+    }
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the provider binary")
+}
+
+impl PluginProcess {
+    /// Starts the provider and reads its handshake line (panics after 60 s, Terraform's limit).
+    pub fn start(launch: Launch) -> Self {
+        let started = Instant::now();
+        let mut child = spawn(&launch);
+        let stdout = child.stdout.take().expect("stdout");
+        let (line_tx, line_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            let _ = line_tx.send(line);
+            // Keep draining, as go-plugin does, so the provider never blocks on a full pipe.
+            let _ = std::io::copy(&mut reader, &mut std::io::sink());
+        });
+        let stderr = drain_stderr(&mut child);
+        let line = line_rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("a handshake line within 60 s");
+        let elapsed = started.elapsed();
+        let handshake = parse_handshake(line.trim_end_matches('\n'), elapsed);
+        Self {
+            child,
+            handshake,
+            client: launch.client,
+            stderr,
+        }
+    }
+
+    /// A gRPC channel to the provider: mutual TLS with the launch's client certificate when the
+    /// provider announced a certificate, plaintext otherwise.
+    pub async fn channel(&self) -> Result<Channel, tonic::transport::Error> {
+        match (&self.handshake.server_certificate, &self.client) {
+            (Some(server), Some(client)) => {
+                tls_channel(self.handshake.address, server.clone(), Some(client.clone())).await
+            }
+            _ => plaintext_channel(self.handshake.address).await,
+        }
+    }
+
+    /// A channel presenting `client` (or no certificate) to whatever the server announced.
+    pub async fn channel_as(
+        &self,
+        client: Option<Arc<ClientIdentity>>,
+    ) -> Result<Channel, tonic::transport::Error> {
+        let server = self
+            .handshake
+            .server_certificate
+            .clone()
+            .expect("the provider announced a TLS certificate");
+        tls_channel(self.handshake.address, server, client).await
+    }
+
+    /// Waits up to `limit` for the process to exit by itself.
+    pub fn wait_for_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends a signal to the process.
+    pub fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
+        // SAFETY: kill(2) on our own child's pid.
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(rc, 0, "kill failed: {}", std::io::Error::last_os_error());
+    }
+
+    /// Stderr lines written so far.
+    pub fn stderr_lines(&self) -> Vec<String> {
+        self.stderr.try_iter().collect()
+    }
+}
+
+impl Drop for PluginProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn drain_stderr(child: &mut Child) -> mpsc::Receiver<String> {
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Reads all of a finished child's stderr.
+pub fn read_all_stderr(child: &mut Child) -> String {
+    let mut text = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        let _ = stderr.read_to_string(&mut text);
+    }
+    text
+}
+
+/// Parses `1|5|tcp|ADDR|grpc|CERT`, asserting the fields Terraform checks.
+pub fn parse_handshake(line: &str, elapsed: Duration) -> Handshake {
+    let fields: Vec<&str> = line.split('|').collect();
+    assert_eq!(fields.len(), 6, "six fields in {line:?}");
+    assert_eq!(fields[0], "1", "core protocol version");
+    assert_eq!(fields[1], "5", "app protocol version");
+    assert_eq!(fields[2], "tcp", "network");
+    assert_eq!(fields[4], "grpc", "protocol");
+    let address: SocketAddr = fields[3].parse().expect("address is IP:port");
+    assert!(address.ip().is_loopback(), "{address} is loopback");
+    let server_certificate = (!fields[5].is_empty()).then(|| {
+        assert!(!fields[5].contains('='), "unpadded base64");
+        base64::engine::general_purpose::STANDARD_NO_PAD
+            .decode(fields[5])
+            .expect("standard base64 without padding")
+    });
+    Handshake {
+        line: line.to_string(),
+        address,
+        server_certificate,
+        elapsed,
+    }
+}
+
+/// Trusts exactly one server certificate, as go-plugin's client does with the handshake's.
+#[derive(Debug)]
+struct PinnedServer {
+    der: Vec<u8>,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for PinnedServer {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if end_entity.as_ref() == self.der.as_slice() {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+async fn plaintext_channel(address: SocketAddr) -> Result<Channel, tonic::transport::Error> {
+    Endpoint::from_shared(format!("http://{address}"))
+        .expect("endpoint")
+        .connect()
+        .await
+}
+
+/// A channel over TLS (ALPN h2) that pins `server` and presents `client`, if any.
+pub async fn tls_channel(
+    address: SocketAddr,
+    server: Vec<u8>,
+    client: Option<Arc<ClientIdentity>>,
+) -> Result<Channel, tonic::transport::Error> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let verifier = Arc::new(PinnedServer {
+        der: server,
+        algorithms: provider.signature_verification_algorithms,
+    });
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    let mut config = match client {
+        Some(client) => builder
+            .with_client_auth_cert(
+                vec![client.der.clone()],
+                PrivateKeyDer::Pkcs8(client.key.clone_key()),
+            )
+            .expect("client certificate"),
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let connect = tower::service_fn(move |_: Uri| {
+        let connector = connector.clone();
+        async move {
+            let tcp = tokio::net::TcpStream::connect(address).await?;
+            let name = ServerName::try_from("localhost").expect("server name");
+            let tls = connector.connect(name, tcp).await?;
+            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
+        }
+    });
+    // The URI only labels the connection; the connector decides where it goes.
+    Endpoint::from_static("http://localhost")
+        .connect_with_connector(connect)
+        .await
+}
+
+/// Unary gRPC calls by method path, with message types defined by the caller (tests do not see
+/// the provider's generated types).
+pub async fn unary<Req, Resp>(
+    channel: Channel,
+    path: &'static str,
+    request: Req,
+) -> Result<Resp, tonic::Status>
+where
+    Req: prost::Message + Send + Sync + 'static,
+    Resp: prost::Message + Default + Send + Sync + 'static,
+{
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let codec = tonic_prost::ProstCodec::<Req, Resp>::default();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(path);
+    grpc.unary(tonic::Request::new(request), path, codec)
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// Just enough of tfplugin5 and go-plugin for tests to read a schema and shut a plugin down.
+pub mod messages {
+    use super::HashMap;
+
+    /// `plugin.Empty`, `GetProviderSchema.Request` and friends.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Empty {}
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct GetSchemaResponse {
+        #[prost(message, optional, tag = "1")]
+        pub provider: Option<Schema>,
+        #[prost(map = "string, message", tag = "2")]
+        pub resource_schemas: HashMap<String, Schema>,
+        #[prost(message, optional, tag = "6")]
+        pub server_capabilities: Option<ServerCapabilities>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Schema {
+        #[prost(int64, tag = "1")]
+        pub version: i64,
+        #[prost(message, optional, tag = "2")]
+        pub block: Option<Block>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Block {
+        #[prost(message, repeated, tag = "2")]
+        pub attributes: Vec<Attribute>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Attribute {
+        #[prost(string, tag = "1")]
+        pub name: String,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ServerCapabilities {
+        #[prost(bool, tag = "1")]
+        pub plan_destroy: bool,
+        #[prost(bool, tag = "2")]
+        pub get_provider_schema_optional: bool,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct HealthCheckRequest {
+        #[prost(string, tag = "1")]
+        pub service: String,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct HealthCheckResponse {
+        /// 1 = SERVING.
+        #[prost(int32, tag = "1")]
+        pub status: i32,
+    }
+}
+
+/// `tfplugin5.Provider/GetSchema`.
+pub async fn get_schema(channel: Channel) -> Result<messages::GetSchemaResponse, tonic::Status> {
+    unary(channel, "/tfplugin5.Provider/GetSchema", messages::Empty {}).await
+}
+
+/// `plugin.GRPCController/Shutdown`.
+pub async fn shutdown(channel: Channel) -> Result<messages::Empty, tonic::Status> {
+    unary(
+        channel,
+        "/plugin.GRPCController/Shutdown",
+        messages::Empty {},
+    )
+    .await
+}
+
+/// `grpc.health.v1.Health/Check` for the service go-plugin names "plugin".
+pub async fn health(channel: Channel) -> Result<messages::HealthCheckResponse, tonic::Status> {
+    unary(
+        channel,
+        "/grpc.health.v1.Health/Check",
+        messages::HealthCheckRequest {
+            service: "plugin".into(),
+        },
+    )
+    .await
+}
