@@ -215,9 +215,12 @@ fn check_attributes(
     }
 }
 
+/// A nested block's attribute: name, required, optional, type.
+type NestedAttribute = (String, bool, bool, Value);
+
 /// Names and flags of a nested block's attributes, for compact comparison.
-fn nested_attributes(block: &Value) -> Vec<(String, bool, bool, Value)> {
-    let mut out: Vec<(String, bool, bool, Value)> = block["attributes"]
+fn nested_attributes(block: &Value) -> Vec<NestedAttribute> {
+    let mut out: Vec<NestedAttribute> = block["attributes"]
         .as_object()
         .into_iter()
         .flatten()
@@ -241,25 +244,24 @@ fn check_block_types(resource_type: &str, block: &Value, problems: &mut Vec<Stri
         .unwrap_or_default();
     let names: BTreeSet<&str> = block_types.keys().map(String::as_str).collect();
     let s = || json!("string");
-    let (expected_names, nested): (Vec<&str>, Vec<(String, bool, bool, Value)>) =
-        match resource_type {
-            "iaprun_access_binding" => (
-                vec!["condition"],
-                vec![
-                    ("description".into(), false, true, s()),
-                    ("expression".into(), true, false, s()),
-                    ("title".into(), true, false, s()),
-                ],
-            ),
-            _ => (
-                vec!["timeouts"],
-                vec![
-                    ("create".into(), false, true, s()),
-                    ("delete".into(), false, true, s()),
-                    ("update".into(), false, true, s()),
-                ],
-            ),
-        };
+    let (expected_names, nested): (Vec<&str>, Vec<NestedAttribute>) = match resource_type {
+        "iaprun_access_binding" => (
+            vec!["condition"],
+            vec![
+                ("description".into(), false, true, s()),
+                ("expression".into(), true, false, s()),
+                ("title".into(), true, false, s()),
+            ],
+        ),
+        _ => (
+            vec!["timeouts"],
+            vec![
+                ("create".into(), false, true, s()),
+                ("delete".into(), false, true, s()),
+                ("update".into(), false, true, s()),
+            ],
+        ),
+    };
     if names != expected_names.iter().copied().collect::<BTreeSet<_>>() {
         problems.push(format!(
             "{resource_type}: blocks {names:?} instead of {expected_names:?}"
