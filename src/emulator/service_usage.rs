@@ -261,6 +261,14 @@ fn list(world: &mut World, call: &Call<'_>) -> Result<Outcome, ApiError> {
 fn generate_service_identity(world: &mut World, call: &Call<'_>) -> Result<Outcome, ApiError> {
     let (project, number, service) = locate(world, call, call.param("parent")?)?;
     let service = service.ok_or_else(|| ApiError::invalid("A service name is required."))?;
+    if let Some((code, message)) = call.operation_error() {
+        // An injected failure: no agent is created and the finished operation reports why.
+        return Ok(Outcome::Json(json!({
+            "name": "operations/finished.DONE_OPERATION",
+            "done": true,
+            "error": {"code": code, "message": message},
+        })));
+    }
     let wall = call.timestamp();
     if let Ok(p) = world.projects.resolve(&project, &wall) {
         p.agents.insert(service.clone());
