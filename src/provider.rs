@@ -312,6 +312,11 @@ pub struct Context {
     pub policies: Coalesced<google::Policy>,
     /// Whether the target of an IAP resource exists, by canonical resource name (plan-time checks).
     pub targets: Coalesced<bool>,
+    /// Whether an IAP resource uses a custom OAuth client, by canonical resource name; a backend
+    /// planned in this process records its configured client here (plan-time checks).
+    pub custom_oauth_clients: Coalesced<bool>,
+    /// The domain of the organization above a project (`None`: no organization), by project.
+    pub organization_domains: Coalesced<Option<String>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -331,6 +336,8 @@ impl Context {
             projects: Coalesced::default(),
             policies: Coalesced::default(),
             targets: Coalesced::default(),
+            custom_oauth_clients: Coalesced::default(),
+            organization_domains: Coalesced::default(),
         }
     }
 
@@ -353,6 +360,22 @@ impl Context {
                     .project(project)
                     .await
                     .map(Arc::new)
+            })
+            .await
+    }
+}
+
+impl Context {
+    /// The primary domain of the organization above `project`, read once per process.
+    pub async fn organization_domain(&self, project: &str) -> Result<Option<String>, google::Error> {
+        let info = self.project_info(project).await?;
+        self.organization_domains
+            .get_or_fetch(&info.project_number, || async {
+                let rm = &self.clients.resource_manager;
+                match rm.organization_of(&info).await? {
+                    Some(org) => rm.organization_domain(&org).await,
+                    None => Ok(None),
+                }
             })
             .await
     }

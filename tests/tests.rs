@@ -14,3 +14,5 @@ mod service_iap;
 mod access_binding;
 // iaprun_backend_iap end to end: global and regional backends, OAuth clients, drift, import, destroy.
 mod backend_iap;
+// Every known-limitation check fires on the attribute at fault, near misses stay silent, nothing changes.
+mod checks;

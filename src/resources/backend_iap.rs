@@ -345,6 +345,14 @@ async fn plan(ctx: &Context, req: &mut PlanRequest) -> Diagnostics {
         }
     };
     set_identity(planned, &r, &project.project_number);
+    // Access bindings planned after this one judge their members by the client configured here.
+    if let Some(resource) = planned.get_str("iap_resource_name") {
+        let client = config.get("oauth2_client_id");
+        if client.is_known() {
+            ctx.custom_oauth_clients
+                .put(resource, !client.is_null());
+        }
+    }
     let facts = match backend_facts(ctx, &r).await {
         Ok(f) => f,
         Err(e) => {
