@@ -35,6 +35,28 @@ const TABLE: &[(&str, &str)] = &[
     ("no_organization", "warning"),
 ];
 
+/// What a check's detail must tell: the run-time failure, and what older documentation said where
+/// the default severity follows newer documentation.
+const DETAIL_MENTIONS: &[(&str, &str)] = &[
+    ("double_iap", "has IAP enabled directly"),
+    ("http2_classic_lb", "infinite redirect loop"),
+    ("http2_direct", "Older IAP documentation"),
+    ("envoy_jwt_header", "Older IAP documentation says the X-Goog-IAP-JWT-Assertion header"),
+    ("cdn_enabled", "enableCDN = true"),
+    ("run_app_bypass", "run.app URL directly"),
+    ("public_invoker", "Older IAP documentation asked for allUsers"),
+    ("missing_invoker", "Your client does not have permission to get URL"),
+    ("no_https_frontend", "IAP only works over HTTPS"),
+    ("passthrough_lb", "passthrough"),
+    ("neg_mismatch", "does not exist in"),
+    ("managed_oauth_external", "outside the organization's domain example.com"),
+    ("public_member", "pass IAP"),
+    ("member_format", "Fix: Write members as TYPE:lower-case-email"),
+    ("target_missing", "does not exist in"),
+    ("iap_api_disabled", "SERVICE_DISABLED"),
+    ("no_organization", "Older Cloud Run IAP documentation required"),
+];
+
 const INVOKER: &str = "roles/run.invoker";
 /// A project outside any organization.
 const NO_ORG_PROJECT: &str = "noorg-project";
@@ -126,16 +148,15 @@ provider "iaprun" {{
         Config { text, blocks }
     }
 
-    /// The line where `attribute` is set in the block of `address`; a quoted string instead of an
-    /// attribute name finds the line of that list element.
+    /// The line where `attribute` is set in the block of `address` (Terraform points a set element's
+    /// diagnostic at the attribute holding the set).
     fn attribute_line(&self, address: &str, attribute: &str) -> usize {
         let (first, last) = self.blocks[address];
         (first..=last)
             .find(|&n| {
                 let line = self.text.lines().nth(n - 1).unwrap_or_default().trim_start();
-                line.strip_prefix(attribute).is_some_and(|rest| {
-                    attribute.starts_with('"') || rest.trim_start().starts_with('=')
-                })
+                line.strip_prefix(attribute)
+                    .is_some_and(|rest| rest.trim_start().starts_with('='))
             })
             .unwrap_or_else(|| panic!("{address} sets no {attribute}"))
     }
@@ -190,6 +211,9 @@ provider "iaprun" {{
                 detail.contains("What breaks:") && detail.contains("Fix:"),
                 "{check}: the detail says what breaks and the fix: {d:#}"
             );
+            for (_, mention) in DETAIL_MENTIONS.iter().filter(|(c, _)| *c == check) {
+                assert!(detail.contains(mention), "{check} mentions {mention:?}: {d:#}");
+            }
             let line = d["range"]["start"]["line"]
                 .as_u64()
                 .unwrap_or_else(|| panic!("{check} has no range: {d:#}"))
@@ -240,7 +264,10 @@ async fn pitfall_world() -> World {
     .await;
     w.run_service("public", json!({})).await;
     w.set_run_members("public", INVOKER, &["allUsers"]).await;
+    w.run_service("no-invoker-iam", json!({"invokerIamDisabled": true}))
+        .await;
     w.run_service("agent-ok", json!({})).await;
+    w.provision_iap_agent().await;
     let agent = w.iap_agent();
     w.set_run_members("agent-ok", INVOKER, &[&agent]).await;
     w.run_service("direct-iap", json!({})).await;
@@ -401,6 +428,8 @@ fn plan_cases() -> Vec<Case> {
         Case::new(S, "good", r#"service = "plain""#),
         Case::new(S, "h2c", r#"service = "h2c""#).fires("http2_direct", "service"),
         Case::new(S, "public", r#"service = "public""#).fires("public_invoker", "service"),
+        Case::new(S, "invoker_iam_off", r#"service = "no-invoker-iam""#)
+            .fires("public_invoker", "service"),
         Case::new(S, "no_invoker", "service = \"plain\"\ngrant_iap_invoker = false")
             .fires("missing_invoker", "grant_iap_invoker"),
         Case::new(S, "agent_ok", "service = \"agent-ok\"\ngrant_iap_invoker = false"),
@@ -492,13 +521,13 @@ fn validate_cases() -> Vec<Case> {
             "public",
             &format!("{resource}\nmembers = [\n\"user:alice@example.com\",\n\"allAuthenticatedUsers\",\n]"),
         )
-        .fires("public_member", "\"allAuthenticatedUsers\""),
+        .fires("public_member", "members"),
         Case::new(
             A,
             "format",
             &format!("{resource}\nmembers = [\n\"user:alice@example.com\",\n\"user:Bob@Example.com\",\n]"),
         )
-        .fires("member_format", "\"user:Bob@Example.com\""),
+        .fires("member_format", "members"),
         Case::new(
             A,
             "public_ignored",
