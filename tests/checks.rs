@@ -272,6 +272,14 @@ async fn pitfall_world() -> World {
     w.set_run_members("agent-ok", INVOKER, &[&agent]).await;
     w.run_service("direct-iap", json!({})).await;
     w.set_run_iap("direct-iap", true).await;
+    w.run_service("both", json!({})).await;
+    // Services for direct IAP only: none is behind a backend that this plan puts IAP on.
+    w.run_service("d-plain", json!({})).await;
+    w.run_service("d-h2c", h2c_template()).await;
+    w.run_service("d-public", json!({})).await;
+    w.set_run_members("d-public", INVOKER, &["allUsers"]).await;
+    w.run_service("d-agent-ok", json!({})).await;
+    w.set_run_members("d-agent-ok", INVOKER, &[&agent]).await;
 
     w.update_project(NO_ORG_PROJECT, json!({"parent": null}));
     w.run_service_in(NO_ORG_PROJECT, REGION, "plain", json!({}))
@@ -291,6 +299,7 @@ async fn pitfall_world() -> World {
         "public",
         "agent-ok",
         "direct-iap",
+        "both",
     ] {
         w.neg(&format!("{service}-neg"), service).await;
     }
@@ -329,6 +338,7 @@ async fn pitfall_world() -> World {
             )}]})),
         ),
         ("double", "direct-iap-neg", classic(json!({}))),
+        ("both", "both-neg", classic(json!({}))),
         ("agent-ok", "agent-ok-neg", classic(json!({}))),
     ];
     for (name, neg, extra) in global {
@@ -406,6 +416,13 @@ fn plan_cases() -> Vec<Case> {
         Case::new(B, "far", r#"backend_service = "far""#).fires("neg_mismatch", "backend_service"),
         Case::new(B, "double", r#"backend_service = "double""#)
             .fires("double_iap", "backend_service"),
+        // Both layers planned in this run: the backend, planned after the service, sees it.
+        Case::new(
+            B,
+            "both",
+            "backend_service = \"both\"\ndepends_on = [iaprun_service_iap.both]",
+        )
+        .fires("double_iap", "backend_service"),
         Case::new(B, "missing", r#"backend_service = "nope""#)
             .fires("target_missing", "backend_service"),
         Case::new(
@@ -425,14 +442,15 @@ fn plan_cases() -> Vec<Case> {
             "backend_service = \"custom\"\noauth2_client_id = \"custom.apps.googleusercontent.com\"\noauth2_client_secret = \"not-a-real-secret\"",
         ),
         // Direct IAP on Cloud Run.
-        Case::new(S, "good", r#"service = "plain""#),
-        Case::new(S, "h2c", r#"service = "h2c""#).fires("http2_direct", "service"),
-        Case::new(S, "public", r#"service = "public""#).fires("public_invoker", "service"),
+        Case::new(S, "good", r#"service = "d-plain""#),
+        Case::new(S, "both", r#"service = "both""#),
+        Case::new(S, "h2c", r#"service = "d-h2c""#).fires("http2_direct", "service"),
+        Case::new(S, "public", r#"service = "d-public""#).fires("public_invoker", "service"),
         Case::new(S, "invoker_iam_off", r#"service = "no-invoker-iam""#)
             .fires("public_invoker", "service"),
-        Case::new(S, "no_invoker", "service = \"plain\"\ngrant_iap_invoker = false")
+        Case::new(S, "no_invoker", "service = \"d-plain\"\ngrant_iap_invoker = false")
             .fires("missing_invoker", "grant_iap_invoker"),
-        Case::new(S, "agent_ok", "service = \"agent-ok\"\ngrant_iap_invoker = false"),
+        Case::new(S, "agent_ok", "service = \"d-agent-ok\"\ngrant_iap_invoker = false"),
         Case::new(S, "missing", r#"service = "ghost""#).fires("target_missing", "service"),
         Case::new(
             S,

@@ -417,9 +417,14 @@ async fn checks(
     findings.extend(backend::run_app_bypass(facts));
     findings.extend(backend::neg_mismatch(facts));
     findings.extend(backend::no_https_frontend(facts));
+    let service_key = |s: &validation::facts::RunServiceFacts| {
+        format!("{project_number}/{}/{}", s.location, s.name)
+    };
+    let behind: Vec<String> = facts.services().map(service_key).collect();
+    let planned_direct = ctx.plan_backend_iap(&r.to_string(), &behind);
     findings.extend(service::double_iap(
         facts,
-        |s| s.iap_enabled,
+        |s| s.iap_enabled || planned_direct.contains(&service_key(s)),
         AttributePath::attr("backend_service"),
     ));
     for s in facts.services() {
