@@ -412,7 +412,10 @@ impl Context {
     }
 
     /// The primary domain of the organization above `project`, read once per process.
-    pub async fn organization_domain(&self, project: &str) -> Result<Option<String>, google::Error> {
+    pub async fn organization_domain(
+        &self,
+        project: &str,
+    ) -> Result<Option<String>, google::Error> {
         let info = self.project_info(project).await?;
         self.organization_domains
             .get_or_fetch(&info.project_number, || async {

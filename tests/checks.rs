@@ -41,20 +41,38 @@ const DETAIL_MENTIONS: &[(&str, &str)] = &[
     ("double_iap", "has IAP enabled directly"),
     ("http2_classic_lb", "infinite redirect loop"),
     ("http2_direct", "Older IAP documentation"),
-    ("envoy_jwt_header", "Older IAP documentation says the X-Goog-IAP-JWT-Assertion header"),
+    (
+        "envoy_jwt_header",
+        "Older IAP documentation says the X-Goog-IAP-JWT-Assertion header",
+    ),
     ("cdn_enabled", "enableCDN = true"),
     ("run_app_bypass", "run.app URL directly"),
-    ("public_invoker", "Older IAP documentation asked for allUsers"),
-    ("missing_invoker", "Your client does not have permission to get URL"),
+    (
+        "public_invoker",
+        "Older IAP documentation asked for allUsers",
+    ),
+    (
+        "missing_invoker",
+        "Your client does not have permission to get URL",
+    ),
     ("no_https_frontend", "IAP only works over HTTPS"),
     ("passthrough_lb", "passthrough"),
     ("neg_mismatch", "does not exist in"),
-    ("managed_oauth_external", "outside the organization's domain example.com"),
+    (
+        "managed_oauth_external",
+        "outside the organization's domain example.com",
+    ),
     ("public_member", "pass IAP"),
-    ("member_format", "Fix: Write members as TYPE:lower-case-email"),
+    (
+        "member_format",
+        "Fix: Write members as TYPE:lower-case-email",
+    ),
     ("target_missing", "does not exist in"),
     ("iap_api_disabled", "SERVICE_DISABLED"),
-    ("no_organization", "Older Cloud Run IAP documentation required"),
+    (
+        "no_organization",
+        "Older Cloud Run IAP documentation required",
+    ),
 ];
 
 const INVOKER: &str = "roles/run.invoker";
@@ -154,7 +172,12 @@ provider "iaprun" {{
         let (first, last) = self.blocks[address];
         (first..=last)
             .find(|&n| {
-                let line = self.text.lines().nth(n - 1).unwrap_or_default().trim_start();
+                let line = self
+                    .text
+                    .lines()
+                    .nth(n - 1)
+                    .unwrap_or_default()
+                    .trim_start();
                 line.strip_prefix(attribute)
                     .is_some_and(|rest| rest.trim_start().starts_with('='))
             })
@@ -212,7 +235,10 @@ provider "iaprun" {{
                 "{check}: the detail says what breaks and the fix: {d:#}"
             );
             for (_, mention) in DETAIL_MENTIONS.iter().filter(|(c, _)| *c == check) {
-                assert!(detail.contains(mention), "{check} mentions {mention:?}: {d:#}");
+                assert!(
+                    detail.contains(mention),
+                    "{check} mentions {mention:?}: {d:#}"
+                );
             }
             let line = d["range"]["start"]["line"]
                 .as_u64()
@@ -632,7 +658,10 @@ async fn every_check_fires_on_its_attribute_and_near_misses_stay_silent() {
     // terraform validate: the member checks on the member at fault; an ignored check is silent.
     let validate = validate_run.json();
     assert_eq!(validate["valid"], false, "{validate_run}");
-    let diagnostics = validate["diagnostics"].as_array().cloned().unwrap_or_default();
+    let diagnostics = validate["diagnostics"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let found = validate_config.judge(&diagnostics);
     assert_eq!(
         found, validate_expected,

@@ -282,17 +282,19 @@ async fn custom_oauth_client(ctx: &Context, target: &IapResource) -> Result<bool
     let project = target.project.as_str();
     let backend = match &target.target {
         IapTarget::CloudRun { .. } => None,
-        IapTarget::BackendService { name } => Some(google::BackendServiceRef::global(
-            project,
-            name.as_str(),
-        )),
+        IapTarget::BackendService { name } => {
+            Some(google::BackendServiceRef::global(project, name.as_str()))
+        }
         IapTarget::RegionBackendService { region, name } => Some(
             google::BackendServiceRef::regional(project, region.as_str(), name.as_str()),
         ),
     };
     if let Some(r) = backend {
         let backend = ctx.clients.compute.backend_service(&r).await?;
-        let client = backend.iap.as_ref().and_then(|i| i.oauth2_client_id.as_deref());
+        let client = backend
+            .iap
+            .as_ref()
+            .and_then(|i| i.oauth2_client_id.as_deref());
         if client.is_some_and(|c| !c.trim().is_empty()) {
             return Ok(true);
         }

@@ -349,8 +349,7 @@ async fn plan(ctx: &Context, req: &mut PlanRequest) -> Diagnostics {
     if let Some(resource) = planned.get_str("iap_resource_name") {
         let client = config.get("oauth2_client_id");
         if client.is_known() {
-            ctx.custom_oauth_clients
-                .put(resource, !client.is_null());
+            ctx.custom_oauth_clients.put(resource, !client.is_null());
         }
     }
     let facts = match backend_facts(ctx, &r).await {

@@ -79,7 +79,9 @@ mod http2_classic_lb_tests {
         s.h2c = true;
         let f = http2_classic_lb(&with_service(backend("EXTERNAL", "HTTPS"), s.clone()));
         assert!(f[0].detail.contains("us-central1/hello serves h2c"));
-        assert!(http2_classic_lb(&with_service(backend("EXTERNAL_MANAGED", "HTTPS"), s)).is_empty());
+        assert!(
+            http2_classic_lb(&with_service(backend("EXTERNAL_MANAGED", "HTTPS"), s)).is_empty()
+        );
     }
 }
 
@@ -146,7 +148,10 @@ mod passthrough_lb_tests {
     #[test]
     fn fires_on_passthrough_schemes_and_non_http_protocols() {
         assert_eq!(passthrough_lb(&backend("INTERNAL", "TCP")).len(), 1);
-        assert_eq!(passthrough_lb(&backend("EXTERNAL_PASSTHROUGH", "HTTP")).len(), 1);
+        assert_eq!(
+            passthrough_lb(&backend("EXTERNAL_PASSTHROUGH", "HTTP")).len(),
+            1
+        );
         assert_eq!(passthrough_lb(&backend("EXTERNAL_MANAGED", "TCP")).len(), 1);
         assert!(passthrough_lb(&backend("INTERNAL_MANAGED", "HTTP")).is_empty());
         assert!(passthrough_lb(&backend("EXTERNAL", "HTTP2")).is_empty());

@@ -325,8 +325,12 @@ mod catalogue_tests {
         let d = f.to_diagnostic();
         assert_eq!(d.severity, Severity::Error);
         assert!(d.summary.starts_with("missing_invoker: "), "{}", d.summary);
-        assert!(d.detail.starts_with("The agent lacks the role on Cloud Run service us-central1/hello."));
-        assert!(d.detail.contains("Your client does not have permission to get URL"));
+        assert!(d
+            .detail
+            .starts_with("The agent lacks the role on Cloud Run service us-central1/hello."));
+        assert!(d
+            .detail
+            .contains("Your client does not have permission to get URL"));
         assert!(d.detail.contains("Fix: Set grant_iap_invoker = true"));
         assert!(d.detail.contains("ignore_checks"));
         assert_eq!(d.path, Some(AttributePath::attr("grant_iap_invoker")));
