@@ -80,6 +80,11 @@ impl World {
 
     /// Creates a Cloud Run service; `extra` fields (ingress, template ports, ...) merge over the defaults.
     pub async fn run_service(&self, name: &str, extra: Value) {
+        self.run_service_in(PROJECT, REGION, name, extra).await;
+    }
+
+    /// Creates a Cloud Run service in another project or region (see `run_service`).
+    pub async fn run_service_in(&self, project: &str, region: &str, name: &str, extra: Value) {
         let mut body = json!({
             "ingress": "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER",
             "template": {"containers": [{"image": "us-docker.pkg.dev/cloudrun/container/hello"}]}
@@ -92,7 +97,7 @@ impl World {
         let op = self
             .ok(
                 "POST",
-                &format!("/v2/projects/{PROJECT}/locations/{REGION}/services?serviceId={name}"),
+                &format!("/v2/projects/{project}/locations/{region}/services?serviceId={name}"),
                 Some(body),
             )
             .await;
@@ -233,8 +238,13 @@ impl World {
 
     /// A serverless NEG in the world's region pointing at a Cloud Run service.
     pub async fn neg(&self, name: &str, service: &str) {
+        self.neg_in(REGION, name, service).await;
+    }
+
+    /// A serverless NEG in `region` pointing at a Cloud Run service (which need not exist there).
+    pub async fn neg_in(&self, region: &str, name: &str, service: &str) {
         self.compute_insert(
-            &format!("regions/{REGION}/networkEndpointGroups"),
+            &format!("regions/{region}/networkEndpointGroups"),
             json!({"name": name, "networkEndpointType": "SERVERLESS", "cloudRun": {"service": service}}),
         )
         .await;
@@ -281,6 +291,37 @@ impl World {
         .await;
     }
 
+    /// A plain-HTTP frontend (URL map, target HTTP proxy, port-80 forwarding rule) for a global
+    /// backend service: it reaches the backend, but not over HTTPS.
+    pub async fn http_frontend(&self, backend: &str) {
+        let map = format!("{backend}-http-map");
+        let proxy = format!("{backend}-http-proxy");
+        self.compute_insert(
+            "global/urlMaps",
+            json!({"name": map, "defaultService": format!("global/backendServices/{backend}")}),
+        )
+        .await;
+        self.compute_insert(
+            "global/targetHttpProxies",
+            json!({"name": proxy, "urlMap": format!("global/urlMaps/{map}")}),
+        )
+        .await;
+        self.compute_insert(
+            "global/forwardingRules",
+            json!({"name": format!("{backend}-http"), "loadBalancingScheme": "EXTERNAL", "IPProtocol": "TCP", "portRange": "80", "target": format!("global/targetHttpProxies/{proxy}")}),
+        )
+        .await;
+    }
+
+    /// Changes a project's emulator attributes (`parent`, `services`, `organization_domain`, ...;
+    /// see docs/emulator.md), creating the project if needed.
+    pub fn update_project(&self, project: &str, update: Value) {
+        let update = serde_json::from_value(update).expect("a valid project update");
+        self.emulator
+            .update_project(project, update)
+            .expect("project update");
+    }
+
     /// A backend service as the API returns it.
     pub async fn backend_json(&self, name: &str, region: Option<&str>) -> Value {
         let path = match region {
@@ -319,6 +360,7 @@ impl World {
             .filter(|r| {
                 let read_only_post = r.path.ends_with(":getIamPolicy")
                     || r.path.ends_with(":testIamPermissions")
+                    || r.path.ends_with(":getAncestry")
                     || r.path.ends_with(":wait")
                     || r.path.ends_with("/wait");
                 r.method != "GET" && !read_only_post

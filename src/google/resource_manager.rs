@@ -5,7 +5,8 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use super::error::Error;
-use super::transport::{Api, BaseUrl, Call, Transport};
+use super::operation::with_verb;
+use super::transport::{Api, BaseUrl, Call, Replay, Transport};
 
 /// A project as the provider needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +39,25 @@ struct ProjectWire {
     lifecycle_state: Option<String>,
     #[serde(default)]
     parent: Option<ProjectParent>,
+}
+
+#[derive(Deserialize)]
+struct AncestryWire {
+    #[serde(default)]
+    ancestor: Vec<AncestorWire>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AncestorWire {
+    resource_id: ProjectParent,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OrganizationWire {
+    #[serde(default)]
+    display_name: Option<String>,
 }
 
 /// Cloud Resource Manager client.
@@ -85,5 +105,37 @@ impl ResourceManagerClient {
             lifecycle_state: wire.lifecycle_state,
             parent: wire.parent,
         })
+    }
+
+    /// The organization id above a project (through its folders), `None` without one. Reads the
+    /// parent from projects.get and, for a project in a folder, projects.getAncestry (v1).
+    pub async fn organization_of(&self, project: &Project) -> Result<Option<String>, Error> {
+        match &project.parent {
+            None => return Ok(None),
+            Some(p) if p.kind == "organization" => return Ok(Some(p.id.clone())),
+            Some(_) => {}
+        }
+        let name = format!("projects/{}", project.project_id);
+        let url = self.base.join(with_verb(&["v1"], &name, "getAncestry"));
+        // A read despite the POST: safe to replay.
+        let call = Call::post(Api::ResourceManager, url)
+            .body(serde_json::json!({}))
+            .replay(Replay::Safe);
+        let wire: AncestryWire = self.transport.send_as(call).await?;
+        Ok(wire
+            .ancestor
+            .into_iter()
+            .find(|a| a.resource_id.kind == "organization")
+            .map(|a| a.resource_id.id))
+    }
+
+    /// The primary domain of an organization: organizations.get (v1) `displayName`.
+    pub async fn organization_domain(&self, organization: &str) -> Result<Option<String>, Error> {
+        let url = self.base.join(["v1", "organizations", organization]);
+        let wire: OrganizationWire = self
+            .transport
+            .send_as(Call::get(Api::ResourceManager, url))
+            .await?;
+        Ok(wire.display_name.filter(|d| !d.trim().is_empty()))
     }
 }

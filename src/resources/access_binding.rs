@@ -230,7 +230,7 @@ async fn checks(ctx: &Context, config: &Value, target: &IapResource) -> Diagnost
         .get_or_fetch(&key, || target_exists(ctx, target))
         .await;
     match exists {
-        Ok(true) => Diagnostics::new(),
+        Ok(true) => validation::report(oauth_findings(ctx, config, target).await, &ignore),
         Ok(false) => {
             let (kind, name) = match &target.target {
                 IapTarget::CloudRun { service, .. } => ("Cloud Run service", service),
@@ -249,6 +249,58 @@ async fn checks(ctx: &Context, config: &Value, target: &IapResource) -> Diagnost
             .at(AttributePath::attr("resource"))
             .into(),
     }
+}
+
+/// `managed_oauth_external` for the configured members: only when the IAP resource uses the
+/// Google-managed OAuth client and the project's organization domain is known. Anything that cannot
+/// be read (or is unknown at plan) yields no finding.
+async fn oauth_findings(
+    ctx: &Context,
+    config: &Value,
+    target: &IapResource,
+) -> Vec<validation::Finding> {
+    let members = config.get("members");
+    if !members.is_wholly_known() {
+        return vec![];
+    }
+    let custom = ctx
+        .custom_oauth_clients
+        .get_or_fetch(&target.to_string(), || custom_oauth_client(ctx, target))
+        .await;
+    if !matches!(custom, Ok(false)) {
+        return vec![];
+    }
+    match ctx.organization_domain(&target.project).await {
+        Ok(Some(domain)) => validation::managed_oauth_external(&members.strings(), &domain),
+        _ => vec![],
+    }
+}
+
+/// Whether the IAP resource has a custom OAuth client as Google reports it now: the backend
+/// service's `iap.oauth2ClientId`, or the IAP settings' `accessSettings.oauthSettings.clientId`.
+async fn custom_oauth_client(ctx: &Context, target: &IapResource) -> Result<bool, google::Error> {
+    let project = target.project.as_str();
+    let backend = match &target.target {
+        IapTarget::CloudRun { .. } => None,
+        IapTarget::BackendService { name } => {
+            Some(google::BackendServiceRef::global(project, name.as_str()))
+        }
+        IapTarget::RegionBackendService { region, name } => Some(
+            google::BackendServiceRef::regional(project, region.as_str(), name.as_str()),
+        ),
+    };
+    if let Some(r) = backend {
+        let backend = ctx.clients.compute.backend_service(&r).await?;
+        let client = backend
+            .iap
+            .as_ref()
+            .and_then(|i| i.oauth2_client_id.as_deref());
+        if client.is_some_and(|c| !c.trim().is_empty()) {
+            return Ok(true);
+        }
+    }
+    let settings = ctx.clients.iap.iap_settings(&target.to_string()).await?;
+    Ok(settings.oauth_client_id.is_some())
 }
 
 /// Whether the Cloud Run service or backend service behind an IAP resource exists.

@@ -345,6 +345,13 @@ async fn plan(ctx: &Context, req: &mut PlanRequest) -> Diagnostics {
         }
     };
     set_identity(planned, &r, &project.project_number);
+    // Access bindings planned after this one judge their members by the client configured here.
+    if let Some(resource) = planned.get_str("iap_resource_name") {
+        let client = config.get("oauth2_client_id");
+        if client.is_known() {
+            ctx.custom_oauth_clients.put(resource, !client.is_null());
+        }
+    }
     let facts = match backend_facts(ctx, &r).await {
         Ok(f) => f,
         Err(e) => {
@@ -409,9 +416,14 @@ async fn checks(
     findings.extend(backend::run_app_bypass(facts));
     findings.extend(backend::neg_mismatch(facts));
     findings.extend(backend::no_https_frontend(facts));
+    let service_key = |s: &validation::facts::RunServiceFacts| {
+        format!("{project_number}/{}/{}", s.location, s.name)
+    };
+    let behind: Vec<String> = facts.services().map(service_key).collect();
+    let planned_direct = ctx.plan_backend_iap(&r.to_string(), &behind);
     findings.extend(service::double_iap(
         facts,
-        |s| s.iap_enabled,
+        |s| s.iap_enabled || planned_direct.contains(&service_key(s)),
         AttributePath::attr("backend_service"),
     ));
     for s in facts.services() {

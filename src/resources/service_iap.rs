@@ -184,6 +184,9 @@ async fn checks(
             AttributePath::attr("service"),
         )),
         Ok(Some(facts)) => {
+            let key = format!("{project_number}/{}/{}", name.location, name.service);
+            let fronting = ctx.plan_direct_iap(&key);
+            findings.extend(validation::service::double_iap_planned(&facts, &fronting));
             findings.extend(validation::service::http2_direct(&facts));
             findings.extend(validation::service::public_invoker(
                 &facts,

@@ -24,6 +24,23 @@ pub fn cdn_enabled(backend: &BackendFacts) -> Vec<Finding> {
     )]
 }
 
+#[cfg(test)]
+mod cdn_enabled_tests {
+    use super::fixtures::backend;
+    use super::*;
+
+    #[test]
+    fn fires_only_with_cdn() {
+        let mut b = backend("EXTERNAL_MANAGED", "HTTPS");
+        assert!(cdn_enabled(&b).is_empty());
+        b.cdn_enabled = true;
+        let f = cdn_enabled(&b);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].path, Some(AttributePath::attr("backend_service")));
+        assert!(f[0].detail.contains("web"));
+    }
+}
+
 /// `http2_classic_lb`: end-to-end HTTP/2 behind a classic (EXTERNAL) load balancer with IAP ends in
 /// an infinite redirect loop (seed 001; current docs limit it to the classic load balancer). Reads:
 /// `loadBalancingScheme`, `protocol`, the Cloud Run services' port names.
@@ -48,6 +65,26 @@ pub fn http2_classic_lb(backend: &BackendFacts) -> Vec<Finding> {
     )]
 }
 
+#[cfg(test)]
+mod http2_classic_lb_tests {
+    use super::fixtures::{backend, svc, with_service};
+    use super::*;
+
+    #[test]
+    fn loops_only_behind_the_classic_lb() {
+        assert_eq!(http2_classic_lb(&backend("EXTERNAL", "HTTP2")).len(), 1);
+        assert!(http2_classic_lb(&backend("EXTERNAL_MANAGED", "HTTP2")).is_empty());
+        assert!(http2_classic_lb(&backend("EXTERNAL", "HTTPS")).is_empty());
+        let mut s = svc();
+        s.h2c = true;
+        let f = http2_classic_lb(&with_service(backend("EXTERNAL", "HTTPS"), s.clone()));
+        assert!(f[0].detail.contains("us-central1/hello serves h2c"));
+        assert!(
+            http2_classic_lb(&with_service(backend("EXTERNAL_MANAGED", "HTTPS"), s)).is_empty()
+        );
+    }
+}
+
 /// `envoy_jwt_header`: older IAP docs (seed 001) say Envoy-based (EXTERNAL_MANAGED) load balancers do
 /// not pass `X-Goog-IAP-JWT-Assertion`. Current docs no longer list it: a warning. Reads:
 /// `loadBalancingScheme`.
@@ -60,6 +97,22 @@ pub fn envoy_jwt_header(backend: &BackendFacts) -> Vec<Finding> {
         at_backend(),
         format!("Backend service {} is on an Envoy-based load balancer (loadBalancingScheme EXTERNAL_MANAGED).", backend.name),
     )]
+}
+
+#[cfg(test)]
+mod envoy_jwt_header_tests {
+    use super::fixtures::backend;
+    use super::*;
+
+    #[test]
+    fn follows_the_scheme() {
+        assert_eq!(
+            envoy_jwt_header(&backend("EXTERNAL_MANAGED", "HTTPS")).len(),
+            1
+        );
+        assert!(envoy_jwt_header(&backend("EXTERNAL", "HTTPS")).is_empty());
+        assert!(envoy_jwt_header(&backend("INTERNAL_MANAGED", "HTTPS")).is_empty());
+    }
 }
 
 /// `passthrough_lb`: IAP on a scheme or protocol it does not support. Compute API: "IAP is not
@@ -87,6 +140,24 @@ pub fn passthrough_lb(backend: &BackendFacts) -> Vec<Finding> {
     )]
 }
 
+#[cfg(test)]
+mod passthrough_lb_tests {
+    use super::fixtures::backend;
+    use super::*;
+
+    #[test]
+    fn fires_on_passthrough_schemes_and_non_http_protocols() {
+        assert_eq!(passthrough_lb(&backend("INTERNAL", "TCP")).len(), 1);
+        assert_eq!(
+            passthrough_lb(&backend("EXTERNAL_PASSTHROUGH", "HTTP")).len(),
+            1
+        );
+        assert_eq!(passthrough_lb(&backend("EXTERNAL_MANAGED", "TCP")).len(), 1);
+        assert!(passthrough_lb(&backend("INTERNAL_MANAGED", "HTTP")).is_empty());
+        assert!(passthrough_lb(&backend("EXTERNAL", "HTTP2")).is_empty());
+    }
+}
+
 /// `run_app_bypass`: load-balancer IAP while a Cloud Run service behind it accepts all ingress with
 /// its run.app URL enabled: anyone can skip IAP through run.app (seed 000). Reads: Run `ingress`,
 /// `defaultUriDisabled`.
@@ -106,6 +177,25 @@ pub fn run_app_bypass(backend: &BackendFacts) -> Vec<Finding> {
             )
         })
         .collect()
+}
+
+#[cfg(test)]
+mod run_app_bypass_tests {
+    use super::fixtures::{backend, svc, with_service};
+    use super::*;
+
+    #[test]
+    fn needs_all_ingress_and_the_default_url() {
+        let b = backend("EXTERNAL_MANAGED", "HTTPS");
+        assert!(run_app_bypass(&with_service(b.clone(), svc())).is_empty());
+        let mut open = svc();
+        open.ingress = "INGRESS_TRAFFIC_ALL".into();
+        let f = run_app_bypass(&with_service(b.clone(), open.clone()));
+        assert_eq!(f.len(), 1);
+        assert!(f[0].detail.contains("us-central1/hello"));
+        open.default_uri_disabled = true;
+        assert!(run_app_bypass(&with_service(b, open)).is_empty());
+    }
 }
 
 /// `neg_mismatch`: a serverless NEG points at a Cloud Run service that does not exist in the NEG's
@@ -129,101 +219,14 @@ pub fn neg_mismatch(backend: &BackendFacts) -> Vec<Finding> {
         .collect()
 }
 
-/// `no_https_frontend`: no HTTPS forwarding rule reaches the backend: IAP needs an HTTPS frontend
-/// (seed 001). Reads: forwarding rules → target HTTPS proxies → URL maps.
-pub fn no_https_frontend(backend: &BackendFacts) -> Vec<Finding> {
-    if backend.https_frontend != Some(false) {
-        return vec![];
-    }
-    vec![Finding::new(
-        "no_https_frontend",
-        at_backend(),
-        format!("No HTTPS forwarding rule routes to backend service {} (through a target HTTPS proxy and its URL map).", backend.name),
-    )]
-}
-
 #[cfg(test)]
-mod tests {
+mod neg_mismatch_tests {
+    use super::fixtures::{backend, svc, with_service};
     use super::*;
-    use crate::validation::facts::{NegFacts, RunServiceFacts};
-
-    fn backend(scheme: &str, protocol: &str) -> BackendFacts {
-        BackendFacts {
-            name: "web".into(),
-            scheme: scheme.into(),
-            protocol: protocol.into(),
-            https_frontend: Some(true),
-            ..Default::default()
-        }
-    }
-
-    fn with_service(mut b: BackendFacts, s: RunServiceFacts) -> BackendFacts {
-        b.negs.push(NegFacts {
-            name: "neg".into(),
-            region: s.location.clone(),
-            run_service: Some(s.name.clone()),
-            service: Some(s),
-            ..Default::default()
-        });
-        b
-    }
-
-    fn svc() -> RunServiceFacts {
-        RunServiceFacts {
-            name: "hello".into(),
-            location: "us-central1".into(),
-            ingress: "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER".into(),
-            ..Default::default()
-        }
-    }
+    use crate::validation::facts::NegFacts;
 
     #[test]
-    fn cdn_fires_only_with_cdn() {
-        let mut b = backend("EXTERNAL_MANAGED", "HTTPS");
-        assert!(cdn_enabled(&b).is_empty());
-        b.cdn_enabled = true;
-        assert_eq!(cdn_enabled(&b).len(), 1);
-    }
-
-    #[test]
-    fn http2_loops_only_behind_the_classic_lb() {
-        assert_eq!(http2_classic_lb(&backend("EXTERNAL", "HTTP2")).len(), 1);
-        assert!(http2_classic_lb(&backend("EXTERNAL_MANAGED", "HTTP2")).is_empty());
-        assert!(http2_classic_lb(&backend("EXTERNAL", "HTTPS")).is_empty());
-        let mut s = svc();
-        s.h2c = true;
-        let f = http2_classic_lb(&with_service(backend("EXTERNAL", "HTTPS"), s));
-        assert!(f[0].detail.contains("us-central1/hello serves h2c"));
-    }
-
-    #[test]
-    fn envoy_and_passthrough_follow_the_scheme() {
-        assert_eq!(
-            envoy_jwt_header(&backend("EXTERNAL_MANAGED", "HTTPS")).len(),
-            1
-        );
-        assert!(envoy_jwt_header(&backend("EXTERNAL", "HTTPS")).is_empty());
-        assert_eq!(passthrough_lb(&backend("INTERNAL", "TCP")).len(), 1);
-        assert_eq!(passthrough_lb(&backend("EXTERNAL_MANAGED", "TCP")).len(), 1);
-        assert!(passthrough_lb(&backend("INTERNAL_MANAGED", "HTTP")).is_empty());
-    }
-
-    #[test]
-    fn run_app_bypass_needs_all_ingress_and_the_default_url() {
-        let b = backend("EXTERNAL_MANAGED", "HTTPS");
-        assert!(run_app_bypass(&with_service(b.clone(), svc())).is_empty());
-        let mut open = svc();
-        open.ingress = "INGRESS_TRAFFIC_ALL".into();
-        assert_eq!(
-            run_app_bypass(&with_service(b.clone(), open.clone())).len(),
-            1
-        );
-        open.default_uri_disabled = true;
-        assert!(run_app_bypass(&with_service(b, open)).is_empty());
-    }
-
-    #[test]
-    fn neg_mismatch_and_https_frontend() {
+    fn fires_on_a_neg_whose_service_is_not_in_its_region() {
         let mut b = backend("EXTERNAL_MANAGED", "HTTPS");
         b.negs.push(NegFacts {
             name: "neg".into(),
@@ -238,6 +241,39 @@ mod tests {
         assert!(
             neg_mismatch(&with_service(backend("EXTERNAL_MANAGED", "HTTPS"), svc())).is_empty()
         );
+        let masked = NegFacts {
+            name: "mask".into(),
+            region: "us-central1".into(),
+            url_mask: Some("<service>.example.com".into()),
+            ..Default::default()
+        };
+        let mut b = backend("EXTERNAL_MANAGED", "HTTPS");
+        b.negs.push(masked);
+        assert!(neg_mismatch(&b).is_empty(), "a URL mask names no service");
+    }
+}
+
+/// `no_https_frontend`: no HTTPS forwarding rule reaches the backend: IAP needs an HTTPS frontend
+/// (seed 001). Reads: forwarding rules → target HTTPS proxies → URL maps.
+pub fn no_https_frontend(backend: &BackendFacts) -> Vec<Finding> {
+    if backend.https_frontend != Some(false) {
+        return vec![];
+    }
+    vec![Finding::new(
+        "no_https_frontend",
+        at_backend(),
+        format!("No HTTPS forwarding rule routes to backend service {} (through a target HTTPS proxy and its URL map).", backend.name),
+    )]
+}
+
+#[cfg(test)]
+mod no_https_frontend_tests {
+    use super::fixtures::backend;
+    use super::*;
+
+    #[test]
+    fn fires_only_when_no_https_rule_is_known_to_reach_the_backend() {
+        let mut b = backend("EXTERNAL_MANAGED", "HTTPS");
         assert!(no_https_frontend(&b).is_empty());
         b.https_frontend = Some(false);
         assert_eq!(no_https_frontend(&b).len(), 1);
@@ -246,5 +282,41 @@ mod tests {
             no_https_frontend(&b).is_empty(),
             "undetermined is not a finding"
         );
+    }
+}
+
+/// Backend facts for the tests of every check in this file.
+#[cfg(test)]
+mod fixtures {
+    use crate::validation::facts::{BackendFacts, NegFacts, RunServiceFacts};
+
+    pub fn backend(scheme: &str, protocol: &str) -> BackendFacts {
+        BackendFacts {
+            name: "web".into(),
+            scheme: scheme.into(),
+            protocol: protocol.into(),
+            https_frontend: Some(true),
+            ..Default::default()
+        }
+    }
+
+    pub fn with_service(mut b: BackendFacts, s: RunServiceFacts) -> BackendFacts {
+        b.negs.push(NegFacts {
+            name: "neg".into(),
+            region: s.location.clone(),
+            run_service: Some(s.name.clone()),
+            service: Some(s),
+            ..Default::default()
+        });
+        b
+    }
+
+    pub fn svc() -> RunServiceFacts {
+        RunServiceFacts {
+            name: "hello".into(),
+            location: "us-central1".into(),
+            ingress: "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER".into(),
+            ..Default::default()
+        }
     }
 }

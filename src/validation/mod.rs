@@ -5,8 +5,9 @@
 //! checks, grouped by the object they inspect (`members`: access-binding members; `service`: a Cloud
 //! Run service; `backend`: a load balancer backend service and what fronts it). Each check is a
 //! function over plain facts that returns [`Finding`]s, with its tests right below it. Resources
-//! gather the facts through the APIs and call these functions; none re-implements a rule. Values unknown at plan are skipped here; the resource runs the check
-//! again at apply, before it changes anything.
+//! gather the facts through the APIs and call these functions; none re-implements a rule. Values
+//! unknown at plan are skipped; Terraform plans the resource again at apply once they are known, and
+//! the checks run then, before anything is changed.
 
 use std::collections::BTreeSet;
 
@@ -33,7 +34,7 @@ pub const CATALOGUE: &[Check] = &[
         name: "double_iap",
         severity: Severity::Error,
         catches: "IAP enabled on both the Cloud Run service and a load balancer backend service in front of it.",
-        consequence: "Google does not support IAP on both layers; requests are authenticated twice with different audiences and fail.",
+        consequence: "Google does not support this combination: users face two IAP checks with different OAuth clients and sign-in may fail or loop.",
         source: "Cloud Run IAP documentation: \"You cannot configure IAP on both the load balancer and the Cloud Run service.\"",
         fix: "Choose one: remove iaprun_service_iap for this service, or disable IAP on the backend service.",
     },
@@ -65,8 +66,8 @@ pub const CATALOGUE: &[Check] = &[
         name: "cdn_enabled",
         severity: Severity::Error,
         catches: "Cloud CDN enabled on the backend service that IAP protects.",
-        consequence: "IAP is incompatible with Cloud CDN: cached responses would be served without authentication, so Google rejects or bypasses the combination.",
-        source: "Seed 000 and IAP documentation: \"IAP is incompatible with Cloud CDN.\"",
+        consequence: "Google documents IAP as incompatible with Cloud CDN: responses cached at the edge can be served without passing IAP.",
+        source: "IAP documentation (and research/google_provider.md): \"IAP is incompatible with Cloud CDN.\" The Google provider accepts the combination without a check.",
         fix: "Disable Cloud CDN (enableCDN = false) on this backend service, or serve cacheable content from another backend.",
     },
     Check {
@@ -122,7 +123,7 @@ pub const CATALOGUE: &[Check] = &[
         severity: Severity::Warning,
         catches: "The Google-managed OAuth client is used while members are outside the project's organization.",
         consequence: "With the Google-managed OAuth client only users within the organization can sign in; outside members are refused.",
-        source: "Seed 000: \"IAP uses a Google-managed OAuth client ... Only users within the organization can access the IAP-enabled application.\"",
+        source: "Seed 000: \"IAP uses a Google-managed OAuth client ... Only users within the organization can access the IAP-enabled application.\" The organization's domain comes from Resource Manager (organizations.get displayName).",
         fix: "Configure a custom OAuth client (oauth2_client_id and secret) or IAP settings for external applications.",
     },
     Check {
@@ -292,6 +293,47 @@ mod catalogue_tests {
             Some(AttributePath::attr("ignore_checks").then_key("no_such_check"))
         );
         assert!(d.detail.contains("cdn_enabled"));
+    }
+
+    #[test]
+    fn severities_follow_the_design_table() {
+        let warnings = [
+            "http2_direct",
+            "envoy_jwt_header",
+            "public_invoker",
+            "no_https_frontend",
+            "managed_oauth_external",
+            "no_organization",
+        ];
+        for c in CATALOGUE {
+            let expected = if warnings.contains(&c.name) {
+                Severity::Warning
+            } else {
+                Severity::Error
+            };
+            assert_eq!(c.severity, expected, "{}", c.name);
+        }
+    }
+
+    #[test]
+    fn a_diagnostic_names_the_check_and_says_what_breaks_and_the_fix() {
+        let f = Finding::new(
+            "missing_invoker",
+            Some(AttributePath::attr("grant_iap_invoker")),
+            "The agent lacks the role on Cloud Run service us-central1/hello.",
+        );
+        let d = f.to_diagnostic();
+        assert_eq!(d.severity, Severity::Error);
+        assert!(d.summary.starts_with("missing_invoker: "), "{}", d.summary);
+        assert!(d
+            .detail
+            .starts_with("The agent lacks the role on Cloud Run service us-central1/hello."));
+        assert!(d
+            .detail
+            .contains("Your client does not have permission to get URL"));
+        assert!(d.detail.contains("Fix: Set grant_iap_invoker = true"));
+        assert!(d.detail.contains("ignore_checks"));
+        assert_eq!(d.path, Some(AttributePath::attr("grant_iap_invoker")));
     }
 
     #[test]

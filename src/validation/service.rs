@@ -168,13 +168,50 @@ pub fn double_iap(
                 "double_iap",
                 Some(path.clone()),
                 format!(
-                    "Cloud Run service {} has IAP enabled directly, and backend service {} in front of it enables IAP too.",
+                    "Cloud Run service {} has IAP enabled directly (or gets it in this plan), and backend service {} in front of it enables IAP too.",
                     s.label(),
                     backend.name
                 ),
             )
         })
         .collect()
+}
+
+/// `double_iap`, seen from the Cloud Run service: a backend service planned with IAP in this run
+/// fronts the service that direct IAP is being enabled on (neither is applied yet, so the API cannot
+/// tell). Same source as [`double_iap`]. Reads: the backends' serverless NEGs `cloudRun.service`.
+pub fn double_iap_planned(service: &RunServiceFacts, backends: &[String]) -> Vec<Finding> {
+    if backends.is_empty() {
+        return vec![];
+    }
+    vec![Finding::new(
+        "double_iap",
+        Some(AttributePath::attr("service")),
+        format!(
+            "Cloud Run service {} gets IAP directly, and this plan also enables IAP on backend service {} in front of it.",
+            service.label(),
+            backends.join(", ")
+        ),
+    )]
+}
+
+#[cfg(test)]
+mod double_iap_planned_tests {
+    use super::*;
+
+    #[test]
+    fn fires_when_a_planned_backend_fronts_the_service() {
+        let s = RunServiceFacts {
+            name: "hello".into(),
+            location: "us-central1".into(),
+            ..Default::default()
+        };
+        assert!(double_iap_planned(&s, &[]).is_empty());
+        let f = double_iap_planned(&s, &["web".to_string()]);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].path, Some(AttributePath::attr("service")));
+        assert!(f[0].detail.contains("backend service web"));
+    }
 }
 
 #[cfg(test)]

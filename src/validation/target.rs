@@ -4,7 +4,8 @@ use super::Finding;
 use crate::framework::AttributePath;
 
 /// `target_missing`: the Cloud Run service or backend service does not exist, so the apply would fail
-/// with NOT_FOUND. Reads: Run `services.get` / Compute `backendServices.get` (404).
+/// with NOT_FOUND. Source: Cloud Run Admin API and Compute API (GET on a missing resource answers
+/// 404). Reads: Run `services.get` / Compute `backendServices.get`.
 pub fn target_missing(kind: &str, name: &str, where_: &str, path: AttributePath) -> Finding {
     Finding::new(
         "target_missing",
@@ -13,52 +14,81 @@ pub fn target_missing(kind: &str, name: &str, where_: &str, path: AttributePath)
     )
 }
 
-/// `iap_api_disabled`: iap.googleapis.com is not enabled, so every IAP call fails with 403
-/// SERVICE_DISABLED. Reads: Service Usage v1 `services.get` `state`.
-pub fn iap_api_disabled(project: &str, state: Option<&str>) -> Vec<Finding> {
-    match state {
-        Some("DISABLED") => vec![Finding::new(
-            "iap_api_disabled",
-            None,
-            format!("The Identity-Aware Proxy API (iap.googleapis.com) is not enabled in project {project}."),
-        )],
-        _ => vec![],
-    }
-}
-
-/// `no_organization`: direct IAP in a project without an organization. Older Cloud Run IAP
-/// documentation required one; newer documentation offers a no-organization mode with a custom OAuth
-/// setup. Reads: Resource Manager `projects.get` `parent`.
-pub fn no_organization(project: &str, has_parent: Option<bool>) -> Vec<Finding> {
-    match has_parent {
-        Some(false) => vec![Finding::new(
-            "no_organization",
-            None,
-            format!("Project {project} does not belong to an organization (it has no parent)."),
-        )],
-        _ => vec![],
-    }
-}
-
 #[cfg(test)]
-mod tests {
+mod target_missing_tests {
     use super::*;
 
     #[test]
-    fn project_checks_fire_on_their_condition_only() {
-        assert_eq!(iap_api_disabled("p", Some("DISABLED")).len(), 1);
-        assert!(iap_api_disabled("p", Some("ENABLED")).is_empty());
-        assert!(iap_api_disabled("p", None).is_empty());
-        assert_eq!(no_organization("p", Some(false)).len(), 1);
-        assert!(
-            no_organization("p", Some(true)).is_empty() && no_organization("p", None).is_empty()
-        );
+    fn names_the_object_and_where_it_was_looked_up() {
         let f = target_missing(
             "Cloud Run service",
             "hello",
             "us-central1 of project p",
             AttributePath::attr("service"),
         );
+        assert_eq!(f.check, "target_missing");
+        assert_eq!(f.path, Some(AttributePath::attr("service")));
         assert!(f.detail.contains("\"hello\" does not exist in us-central1"));
+    }
+}
+
+/// `iap_api_disabled`: iap.googleapis.com is not enabled, so every IAP call fails with 403
+/// SERVICE_DISABLED. Source: IAP documentation (enable the API first). Reads: Service Usage v1
+/// `services.get` `state`. Reported on `project`, the attribute that designates the project.
+pub fn iap_api_disabled(project: &str, state: Option<&str>) -> Vec<Finding> {
+    match state {
+        Some("DISABLED") => vec![Finding::new(
+            "iap_api_disabled",
+            Some(AttributePath::attr("project")),
+            format!("The Identity-Aware Proxy API (iap.googleapis.com) is not enabled in project {project} (Service Usage reports it DISABLED)."),
+        )],
+        _ => vec![],
+    }
+}
+
+#[cfg(test)]
+mod iap_api_disabled_tests {
+    use super::*;
+
+    #[test]
+    fn fires_only_when_the_api_is_reported_disabled() {
+        let f = iap_api_disabled("p", Some("DISABLED"));
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].path, Some(AttributePath::attr("project")));
+        assert!(f[0].detail.contains("project p"));
+        assert!(iap_api_disabled("p", Some("ENABLED")).is_empty());
+        assert!(
+            iap_api_disabled("p", None).is_empty(),
+            "unknown is not a finding"
+        );
+    }
+}
+
+/// `no_organization`: direct IAP in a project without an organization. Older Cloud Run IAP
+/// documentation required one; newer documentation offers a no-organization mode with a custom OAuth
+/// setup, hence a warning. Reads: Resource Manager v1 `projects.get` `parent`. Reported on `project`.
+pub fn no_organization(project: &str, has_parent: Option<bool>) -> Vec<Finding> {
+    match has_parent {
+        Some(false) => vec![Finding::new(
+            "no_organization",
+            Some(AttributePath::attr("project")),
+            format!("Project {project} does not belong to an organization (Resource Manager reports no parent). Older Cloud Run IAP documentation required an organization; current documentation also allows projects without one, with a custom OAuth setup."),
+        )],
+        _ => vec![],
+    }
+}
+
+#[cfg(test)]
+mod no_organization_tests {
+    use super::*;
+
+    #[test]
+    fn fires_only_without_a_parent() {
+        let f = no_organization("p", Some(false));
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].path, Some(AttributePath::attr("project")));
+        assert!(f[0].detail.contains("Older"));
+        assert!(no_organization("p", Some(true)).is_empty());
+        assert!(no_organization("p", None).is_empty());
     }
 }
