@@ -14,3 +14,5 @@ mod service_iap;
 mod access_binding;
 // iaprun_backend_iap end to end: global and regional backends, OAuth clients, drift, import, destroy.
 mod backend_iap;
+// The newcomer's path: quickstart script end to end, every example validated, examples applied.
+mod examples;
