@@ -467,3 +467,34 @@ async fn load_balancer_example_applies_on_the_emulator_and_replans_empty() {
         world.assert_conformant();
     }
 }
+
+#[test]
+fn readme_lists_every_check_with_its_severity_in_catalogue_order() {
+    let readme = fs::read_to_string(repo().join("README.md")).expect("README.md");
+    // Rows of the README's checks table: "| `name` | severity | ... |".
+    let rows: Vec<(String, String)> = readme
+        .lines()
+        .filter_map(|line| {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let name = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
+            let severity = *cells.get(2)?;
+            matches!(severity, "error" | "warning")
+                .then(|| (name.to_string(), severity.to_string()))
+        })
+        .collect();
+    let catalogue: Vec<(String, String)> = iaprun::validation::CATALOGUE
+        .iter()
+        .map(|c| {
+            let severity = match c.severity {
+                iaprun::framework::Severity::Error => "error",
+                iaprun::framework::Severity::Warning => "warning",
+            };
+            (c.name.to_string(), severity.to_string())
+        })
+        .collect();
+    assert_eq!(rows, catalogue, "README.md's checks table");
+    assert!(
+        readme.contains("(docs/checks.md)"),
+        "README links the catalogue"
+    );
+}
