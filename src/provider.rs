@@ -72,10 +72,10 @@ pub fn provider_schema() -> Schema {
         "Default project id for resources that do not set `project`. Falls back to `GOOGLE_PROJECT`, `GOOGLE_CLOUD_PROJECT`, `GCLOUD_PROJECT` or `CLOUDSDK_CORE_PROJECT`.",
     ))
     .attribute(Attribute::string("region").optional().description(
-        "Default region (for example `us-central1`) for resources that do not set `location` or `region`. Falls back to `GOOGLE_REGION`.",
+        "Default region (for example `us-central1`) for resources that do not set `location` or `region`. Falls back to `GOOGLE_REGION` or `GCLOUD_REGION`.",
     ))
     .attribute(Attribute::string("credentials").optional().description(
-        "A service-account key file path or its JSON content. The key's `token_uri` is honoured. Falls back to `GOOGLE_CREDENTIALS` or `GOOGLE_APPLICATION_CREDENTIALS`, then to application default credentials. Conflicts with `access_token`.",
+        "A service-account key file path or its JSON content. The key's `token_uri` is honoured. Falls back to `GOOGLE_CREDENTIALS`, `GOOGLE_CLOUD_KEYFILE_JSON`, `GCLOUD_KEYFILE_JSON` or `GOOGLE_APPLICATION_CREDENTIALS`, then to application default credentials. Conflicts with `access_token`.",
     ))
     .attribute(Attribute::string("access_token").optional().sensitive().description(
         "An OAuth 2.0 access token used as is. Falls back to `GOOGLE_OAUTH_ACCESS_TOKEN`. Conflicts with `credentials`.",

@@ -20,3 +20,5 @@ mod foundation;
 mod google_client;
 // Every known-limitation check fires on the attribute at fault, near misses stay silent, nothing changes.
 mod checks;
+// The newcomer's path: quickstart script end to end, every example validated, examples applied.
+mod examples;

@@ -1,13 +1,14 @@
 # IAP on an external Application Load Balancer that fronts Cloud Run through a serverless NEG.
-# The load balancer itself (NEG, backend service, URL map, HTTPS proxy, forwarding rule) is managed with
-# the google provider; iaprun switches IAP on for the backend service, grants the IAP service agent
-# roles/run.invoker on the Cloud Run service, and checks the setup (CDN, HTTP/2 on the classic load
-# balancer, run.app bypass, HTTPS frontend, ...) at plan time.
+#
+# The load balancer itself (serverless NEG, backend service, URL map, HTTPS proxy, forwarding rule) is
+# built with the google provider or gcloud: README.md next to this file shows it. iaprun then switches
+# IAP on for the backend service, provisions the IAP service agent, grants it roles/run.invoker on every
+# Cloud Run service behind the backend's NEGs, and checks the whole setup at plan time: Cloud CDN, HTTP/2
+# on the classic load balancer, a run.app URL that bypasses IAP, a missing HTTPS frontend, a NEG that
+# points at a missing service, ...
 terraform {
+  required_version = ">= 1.0"
   required_providers {
-    google = {
-      source = "hashicorp/google"
-    }
     iaprun = {
       source = "iaprun/iaprun"
     }
@@ -15,17 +16,20 @@ terraform {
 }
 
 variable "project" {
-  type = string
+  description = "Project of the load balancer and the Cloud Run service."
+  type        = string
 }
 
 variable "region" {
-  type    = string
-  default = "us-central1"
+  description = "The provider's default region."
+  type        = string
+  default     = "us-central1"
 }
 
-provider "google" {
-  project = var.project
-  region  = var.region
+variable "backend_service" {
+  description = "Name of the global backend service that fronts Cloud Run."
+  type        = string
+  default     = "app-backend"
 }
 
 provider "iaprun" {
@@ -33,69 +37,24 @@ provider "iaprun" {
   region  = var.region
 }
 
-resource "google_cloud_run_v2_service" "app" {
-  name     = "app"
-  location = var.region
-  # Only the load balancer may reach the service: the run.app URL cannot bypass IAP.
-  ingress = "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"
-  template {
-    containers {
-      image = "us-docker.pkg.dev/cloudrun/container/hello"
-    }
-  }
-}
-
-resource "google_compute_region_network_endpoint_group" "app" {
-  name                  = "app-neg"
-  region                = var.region
-  network_endpoint_type = "SERVERLESS"
-  cloud_run {
-    service = google_cloud_run_v2_service.app.name
-  }
-}
-
-resource "google_compute_backend_service" "app" {
-  name                  = "app-backend"
-  load_balancing_scheme = "EXTERNAL_MANAGED"
-  protocol              = "HTTPS"
-  backend {
-    group = google_compute_region_network_endpoint_group.app.id
-  }
-}
-
-resource "google_compute_url_map" "app" {
-  name            = "app-map"
-  default_service = google_compute_backend_service.app.id
-}
-
-resource "google_compute_managed_ssl_certificate" "app" {
-  name = "app-cert"
-  managed {
-    domains = ["app.example.com"]
-  }
-}
-
-resource "google_compute_target_https_proxy" "app" {
-  name             = "app-proxy"
-  url_map          = google_compute_url_map.app.id
-  ssl_certificates = [google_compute_managed_ssl_certificate.app.id]
-}
-
-resource "google_compute_global_forwarding_rule" "app" {
-  name                  = "app-https"
-  load_balancing_scheme = "EXTERNAL_MANAGED"
-  port_range            = "443"
-  target                = google_compute_target_https_proxy.app.id
-}
-
 resource "iaprun_backend_iap" "app" {
-  backend_service = google_compute_backend_service.app.name
-  # The Envoy-based load balancer: older docs warned that it drops X-Goog-IAP-JWT-Assertion.
+  backend_service = var.backend_service
+  # The Envoy-based load balancer (EXTERNAL_MANAGED): older docs warned that it drops the
+  # X-Goog-IAP-JWT-Assertion header. Verify your app sees it, then turn the warning off.
   ignore_checks = ["envoy_jwt_header"]
-  depends_on    = [google_compute_global_forwarding_rule.app]
 }
 
 resource "iaprun_access_binding" "app_users" {
   resource = iaprun_backend_iap.app.iap_resource_name
   members  = ["group:app-users@example.com"]
+}
+
+output "iap_resource_name" {
+  description = "The IAP resource of the backend service."
+  value       = iaprun_backend_iap.app.iap_resource_name
+}
+
+output "protected_services" {
+  description = "The Cloud Run services behind the backend service, as location/name."
+  value       = iaprun_backend_iap.app.cloud_run_services
 }

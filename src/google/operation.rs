@@ -134,6 +134,26 @@ pub(crate) fn with_verb(prefix: &[&str], name: &str, verb: &str) -> Vec<String> 
     segments
 }
 
+/// Logs the start of a real wait (the operation was not done when it came back), so that a long step
+/// shows under `TF_LOG=debug`; returns whether it logged.
+fn log_wait_start(what: &str, done: bool) -> bool {
+    if !done {
+        tracing::debug!(operation = %what, "waiting for long-running operation");
+    }
+    !done
+}
+
+/// Logs the end of a wait that `log_wait_start` announced.
+fn log_wait_end(what: &str, started: Instant, announced: bool) {
+    if announced {
+        tracing::debug!(
+            operation = %what,
+            waited_ms = started.elapsed().as_millis() as u64,
+            "long-running operation finished"
+        );
+    }
+}
+
 fn timeout_error(what: String, started: Instant) -> Error {
     Error::Timeout {
         what,
@@ -160,9 +180,11 @@ pub(crate) async fn wait_run(
 ) -> Result<Value, Error> {
     let started = Instant::now();
     let what = format!("Cloud Run operation {}", op.name);
+    let announced = log_wait_start(&what, op.done);
     let mut early = 0;
     loop {
         if op.done {
+            log_wait_end(&what, started, announced);
             return op.outcome();
         }
         if op.name.is_empty() {
@@ -210,9 +232,11 @@ pub(crate) async fn wait_compute(
 ) -> Result<ComputeOperation, Error> {
     let started = Instant::now();
     let what = format!("compute operation {}", op.name);
+    let announced = log_wait_start(&what, op.is_done());
     let mut early = 0;
     loop {
         if op.is_done() {
+            log_wait_end(&what, started, announced);
             return match op.failure() {
                 Some(error) => Err(error),
                 None => Ok(op),
@@ -270,9 +294,11 @@ pub(crate) async fn wait_service_usage(
 ) -> Result<Value, Error> {
     let started = Instant::now();
     let what = format!("Service Usage operation {}", op.name);
+    let announced = log_wait_start(&what, op.done);
     let mut polls = 0;
     loop {
         if op.done {
+            log_wait_end(&what, started, announced);
             return op.outcome();
         }
         if op.name.is_empty() {

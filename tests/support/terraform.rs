@@ -245,6 +245,8 @@ impl std::fmt::Display for Run {
 pub struct Workspace {
     pub terraform: Terraform,
     root: tempfile::TempDir,
+    /// Where commands run, relative to the working directory (see `enter`).
+    subdir: PathBuf,
     env: Vec<(String, String)>,
 }
 
@@ -258,6 +260,7 @@ impl Workspace {
         let workspace = Self {
             terraform: terraform.clone(),
             root,
+            subdir: PathBuf::new(),
             env: Vec::new(),
         };
         let package = workspace
@@ -297,7 +300,15 @@ impl Workspace {
 
     /// The configuration directory Terraform runs in.
     pub fn dir(&self) -> PathBuf {
-        self.root.path().join("work")
+        self.root.path().join("work").join(&self.subdir)
+    }
+
+    /// Runs later commands in `relative`, a directory under the original working directory (for
+    /// a configuration that refers to its neighbours, such as `source = "../module"`).
+    pub fn enter(&mut self, relative: &str) -> &mut Self {
+        self.subdir = PathBuf::from(relative);
+        fs::create_dir_all(self.dir()).expect("working subdirectory");
+        self
     }
 
     fn mirror_dir(&self) -> PathBuf {

@@ -1,6 +1,8 @@
-# Composes the iap-cloud-run module twice, next to each other, with a binding of our own on top of one
-# of them: module outputs feed resources, and two instances of one module do not collide.
+# Composes the iap-cloud-run module twice, side by side: the "frontend" app with IAP directly on its
+# Cloud Run service, the "admin" app with IAP on the load balancer backend service in front of it; plus
+# a binding of our own on one module's output. Two instances of one module do not collide.
 terraform {
+  required_version = ">= 1.0"
   required_providers {
     iaprun = {
       source = "iaprun/iaprun"
@@ -8,29 +10,40 @@ terraform {
   }
 }
 
-provider "iaprun" {
-  project = var.project
-  region  = "us-central1"
+variable "project" {
+  description = "Project that holds both Cloud Run services and the load balancer."
+  type        = string
+  default     = "quickstart-project"
 }
 
-variable "project" {
-  type    = string
-  default = "quickstart-project"
+variable "region" {
+  description = "Region of the Cloud Run services."
+  type        = string
+  default     = "us-central1"
+}
+
+provider "iaprun" {
+  project = var.project
+  region  = var.region
 }
 
 module "frontend" {
   source  = "../iap-cloud-run"
+  mode    = "direct"
   service = "frontend"
   members = ["group:engineering@example.com"]
 }
 
 module "admin" {
-  source  = "../iap-cloud-run"
-  service = "admin"
-  members = ["group:admins@example.com"]
+  source          = "../iap-cloud-run"
+  mode            = "backend"
+  backend_service = "admin-backend" # global backend service over a serverless NEG for Cloud Run "admin"
+  members         = ["group:admins@example.com"]
+  # The Envoy-based load balancer (EXTERNAL_MANAGED): the JWT header warning is verified for this app.
+  ignore_checks = ["envoy_jwt_header"]
 }
 
-# Auditors get read access through IAP to the admin app only, with a time-limited condition.
+# Auditors may pass IAP in front of the admin app only, until a fixed date (IAM condition).
 resource "iaprun_access_binding" "auditors" {
   resource = module.admin.iap_resource_name
   members  = ["user:auditor@example.com"]
@@ -41,5 +54,14 @@ resource "iaprun_access_binding" "auditors" {
 }
 
 output "iap_resources" {
-  value = [module.frontend.iap_resource_name, module.admin.iap_resource_name]
+  description = "The IAP resource names of both apps."
+  value = {
+    frontend = module.frontend.iap_resource_name
+    admin    = module.admin.iap_resource_name
+  }
+}
+
+output "protected_services" {
+  description = "The Cloud Run services behind IAP, as location/name."
+  value       = concat(module.frontend.cloud_run_services, module.admin.cloud_run_services)
 }

@@ -4,8 +4,9 @@ resource "iaprun_backend_iap" "web" {
   backend_service = "web-backend"
 }
 
-# A regional backend service with a custom OAuth client. On Terraform 1.11+
-# prefer oauth2_client_secret_wo, which never enters the state.
+# A regional backend service with a custom OAuth client. The write-only secret
+# (Terraform 1.11+) never enters the plan or the state; bump its _version to send
+# a new one. On older Terraform set oauth2_client_secret instead (stored in state).
 variable "oauth_client_secret" {
   type      = string
   sensitive = true
