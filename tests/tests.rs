@@ -14,3 +14,9 @@ mod service_iap;
 mod access_binding;
 // iaprun_backend_iap end to end: global and regional backends, OAuth clients, drift, import, destroy.
 mod backend_iap;
+// Faults, the provider killed mid-apply, 200 racing bindings, secrets in trace logs, IAM safety.
+mod reliability;
+// A corpus of malformed configurations: rejected on the attribute at fault, nothing changed.
+mod bad_input;
+// Untrusted wire input: DynamicValue bytes and Google API answers never panic (proptest).
+mod wire_input;
