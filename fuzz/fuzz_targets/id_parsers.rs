@@ -11,8 +11,9 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Ok(resource) = names::IapResource::parse(text) {
         let printed = resource.to_string();
-        let again = names::IapResource::parse(&printed)
-            .unwrap_or_else(|e| panic!("{text:?} parsed, but its display {printed:?} does not: {e}"));
+        let again = names::IapResource::parse(&printed).unwrap_or_else(|e| {
+            panic!("{text:?} parsed, but its display {printed:?} does not: {e}")
+        });
         assert_eq!(again, resource, "{text:?}");
     }
     let _ = names::parse_service_id(text);

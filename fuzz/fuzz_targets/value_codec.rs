@@ -13,7 +13,12 @@ fn schema_types() -> Vec<Type> {
         .collect();
     types.push(iaprun::provider::provider_schema().value_type());
     // The smallest types too, so short inputs reach the scalar paths.
-    types.extend([Type::String, Type::Bool, Type::Number, Type::set(Type::String)]);
+    types.extend([
+        Type::String,
+        Type::Bool,
+        Type::Number,
+        Type::set(Type::String),
+    ]);
     types
 }
 
