@@ -200,13 +200,19 @@ async fn a_failed_backend_operation_is_reported_with_googles_message_and_the_nex
         Value::Null,
         "the failed change was not applied"
     );
-    // Whatever the failed create left behind (the invoker grant) is in the state or undone.
-    if let Some(web) = resources
-        .iter()
-        .find(|r| r["address"] == "iaprun_backend_iap.web")
-    {
-        assert_eq!(web["values"]["iap_enabled"], false, "{web}");
-    }
+    // The failed create undid its invoker grant and left no state: a tainted object's grant would
+    // outlive the replacement (Terraform gives its destroy no private state).
+    assert!(
+        !addresses.contains(&"iaprun_backend_iap.web"),
+        "{addresses:?}"
+    );
+    assert!(
+        !world
+            .run_members("hello", INVOKER)
+            .await
+            .contains(&world.iap_agent()),
+        "the grant made before the failure was rolled back"
+    );
     ws.apply().expect_success();
     assert_mixed_world_converged(&world).await;
     assert_no_changes(&ws, "converged after the failure");
