@@ -6,16 +6,16 @@ use serde_json::{json, Value};
 use crate::support::{terraform_binaries, Terraform, Workspace};
 use crate::world::{World, PROJECT, REGION};
 
-const ACCESSOR: &str = "roles/iap.httpsResourceAccessor";
+pub(crate) const ACCESSOR: &str = "roles/iap.httpsResourceAccessor";
 
-fn newest() -> Terraform {
+pub(crate) fn newest() -> Terraform {
     terraform_binaries()
         .into_iter()
         .next()
         .expect("a terraform binary")
 }
 
-fn header() -> String {
+pub(crate) fn header() -> String {
     format!(
         r#"
 terraform {{
@@ -32,7 +32,7 @@ provider "iaprun" {{
     )
 }
 
-fn workspace(world: &World, main_tf: &str) -> Workspace {
+pub(crate) fn workspace(world: &World, main_tf: &str) -> Workspace {
     let mut ws = Workspace::new(&newest(), main_tf);
     ws.env("IAPRUN_EMULATOR_HOST", &world.host());
     ws.init();
@@ -40,7 +40,7 @@ fn workspace(world: &World, main_tf: &str) -> Workspace {
 }
 
 /// Two Cloud Run services (direct IAP) and two backend services (global and regional) over them.
-async fn four_iap_resources(world: &World) -> Vec<String> {
+pub(crate) async fn four_iap_resources(world: &World) -> Vec<String> {
     world.run_service("svc-a", json!({})).await;
     world.run_service("svc-b", json!({})).await;
     world.neg("neg-a", "svc-a").await;
@@ -67,7 +67,7 @@ async fn four_iap_resources(world: &World) -> Vec<String> {
     ]
 }
 
-fn many_bindings(resources: &[String], count: usize) -> String {
+pub(crate) fn many_bindings(resources: &[String], count: usize) -> String {
     let list = resources
         .iter()
         .map(|r| format!("\"{r}\""))
@@ -94,7 +94,7 @@ resource "iaprun_access_binding" "b" {{
 }
 
 /// The members of (role, condition title) in a policy.
-fn members(policy: &Value, role: &str, title: Option<&str>) -> Vec<String> {
+pub(crate) fn members(policy: &Value, role: &str, title: Option<&str>) -> Vec<String> {
     let mut out: Vec<String> = policy["bindings"]
         .as_array()
         .into_iter()
@@ -105,6 +105,23 @@ fn members(policy: &Value, role: &str, title: Option<&str>) -> Vec<String> {
         .collect();
     out.sort();
     out
+}
+
+/// Every binding `many_bindings(resources, count)` declares holds exactly its two members.
+pub(crate) async fn assert_slot_bindings(world: &World, resources: &[String], count: usize) {
+    for (i, r) in resources.iter().enumerate() {
+        let policy = world.iap_policy(r).await;
+        for n in (i..count).step_by(resources.len()) {
+            let title = format!("slot-{n}");
+            let got = members(&policy, ACCESSOR, Some(&title));
+            let mut want = vec![
+                format!("group:team{}@example.com", n % 7),
+                format!("user:u{n}@example.com"),
+            ];
+            want.sort();
+            assert_eq!(got, want, "{r} {title}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -138,24 +155,15 @@ async fn a_hundred_bindings_in_parallel_under_conflicts_keep_every_member() {
         .filter(|r| r.path.ends_with(":setIamPolicy") && r.status == 409)
         .count();
     assert!(conflicts > 0, "the fault injected conflicts");
-    for (i, r) in resources.iter().enumerate() {
+    for r in &resources {
         let policy = world.iap_policy(r).await;
         assert_eq!(
             members(&policy, "roles/iap.tunnelResourceAccessor", None),
             vec!["user:oob@example.com"],
             "{r}"
         );
-        for n in (i..100).step_by(4) {
-            let title = format!("slot-{n}");
-            let got = members(&policy, ACCESSOR, Some(&title));
-            let mut want = vec![
-                format!("group:team{}@example.com", n % 7),
-                format!("user:u{n}@example.com"),
-            ];
-            want.sort();
-            assert_eq!(got, want, "{r} {title}");
-        }
     }
+    assert_slot_bindings(&world, &resources, 100).await;
 
     // Refresh coalesces reads: one getIamPolicy per IAP resource for 100 bindings.
     world.emulator.clear_requests();

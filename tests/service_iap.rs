@@ -231,12 +231,16 @@ async fn a_failed_operation_leaves_state_that_the_next_apply_converges_from() {
         failed.stderr.contains("injected: the revision failed"),
         "Google's message is shown:\n{failed}"
     );
-    // The grant was made before IAP failed: the state says so, nothing is orphaned.
+    // The failed create undid the grant it made before IAP failed: nothing exists that the
+    // state does not hold (a tainted object's grant would outlive its replacement).
     let state = ws.show_json();
-    let resource = &state["values"]["root_module"]["resources"][0]["values"];
-    assert_eq!(resource["iap_invoker_granted"], true, "{state}");
-    assert_eq!(resource["iap_enabled"], false, "{state}");
-    assert!(world
+    assert!(
+        state["values"]["root_module"]["resources"]
+            .as_array()
+            .is_none_or(|r| r.is_empty()),
+        "{state}"
+    );
+    assert!(!world
         .run_members("hello", INVOKER)
         .await
         .contains(&world.iap_agent()));

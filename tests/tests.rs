@@ -22,3 +22,9 @@ mod google_client;
 mod checks;
 // The newcomer's path: quickstart script end to end, every example validated, examples applied.
 mod examples;
+// Faults, the provider killed mid-apply, 200 racing bindings, secrets in trace logs, IAM safety.
+mod reliability;
+// A corpus of malformed configurations: rejected on the attribute at fault, nothing changed.
+mod bad_input;
+// Untrusted wire input: DynamicValue bytes and Google API answers never panic (proptest).
+mod wire_input;

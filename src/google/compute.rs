@@ -496,6 +496,10 @@ impl ComputeClient {
                 }
             }
             let page = self.transport.send(Call::get(Api::Compute, url)).await?;
+            // Anything but an object is a broken answer, not an empty page.
+            if !page.is_object() {
+                return Err(Error::decode(collection, "the page is not a JSON object"));
+            }
             match page.get("items") {
                 None | Some(Value::Null) => {}
                 Some(Value::Array(page_items)) => items.extend(page_items.iter().cloned()),

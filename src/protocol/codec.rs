@@ -15,6 +15,10 @@ use crate::framework::{AttributePath, Number, Refinements, Type, Value};
 
 use super::proto::tfplugin5::DynamicValue;
 
+/// Deepest msgpack nesting accepted. Our schemas nest a few levels; rmpv's own limit (1024) still
+/// overflows a 2 MiB thread stack in debug builds, so untrusted input is cut off far earlier.
+const MAX_NESTING: usize = 64;
+
 /// The extension code of a wholly unknown value.
 const EXT_UNKNOWN: i8 = 0;
 /// The extension code of an unknown value with refinements.
@@ -61,14 +65,16 @@ impl std::error::Error for CodecError {}
 pub fn decode_dynamic(value: Option<&DynamicValue>, ty: &Type) -> Result<Value, CodecError> {
     match value {
         Some(dv) if !dv.msgpack.is_empty() => decode_msgpack(&dv.msgpack, ty),
-        Some(dv) if !dv.json.is_empty() => {
-            let parsed: serde_json::Value = serde_json::from_slice(&dv.json).map_err(|e| {
-                CodecError::new(&AttributePath::root(), format!("invalid JSON value: {e}"))
-            })?;
-            json::decode(&parsed, ty).map_err(|e| CodecError::new(&AttributePath::root(), e))
-        }
+        Some(dv) if !dv.json.is_empty() => decode_json(&dv.json, ty),
         _ => Ok(Value::Null),
     }
+}
+
+/// Decodes the JSON form of a DynamicValue (what Terraform sends for upgraded state) as a value of `ty`.
+pub fn decode_json(bytes: &[u8], ty: &Type) -> Result<Value, CodecError> {
+    let parsed: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| CodecError::new(&AttributePath::root(), format!("invalid JSON value: {e}")))?;
+    json::decode(&parsed, ty).map_err(|e| CodecError::new(&AttributePath::root(), e))
 }
 
 /// Encodes a value as a msgpack DynamicValue.
@@ -83,8 +89,8 @@ pub fn encode_dynamic(value: &Value, ty: &Type) -> Result<DynamicValue, CodecErr
 pub fn decode_msgpack(bytes: &[u8], ty: &Type) -> Result<Value, CodecError> {
     let root = AttributePath::root();
     let mut reader = bytes;
-    // rmpv bounds nesting depth and never preallocates from untrusted lengths.
-    let raw = rmpv::decode::read_value(&mut reader)
+    // Bounded nesting depth; rmpv never preallocates from untrusted lengths.
+    let raw = rmpv::decode::read_value_with_max_depth(&mut reader, MAX_NESTING)
         .map_err(|e| CodecError::new(&root, format!("malformed msgpack: {e}")))?;
     if !reader.is_empty() {
         return Err(CodecError::new(
@@ -549,7 +555,8 @@ fn decode_refinements(payload: &[u8], path: &AttributePath) -> Result<Refinement
     let bad =
         |what: &str| CodecError::new(path, format!("malformed unknown-value refinements: {what}"));
     let mut reader = payload;
-    let raw = rmpv::decode::read_value(&mut reader).map_err(|e| bad(&e.to_string()))?;
+    let raw = rmpv::decode::read_value_with_max_depth(&mut reader, MAX_NESTING)
+        .map_err(|e| bad(&e.to_string()))?;
     let Mp::Map(entries) = raw else {
         return Err(bad("not a map"));
     };

@@ -21,6 +21,8 @@ mod handshake;
 mod plugin;
 mod service;
 
+// The value codec is public for the property tests and fuzz targets that feed it untrusted bytes.
+pub use codec::{decode_json, decode_msgpack, encode_msgpack, CodecError};
 pub use handshake::{HandshakeError, MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE, PROTOCOL_VERSION};
 
 /// Generated protocol types; nothing generated leaves this module.

@@ -82,6 +82,14 @@ fn validate(config: &Value) -> Diagnostics {
         }
     }
     let members = config.get("members");
+    if members.is_known() && !members.is_null() && members.elements().is_empty() {
+        // Applying an empty binding would remove it, and the next read would lose the resource.
+        diags.attribute_error(
+            AttributePath::attr("members"),
+            "No members",
+            "members is empty. An IAM binding needs at least one member; to remove the binding, remove this resource.",
+        );
+    }
     if members.is_known() {
         let known: Vec<&str> = members.strings();
         let ignore = validation::ignored(config);

@@ -115,8 +115,14 @@ fn validate(config: &Value, write_only_allowed: bool) -> Diagnostics {
         );
     }
     if id.is_null() && (!secret.is_null() || !secret_wo.is_null()) {
+        // On the secret that is set: the missing id has no line in the configuration to point at.
+        let given = if secret.is_null() {
+            "oauth2_client_secret_wo"
+        } else {
+            "oauth2_client_secret"
+        };
         diags.attribute_error(
-            AttributePath::attr("oauth2_client_id"),
+            AttributePath::attr(given),
             "OAuth client id missing",
             "A client secret was given without oauth2_client_id. Set both for a custom OAuth client, or neither for the Google-managed one.",
         );
@@ -522,12 +528,14 @@ async fn converge(
         for s in facts.services() {
             let name = ServiceName::new(r.project.as_str(), s.location.as_str(), s.name.as_str());
             match common::grant_invoker(ctx, &name, &agent_member, deadline).await {
-                Ok(true) => {
+                // A create that finds IAP already on adopts the agent's grants: they are what an
+                // interrupted earlier apply of this resource left (see docs/reliability.md).
+                Ok(added) if added || (prior.is_null() && facts.iap_enabled) => {
                     private
                         .invoker_grants
                         .insert(name.to_string(), agent_member.clone());
                 }
-                Ok(false) => {}
+                Ok(_) => {}
                 Err(e) => {
                     return fail(
                         &state,
@@ -623,11 +631,35 @@ async fn converge(
                 diagnostics: Diagnostics::new(),
             }
         }
-        Err(e) => fail(
-            &state,
-            &private,
-            common::api_error(&format!("enable IAP on backend service {r}"), &e),
-        ),
+        Err(e) => {
+            if prior.is_null() {
+                // A failed create undoes its grants and leaves no state: a tainted object would
+                // be replaced, and Terraform hands the destroy half of a replacement no private
+                // state, so the grants recorded there would be left behind.
+                let mut rolled_back = true;
+                for (key, member) in private.invoker_grants.clone() {
+                    let revoked = match parse_service_key(&key) {
+                        Ok(name) => common::revoke_invoker(ctx, &name, &member, deadline)
+                            .await
+                            .is_ok(),
+                        Err(_) => false,
+                    };
+                    if revoked {
+                        private.invoker_grants.remove(&key);
+                    } else {
+                        rolled_back = false;
+                    }
+                }
+                if rolled_back {
+                    state = Value::Null;
+                }
+            }
+            fail(
+                &state,
+                &private,
+                common::api_error(&format!("enable IAP on backend service {r}"), &e),
+            )
+        }
     }
 }
 

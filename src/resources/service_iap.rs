@@ -279,7 +279,17 @@ async fn converge(
         }
         match common::grant_invoker(ctx, &name, &agent_member, deadline).await {
             Ok(added) => {
-                if added {
+                // A create that finds IAP already on adopts the agent's grant: it is what an
+                // interrupted earlier apply of this resource left (see docs/reliability.md).
+                let adopted = !added
+                    && prior.is_null()
+                    && ctx
+                        .clients
+                        .run
+                        .service(&name)
+                        .await
+                        .is_ok_and(|s| s.iap_enabled);
+                if added || adopted {
                     private
                         .invoker_grants
                         .insert(key.clone(), agent_member.clone());
@@ -338,6 +348,21 @@ async fn converge(
             let mut d = common::api_error(&format!("enable IAP on Cloud Run service {name}"), &e);
             if e.is_not_found() {
                 d = d.at(AttributePath::attr("service"));
+            }
+            if prior.is_null() {
+                // A failed create undoes its grant and leaves no state: a tainted object would be
+                // replaced, and Terraform hands the destroy half of a replacement no private
+                // state, so the grant recorded there would be left behind.
+                let rolled_back = match private.invoker_grants.get(&key).cloned() {
+                    Some(member) => common::revoke_invoker(ctx, &name, &member, deadline)
+                        .await
+                        .is_ok(),
+                    None => true,
+                };
+                if rolled_back {
+                    private.invoker_grants.remove(&key);
+                    state = Value::Null;
+                }
             }
             fail(state, &private, d)
         }
