@@ -101,12 +101,9 @@ pub struct ServerIdentity {
 /// A self-signed ECDSA P-256 certificate for `localhost`, valid for server authentication: what
 /// Go's TLS client checks once the handshake line has put it in its trust pool.
 pub fn server_identity() -> Result<ServerIdentity, HandshakeError> {
-    use rcgen::{
-        CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair, KeyUsagePurpose,
-        PKCS_ECDSA_P256_SHA256,
-    };
+    use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyUsagePurpose};
     let tls = |e: rcgen::Error| HandshakeError::Tls(e.to_string());
-    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(tls)?;
+    let key = RingP256Key::generate()?;
     let mut params = CertificateParams::new(vec!["localhost".to_string()]).map_err(tls)?;
     params
         .distinguished_name
@@ -129,8 +126,66 @@ pub fn server_identity() -> Result<ServerIdentity, HandshakeError> {
     let certificate = params.self_signed(&key).map_err(tls)?;
     Ok(ServerIdentity {
         certificate: certificate.der().clone(),
-        key: PrivatePkcs8KeyDer::from(key.serialize_der()),
+        key: key.pkcs8,
     })
+}
+
+/// An ECDSA P-256 key made and used with ring, whose random numbers come straight from the OS.
+/// aws-lc's generator seeds itself from CPU jitter on first use, about 50 ms of CPU: too much for
+/// a process Terraform starts three times per plan. aws-lc only verifies signatures here (the
+/// client's P-521 key), which needs no random numbers.
+struct RingP256Key {
+    pair: ring::signature::EcdsaKeyPair,
+    pkcs8: PrivatePkcs8KeyDer<'static>,
+    random: ring::rand::SystemRandom,
+}
+
+impl RingP256Key {
+    fn generate() -> Result<Self, HandshakeError> {
+        use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
+        let failed = |what: &str| HandshakeError::Tls(format!("{what} a P-256 key failed"));
+        let random = ring::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &random)
+            .map_err(|_| failed("generating"))?;
+        let pair =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &random)
+                .map_err(|_| failed("loading"))?;
+        Ok(Self {
+            pair,
+            pkcs8: PrivatePkcs8KeyDer::from(pkcs8.as_ref().to_vec()),
+            random,
+        })
+    }
+}
+
+impl rcgen::PublicKeyData for RingP256Key {
+    fn der_bytes(&self) -> &[u8] {
+        use ring::signature::KeyPair;
+        self.pair.public_key().as_ref()
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        &rcgen::PKCS_ECDSA_P256_SHA256
+    }
+}
+
+impl rcgen::SigningKey for RingP256Key {
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+        self.pair
+            .sign(&self.random, message)
+            .map(|signature| signature.as_ref().to_vec())
+            .map_err(|_| rcgen::Error::RingUnspecified)
+    }
+}
+
+/// ring for key exchange, ciphers, our signatures and random numbers; aws-lc-rs only to verify
+/// signatures, because Terraform's client key is P-521, which ring cannot verify.
+fn crypto_provider() -> rustls::crypto::CryptoProvider {
+    rustls::crypto::CryptoProvider {
+        signature_verification_algorithms: rustls::crypto::aws_lc_rs::default_provider()
+            .signature_verification_algorithms,
+        ..rustls::crypto::ring::default_provider()
+    }
 }
 
 /// Accepts exactly one client certificate, byte for byte, and checks handshake signatures with
@@ -190,12 +245,12 @@ impl ClientCertVerifier for PinnedClientCertificate {
     }
 }
 
-/// A TLS server configuration (aws-lc-rs, TLS 1.2+, ALPN h2) that requires `client_certificate`.
+/// A TLS server configuration (TLS 1.2+, ALPN h2) that requires `client_certificate`.
 pub fn tls_config(
     identity: &ServerIdentity,
     client_certificate: CertificateDer<'static>,
 ) -> Result<Arc<rustls::ServerConfig>, HandshakeError> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = Arc::new(crypto_provider());
     let verifier = Arc::new(PinnedClientCertificate {
         expected: client_certificate,
         algorithms: provider.signature_verification_algorithms,

@@ -1,0 +1,729 @@
+//! Performance benchmarks of terraform-provider-iaprun, side by side with a Go provider
+//! (terraform-provider-null 2.1.2) in the same run: start-up, schema round trip, memory, plan at
+//! scale, API calls, apply latency and growth. Prints one table with the targets.
+//!
+//! `cargo bench --bench perf` (cargo builds the release binaries first). `BENCH_QUICK=1` runs
+//! fewer repetitions; `BENCH_REPORT=docs/performance.md` also writes the table and the machine
+//! into that file, between its `<!-- perf:begin -->` and `<!-- perf:end -->` markers.
+
+mod plugin;
+mod setup;
+mod world;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use iaprun::emulator::{self, Emulator, FaultSpec, Options};
+use serde_json::json;
+
+use plugin::{ClientIdentity, Plugin};
+use setup::{MirroredProvider, Workspace};
+use world::{World, PROJECT, REGION};
+
+/// How much to repeat: the full run, or a quick one for iterating.
+struct Effort {
+    startup_runs: usize,
+    schema_calls: usize,
+    plan_repeats: usize,
+    growth_sizes: [usize; 3],
+}
+
+impl Effort {
+    fn from_env() -> Self {
+        if std::env::var("BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0") {
+            Effort {
+                startup_runs: 10,
+                schema_calls: 50,
+                plan_repeats: 1,
+                growth_sizes: [100, 500, 2000],
+            }
+        } else {
+            Effort {
+                startup_runs: 50,
+                schema_calls: 200,
+                plan_repeats: 3,
+                growth_sizes: [100, 500, 2000],
+            }
+        }
+    }
+}
+
+/// One line of the results table.
+struct Row {
+    figure: String,
+    ours: String,
+    go: String,
+    ratio: String,
+    target: String,
+    pass: Option<bool>,
+}
+
+impl Row {
+    fn new(figure: impl Into<String>) -> Self {
+        Row {
+            figure: figure.into(),
+            ours: "–".into(),
+            go: "–".into(),
+            ratio: "–".into(),
+            target: "–".into(),
+            pass: None,
+        }
+    }
+    fn ours(mut self, v: impl Into<String>) -> Self {
+        self.ours = v.into();
+        self
+    }
+    fn go(mut self, v: impl Into<String>) -> Self {
+        self.go = v.into();
+        self
+    }
+    fn ratio(mut self, ours: f64, go: f64) -> Self {
+        if go > 0.0 {
+            self.ratio = format!("{:.2}", ours / go);
+        }
+        self
+    }
+    fn target(mut self, target: impl Into<String>, pass: bool) -> Self {
+        self.target = target.into();
+        self.pass = Some(pass);
+        self
+    }
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+const IAP_RESOURCES: usize = 10;
+const BINDINGS: usize = 500;
+const INJECTED_CONFLICTS: u32 = 20;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() == Some("--record-rss") {
+        let log = PathBuf::from(args.next().expect("--record-rss LOG BINARY"));
+        let binary = PathBuf::from(args.next().expect("--record-rss LOG BINARY"));
+        setup::record_rss(&log, &binary);
+    }
+    if let Err(e) = run() {
+        eprintln!("perf: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), String> {
+    let effort = Effort::from_env();
+    let ours = setup::our_provider();
+    let go = setup::go_provider()?;
+    let (terraform, terraform_version) = setup::terraform()?;
+    eprintln!(
+        "perf: ours {}\nperf: Go provider {}\nperf: terraform {terraform_version} at {}",
+        ours.display(),
+        go.display(),
+        terraform.display()
+    );
+    let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let mut rows = Vec::new();
+
+    let client = ClientIdentity::generate();
+    let scratch = tempfile::Builder::new()
+        .prefix("perf-plugins-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .map_err(|e| e.to_string())?;
+    rows.push(startup(&effort, &ours, &go, &client, scratch.path())?);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        rows.push(schema_round_trip(&effort, &ours, &go, &client, scratch.path()).await?);
+        rows.extend(at_scale(&effort, &terraform, &ours, &go).await?);
+        rows.push(apply_latency(&terraform, &ours, &go).await?);
+        Ok::<_, String>(())
+    })?;
+
+    let load_after = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let table = render(&rows);
+    println!("\n{table}");
+    let machine = machine(&terraform_version, &load_before, &load_after);
+    println!("{machine}");
+    let missed = rows.iter().filter(|r| r.pass == Some(false)).count();
+    let checked = rows.iter().filter(|r| r.pass.is_some()).count();
+    println!("{} of {checked} targets met", checked - missed);
+    if let Ok(path) = std::env::var("BENCH_REPORT") {
+        if !path.is_empty() {
+            write_report(Path::new(&path), &table, &machine)?;
+            eprintln!("perf: wrote {path}");
+        }
+    }
+    Ok(())
+}
+
+// ---- 1. start-up -------------------------------------------------------------------------------
+
+/// Process start to handshake line, alternating the two providers so both see the same noise.
+fn startup(
+    effort: &Effort,
+    ours: &Path,
+    go: &Path,
+    client: &ClientIdentity,
+    scratch: &Path,
+) -> Result<Row, String> {
+    let mut ours_ms = Vec::new();
+    let mut go_ms = Vec::new();
+    // One untimed start each warms the page cache.
+    drop(Plugin::start(ours, client, scratch)?);
+    drop(Plugin::start(go, client, scratch)?);
+    for _ in 0..effort.startup_runs {
+        ours_ms.push(ms(Plugin::start(ours, client, scratch)?.startup));
+        go_ms.push(ms(Plugin::start(go, client, scratch)?.startup));
+    }
+    let (o, g) = (median(&mut ours_ms), median(&mut go_ms));
+    eprintln!("perf: start-up median ours {o:.2} ms, Go {g:.2} ms");
+    Ok(Row::new(format!(
+        "1. start-up to handshake, median of {}",
+        effort.startup_runs
+    ))
+    .ours(format!("{o:.2} ms"))
+    .go(format!("{g:.2} ms"))
+    .ratio(o, g)
+    .target("≤ 5 ms and ≤ 0.2 × Go", o <= 5.0 && o <= 0.2 * g))
+}
+
+// ---- 2. schema round trip --------------------------------------------------------------------
+
+async fn schema_median(
+    binary: &Path,
+    client: &ClientIdentity,
+    scratch: &Path,
+    calls: usize,
+) -> Result<(f64, bool), String> {
+    let plugin = Plugin::start(binary, client, scratch)?;
+    let tls = plugin.handshake.server_certificate.is_some();
+    let channel = plugin.channel(client).await?;
+    for _ in 0..5 {
+        let reply = plugin::get_schema(channel.clone())
+            .await
+            .map_err(|e| format!("GetSchema: {e}"))?;
+        if reply.resource_schemas.is_empty() {
+            return Err(format!("{} answered no resource schemas", binary.display()));
+        }
+    }
+    let mut times = Vec::with_capacity(calls);
+    for _ in 0..calls {
+        let started = Instant::now();
+        plugin::get_schema(channel.clone())
+            .await
+            .map_err(|e| format!("GetSchema: {e}"))?;
+        times.push(ms(started.elapsed()));
+    }
+    Ok((median(&mut times), tls))
+}
+
+async fn schema_round_trip(
+    effort: &Effort,
+    ours: &Path,
+    go: &Path,
+    client: &ClientIdentity,
+    scratch: &Path,
+) -> Result<Row, String> {
+    let (o, ours_tls) = schema_median(ours, client, scratch, effort.schema_calls).await?;
+    let (g, go_tls) = schema_median(go, client, scratch, effort.schema_calls).await?;
+    eprintln!(
+        "perf: GetSchema median ours {o:.3} ms (TLS {ours_tls}), Go {g:.3} ms (TLS {go_tls})"
+    );
+    let channel = |tls: bool| if tls { "mTLS" } else { "plaintext" };
+    Ok(Row::new(format!(
+        "2. GetProviderSchema round trip, median of {}",
+        effort.schema_calls
+    ))
+    .ours(format!("{o:.3} ms ({})", channel(ours_tls)))
+    .go(format!("{g:.3} ms ({})", channel(go_tls)))
+    .ratio(o, g)
+    .target("≤ 1 ms over mTLS", ours_tls && o <= 1.0))
+}
+
+// ---- 3, 4, 5, 7: plan, memory, API calls and growth at scale ------------------------------------
+
+fn header_ours() -> String {
+    format!(
+        r#"terraform {{
+  required_providers {{
+    iaprun = {{ source = "iaprun/iaprun" }}
+  }}
+}}
+
+provider "iaprun" {{
+  project = "{PROJECT}"
+  region  = "{REGION}"
+}}
+"#
+    )
+}
+
+fn bindings_config(resources: &[String], count: usize) -> String {
+    let list = resources
+        .iter()
+        .map(|r| format!("\"{r}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        r#"{}
+locals {{
+  resources = [{list}]
+}}
+
+resource "iaprun_access_binding" "b" {{
+  count    = {count}
+  resource = local.resources[count.index % length(local.resources)]
+  members  = ["user:u${{count.index}}@example.com"]
+  condition {{
+    title      = "slot-${{count.index}}"
+    expression = "request.time < timestamp(\"2030-01-01T00:00:00Z\")"
+  }}
+}}
+"#,
+        header_ours()
+    )
+}
+
+fn null_config(count: usize) -> String {
+    format!(
+        r#"terraform {{
+  required_providers {{
+    null = {{ source = "hashicorp/null" }}
+  }}
+}}
+
+resource "null_resource" "r" {{
+  count = {count}
+  triggers = {{
+    member = "user:u${{count.index}}@example.com"
+  }}
+}}
+"#
+    )
+}
+
+const OUR_SOURCE: &str = "registry.terraform.io/iaprun/iaprun";
+const NULL_SOURCE: &str = "registry.terraform.io/hashicorp/null";
+
+fn workspace(terraform: &Path, ours: &Path, go: &Path) -> Result<Workspace, String> {
+    Workspace::new(
+        terraform,
+        &[
+            MirroredProvider {
+                source: OUR_SOURCE,
+                version: "0.1.0",
+                binary: ours,
+            },
+            MirroredProvider {
+                source: NULL_SOURCE,
+                version: setup::NULL_VERSION,
+                binary: go,
+            },
+        ],
+    )
+}
+
+const PLAN: &[&str] = &["plan", "-input=false", "-no-color", "-lock=false"];
+
+/// Peak RSS (KiB) over every provider process of one `terraform plan`.
+async fn plan_peak_rss(ws: &Workspace, log: &Path) -> Result<u64, String> {
+    let _ = std::fs::remove_file(log);
+    let log_text = log.display().to_string();
+    ws.expect(PLAN, &[("BENCH_RSS_LOG", &log_text)]).await?;
+    let text = std::fs::read_to_string(log).map_err(|e| format!("{}: {e}", log.display()))?;
+    text.lines()
+        .filter_map(|l| l.trim().parse::<u64>().ok())
+        .max()
+        .ok_or_else(|| "no provider process recorded its RSS".to_string())
+}
+
+async fn at_scale(
+    effort: &Effort,
+    terraform: &Path,
+    ours: &Path,
+    go: &Path,
+) -> Result<Vec<Row>, String> {
+    let mut rows = Vec::new();
+    let emulator = emulator::spawn(Options::default())
+        .await
+        .map_err(|e| format!("emulator: {e}"))?;
+    let world = World::new(&emulator);
+    let mut resources = Vec::new();
+    for i in 0..IAP_RESOURCES {
+        let service = format!("svc-{i}");
+        world.run_service(&service).await?;
+        resources.push(world::cloud_run_iap_resource(&service));
+    }
+    let mut ws_ours = workspace(terraform, ours, go)?;
+    ws_ours.env("IAPRUN_EMULATOR_HOST", &emulator.host());
+    ws_ours.configure(&bindings_config(&resources, BINDINGS))?;
+    ws_ours
+        .expect(&["init", "-input=false", "-no-color"], &[])
+        .await?;
+    let ws_go = workspace(terraform, ours, go)?;
+    ws_go.configure(&null_config(BINDINGS))?;
+    ws_go
+        .expect(&["init", "-input=false", "-no-color"], &[])
+        .await?;
+
+    // 4 and 7: fresh plans at three sizes, alternating providers.
+    let mut growth = Vec::new();
+    for &size in &effort.growth_sizes {
+        ws_ours.configure(&bindings_config(&resources, size))?;
+        ws_go.configure(&null_config(size))?;
+        let (mut o, mut g) = (Vec::new(), Vec::new());
+        for _ in 0..effort.plan_repeats {
+            o.push(ws_ours.expect(PLAN, &[]).await?.elapsed.as_secs_f64());
+            g.push(ws_go.expect(PLAN, &[]).await?.elapsed.as_secs_f64());
+        }
+        // Best of the runs: on a shared machine noise only ever adds time.
+        let best = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+        let (o, g) = (best(&o), best(&g));
+        eprintln!("perf: plan of {size}: ours {o:.2} s, Go {g:.2} s");
+        growth.push((size, o, g));
+    }
+    // 3: peak RSS of the provider processes during a plan of 500.
+    ws_ours.configure(&bindings_config(&resources, BINDINGS))?;
+    ws_go.configure(&null_config(BINDINGS))?;
+    let rss_ours = plan_peak_rss(&ws_ours, &ws_ours.dir().join("rss.log")).await?;
+    let rss_go = plan_peak_rss(&ws_go, &ws_go.dir().join("rss.log")).await?;
+    let (o, g) = (rss_ours as f64 / 1024.0, rss_go as f64 / 1024.0);
+    eprintln!("perf: peak RSS in plan of {BINDINGS}: ours {o:.1} MiB, Go {g:.1} MiB");
+    rows.push(
+        Row::new(format!(
+            "3. peak RSS of the provider during a plan of {BINDINGS}"
+        ))
+        .ours(format!("{o:.1} MiB"))
+        .go(format!("{g:.1} MiB"))
+        .ratio(o, g)
+        .target("≤ 25 MB", rss_ours * 1024 <= 25_000_000),
+    );
+
+    // 4 follows 3 in the table.
+    let plan_of = |n: usize| growth.iter().find(|(s, _, _)| *s == n).copied();
+    if let Some((_, o, g)) = plan_of(BINDINGS) {
+        rows.push(
+            Row::new(format!(
+                "4. plan of {BINDINGS} bindings over {IAP_RESOURCES} IAP resources vs {BINDINGS} null_resource (best of {})",
+                effort.plan_repeats
+            ))
+            .ours(format!("{o:.2} s"))
+            .go(format!("{g:.2} s"))
+            .ratio(o, g)
+            .target("≤ 1.3 × Go", o <= 1.3 * g),
+        );
+    }
+
+    // 5: apply 500 bindings under injected conflicts, then refresh them.
+    let fault: FaultSpec = serde_json::from_value(json!({
+        "kind": "stale_etag", "method": "POST", "path_regex": "^/v1/.*:setIamPolicy$",
+        "count": INJECTED_CONFLICTS
+    }))
+    .map_err(|e| e.to_string())?;
+    emulator.add_fault(fault)?;
+    emulator.clear_requests();
+    let apply = [
+        "apply",
+        "-auto-approve",
+        "-input=false",
+        "-no-color",
+        "-lock=false",
+    ];
+    let applied_ours = ws_ours.expect(&apply, &[]).await?.elapsed.as_secs_f64();
+    emulator.clear_faults();
+    let sets: Vec<u16> = emulator
+        .requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/v1/") && r.path.ends_with(":setIamPolicy"))
+        .map(|r| r.status)
+        .collect();
+    let conflicts = sets.iter().filter(|s| **s == 409).count();
+    let written = sets.iter().filter(|s| **s == 200).count();
+    let applied_go = ws_go.expect(&apply, &[]).await?.elapsed.as_secs_f64();
+    eprintln!(
+        "perf: apply of {BINDINGS}: ours {applied_ours:.2} s ({} setIamPolicy, {conflicts} conflicts), Go {applied_go:.2} s",
+        sets.len()
+    );
+    emulator.clear_requests();
+    let refresh = [
+        "plan",
+        "-refresh-only",
+        "-input=false",
+        "-no-color",
+        "-lock=false",
+    ];
+    let refreshed_ours = ws_ours.expect(&refresh, &[]).await?.elapsed.as_secs_f64();
+    let reads = emulator
+        .requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/v1/") && r.path.ends_with(":getIamPolicy"))
+        .count();
+    let refreshed_go = ws_go.expect(&refresh, &[]).await?.elapsed.as_secs_f64();
+    eprintln!("perf: refresh of {BINDINGS}: ours {refreshed_ours:.2} s ({reads} getIamPolicy), Go {refreshed_go:.2} s");
+    rows.push(
+        Row::new(format!(
+            "5a. getIamPolicy calls refreshing {BINDINGS} bindings over {IAP_RESOURCES} resources"
+        ))
+        .ours(reads.to_string())
+        .target(format!("≤ {IAP_RESOURCES}"), reads <= IAP_RESOURCES),
+    );
+    rows.push(
+        Row::new(format!("   refresh-only plan of {BINDINGS} (information)"))
+            .ours(format!("{refreshed_ours:.2} s"))
+            .go(format!("{refreshed_go:.2} s"))
+            .ratio(refreshed_ours, refreshed_go),
+    );
+    rows.push(
+        Row::new(format!(
+            "5b. setIamPolicy calls applying {BINDINGS} bindings ({INJECTED_CONFLICTS} conflicts injected)"
+        ))
+        .ours(format!("{} ({written} written, {conflicts} conflicts)", sets.len()))
+        .target(
+            format!("≤ {BINDINGS} + injected conflicts"),
+            written <= BINDINGS && conflicts <= INJECTED_CONFLICTS as usize,
+        ),
+    );
+    rows.push(
+        Row::new(format!("   apply of {BINDINGS} (information)"))
+            .ours(format!("{applied_ours:.2} s"))
+            .go(format!("{applied_go:.2} s"))
+            .ratio(applied_ours, applied_go),
+    );
+
+    let mismatches = emulator.mismatches();
+    if !mismatches.is_empty() {
+        return Err(format!(
+            "requests that do not match Google's discovery documents: {mismatches:?}"
+        ));
+    }
+
+    // 7: growth. Linear or better: each step's time grows at most in proportion to the size
+    // (10 % allowance for noise).
+    for (size, o, g) in &growth {
+        rows.push(
+            Row::new(format!(
+                "7. plan of {size} (best of {})",
+                effort.plan_repeats
+            ))
+            .ours(format!("{o:.2} s"))
+            .go(format!("{g:.2} s"))
+            .ratio(*o, *g),
+        );
+    }
+    let steps: Vec<String> = growth
+        .windows(2)
+        .map(|w| {
+            format!(
+                "{}→{}: ×{:.2} for ×{:.0}",
+                w[0].0,
+                w[1].0,
+                w[1].1 / w[0].1,
+                w[1].0 as f64 / w[0].0 as f64
+            )
+        })
+        .collect();
+    let linear = growth
+        .windows(2)
+        .all(|w| w[1].1 / w[0].1 <= 1.1 * (w[1].0 as f64 / w[0].0 as f64));
+    let go_steps: Vec<String> = growth
+        .windows(2)
+        .map(|w| format!("×{:.2}", w[1].2 / w[0].2))
+        .collect();
+    rows.push(
+        Row::new("7. growth of plan time")
+            .ours(steps.join("; "))
+            .go(go_steps.join("; "))
+            .target("linear or better", linear),
+    );
+    emulator.shutdown().await;
+    Ok(rows)
+}
+
+// ---- 6. apply latency ------------------------------------------------------------------------
+
+/// `HH:MM:SS.ffffff` of an RFC 3339 `@timestamp`, as seconds since midnight.
+fn seconds_of_day(timestamp: &str) -> Option<f64> {
+    let time = timestamp.split('T').nth(1)?;
+    let time = time.trim_end_matches('Z');
+    let time = time.split(['+', '-']).next()?;
+    let mut parts = time.split(':');
+    let h: f64 = parts.next()?.parse().ok()?;
+    let m: f64 = parts.next()?.parse().ok()?;
+    let s: f64 = parts.next()?.parse().ok()?;
+    Some(h * 3600.0 + m * 60.0 + s)
+}
+
+async fn apply_latency(terraform: &Path, ours: &Path, go: &Path) -> Result<Row, String> {
+    use tokio::io::AsyncBufReadExt;
+    const LATENCY_MS: u64 = 50;
+    const OPERATION_MS: u64 = 2000;
+    let emulator: Emulator = emulator::spawn(Options {
+        latency_ms: LATENCY_MS,
+        operation_delay_ms: OPERATION_MS,
+        ..Options::default()
+    })
+    .await
+    .map_err(|e| format!("emulator: {e}"))?;
+    let world = World::new(&emulator);
+    world.run_service("hello").await?;
+    world.iap_agent().await?;
+    let mut ws = workspace(terraform, ours, go)?;
+    ws.env("IAPRUN_EMULATOR_HOST", &emulator.host());
+    ws.configure(&format!(
+        "{}\nresource \"iaprun_service_iap\" \"hello\" {{\n  service = \"hello\"\n}}\n",
+        header_ours()
+    ))?;
+    ws.expect(&["init", "-input=false", "-no-color"], &[])
+        .await?;
+    ws.expect(
+        &[
+            "plan",
+            "-input=false",
+            "-no-color",
+            "-lock=false",
+            "-out=tfplan",
+        ],
+        &[],
+    )
+    .await?;
+    emulator.clear_requests();
+    let mut child = ws
+        .command(
+            &["apply", "-json", "-input=false", "-lock=false", "tfplan"],
+            &[],
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("terraform apply: {e}"))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let (mut start, mut end) = (None, None);
+    let (mut calls_before, mut calls_after) = (0, 0);
+    while let Some(line) = lines.next_line().await.map_err(|e| e.to_string())? {
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        let at = message["@timestamp"].as_str().and_then(seconds_of_day);
+        match message["type"].as_str() {
+            Some("apply_start") => {
+                calls_before = emulator.requests().len();
+                start = at;
+            }
+            Some("apply_complete") => {
+                calls_after = emulator.requests().len();
+                end = at;
+            }
+            Some("apply_errored") => return Err(format!("apply failed: {line}")),
+            _ => {}
+        }
+    }
+    let status = child.wait().await.map_err(|e| e.to_string())?;
+    if !status.success() {
+        return Err(format!("terraform apply exited with {status}"));
+    }
+    let (Some(start), Some(end)) = (start, end) else {
+        return Err("apply printed no apply_start/apply_complete".into());
+    };
+    let mut elapsed = (end - start) * 1000.0;
+    if elapsed < 0.0 {
+        elapsed += 86_400_000.0;
+    }
+    let calls = calls_after - calls_before;
+    let budget = OPERATION_MS as f64 + calls as f64 * LATENCY_MS as f64 + 150.0;
+    eprintln!("perf: apply of iaprun_service_iap: {elapsed:.0} ms, {calls} API calls, budget {budget:.0} ms");
+    emulator.shutdown().await;
+    Ok(Row::new(format!(
+        "6. apply one iaprun_service_iap ({LATENCY_MS} ms latency, {OPERATION_MS} ms operations)"
+    ))
+    .ours(format!("{elapsed:.0} ms ({calls} API calls)"))
+    .target(
+        format!("≤ {OPERATION_MS} + calls × {LATENCY_MS} + 150 = {budget:.0} ms"),
+        elapsed <= budget,
+    ))
+}
+
+// ---- report ----------------------------------------------------------------------------------
+
+fn render(rows: &[Row]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "| Figure | iaprun (Rust) | null 2.1.2 (Go) | Ratio | Target | Result |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|");
+    for row in rows {
+        let result = match row.pass {
+            Some(true) => "pass",
+            Some(false) => "FAIL",
+            None => "",
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} |",
+            row.figure, row.ours, row.go, row.ratio, row.target, result
+        );
+    }
+    out
+}
+
+fn machine(terraform_version: &str, load_before: &str, load_after: &str) -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(str::trim)
+        .unwrap_or("unknown");
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let load = |text: &str| {
+        text.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    format!(
+        "Machine: nproc {cores}, CPU {model}, Terraform {terraform_version}, load average {} before / {} after",
+        load(load_before),
+        load(load_after)
+    )
+}
+
+const BEGIN: &str = "<!-- perf:begin -->";
+const END: &str = "<!-- perf:end -->";
+
+fn write_report(path: &Path, table: &str, machine: &str) -> Result<(), String> {
+    let existing = std::fs::read_to_string(path).unwrap_or_default();
+    let now = time::OffsetDateTime::now_utc();
+    let date = format!(
+        "{}-{:02}-{:02}",
+        now.year(),
+        u8::from(now.month()),
+        now.day()
+    );
+    let section = format!("{BEGIN}\nLatest run ({date}). {machine}.\n\n{table}{END}");
+    let text = match (existing.find(BEGIN), existing.find(END)) {
+        (Some(b), Some(e)) if b < e => {
+            format!("{}{section}{}", &existing[..b], &existing[e + END.len()..])
+        }
+        _ => format!("{existing}\n{section}\n"),
+    };
+    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+}
