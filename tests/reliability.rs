@@ -492,6 +492,9 @@ async fn two_hundred_bindings_race_conflicts_and_an_out_of_band_writer_and_lose_
                 add_member_out_of_band(&world, resource, TUNNEL, &member).await;
                 written.push((resource.clone(), member));
                 n += 1;
+                // A busy neighbour, not a tight loop: a writer that changes the policy between
+                // every read and write of ours would make any read-modify-write give up.
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
             written
         })
