@@ -808,6 +808,69 @@ async fn etag_conflicts_are_a_distinct_error_and_read_modify_write_recovers() {
     world.assert_conformant();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_writer_backing_off_after_a_conflict_lets_the_next_writer_of_the_policy_go() {
+    let world = load_balanced_world().await;
+    // A backoff far longer than a read and a write against the local emulator.
+    let clients = clients_for(
+        &world,
+        RetryPolicy {
+            initial_delay: Duration::from_millis(500),
+            max_delay: Duration::from_millis(500),
+            multiplier: 1.0,
+            max_attempts: 3,
+            deadline: Duration::from_secs(30),
+        },
+    );
+    let number = world.emulator.project_number(PROJECT).expect("number");
+    let resource = cloud_run_resource(&number, REGION, "svc-a");
+    add_fault(
+        &world,
+        json!({"kind": "stale_etag", "method": "POST", "path_regex": ":setIamPolicy$"}),
+    )
+    .await;
+    world.emulator.clear_requests();
+
+    let writer = |role: &'static str, member: &'static str| {
+        let (clients, resource) = (clients.clone(), resource.clone());
+        tokio::spawn(async move {
+            clients
+                .iap
+                .modify_iam_policy(&resource, deadline(), |p| {
+                    p.set_binding(role, None, &[member.to_string()])
+                })
+                .await
+        })
+    };
+    let first = writer("roles/iap.httpsResourceAccessor", "user:a@example.com");
+    let second = writer("roles/iap.tunnelResourceAccessor", "user:b@example.com");
+    first.await.expect("task").expect("first writer");
+    second.await.expect("task").expect("second writer");
+
+    // Whoever wrote first met the conflict; the other writer's write came next, during that
+    // backoff, instead of waiting behind the retry.
+    let sets = requests_to(&world, "POST", ":setIamPolicy");
+    assert_eq!(statuses(&sets), [409, 200, 200]);
+    let roles = |record: &RequestRecord| -> Vec<String> {
+        record.body["policy"]["bindings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|b| b["role"].as_str().map(str::to_string))
+            .collect()
+    };
+    let conflicted = roles(&sets[0]);
+    assert_eq!(conflicted.len(), 1, "{:?}", sets[0].body);
+    assert!(
+        !roles(&sets[1]).contains(&conflicted[0]),
+        "the retry went before the other writer: {:?}",
+        sets[1].body
+    );
+    // The last write holds both bindings: nothing was lost.
+    assert_eq!(roles(&sets[2]).len(), 2, "{:?}", sets[2].body);
+    world.assert_conformant();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_generated_service_account_key_is_exchanged_for_a_token_at_its_token_uri() {
     let world = World::start().await;

@@ -418,7 +418,8 @@ impl PolicyLocks {
 }
 
 /// Reads the policy, lets `modify` edit it, and writes it back with the read's etag; on
-/// 409 ABORTED (a concurrent change) the whole cycle repeats with backoff until `deadline`.
+/// 409 ABORTED (a concurrent change) the whole cycle repeats with backoff until `deadline`. Each
+/// cycle holds this process's lock on the policy, released while backing off.
 /// Returns the written policy, or the read one when `modify` reports no change.
 pub(crate) async fn read_modify_write<S: PolicyStore>(
     transport: &Transport,
@@ -427,11 +428,11 @@ pub(crate) async fn read_modify_write<S: PolicyStore>(
     mut modify: impl FnMut(&mut Policy) -> bool,
 ) -> Result<Policy, Error> {
     let lock = transport.policy_locks.lock_for(&store.lock_key());
-    let _guard = lock.lock().await;
     let max_attempts = transport.retry.max_attempts.max(1);
     let mut attempt = 0;
     loop {
         attempt += 1;
+        let guard = lock.lock().await;
         let mut policy = store.read().await?;
         if !modify(&mut policy) {
             return Ok(policy);
@@ -447,6 +448,9 @@ pub(crate) async fn read_modify_write<S: PolicyStore>(
                     )));
                 }
                 tracing::debug!(resource = %store.lock_key(), attempt, "IAM policy conflict, re-reading");
+                // Back off without the lock: the other writers of this policy queued behind us
+                // can go meanwhile, and our retry starts from a fresh read anyway.
+                drop(guard);
                 transport.pause(delay).await?;
             }
             Err(e) => return Err(e),
