@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 
 use crate::support::{terraform_binaries, Terraform, Workspace};
-use crate::world::{World, PROJECT, REGION};
+use crate::world::{provider_header, World, PROJECT, REGION};
 
 pub(crate) const ACCESSOR: &str = "roles/iap.httpsResourceAccessor";
 
@@ -13,23 +13,6 @@ pub(crate) fn newest() -> Terraform {
         .into_iter()
         .next()
         .expect("a terraform binary")
-}
-
-pub(crate) fn header() -> String {
-    format!(
-        r#"
-terraform {{
-  required_providers {{
-    iaprun = {{ source = "iaprun/iaprun" }}
-  }}
-}}
-
-provider "iaprun" {{
-  project = "{PROJECT}"
-  region  = "{REGION}"
-}}
-"#
-    )
 }
 
 pub(crate) fn workspace(world: &World, main_tf: &str) -> Workspace {
@@ -89,7 +72,7 @@ resource "iaprun_access_binding" "b" {{
   }}
 }}
 "#,
-        header()
+        provider_header("")
     )
 }
 
@@ -201,7 +184,7 @@ resource "iaprun_access_binding" "b" {{
 {condition}
 }}
 "#,
-        header()
+        provider_header("")
     )
 }
 

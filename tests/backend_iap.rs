@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 
 use crate::support::{terraform_binaries, Terraform, Workspace};
-use crate::world::{World, PROJECT, REGION};
+use crate::world::{provider_header, World, PROJECT, REGION};
 
 const INVOKER: &str = "roles/run.invoker";
 
@@ -24,19 +24,9 @@ fn config(region: Option<&str>, extra: &str) -> String {
     let region = region
         .map(|r| format!("  region = \"{r}\"\n"))
         .unwrap_or_default();
+    let header = provider_header("");
     format!(
-        r#"
-terraform {{
-  required_providers {{
-    iaprun = {{ source = "iaprun/iaprun" }}
-  }}
-}}
-
-provider "iaprun" {{
-  project = "{PROJECT}"
-  region  = "{REGION}"
-}}
-
+        r#"{header}
 variable "secret" {{
   type      = string
   sensitive = true

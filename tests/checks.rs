@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{json, Value};
 
 use crate::support::{terraform_binaries, Terraform, Workspace};
-use crate::world::{World, PROJECT, REGION};
+use crate::world::{provider_header, World, PROJECT, REGION};
 
 /// DESIGN.md section 5: every check and its default severity (the contract).
 const TABLE: &[(&str, &str)] = &[
@@ -135,18 +135,9 @@ struct Config {
 
 impl Config {
     fn new(prelude: &str, cases: &[Case]) -> Config {
+        let header = provider_header("");
         let mut text = format!(
-            r#"terraform {{
-  required_providers {{
-    iaprun = {{ source = "iaprun/iaprun" }}
-  }}
-}}
-
-provider "iaprun" {{
-  project = "{PROJECT}"
-  region  = "{REGION}"
-}}
-{prelude}
+            r#"{header}{prelude}
 "#
         );
         let mut blocks = BTreeMap::new();
@@ -710,18 +701,9 @@ async fn late_world() -> World {
 
 /// Plans and applies a configuration whose backend name is unknown until `terraform_data` exists.
 fn run_late(terraform: &Terraform, world: &World) -> (crate::support::Run, crate::support::Run) {
+    let header = provider_header("");
     let config = format!(
-        r#"terraform {{
-  required_providers {{
-    iaprun = {{ source = "iaprun/iaprun" }}
-  }}
-}}
-
-provider "iaprun" {{
-  project = "{PROJECT}"
-  region  = "{REGION}"
-}}
-
+        r#"{header}
 resource "terraform_data" "gate" {{}}
 
 resource "iaprun_backend_iap" "late" {{

@@ -17,26 +17,16 @@ use iaprun::framework::{
 };
 
 use crate::access_binding::{
-    assert_slot_bindings, four_iap_resources, header, many_bindings, members, newest, workspace,
-    ACCESSOR,
+    assert_slot_bindings, four_iap_resources, many_bindings, members, newest, workspace, ACCESSOR,
 };
 use crate::support::Workspace;
-use crate::world::{World, PROJECT, REGION};
+use crate::world::{provider_header, World, PROJECT, REGION};
 
 const INVOKER: &str = "roles/run.invoker";
 const TUNNEL: &str = "roles/iap.tunnelResourceAccessor";
 
 fn fault(spec: Value) -> FaultSpec {
     serde_json::from_value(spec).expect("fault spec")
-}
-
-/// `header()` with extra provider settings appended to the provider block.
-fn header_with(provider_settings: &str) -> String {
-    header().replacen(
-        &format!("  region  = \"{REGION}\"\n"),
-        &format!("  region  = \"{REGION}\"\n{provider_settings}\n"),
-        1,
-    )
 }
 
 /// A Cloud Run service `direct` for direct IAP, and `hello` behind a global backend `web` with an
@@ -76,7 +66,7 @@ resource "iaprun_access_binding" "web" {{
   members  = ["user:b@example.com"]
 }}
 "#,
-        header_with(provider_settings)
+        provider_header(&format!("{provider_settings}\n"))
     )
 }
 
@@ -765,7 +755,7 @@ resource "iaprun_backend_iap" "web" {{
   oauth2_client_secret = var.client_secret
 }}
 "#,
-        header_with(&provider)
+        provider_header(&format!("{provider}\n"))
     );
     let ws = Workspace::new(&newest(), &main_tf);
     ws.init();

@@ -3,24 +3,14 @@
 use serde_json::json;
 
 use crate::support::{terraform_binaries, Terraform, Workspace};
-use crate::world::{World, PROJECT, REGION};
+use crate::world::{provider_header, World, PROJECT, REGION};
 
 const INVOKER: &str = "roles/run.invoker";
 
 fn config(extra: &str) -> String {
+    let header = provider_header("");
     format!(
-        r#"
-terraform {{
-  required_providers {{
-    iaprun = {{ source = "iaprun/iaprun" }}
-  }}
-}}
-
-provider "iaprun" {{
-  project = "{PROJECT}"
-  region  = "{REGION}"
-}}
-
+        r#"{header}
 resource "iaprun_service_iap" "hello" {{
   service = "hello"
 {extra}

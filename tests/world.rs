@@ -379,6 +379,25 @@ impl World {
     }
 }
 
+/// `required_providers` and a provider block for the world's project and region, with
+/// `provider_settings` (whole lines, or "") added inside the provider block.
+pub fn provider_header(provider_settings: &str) -> String {
+    format!(
+        r#"
+terraform {{
+  required_providers {{
+    iaprun = {{ source = "iaprun/iaprun" }}
+  }}
+}}
+
+provider "iaprun" {{
+  project = "{PROJECT}"
+  region  = "{REGION}"
+{provider_settings}}}
+"#
+    )
+}
+
 /// The members of `role` (without condition) in a policy JSON.
 pub fn members_of(policy: &Value, role: &str) -> Vec<String> {
     policy["bindings"]

@@ -424,19 +424,3 @@ impl Workspace {
         self.execute(args, env)
     }
 }
-
-/// The provider block plus `required_providers`, for configurations in tests.
-pub fn provider_config(provider_block: &str) -> String {
-    format!(
-        r#"terraform {{
-  required_providers {{
-    iaprun = {{
-      source = "iaprun/iaprun"
-    }}
-  }}
-}}
-
-{provider_block}
-"#
-    )
-}
