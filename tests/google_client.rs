@@ -809,6 +809,45 @@ async fn etag_conflicts_are_a_distinct_error_and_read_modify_write_recovers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_policy_that_never_stops_changing_ends_in_an_error_naming_the_attempts() {
+    let world = load_balanced_world().await;
+    let retry = fast_retries();
+    let budget = retry.max_attempts * iaprun::google::iam::CONFLICT_ATTEMPTS_FACTOR;
+    let clients = clients_for(&world, retry);
+    let number = world.emulator.project_number(PROJECT).expect("number");
+    let resource = cloud_run_resource(&number, REGION, "svc-a");
+    add_fault(
+        &world,
+        json!({"kind": "stale_etag", "method": "POST", "path_regex": ":setIamPolicy$", "count": 1000}),
+    )
+    .await;
+    world.emulator.clear_requests();
+    let e = clients
+        .iap
+        .modify_iam_policy(&resource, deadline(), |p| {
+            p.set_binding(
+                "roles/iap.httpsResourceAccessor",
+                None,
+                &["user:a@example.com".to_string()],
+            )
+        })
+        .await
+        .expect_err("conflicts without end");
+    assert!(e.is_conflict(), "{e:?}");
+    assert!(
+        e.to_string()
+            .contains(&format!("gave up after {budget} attempts")),
+        "{e}"
+    );
+    // More cycles than a failed call gets, and no more than the budget.
+    let sets = requests_to(&world, "POST", ":setIamPolicy");
+    assert!(budget > fast_retries().max_attempts);
+    assert_eq!(sets.len(), budget as usize);
+    assert!(sets.iter().all(|r| r.status == 409));
+    world.assert_conformant();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_writer_backing_off_after_a_conflict_lets_the_next_writer_of_the_policy_go() {
     let world = load_balanced_world().await;
     // A backoff far longer than a read and a write against the local emulator.

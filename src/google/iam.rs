@@ -417,6 +417,9 @@ impl PolicyLocks {
     }
 }
 
+/// Read-modify-write cycles allowed per attempt of the retry policy.
+pub const CONFLICT_ATTEMPTS_FACTOR: u32 = 4;
+
 /// Reads the policy, lets `modify` edit it, and writes it back with the read's etag; on
 /// 409 ABORTED (a concurrent change) the whole cycle repeats with backoff until `deadline`. Each
 /// cycle holds this process's lock on the policy, released while backing off.
@@ -428,7 +431,14 @@ pub(crate) async fn read_modify_write<S: PolicyStore>(
     mut modify: impl FnMut(&mut Policy) -> bool,
 ) -> Result<Policy, Error> {
     let lock = transport.policy_locks.lock_for(&store.lock_key());
-    let max_attempts = transport.retry.max_attempts.max(1);
+    // Google's advice for a 409 here is to retry the whole cycle, and many writers of one policy
+    // (a parallel apply, other tools) make conflicts common, so they get a larger budget than a
+    // failed call; the deadline still bounds it.
+    let max_attempts = transport
+        .retry
+        .max_attempts
+        .max(1)
+        .saturating_mul(CONFLICT_ATTEMPTS_FACTOR);
     let mut attempt = 0;
     loop {
         attempt += 1;
