@@ -17,9 +17,9 @@ use iaprun::framework::{
 };
 
 use crate::access_binding::{
-    assert_slot_bindings, four_iap_resources, many_bindings, members, newest, workspace, ACCESSOR,
+    assert_slot_bindings, four_iap_resources, many_bindings, members, workspace, ACCESSOR,
 };
-use crate::support::Workspace;
+use crate::support::{newest, Workspace};
 use crate::world::{provider_header, World, PROJECT, REGION};
 
 const INVOKER: &str = "roles/run.invoker";

@@ -19,7 +19,7 @@ mod transport;
 mod testutil;
 
 pub use compute::{
-    same_resource, BackendService, BackendServiceIap, BackendServiceRef, CloudRunTarget,
+    neg_parts, same_resource, BackendService, BackendServiceIap, BackendServiceRef, CloudRunTarget,
     ComputeClient, ComputeOperation, ForwardingRule, IapPatch, NetworkEndpointGroup, Scope,
     TargetProxy, UrlMap,
 };

@@ -367,7 +367,7 @@ async fn backend_facts(
     };
     let mut negs = Vec::new();
     for group in &backend.backend_groups {
-        let Some((project, region, name)) = neg_parts(group) else {
+        let Some((project, region, name)) = google::neg_parts(group) else {
             continue;
         };
         let neg = match ctx
@@ -399,7 +399,7 @@ async fn backend_facts(
             service,
         });
     }
-    let https_frontend = https_frontend(ctx, r, &backend).await;
+    let https_frontend = ctx.clients.compute.https_frontend(r, &backend).await;
     let facts = BackendFacts {
         name: r.name.clone(),
         region: region_of(r).map(str::to_string),
@@ -416,56 +416,6 @@ async fn backend_facts(
         https_frontend,
     };
     Ok(Some((backend, facts)))
-}
-
-/// `(project, region, name)` of a serverless NEG URL (full or partial).
-fn neg_parts(url: &str) -> Option<(String, String, String)> {
-    let path = &url[url.find("projects/")?..];
-    let parts: Vec<&str> = path.split('/').collect();
-    match parts.as_slice() {
-        ["projects", p, "regions", r, "networkEndpointGroups", n] => {
-            Some((p.to_string(), r.to_string(), n.to_string()))
-        }
-        _ => None,
-    }
-}
-
-/// Whether an HTTPS forwarding rule reaches the backend (rule → target HTTPS proxy → URL map);
-/// `None` when the chain could not be read.
-async fn https_frontend(
-    ctx: &Context,
-    r: &BackendServiceRef,
-    backend: &google::BackendService,
-) -> Option<bool> {
-    let compute = &ctx.clients.compute;
-    let self_link = backend.self_link.clone().unwrap_or_else(|| r.to_string());
-    let rules = compute.forwarding_rules(&r.project, &r.scope).await.ok()?;
-    for rule in rules.iter().filter(|rule| rule.is_https()) {
-        let Some(target) = &rule.target else { continue };
-        let Some(proxy_name) = target.rsplit('/').next() else {
-            continue;
-        };
-        let Ok(proxy) = compute
-            .target_https_proxy(&r.project, &r.scope, proxy_name)
-            .await
-        else {
-            continue;
-        };
-        let Some(map_name) = proxy.url_map.as_deref().and_then(|u| u.rsplit('/').next()) else {
-            continue;
-        };
-        let Ok(map) = compute.url_map(&r.project, &r.scope, map_name).await else {
-            continue;
-        };
-        if map
-            .backend_services()
-            .iter()
-            .any(|s| google::same_resource(s, &self_link))
-        {
-            return Some(true);
-        }
-    }
-    Some(false)
 }
 
 /// The plan-time checks of a backend service with IAP (read-only API calls).
