@@ -14,6 +14,8 @@ mod service_iap;
 mod access_binding;
 // iaprun_backend_iap end to end: global and regional backends, OAuth clients, drift, import, destroy.
 mod backend_iap;
+// iaprun_iap_settings end to end: update masks, drift, others' settings kept, import, the secret.
+mod iap_settings;
 // Schemas seen by every terraform, diagnostics on the attribute, plugin process: mTLS, Shutdown, SIGINT.
 mod foundation;
 // The Google API clients against the emulator: typed calls, errors, retries, operations, conflicts, tokens.

@@ -352,6 +352,18 @@ impl World {
             .await;
     }
 
+    /// The IAP settings of an IAP resource (`projects/.../iap_web/...`) as the API returns them.
+    pub async fn iap_settings(&self, resource: &str) -> Value {
+        self.ok("GET", &format!("/v1/{resource}:iapSettings"), None)
+            .await
+    }
+
+    /// Updates IAP settings out of band: exactly the `iapSettings.`-prefixed `mask` paths.
+    pub async fn patch_iap_settings(&self, resource: &str, mask: &str, settings: Value) {
+        let path = format!("/v1/{resource}:iapSettings?updateMask={mask}");
+        self.ok("PATCH", &path, Some(settings)).await;
+    }
+
     /// Requests whose method mutates state (anything but GET and the read-only POSTs).
     pub fn mutating_requests(&self) -> Vec<String> {
         self.emulator

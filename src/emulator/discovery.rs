@@ -606,6 +606,16 @@ impl Doc {
         self.schemas.get(name)
     }
 
+    /// The schema of the field at `path` (property names) below the schema `name`; `None` when
+    /// there is no such field.
+    pub fn field(&self, name: &str, path: &[&str]) -> Option<&Value> {
+        let mut current = self.schemas.get(name)?;
+        for part in path {
+            current = self.resolve(current).get("properties")?.get(*part)?;
+        }
+        Some(current)
+    }
+
     fn resolve<'a>(&'a self, schema: &'a Value) -> &'a Value {
         let mut current = schema;
         for _ in 0..8 {

@@ -200,18 +200,14 @@ impl Resource<Context> for AccessBinding {
             Ok(t) => t,
             Err(d) => return d.into(),
         };
-        // The same policy written with the project id instead of its number (or back) is no change.
-        let prior_resource = plan.prior.as_ref().and_then(|p| p.resource.get()).cloned();
-        if let Some(prior_resource) = prior_resource.filter(|r| *r != resource) {
-            if common::canonical(ctx, &prior_resource)
-                .await
-                .is_ok_and(|t| t == target)
-            {
-                plan.planned.resource = Attr::Known(prior_resource);
-                plan.requires_replace
-                    .retain(|p| *p != AttributePath::attr("resource"));
-            }
-        }
+        common::keep_prior_resource(
+            ctx,
+            plan.prior.as_ref().map(|p| &p.resource),
+            &target,
+            &mut plan.planned.resource,
+            &mut plan.requires_replace,
+        )
+        .await;
         let title = plan.config.title();
         if let (Some(role), true) = (plan.planned.role.get(), title.is_known()) {
             let resource = plan.planned.resource.get().unwrap_or(&resource);

@@ -265,6 +265,24 @@ pub async fn canonical(ctx: &Context, resource: &str) -> Result<IapResource, Dia
     Ok(parsed.with_project(&project.project_number))
 }
 
+/// The same IAP resource written with the project id instead of its number (or back) is no
+/// change: keeps the prior spelling in the plan and drops the replacement it would force.
+pub async fn keep_prior_resource(
+    ctx: &Context,
+    prior: Option<&Attr<String>>,
+    target: &IapResource,
+    planned: &mut Attr<String>,
+    requires_replace: &mut Vec<AttributePath>,
+) {
+    let Some(prior) = prior.and_then(Attr::get).filter(|p| Some(*p) != planned.get()) else {
+        return;
+    };
+    if canonical(ctx, prior).await.is_ok_and(|t| t == *target) {
+        *planned = Attr::Known(prior.clone());
+        requires_replace.retain(|p| *p != AttributePath::attr("resource"));
+    }
+}
+
 // ---- the IAP service agent -----------------------------------------------------------------
 
 /// Private state: what this resource instance did that the API cannot tell, kept by Terraform
