@@ -1685,10 +1685,9 @@ async fn iap_settings() {
     assert_eq!(updated["accessSettings"]["corsSettings"]["allowHttpOptions"], true);
     assert_eq!(updated["accessSettings"]["oauthSettings"], json!({"clientId": "cid"}));
 
-    // Paths without the iapSettings. prefix, unknown or output-only fields, and parts of the
-    // reauth settings are refused and change nothing.
+    // Unknown or output-only fields, and parts of the reauth settings, are refused and change
+    // nothing.
     for mask in [
-        "accessSettings.corsSettings.allowHttpOptions",
         "iapSettings.accessSettings.noSuchSettings",
         "iapSettings.accessSettings.oauthSettings.clientSecretSha256",
         "iapSettings.accessSettings.reauthSettings.maxAge",
@@ -1707,6 +1706,14 @@ async fn iap_settings() {
         .await;
     assert_eq!(status, 200, "{updated}");
     assert_eq!(updated["accessSettings"]["reauthSettings"], json!({"method": "LOGIN", "maxAge": "60s"}));
+    assert_eq!(updated["accessSettings"]["corsSettings"]["allowHttpOptions"], true);
+
+    // Client libraries send the path below the message, without the prefix.
+    let (status, updated) = api
+        .patch(&format!("{name}?updateMask=applicationSettings.cookieDomain"), json!({"applicationSettings": {"cookieDomain": "a.example.com"}}))
+        .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(updated["applicationSettings"]["cookieDomain"], "a.example.com");
     assert_eq!(updated["accessSettings"]["corsSettings"]["allowHttpOptions"], true);
 
     // No mask replaces every setting.

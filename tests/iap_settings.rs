@@ -187,7 +187,13 @@ async fn client_secret_sensitive_and_write_only() {
             "      client_secret = var.secret\n"
         };
         let oauth = format!("    oauth_settings {{\n      client_id = \"1234-web.apps.googleusercontent.com\"\n{secret}    }}\n");
-        let ws = workspace(&terraform, &world, &config(&name, &[&oauth], "", ""));
+        let mut main_tf = config(&name, &[&oauth], "", "");
+        if write_only {
+            // An ephemeral variable (1.10+) is kept out of the plan file too.
+            main_tf = main_tf.replace(&format!("  default   = \"{SECRET}\"\n"), "  ephemeral = true\n");
+        }
+        let mut ws = workspace(&terraform, &world, &main_tf);
+        ws.env("TF_VAR_secret", SECRET);
         let log = ws.dir().join("trace.log");
         let env = [("TF_LOG", "trace"), ("TF_LOG_PATH", log.to_str().expect("path"))];
         ws.run_with_env(&["plan", "-out=tfplan", "-no-color"], &env).expect_success();
@@ -267,10 +273,47 @@ async fn bad_values_and_expressions_fail_the_plan() {
     ws.write("main.tf", &config(&name, &[CORS], expression, ""));
     let plan = ws.plan_detailed_exitcode();
     assert_eq!(plan.code(), 1, "{plan}");
-    assert!(plan.stderr.contains("Invalid attribute expression") && plan.stderr.contains("is not closed"), "{plan}");
+    assert!(plan.stderr.contains("Invalid attribute expression") && plan.stderr.contains("closed"), "{plan}");
     assert_eq!(world.mutating_requests(), before, "nothing changed");
     let good = expression.replace("'team']", "'team'])");
     ws.write("main.tf", &config(&name, &[CORS], &good, ""));
     assert_eq!(ws.plan_detailed_exitcode().code(), 2);
     world.assert_conformant();
+}
+
+/// `no_organization` points to the settings fix, and is quiet once the service has a custom client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_organization_points_to_the_settings_and_goes_quiet_once_applied() {
+    const NO_ORG: &str = "noorg-project";
+    let world = World::start().await;
+    world.update_project(NO_ORG, json!({"parent": null}));
+    world.run_service_in(NO_ORG, REGION, "hello", json!({})).await;
+    let main_tf = format!(
+        r#"{}
+resource "iaprun_service_iap" "hello" {{
+  service = "hello"
+  project = "{NO_ORG}"
+}}
+
+resource "iaprun_iap_settings" "hello" {{
+  resource = iaprun_service_iap.hello.iap_resource_name
+  access_settings {{
+    oauth_settings {{
+      client_id     = "1234-web.apps.googleusercontent.com"
+      client_secret = "{SECRET}"
+    }}
+  }}
+}}
+"#,
+        provider_header("")
+    );
+    let ws = workspace(&newest(), &world, &main_tf);
+    let plan = ws.plan_detailed_exitcode();
+    assert_eq!(plan.code(), 2, "{plan}");
+    let warning = plan.stdout.find("no_organization").map(|i| &plan.stdout[i..]).unwrap_or_default();
+    assert!(warning.contains("iaprun_iap_settings"), "the warning names the fix:\n{plan}");
+    ws.apply().expect_success();
+    let plan = ws.plan_detailed_exitcode();
+    assert_eq!(plan.code(), 0, "{plan}");
+    assert!(!plan.stdout.contains("no_organization"), "the fix is in place:\n{plan}");
 }

@@ -373,6 +373,7 @@ impl World {
                 let read_only_post = r.path.ends_with(":getIamPolicy")
                     || r.path.ends_with(":testIamPermissions")
                     || r.path.ends_with(":getAncestry")
+                    || r.path.ends_with(":validateAttributeExpression")
                     || r.path.ends_with(":wait")
                     || r.path.ends_with("/wait");
                 r.method != "GET" && !read_only_post

@@ -215,6 +215,7 @@ fn update_settings(world: &mut World, call: &Call<'_>) -> Result<Outcome, ApiErr
             let mut stored = existing;
             for path in mask.split(',').map(str::trim).filter(|p| !p.is_empty()) {
                 let parts = mask_path(doc, path)?;
+                let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
                 let value = lookup(&input, &parts).cloned();
                 if parts.last() == Some(&"clientSecret") && value.is_none() {
                     // Clearing the input-only secret clears what is kept of it.
@@ -243,21 +244,25 @@ fn update_settings(world: &mut World, call: &Call<'_>) -> Result<Outcome, ApiErr
     Ok(Outcome::Json(rendered))
 }
 
-/// One `updateMask` path of updateIapSettings, as field names below `IapSettings`: it must carry
-/// the `iapSettings.` prefix, name a field of the discovery document that is not output only, and
-/// name the reauth settings only as a whole ("All IAP reauth settings must always be set together,
-/// using the field mask: `iapSettings.accessSettings.reauthSettings`").
-fn mask_path<'a>(doc: Option<&super::discovery::Doc>, path: &'a str) -> Result<Vec<&'a str>, ApiError> {
+/// One `updateMask` path of updateIapSettings, as field names below `IapSettings`. The documented
+/// form carries the `iapSettings.` prefix; Google's client libraries send the path below the
+/// message (camelCase or snake_case), which is accepted too. It must name a field of the discovery
+/// document that is not output only, and name the reauth settings only as a whole ("All IAP reauth
+/// settings must always be set together, using the field mask:
+/// `iapSettings.accessSettings.reauthSettings`").
+fn mask_path(doc: Option<&super::discovery::Doc>, path: &str) -> Result<Vec<String>, ApiError> {
     let bad = |why: &str| ApiError::invalid(format!("Invalid update_mask path '{path}' for IapSettings: {why}"));
-    let Some(field) = path.strip_prefix("iapSettings.") else {
-        return Err(bad("paths start with iapSettings."));
-    };
-    let parts: Vec<&str> = field.split('.').collect();
-    if parts.len() > 2 && parts.starts_with(&["accessSettings", "reauthSettings"]) {
+    let field = path
+        .strip_prefix("iapSettings.")
+        .or_else(|| path.strip_prefix("iap_settings."))
+        .unwrap_or(path);
+    let parts: Vec<String> = field.split('.').map(camel).collect();
+    let names: Vec<&str> = parts.iter().map(String::as_str).collect();
+    if names.len() > 2 && names.starts_with(&["accessSettings", "reauthSettings"]) {
         return Err(bad("all IAP reauth settings must be set together, using the field mask iapSettings.accessSettings.reauthSettings."));
     }
     if let Some(doc) = doc {
-        match doc.field("IapSettings", &parts) {
+        match doc.field("IapSettings", &names) {
             None => return Err(bad("no such field.")),
             Some(f) if f.get("readOnly").and_then(Value::as_bool) == Some(true) => {
                 return Err(bad("the field is output only."))
@@ -266,6 +271,22 @@ fn mask_path<'a>(doc: Option<&super::discovery::Doc>, path: &'a str) -> Result<V
         }
     }
     Ok(parts)
+}
+
+fn camel(snake: &str) -> String {
+    let mut out = String::new();
+    let mut upper = false;
+    for c in snake.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.push(c.to_ascii_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// `clientSecret` is input only: every one (the OAuth client's, the workforce pool's) is kept as
