@@ -20,6 +20,11 @@
 #   SOURCE_DATE_EPOCH        modification time of the files in the zips (default: the last commit's)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
+# Paths given relative to where the script was started from keep meaning that after the cd.
+absolute() { case $1 in /*) printf '%s' "$1" ;; *) printf '%s/%s' "$PWD" "$1" ;; esac; }
+dist=$(absolute "${DIST_DIR:-$repo/dist}")
+[ -z "${IAPRUN_PROVIDER_BIN:-}" ] || IAPRUN_PROVIDER_BIN=$(absolute "$IAPRUN_PROVIDER_BIN")
+[ -z "${IAPRUN_EMULATOR_BIN:-}" ] || IAPRUN_EMULATOR_BIN=$(absolute "$IAPRUN_EMULATOR_BIN")
 cd "$repo"
 
 fail() {
@@ -36,7 +41,6 @@ provider=terraform-provider-iaprun
 emulator=iaprun-emulator
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
 [ -n "$version" ] || fail "no version in Cargo.toml"
-dist=${DIST_DIR:-$repo/dist}
 profile=${DIST_PROFILE:-release}
 case $profile in dev) profile_dir=debug ;; *) profile_dir=$profile ;; esac
 
@@ -77,8 +81,9 @@ arm64_missing() {
 
 prebuilt=
 if [ -n "${IAPRUN_PROVIDER_BIN:-}" ] || [ -n "${IAPRUN_EMULATOR_BIN:-}" ]; then
-  [ -n "${IAPRUN_PROVIDER_BIN:-}" ] && [ -n "${IAPRUN_EMULATOR_BIN:-}" ] ||
+  if [ -z "${IAPRUN_PROVIDER_BIN:-}" ] || [ -z "${IAPRUN_EMULATOR_BIN:-}" ]; then
     fail "set both IAPRUN_PROVIDER_BIN and IAPRUN_EMULATOR_BIN, or neither"
+  fi
   prebuilt=1
 fi
 
@@ -186,4 +191,4 @@ if [ -n "${GPG_FINGERPRINT:-}" ]; then
 else
   say sign "skipped: GPG_FINGERPRINT is not set, so there is no $sums.sig (the Terraform Registry needs one)"
 fi
-say done "$dist: terraform init -plugin-dir=$dist/mirror installs $provider $version"
+say "done" "$dist: terraform init -plugin-dir=$dist/mirror installs $provider $version"

@@ -261,7 +261,7 @@ fn packed_mirror_installs_on_every_terraform_with_the_checksums_of_sha256sums() 
     let binary_name = format!("terraform-provider-iaprun_v{VERSION}");
     assert_eq!(
         zip_entries(&dist.join(provider_zip())),
-        [binary_name.clone()]
+        [binary_name.as_str()]
     );
     assert_eq!(zip_entries(&dist.join(emulator_zip())), ["iaprun-emulator"]);
     assert_eq!(
