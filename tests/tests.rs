@@ -28,3 +28,5 @@ mod reliability;
 mod bad_input;
 // Untrusted wire input: DynamicValue bytes and Google API answers never panic (proptest).
 mod wire_input;
+// Release archives (scripts/dist.sh): registry names, SHA256SUMS, signature, the packed mirror installed.
+mod dist;
