@@ -76,10 +76,7 @@ async fn run_suite(script: &str, project: &str, tests: usize) -> Suite {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    eprintln!(
-        "{script}: {:.1} s\n{text}",
-        started.elapsed().as_secs_f64()
-    );
+    eprintln!("{script}: {:.1} s\n{text}", started.elapsed().as_secs_f64());
     assert!(output.status.success(), "{script} failed:\n{text}");
     assert!(
         text.contains(&format!("\nRan {tests} tests in ")),
@@ -120,7 +117,10 @@ impl Suite {
         let requests = self.requests_under(prefix);
         let numeric = requests
             .iter()
-            .filter(|(_, q)| q.iter().any(|(k, v)| k == "$alt" && v == "json;enum-encoding=int"))
+            .filter(|(_, q)| {
+                q.iter()
+                    .any(|(k, v)| k == "$alt" && v == "json;enum-encoding=int")
+            })
             .count();
         assert!(
             numeric > 0,
@@ -137,7 +137,10 @@ async fn cloud_run_services_operations_iam_and_errors() {
     // The services the library created are really there, with the ingress it sent as a number.
     let state = suite.emulator.state();
     let text = state["run"].to_string();
-    assert!(text.contains("INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"), "{state:#}");
+    assert!(
+        text.contains("INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"),
+        "{state:#}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -184,15 +187,26 @@ async fn system_parameters_on_the_wire() {
     );
     // The body names ingress by its number (3: INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER).
     let created = http
-        .post(format!("{base}?serviceId=wire&key=k&quotaUser=q&%24.xgafv=2"))
+        .post(format!(
+            "{base}?serviceId=wire&key=k&quotaUser=q&%24.xgafv=2"
+        ))
         .bearer_auth("t")
         .json(&json!({"ingress": 3, "template": {"containers": [{"image": "gcr.io/x/y"}]}}))
         .send()
         .await
         .expect("answer");
-    assert_eq!(created.status(), 200, "{}", created.text().await.unwrap_or_default());
+    assert_eq!(
+        created.status(),
+        200,
+        "{}",
+        created.text().await.unwrap_or_default()
+    );
     let op: Value = created.json().await.expect("json");
-    let wait = format!("{}/v2/{}:wait", emulator.base_url(), op["name"].as_str().expect("name"));
+    let wait = format!(
+        "{}/v2/{}:wait",
+        emulator.base_url(),
+        op["name"].as_str().expect("name")
+    );
     http.post(wait)
         .bearer_auth("t")
         .json(&json!({"timeout": "10s"}))
@@ -201,12 +215,13 @@ async fn system_parameters_on_the_wire() {
         .expect("wait");
 
     let get = |query: &'static str| {
-        let request = http
-            .get(format!("{base}/wire?{query}"))
-            .bearer_auth("t");
+        let request = http.get(format!("{base}/wire?{query}")).bearer_auth("t");
         async move {
             let response = request.send().await.expect("answer");
-            (response.status().as_u16(), response.text().await.expect("text"))
+            (
+                response.status().as_u16(),
+                response.text().await.expect("text"),
+            )
         }
     };
     let (status, text) = get("%24alt=json%3Benum-encoding%3Dint&fields=ingress,launchStage,terminalCondition/state&prettyPrint=false").await;
@@ -223,11 +238,20 @@ async fn system_parameters_on_the_wire() {
     );
     assert!(text.contains('\n'), "pretty by default: {text}");
     // Bad system parameter values are refused, naming the parameter.
-    for query in ["alt=xml", "%24alt=json%3Benum-encoding%3Droman", "%24.xgafv=9", "prettyPrint=maybe", "fields=a(b"] {
+    for query in [
+        "alt=xml",
+        "%24alt=json%3Benum-encoding%3Droman",
+        "%24.xgafv=9",
+        "prettyPrint=maybe",
+        "fields=a(b",
+    ] {
         let (status, text) = get(query).await;
         assert_eq!(status, 400, "{query}: {text}");
         let decoded: Vec<(String, String)> = serde_urlencoded::from_str(query).expect("query");
-        assert!(text.contains(&decoded[0].1.replace('"', "\\\"")), "{query}: {text}");
+        assert!(
+            text.contains(&decoded[0].1.replace('"', "\\\"")),
+            "{query}: {text}"
+        );
     }
     // An access token in the query authenticates like a bearer header.
     let response = reqwest::get(format!("{base}/wire?access_token=t"))

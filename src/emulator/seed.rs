@@ -98,11 +98,9 @@ pub struct SeedSummary {
 
 impl std::fmt::Display for SeedSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let parts: Vec<String> = self
-            .built
+        let parts: Vec<String> = SECTIONS
             .iter()
-            .filter(|(_, n)| **n > 0)
-            .map(|(section, n)| format!("{n} {section}"))
+            .filter_map(|section| Some(format!("{section}: {}", self.built.get(*section)?)))
             .collect();
         if parts.is_empty() {
             write!(f, "nothing")
@@ -174,7 +172,9 @@ impl Caller {
 
     /// Waits for a compute operation.
     async fn wait_compute(&self, operation: Value) -> Result<(), String> {
-        let link = operation["selfLink"].as_str().ok_or("no operation selfLink")?;
+        let link = operation["selfLink"]
+            .as_str()
+            .ok_or("no operation selfLink")?;
         let path = link
             .find("projects/")
             .map(|at| format!("/compute/v1/{}/wait", &link[at..]))
@@ -240,9 +240,12 @@ impl EmulatorState {
 
     /// Build the world a seed document describes (see docs/emulator.md for the format).
     pub async fn seed_json(&self, text: &str) -> Result<SeedSummary, String> {
-        let value: Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
         let Value::Object(seed) = value else {
-            return Err("expected a JSON object with the sections {}".replace("{}", &SECTIONS.join(", ")));
+            return Err(
+                "expected a JSON object with the sections {}".replace("{}", &SECTIONS.join(", "))
+            );
         };
         if let Some(unknown) = seed.keys().find(|k| !SECTIONS.contains(&k.as_str())) {
             return Err(format!(
@@ -275,7 +278,10 @@ impl EmulatorState {
                 service.project, service.location, service.name
             );
             let built = async {
-                let parent = name.rsplit_once("/services/").map(|(p, _)| p).unwrap_or_default();
+                let parent = name
+                    .rsplit_once("/services/")
+                    .map(|(p, _)| p)
+                    .unwrap_or_default();
                 let operation = caller
                     .call(
                         "POST",
@@ -326,7 +332,11 @@ impl EmulatorState {
                 object.insert("name".into(), json!(entry.resource));
             }
             caller
-                .call("PATCH", &format!("/v1/{}:iapSettings", entry.resource), Some(&body))
+                .call(
+                    "PATCH",
+                    &format!("/v1/{}:iapSettings", entry.resource),
+                    Some(&body),
+                )
                 .await
                 .map_err(|e| format!("{at} ({}): {e}", entry.resource))?;
             *summary.built.entry("iap_settings".into()).or_default() += 1;
