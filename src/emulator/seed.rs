@@ -165,7 +165,10 @@ impl Caller {
                 .await?;
         }
         match done.get("error") {
-            Some(error) => Err(format!("operation {name} failed: {}", error["message"])),
+            Some(error) => Err(format!(
+                "operation {name} failed: {}",
+                error["message"].as_str().unwrap_or("(no message)")
+            )),
             None => Ok(()),
         }
     }
@@ -188,6 +191,8 @@ impl Caller {
                 "operation {} failed: {}",
                 done["name"].as_str().unwrap_or_default(),
                 error["errors"][0]["message"]
+                    .as_str()
+                    .unwrap_or("(no message)")
             )),
             None => Ok(()),
         }

@@ -64,6 +64,12 @@ class LoadBalancer(unittest.TestCase):
         self.assertTrue(rule.target.endswith("/global/targetHttpProxies/lb-proxy"), rule.target)
         names = [r.name for r in rules.list(project=PROJECT)]
         self.assertEqual(names, ["lb-http"])
+        # The proxy is in use by the rule: Google refuses to delete it.
+        with self.assertRaises(exceptions.BadRequest):
+            client(compute_v1.TargetHttpProxiesClient).delete(project=PROJECT, target_http_proxy="lb-proxy").result(timeout=60)
+        rules.delete(project=PROJECT, forwarding_rule="lb-http").result(timeout=60)
+        with self.assertRaises(exceptions.NotFound):
+            rules.get(project=PROJECT, forwarding_rule="lb-http")
 
     def test_get_list_and_patch_with_fingerprint(self):
         backend = self.backends.get(project=PROJECT, backend_service="lb-backend")
