@@ -9,4 +9,4 @@ pub mod terraform;
 
 pub use plugin::{ClientIdentity, Launch, PluginProcess};
 pub use reattach::Reattached;
-pub use terraform::{terraform_binaries, Run, Terraform, Workspace};
+pub use terraform::{newest, terraform_binaries, Run, Terraform, Workspace};

@@ -69,6 +69,14 @@ pub fn terraform_binaries() -> Vec<Terraform> {
         .clone()
 }
 
+/// The newest Terraform available (the one on PATH when there is one).
+pub fn newest() -> Terraform {
+    terraform_binaries()
+        .into_iter()
+        .next()
+        .expect("a terraform binary")
+}
+
 fn version_of(path: &Path) -> Option<String> {
     let output = Command::new(path)
         .args(["version", "-json"])
