@@ -525,11 +525,24 @@ async fn external_users_example_applies_on_the_emulator_and_replans_empty() {
         .iap_settings(&resource.replace(PROJECT, &number))
         .await;
     let access = &settings["accessSettings"];
-    assert_eq!(access["oauthSettings"]["clientId"], "1234567890-abc.apps.googleusercontent.com");
-    assert!(access["oauthSettings"]["clientSecretSha256"].is_string(), "{settings}");
-    assert_eq!(access["allowedDomainsSettings"]["domains"], json!(["partner.example", "example.com"]));
+    assert_eq!(
+        access["oauthSettings"]["clientId"],
+        "1234567890-abc.apps.googleusercontent.com"
+    );
+    assert!(
+        access["oauthSettings"]["clientSecretSha256"].is_string(),
+        "{settings}"
+    );
+    assert_eq!(
+        access["allowedDomainsSettings"]["domains"],
+        json!(["partner.example", "example.com"])
+    );
     let state = fs::read_to_string(ws.dir().join("terraform.tfstate")).expect("state");
-    assert!(!state.contains(secret), "the write-only secret is in the state");
-    assert!(members_of(&world.iap_policy(&resource).await, ACCESSOR).contains(&"domain:partner.example".to_string()));
+    assert!(
+        !state.contains(secret),
+        "the write-only secret is in the state"
+    );
+    assert!(members_of(&world.iap_policy(&resource).await, ACCESSOR)
+        .contains(&"domain:partner.example".to_string()));
     world.assert_conformant();
 }

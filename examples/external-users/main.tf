@@ -84,7 +84,7 @@ resource "iaprun_access_binding" "partners" {
   ]
 }
 
-output "jwt_audience" {
-  description = "The aud the service must verify in X-Goog-IAP-JWT-Assertion."
-  value       = iaprun_service_iap.portal.jwt_audience
+output "iap_resource_name" {
+  description = "The IAP resource whose settings and access this configuration manages."
+  value       = iaprun_iap_settings.portal.resource
 }

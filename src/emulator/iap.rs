@@ -13,7 +13,7 @@ use super::discovery::{discovery, Api};
 use super::dispatch::{Call, Outcome, Route};
 use super::error::ApiError;
 use super::iam::{self, Policy};
-use super::run::{member_rules, ServiceKey};
+use super::run::{camel, member_rules, ServiceKey};
 use super::state::World;
 
 /// The routes this module serves.
@@ -251,7 +251,11 @@ fn update_settings(world: &mut World, call: &Call<'_>) -> Result<Outcome, ApiErr
 /// settings must always be set together, using the field mask:
 /// `iapSettings.accessSettings.reauthSettings`").
 fn mask_path(doc: Option<&super::discovery::Doc>, path: &str) -> Result<Vec<String>, ApiError> {
-    let bad = |why: &str| ApiError::invalid(format!("Invalid update_mask path '{path}' for IapSettings: {why}"));
+    let bad = |why: &str| {
+        ApiError::invalid(format!(
+            "Invalid update_mask path '{path}' for IapSettings: {why}"
+        ))
+    };
     let field = path
         .strip_prefix("iapSettings.")
         .or_else(|| path.strip_prefix("iap_settings."))
@@ -271,22 +275,6 @@ fn mask_path(doc: Option<&super::discovery::Doc>, path: &str) -> Result<Vec<Stri
         }
     }
     Ok(parts)
-}
-
-fn camel(snake: &str) -> String {
-    let mut out = String::new();
-    let mut upper = false;
-    for c in snake.chars() {
-        if c == '_' {
-            upper = true;
-        } else if upper {
-            out.push(c.to_ascii_uppercase());
-            upper = false;
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// `clientSecret` is input only: every one (the OAuth client's, the workforce pool's) is kept as
@@ -358,7 +346,9 @@ fn cel_syntax(expression: &str) -> Result<(), String> {
         return Err("Invalid attribute expression: a string literal is not closed.".into());
     }
     match open.pop() {
-        Some(c) => Err(format!("Invalid attribute expression: '{c}' is not closed.")),
+        Some(c) => Err(format!(
+            "Invalid attribute expression: '{c}' is not closed."
+        )),
         None => Ok(()),
     }
 }
@@ -464,7 +454,10 @@ mod tests {
     #[test]
     fn cel() {
         assert!(cel_syntax("attributes.saml_attributes.filter(a, a.name in [\"x\"])").is_ok());
-        assert!(cel_syntax("f(\"a)\")").is_ok(), "brackets inside strings do not count");
+        assert!(
+            cel_syntax("f(\"a)\")").is_ok(),
+            "brackets inside strings do not count"
+        );
         assert!(cel_syntax("  ").is_err());
         assert!(cel_syntax("f(a").unwrap_err().contains("not closed"));
         assert!(cel_syntax("f(a]").is_err());

@@ -193,25 +193,27 @@ impl Resource<Context> for AccessBinding {
     }
 
     async fn plan(&self, ctx: &Context, plan: &mut Plan<Model>) -> Diagnostics {
-        let Some(resource) = plan.config.resource.get().cloned() else {
-            return Diagnostics::new();
-        };
-        let target = match common::canonical(ctx, &resource).await {
-            Ok(t) => t,
-            Err(d) => return d.into(),
-        };
-        common::keep_prior_resource(
+        let prior = plan.prior.as_ref().map(|p| &p.resource);
+        let planned = &mut plan.planned.resource;
+        let target = match common::plan_iap_resource(
             ctx,
-            plan.prior.as_ref().map(|p| &p.resource),
-            &target,
-            &mut plan.planned.resource,
+            prior,
+            planned,
             &mut plan.requires_replace,
         )
-        .await;
+        .await
+        {
+            Ok(Some(t)) => t,
+            Ok(None) => return Diagnostics::new(),
+            Err(d) => return d.into(),
+        };
         let title = plan.config.title();
-        if let (Some(role), true) = (plan.planned.role.get(), title.is_known()) {
-            let resource = plan.planned.resource.get().unwrap_or(&resource);
-            plan.planned.id = Attr::Known(binding_id(resource, role, title.as_deref()));
+        let planned = &plan.planned;
+        if let (Some(role), Some(resource), true) =
+            (planned.role.get(), planned.resource.get(), title.is_known())
+        {
+            let id = binding_id(resource, role, title.as_deref());
+            plan.planned.id = Attr::Known(id);
         }
         let replacing = !plan.requires_replace.is_empty();
         plan.planned.etag = match &plan.prior {

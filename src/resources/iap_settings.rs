@@ -157,7 +157,11 @@ impl Model {
                 };
                 out.insert(SHA_POINTER, secret);
             }
-            if let Some(o) = a.workforce_identity_settings.get().and_then(|w| w.oauth2.get()) {
+            if let Some(o) = a
+                .workforce_identity_settings
+                .get()
+                .and_then(|w| w.oauth2.get())
+            {
                 out.insert(WORKFORCE_SHA_POINTER, o.client_secret.clone());
             }
         }
@@ -199,11 +203,15 @@ impl Model {
 }
 
 fn secret_description(what: &str) -> String {
-    format!("{what} A secret rotated outside Terraform shows as drift through the API's SHA-256 of it.")
+    format!(
+        "{what} A secret rotated outside Terraform shows as drift through the API's SHA-256 of it."
+    )
 }
 
 fn string_list(name: &str, description: &str) -> Attribute {
-    Attribute::string_list(name).optional().description(description)
+    Attribute::string_list(name)
+        .optional()
+        .description(description)
 }
 
 fn access_settings_block() -> NestedBlock {
@@ -211,8 +219,8 @@ fn access_settings_block() -> NestedBlock {
         .attribute(Attribute::string("client_id").optional().description(
             "Client id of a custom OAuth client. Needed for users outside the organization and for projects without one.",
         ))
-        .attribute(Attribute::string("client_secret").optional().sensitive().description(&secret_description(
-            "Secret of the custom OAuth client; stored in state (sensitive). Prefer `client_secret_wo` on Terraform 1.11+.",
+        .attribute(Attribute::string("client_secret").optional().sensitive().description(secret_description(
+            "Secret of the custom OAuth client; stored in state (sensitive). Prefer `client_secret_wo` on Terraform 1.11+: Terraform 1.0.3 was seen to crash rendering a change of this block while it holds a sensitive value.",
         )))
         .attribute(Attribute::string("client_secret_wo").optional().sensitive().write_only().description(
             "Write-only secret of the custom OAuth client (Terraform 1.11+): never stored in plan or state. Change `client_secret_wo_version` to send a new value.",
@@ -230,15 +238,32 @@ fn access_settings_block() -> NestedBlock {
             "OAuth client ids (`NUMBER-ID.apps.googleusercontent.com`) allowed programmatic access with the Google-managed client: CI jobs and CLI tools with their own OAuth client.",
         ));
     let workforce = Block::new("Workforce identity federation: the pool and its OAuth client.")
-        .attribute(string_list("workforce_pools", "Workforce pool names (at most one): `locations/global/workforcePools/POOL`."))
-        .block(NestedBlock::single("oauth2", Block::new("The OAuth client of the workforce pool.")
-            .attribute(Attribute::string("client_id").optional().description("OAuth client id."))
-            .attribute(Attribute::string("client_secret").optional().sensitive().description(&secret_description(
-                "OAuth client secret; stored in state (sensitive).",
-            )))
-            .attribute(Attribute::string("client_secret_sha256").computed().description(
-                "SHA-256 of the client secret as the API reports it.",
-            ))));
+        .attribute(string_list(
+            "workforce_pools",
+            "Workforce pool names (at most one): `locations/global/workforcePools/POOL`.",
+        ))
+        .block(NestedBlock::single(
+            "oauth2",
+            Block::new("The OAuth client of the workforce pool.")
+                .attribute(
+                    Attribute::string("client_id")
+                        .optional()
+                        .description("OAuth client id."),
+                )
+                .attribute(
+                    Attribute::string("client_secret")
+                        .optional()
+                        .sensitive()
+                        .description(secret_description(
+                            "OAuth client secret; stored in state (sensitive).",
+                        )),
+                )
+                .attribute(
+                    Attribute::string("client_secret_sha256")
+                        .computed()
+                        .description("SHA-256 of the client secret as the API reports it."),
+                ),
+        ));
     NestedBlock::single("access_settings", Block::new("Who may sign in and how: the OAuth client, CORS, allowed domains, re-authentication, identity sources.")
         .block(NestedBlock::single("cors_settings", Block::new("CORS preflight handling.")
             .attribute(Attribute::bool("allow_http_options").optional().description(
@@ -306,7 +331,11 @@ impl Resource<Context> for IapSettings {
     fn validate(config: &Model, _: ClientCapabilities) -> Diagnostics {
         let mut diags = Diagnostics::new();
         if let Some(Err(e)) = config.resource.get().map(|r| IapResource::parse(r)) {
-            diags.attribute_error(AttributePath::attr("resource"), "Invalid IAP resource name", e);
+            diags.attribute_error(
+                AttributePath::attr("resource"),
+                "Invalid IAP resource name",
+                e,
+            );
         }
         if config.access_settings.is_null() && config.application_settings.is_null() {
             diags.error(
@@ -328,21 +357,20 @@ impl Resource<Context> for IapSettings {
                 _ => Attr::Null,
             };
         }
-        let Some(resource) = plan.config.resource.get().cloned() else {
-            return Diagnostics::new();
-        };
-        let target = match common::canonical(ctx, &resource).await {
-            Ok(t) => t,
-            Err(d) => return d.into(),
-        };
-        common::keep_prior_resource(
+        let prior = plan.prior.as_ref().map(|p| &p.resource);
+        let planned = &mut plan.planned.resource;
+        let target = match common::plan_iap_resource(
             ctx,
-            plan.prior.as_ref().map(|p| &p.resource),
-            &target,
-            &mut plan.planned.resource,
+            prior,
+            planned,
             &mut plan.requires_replace,
         )
-        .await;
+        .await
+        {
+            Ok(Some(t)) => t,
+            Ok(None) => return Diagnostics::new(),
+            Err(d) => return d.into(),
+        };
         plan.planned.id = plan.planned.resource.clone();
         // Access bindings planned after this one (their resource refers to this one) judge their
         // members by the client planned here (managed_oauth_external).
@@ -369,10 +397,17 @@ impl Resource<Context> for IapSettings {
             Err(e) if e.is_not_found() => {
                 return Ok(Read::Gone(Some(Diagnostic::warning(
                     "IAP resource deleted outside Terraform",
-                    format!("{resource} no longer exists, so this {TYPE_NAME} was removed from the state."),
+                    format!(
+                    "{resource} no longer exists, so this {TYPE_NAME} was removed from the state."
+                ),
                 ))))
             }
-            Err(e) => return Err(common::api_error(&format!("read the IAP settings of {resource}"), &e)),
+            Err(e) => {
+                return Err(common::api_error(
+                    &format!("read the IAP settings of {resource}"),
+                    &e,
+                ))
+            }
         };
         // Right after import nothing is managed yet: take every setting the API reports.
         let adopt = state.access_settings.is_null() && state.application_settings.is_null();
@@ -383,14 +418,19 @@ impl Resource<Context> for IapSettings {
             }
         }
         let mut state: Model = serde_json::from_value(json).map_err(|e| {
-            Diagnostic::error("Unreadable IAP settings", format!("The settings of {resource} do not fit the model: {e}"))
+            Diagnostic::error(
+                "Unreadable IAP settings",
+                format!("The settings of {resource} do not fit the model: {e}"),
+            )
         })?;
         state.id = Attr::Known(resource);
         Ok(Read::Found(state))
     }
 
     async fn delete(&self, ctx: &Context, delete: Delete<'_, Model, ()>) -> Deleted {
-        let Delete { prior, deadline, .. } = delete;
+        let Delete {
+            prior, deadline, ..
+        } = delete;
         let resource = prior.resource.get().cloned().unwrap_or_default();
         let mask = managed_mask(&[&prior]);
         if mask.is_empty() {
@@ -400,12 +440,20 @@ impl Resource<Context> for IapSettings {
         let cleared = ctx
             .clients
             .iap
-            .update_iap_settings(&target.to_string(), Json::Object(Map::new()), &mask, deadline)
+            .update_iap_settings(
+                &target.to_string(),
+                Json::Object(Map::new()),
+                &mask,
+                deadline,
+            )
             .await;
         match cleared {
             Ok(_) => Ok(()),
             Err(e) if e.is_not_found() => Ok(()),
-            Err(e) => Err(common::api_error(&format!("clear the IAP settings this resource set on {resource}"), &e)),
+            Err(e) => Err(common::api_error(
+                &format!("clear the IAP settings this resource set on {resource}"),
+                &e,
+            )),
         }
     }
 
@@ -421,7 +469,13 @@ impl Resource<Context> for IapSettings {
 
 /// Sends the configured fields, and clears those set before and now removed, in one PATCH.
 async fn converge(ctx: &Context, change: Change<'_, Model, ()>) -> Applied<Model> {
-    let Change { prior, planned, config, deadline, .. } = change;
+    let Change {
+        prior,
+        planned,
+        config,
+        deadline,
+        ..
+    } = change;
     let resource = planned.resource.get().cloned().unwrap_or_default();
     let target = match common::canonical(ctx, &resource).await {
         Ok(t) => t,
@@ -436,7 +490,12 @@ async fn converge(ctx: &Context, change: Change<'_, Model, ()>) -> Applied<Model
     let mut reported = Json::Null;
     if !mask.is_empty() {
         let body = request_body(&json_of(&config));
-        match ctx.clients.iap.update_iap_settings(&target.to_string(), body, &mask, deadline).await {
+        match ctx
+            .clients
+            .iap
+            .update_iap_settings(&target.to_string(), body, &mask, deadline)
+            .await
+        {
             Ok(updated) => reported = updated.raw,
             Err(e) => {
                 let d = common::api_error(&format!("update the IAP settings of {resource}"), &e);
@@ -446,7 +505,12 @@ async fn converge(ctx: &Context, change: Change<'_, Model, ()>) -> Applied<Model
     }
     for (pointer, sha) in next.shas_mut() {
         if sha.is_unknown() {
-            *sha = Attr::from_option(reported.pointer(pointer).and_then(Json::as_str).map(str::to_string));
+            *sha = Attr::from_option(
+                reported
+                    .pointer(pointer)
+                    .and_then(Json::as_str)
+                    .map(str::to_string),
+            );
         }
     }
     Ok(next)
@@ -455,7 +519,12 @@ async fn converge(ctx: &Context, change: Change<'_, Model, ()>) -> Applied<Model
 /// Plan-time check of the CEL expression by IAP itself; skipped when the API cannot answer
 /// (the resource does not exist yet, no permission, offline): only a 400 is a finding.
 async fn check_expression(ctx: &Context, target: &IapResource, expression: &str) -> Diagnostics {
-    match ctx.clients.iap.validate_attribute_expression(&target.to_string(), expression).await {
+    match ctx
+        .clients
+        .iap
+        .validate_attribute_expression(&target.to_string(), expression)
+        .await
+    {
         Err(e) if e.http_status() == Some(400) => Diagnostic::error(
             "Invalid attribute expression",
             format!("IAP rejected the CEL expression: {}", e.message()),
@@ -496,7 +565,10 @@ fn camel(snake: &str) -> String {
 
 /// The top-level blocks that hold settings (not `timeouts`).
 fn settings_blocks(block: &Block) -> impl Iterator<Item = &NestedBlock> {
-    block.blocks.iter().filter(|b| b.type_name.ends_with("_settings"))
+    block
+        .blocks
+        .iter()
+        .filter(|b| b.type_name.ends_with("_settings"))
 }
 
 /// The API field an attribute at `path` (model names) writes, as an update-mask path; `None`
@@ -519,7 +591,12 @@ fn api_path(path: &[&str]) -> Option<String> {
 }
 
 /// Every attribute set (not null) in `json`, with its path of model names.
-fn set_leaves<'a>(block: &Block, json: &'a Json, path: &mut Vec<String>, out: &mut Vec<(Vec<String>, &'a Json)>) {
+fn set_leaves<'a>(
+    block: &Block,
+    json: &'a Json,
+    path: &mut Vec<String>,
+    out: &mut Vec<(Vec<String>, &'a Json)>,
+) {
     for a in &block.attributes {
         if let Some(v) = json.get(&a.name).filter(|v| !v.is_null()) {
             path.push(a.name.clone());
@@ -566,14 +643,19 @@ fn managed_mask(models: &[&Model]) -> Vec<String> {
 fn request_body(config: &Json) -> Json {
     let mut body = Json::Object(Map::new());
     for (path, value) in leaves_of(config) {
-        if path.last().is_some_and(|l| l == "client_secret_sha256" || l == "client_secret_wo_version") {
+        if path
+            .last()
+            .is_some_and(|l| l == "client_secret_sha256" || l == "client_secret_wo_version")
+        {
             continue;
         }
         let path: Vec<&str> = path.iter().map(String::as_str).collect();
         let Some(p) = api_path(&path) else { continue };
         // Reauth settings are one mask unit but separate fields in the body.
         let p = match path.split_last() {
-            Some((last, _)) if p == "accessSettings.reauthSettings" => format!("{p}.{}", camel(last)),
+            Some((last, _)) if p == "accessSettings.reauthSettings" => {
+                format!("{p}.{}", camel(last))
+            }
             _ => p,
         };
         let mut at = &mut body;
@@ -593,7 +675,9 @@ fn request_body(config: &Json) -> Json {
 
 /// A value the API omits when it is the default: false, "", [].
 fn is_zero(value: &Json) -> bool {
-    matches!(value, Json::Bool(false)) || value.as_str() == Some("") || value.as_array().is_some_and(Vec::is_empty)
+    matches!(value, Json::Bool(false))
+        || value.as_str() == Some("")
+        || value.as_array().is_some_and(Vec::is_empty)
 }
 
 /// Refreshes the managed attributes of `state` (one block's model JSON) from `api` (the same
@@ -601,7 +685,10 @@ fn is_zero(value: &Json) -> bool {
 /// the API reports. Secrets are never read back; their SHA-256 is.
 fn read_into(block: &Block, api: &Json, state: &mut Map<String, Json>, adopt: bool, whole: bool) {
     for a in &block.attributes {
-        if matches!(a.name.as_str(), "client_secret" | "client_secret_wo" | "client_secret_wo_version") {
+        if matches!(
+            a.name.as_str(),
+            "client_secret" | "client_secret_wo" | "client_secret_wo_version"
+        ) {
             continue;
         }
         let current = state.get(&a.name).cloned().unwrap_or(Json::Null);
@@ -624,15 +711,29 @@ fn read_into(block: &Block, api: &Json, state: &mut Map<String, Json>, adopt: bo
 
 /// [`read_into`] for the nested block `nested` of `parent`; when adopting, a block the API
 /// reports is created.
-fn read_nested(nested: &NestedBlock, api_parent: &Json, parent: &mut Map<String, Json>, adopt: bool, whole: bool) {
-    let api = api_parent.get(camel(&nested.type_name)).filter(|v| v.is_object());
+fn read_nested(
+    nested: &NestedBlock,
+    api_parent: &Json,
+    parent: &mut Map<String, Json>,
+    adopt: bool,
+    whole: bool,
+) {
+    let api = api_parent
+        .get(camel(&nested.type_name))
+        .filter(|v| v.is_object());
     let child = parent.entry(nested.type_name.clone()).or_insert(Json::Null);
     if child.is_null() && adopt && api.is_some() {
         *child = Json::Object(Map::new());
     }
     if let Some(fields) = child.as_object_mut() {
         let whole = whole || nested.type_name == "reauth_settings";
-        read_into(&nested.block, api.unwrap_or(&Json::Null), fields, adopt, whole);
+        read_into(
+            &nested.block,
+            api.unwrap_or(&Json::Null),
+            fields,
+            adopt,
+            whole,
+        );
     }
 }
 
@@ -641,19 +742,62 @@ fn read_nested(nested: &NestedBlock, api_parent: &Json, parent: &mut Map<String,
 /// Every value with a format, on its attribute; unknown values (not strings in JSON) are skipped.
 fn validate_values(config: &Json, diags: &mut Diagnostics) {
     type Rule = fn(&str) -> Result<(), String>;
-    let one_of = |allowed: &'static [&'static str]| move |v: &str| rules::one_of(v, allowed);
-    let checks: [(&str, &str, Box<dyn Fn(&str) -> Result<(), String>>); 11] = [
-        ("access_settings.reauth_settings.method", "Invalid re-authentication method", Box::new(one_of(rules::REAUTH_METHODS))),
-        ("access_settings.reauth_settings.policy_type", "Invalid re-authentication policy type", Box::new(one_of(rules::REAUTH_POLICY_TYPES))),
-        ("access_settings.reauth_settings.max_age", "Invalid duration", Box::new(rules::duration as Rule)),
-        ("access_settings.allowed_domains_settings.domains", "Invalid domain", Box::new(rules::domain as Rule)),
-        ("access_settings.oauth_settings.programmatic_clients", "Invalid OAuth client id", Box::new(rules::oauth_client_id as Rule)),
-        ("access_settings.oauth_settings.login_hint", "Invalid login hint", Box::new(rules::domain as Rule)),
-        ("access_settings.gcip_settings.login_page_uri", "Invalid URL", Box::new(rules::uri as Rule)),
-        ("access_settings.identity_sources", "Invalid identity source", Box::new(one_of(rules::IDENTITY_SOURCES))),
-        ("application_settings.access_denied_page_settings.access_denied_page_uri", "Invalid URL", Box::new(rules::uri as Rule)),
-        ("application_settings.cookie_domain", "Invalid cookie domain", Box::new(rules::cookie_domain as Rule)),
-        ("application_settings.attribute_propagation_settings.output_credentials", "Invalid output credential", Box::new(one_of(rules::OUTPUT_CREDENTIALS))),
+    let checks: [(&str, &str, Rule); 11] = [
+        (
+            "access_settings.reauth_settings.method",
+            "Invalid re-authentication method",
+            rules::reauth_method,
+        ),
+        (
+            "access_settings.reauth_settings.policy_type",
+            "Invalid re-authentication policy type",
+            rules::reauth_policy_type,
+        ),
+        (
+            "access_settings.reauth_settings.max_age",
+            "Invalid duration",
+            rules::duration,
+        ),
+        (
+            "access_settings.allowed_domains_settings.domains",
+            "Invalid domain",
+            rules::domain,
+        ),
+        (
+            "access_settings.oauth_settings.programmatic_clients",
+            "Invalid OAuth client id",
+            rules::oauth_client_id,
+        ),
+        (
+            "access_settings.oauth_settings.login_hint",
+            "Invalid login hint",
+            rules::domain,
+        ),
+        (
+            "access_settings.gcip_settings.login_page_uri",
+            "Invalid URL",
+            rules::uri,
+        ),
+        (
+            "access_settings.identity_sources",
+            "Invalid identity source",
+            rules::identity_source,
+        ),
+        (
+            "application_settings.access_denied_page_settings.access_denied_page_uri",
+            "Invalid URL",
+            rules::uri,
+        ),
+        (
+            "application_settings.cookie_domain",
+            "Invalid cookie domain",
+            rules::cookie_domain,
+        ),
+        (
+            "application_settings.attribute_propagation_settings.output_credentials",
+            "Invalid output credential",
+            rules::output_credential,
+        ),
     ];
     for (path, summary, check) in &checks {
         let parts: Vec<&str> = path.split('.').collect();
@@ -684,16 +828,36 @@ fn validate_values(config: &Json, diags: &mut Diagnostics) {
 /// The OAuth client: one kind of secret, a secret only with a client id, a version only with the
 /// write-only secret.
 fn validate_secrets(config: &Model, diags: &mut Diagnostics) {
-    let Some(o) = config.access_settings.get().and_then(|a| a.oauth_settings.get()) else {
+    let Some(o) = config
+        .access_settings
+        .get()
+        .and_then(|a| a.oauth_settings.get())
+    else {
         return;
     };
-    let at = |name: &str| AttributePath::attr("access_settings").then_attr("oauth_settings").then_attr(name);
+    let at = |name: &str| {
+        AttributePath::attr("access_settings")
+            .then_attr("oauth_settings")
+            .then_attr(name)
+    };
     if !o.client_secret.is_null() && !o.client_secret_wo.is_null() {
-        diags.attribute_error(at("client_secret_wo"), "Conflicting secrets", "Set either client_secret or client_secret_wo, not both.");
+        diags.attribute_error(
+            at("client_secret_wo"),
+            "Conflicting secrets",
+            "Set either client_secret or client_secret_wo, not both.",
+        );
     }
     if o.client_id.is_null() && (!o.client_secret.is_null() || !o.client_secret_wo.is_null()) {
-        let given = if o.client_secret.is_null() { "client_secret_wo" } else { "client_secret" };
-        diags.attribute_error(at(given), "OAuth client id missing", "A client secret was given without client_id. Set both for a custom OAuth client.");
+        let given = if o.client_secret.is_null() {
+            "client_secret_wo"
+        } else {
+            "client_secret"
+        };
+        diags.attribute_error(
+            at(given),
+            "OAuth client id missing",
+            "A client secret was given without client_id. Set both for a custom OAuth client.",
+        );
     }
     if !o.client_secret_wo_version.is_null() && o.client_secret_wo.is_null() {
         diags.attribute_error(
@@ -713,10 +877,29 @@ mod tests {
 
     #[test]
     fn api_paths_follow_the_model_names() {
-        assert_eq!(api_path(&["access_settings", "cors_settings", "allow_http_options"]).as_deref(), Some("accessSettings.corsSettings.allowHttpOptions"));
-        assert_eq!(api_path(&["access_settings", "reauth_settings", "max_age"]).as_deref(), Some("accessSettings.reauthSettings"));
-        assert_eq!(api_path(&["access_settings", "oauth_settings", "client_secret_wo"]).as_deref(), Some("accessSettings.oauthSettings.clientSecret"));
-        assert_eq!(api_path(&["access_settings", "oauth_settings", "client_secret_wo_version"]), None);
-        assert_eq!(api_path(&["application_settings", "csm_settings", "rctoken_aud"]).as_deref(), Some("applicationSettings.csmSettings.rctokenAud"));
+        assert_eq!(
+            api_path(&["access_settings", "cors_settings", "allow_http_options"]).as_deref(),
+            Some("accessSettings.corsSettings.allowHttpOptions")
+        );
+        assert_eq!(
+            api_path(&["access_settings", "reauth_settings", "max_age"]).as_deref(),
+            Some("accessSettings.reauthSettings")
+        );
+        assert_eq!(
+            api_path(&["access_settings", "oauth_settings", "client_secret_wo"]).as_deref(),
+            Some("accessSettings.oauthSettings.clientSecret")
+        );
+        assert_eq!(
+            api_path(&[
+                "access_settings",
+                "oauth_settings",
+                "client_secret_wo_version"
+            ]),
+            None
+        );
+        assert_eq!(
+            api_path(&["application_settings", "csm_settings", "rctoken_aud"]).as_deref(),
+            Some("applicationSettings.csmSettings.rctokenAud")
+        );
     }
 }

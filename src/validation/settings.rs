@@ -23,6 +23,26 @@ pub fn one_of(value: &str, allowed: &[&str]) -> Result<(), String> {
     }
 }
 
+/// `reauthSettings.method`.
+pub fn reauth_method(value: &str) -> Result<(), String> {
+    one_of(value, REAUTH_METHODS)
+}
+
+/// `reauthSettings.policyType`.
+pub fn reauth_policy_type(value: &str) -> Result<(), String> {
+    one_of(value, REAUTH_POLICY_TYPES)
+}
+
+/// An element of `identitySources`.
+pub fn identity_source(value: &str) -> Result<(), String> {
+    one_of(value, IDENTITY_SOURCES)
+}
+
+/// An element of `attributePropagationSettings.outputCredentials`.
+pub fn output_credential(value: &str) -> Result<(), String> {
+    one_of(value, OUTPUT_CREDENTIALS)
+}
+
 /// `reauthSettings.maxAge`: a protobuf Duration in JSON (`"3600s"`, fractions up to nanoseconds),
 /// positive. IAP's docs: the time after which re-authentication is required.
 pub fn duration(value: &str) -> Result<(), String> {
@@ -70,7 +90,9 @@ pub fn uri(value: &str) -> Result<(), String> {
     match reqwest::Url::parse(value) {
         Ok(u) if matches!(u.scheme(), "https" | "http") && u.host_str().is_some() => Ok(()),
         Ok(_) => Err(format!("{value:?} must be an https:// URL with a host.")),
-        Err(e) => Err(format!("{value:?} is not a URL ({e}); give an https:// URL.")),
+        Err(e) => Err(format!(
+            "{value:?} is not a URL ({e}); give an https:// URL."
+        )),
     }
 }
 
@@ -112,7 +134,11 @@ mod tests {
 
     #[test]
     fn enums() {
-        assert!(one_of("SECURE_KEY", REAUTH_METHODS).is_ok());
+        assert!(reauth_method("SECURE_KEY").is_ok());
+        assert!(reauth_policy_type("DEFAULT").is_ok());
+        assert!(identity_source("WORKFORCE_IDENTITY_FEDERATION").is_ok());
+        assert!(output_credential("JWT").is_ok());
+        assert!(output_credential("COOKIE").is_err());
         assert!(one_of("METHOD_UNSPECIFIED", REAUTH_METHODS).is_err());
         assert!(one_of("login", REAUTH_METHODS).is_err());
         assert!(one_of("MINIMUM", REAUTH_POLICY_TYPES).is_ok());
@@ -126,7 +152,17 @@ mod tests {
         for ok in ["3600s", "1.5s", "0.000000001s", "86400s"] {
             assert!(duration(ok).is_ok(), "{ok}");
         }
-        for bad in ["3600", "1h", "s", "-5s", "1.s", "0s", "0.0s", "1.0000000001s", " 60s"] {
+        for bad in [
+            "3600",
+            "1h",
+            "s",
+            "-5s",
+            "1.s",
+            "0s",
+            "0.0s",
+            "1.0000000001s",
+            " 60s",
+        ] {
             assert!(duration(bad).is_err(), "{bad}");
         }
     }
@@ -136,7 +172,15 @@ mod tests {
         for ok in ["example.com", "*.example.com", "a-b.example.co.uk"] {
             assert!(domain(ok).is_ok(), "{ok}");
         }
-        for bad in ["example", "https://example.com", "example.com/x", "ex ample.com", "-a.com", "example.com:443", ""] {
+        for bad in [
+            "example",
+            "https://example.com",
+            "example.com/x",
+            "ex ample.com",
+            "-a.com",
+            "example.com:443",
+            "",
+        ] {
             assert!(domain(bad).is_err(), "{bad}");
         }
         assert!(cookie_domain(".example.com").is_ok());

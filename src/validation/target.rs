@@ -88,7 +88,10 @@ mod no_organization_tests {
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].path, Some(AttributePath::attr("project")));
         assert!(f[0].detail.contains("Older"));
-        assert!(f[0].detail.contains("iaprun_iap_settings"), "points to the fix");
+        assert!(
+            f[0].detail.contains("iaprun_iap_settings"),
+            "points to the fix"
+        );
         assert!(no_organization("p", Some(true)).is_empty());
         assert!(no_organization("p", None).is_empty());
     }
