@@ -517,3 +517,46 @@ output "audiences" {{
     let plan = ws.plan_detailed_exitcode();
     assert_eq!(plan.code(), 0, "{plan}");
 }
+
+fn validate(config: &iaprun::framework::Value) -> iaprun::framework::Diagnostics {
+    use iaprun::framework::{ClientCapabilities, Resource};
+    use iaprun::resources::access_member::AccessMember;
+    use iaprun::resources::Context;
+    let model = iaprun::framework::model::from_value(config).expect("fits the model");
+    <AccessMember as Resource<Context>>::validate(&model, ClientCapabilities::default())
+}
+
+#[test]
+fn member_checks_point_at_the_member_attribute() {
+    use iaprun::framework::{Resource, Value as TfValue};
+    use iaprun::resources::access_member::AccessMember;
+    use iaprun::resources::Context;
+    let mut config = <AccessMember as Resource<Context>>::schema()
+        .block
+        .empty_value();
+    config.set_attr(
+        "resource",
+        TfValue::from("projects/p-123456/iap_web/compute/services/x"),
+    );
+    for (member, check) in [
+        ("allUsers", "public_member"),
+        ("user:Bob@Example.com", "member_format"),
+    ] {
+        config.set_attr("member", TfValue::from(member));
+        let diags = validate(&config);
+        assert_eq!(diags.len(), 1, "{member}: {diags:?}");
+        let d = diags.iter().next().expect("one");
+        assert!(d.summary.starts_with(check), "{}", d.summary);
+        assert_eq!(
+            d.path.as_ref().map(|p| p.to_string()).as_deref(),
+            Some("member")
+        );
+    }
+    config.set_attr("member", TfValue::from("user:bob@example.com"));
+    config.set_attr("role", TfValue::from("viewer"));
+    let paths: Vec<String> = validate(&config)
+        .iter()
+        .filter_map(|d| d.path.as_ref().map(|p| p.to_string()))
+        .collect();
+    assert_eq!(paths, vec!["role"]);
+}

@@ -230,7 +230,7 @@ impl Resource<Context> for AccessBinding {
         Schema::new(
         0,
         Block::new(
-            "Grants access through IAP: an IAM binding on an IAP resource (a Cloud Run service with direct IAP, or a backend service). Authoritative for its role and condition only: members of other roles and other conditions, including those added outside Terraform, are preserved. Safe under parallel apply.",
+            "Grants access through IAP: an IAM binding on an IAP resource (a Cloud Run service with direct IAP, or a backend service). Authoritative for its role and condition only: members of other roles and other conditions, including those added outside Terraform, are preserved. Safe under parallel apply. Where several modules (or people outside Terraform) grant the same role and condition, use `iaprun_access_member` instead; the two on one role and condition are reported at plan (`binding_conflict`).",
         )
         .attribute(Attribute::string("id").computed().description(
             "`{resource} {role}`, followed by ` {condition title}` when a condition is set.",
