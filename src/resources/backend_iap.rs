@@ -163,9 +163,7 @@ impl Resource<Context> for BackendIap {
         .attribute(Attribute::string_list("cloud_run_services").computed().description(
             "The Cloud Run services behind the backend's serverless NEGs, as `location/name`.",
         ))
-        .attribute(Attribute::bool("iap_enabled").computed().description(
-            "Whether IAP is enabled on the backend service as last read. A change made outside Terraform shows as drift and the next apply restores it.",
-        ))
+        .attribute(common::iap_enabled_attribute("backend service"))
         .attribute(Attribute::string("oauth2_client_secret_sha256").computed().description(
             "SHA-256 of the OAuth client secret as the API reports it; a secret rotated outside Terraform changes it.",
         ))
@@ -175,22 +173,8 @@ impl Resource<Context> for BackendIap {
 
     fn validate(config: &Model, _: ClientCapabilities) -> Diagnostics {
         let mut diags = common::validate_common(&config.project, &config.ignore_checks);
-        common::check_name(
-            &mut diags,
-            &config.backend_service,
-            names::is_compute_name,
-            "backend_service",
-            "Invalid backend service name",
-            "is not a backend service name: lower-case letters, digits and hyphens, starting with a letter, at most 63 characters. Give the name, not its URL.",
-        );
-        common::check_name(
-            &mut diags,
-            &config.region,
-            names::is_region,
-            "region",
-            "Invalid region",
-            "is not a region such as us-central1. Leave region unset for a global backend service.",
-        );
+        common::check_name(&mut diags, "backend_service", &config.backend_service);
+        common::check_name(&mut diags, "region", &config.region);
         diags.extend(validate_client(config));
         diags
     }
@@ -205,11 +189,9 @@ impl Resource<Context> for BackendIap {
                 (_, Attr::Known(secret)) => Attr::Known(secret_sha256(secret)),
                 _ => Attr::unknown(),
             };
-        if diags.has_errors() {
+        // Unknown until apply: checked then, when Terraform plans again.
+        let Some(r) = planned.backend_ref().filter(|_| !diags.has_errors()) else {
             return diags;
-        }
-        let Some(r) = planned.backend_ref() else {
-            return diags; // unknown until apply: checked then, when Terraform plans again
         };
         let number = match common::project_number(ctx, &r.project).await {
             Ok(n) => n,
@@ -479,19 +461,13 @@ async fn checks(
 // ---- create and update ------------------------------------------------------------------------
 
 async fn converge(ctx: &Context, change: Change<'_, Model, Private>) -> Applied<Model> {
-    let Change {
-        prior,
-        planned,
-        config,
-        deadline,
-        private,
-    } = change;
+    let (prior, planned, config) = (change.prior, change.planned, change.config);
+    let (deadline, private) = (change.deadline, change.private);
     let Some(r) = planned.backend_ref() else {
-        let d = Diagnostic::error(
-            "Incomplete plan",
-            "project and backend_service must be known at apply. This is a bug in the provider.",
-        );
-        return Err(Failure::new(prior, d));
+        return Err(common::incomplete_plan(
+            prior,
+            "project and backend_service",
+        ));
     };
     let creating = prior.is_none();
     let number = match common::project_number(ctx, &r.project).await {

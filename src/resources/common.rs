@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use super::context::Context;
-use crate::framework::{Attr, Attribute, AttributePath, Diagnostic, Diagnostics};
+use crate::framework::{Attr, Attribute, AttributePath, Diagnostic, Diagnostics, Failure};
 use crate::google::{self, ServiceName};
 use crate::names::{self, IapResource, IapTarget};
 use crate::validation::{self, facts::RunServiceFacts, Finding};
@@ -35,6 +35,13 @@ pub fn ignore_checks_attribute() -> Attribute {
 pub fn grant_iap_invoker_attribute(what: &str) -> Attribute {
     Attribute::bool("grant_iap_invoker").optional().computed().default(true).description(format!(
         "Grant `roles/run.invoker` on {what} to the IAP service agent `service-PROJECT_NUMBER@gcp-sa-iap.iam.gserviceaccount.com`, provisioning the agent first. Defaults to `true`. Without this grant users who pass IAP get 403 \"Your client does not have permission to get URL\"."
+    ))
+}
+
+/// The computed `iap_enabled` attribute of an IAP-protected `what`.
+pub fn iap_enabled_attribute(what: &str) -> Attribute {
+    Attribute::bool("iap_enabled").computed().description(format!(
+        "Whether IAP is enabled on the {what} as last read. A change made outside Terraform shows as drift and the next apply restores it."
     ))
 }
 
@@ -68,21 +75,24 @@ pub fn validate_common(
     diags
 }
 
-/// An error on `attribute` when `value` is known and fails `valid`.
-pub fn check_name(
-    diags: &mut Diagnostics,
-    value: &Attr<String>,
-    valid: fn(&str) -> bool,
-    attribute: &str,
-    summary: &str,
-    why: &str,
-) {
+/// How each name attribute is checked: (attribute, valid, summary, what is wrong with the value).
+type NameRule = (&'static str, fn(&str) -> bool, &'static str, &'static str);
+
+const NAME_RULES: [NameRule; 4] = [
+    ("service", names::is_run_service, "Invalid service name", "is not a Cloud Run service name: lower-case letters, digits and hyphens, starting with a letter, at most 49 characters. Give the name, not the full resource path."),
+    ("location", names::is_region, "Invalid location", "is not a region such as us-central1; Cloud Run services live in regions, not zones."),
+    ("backend_service", names::is_compute_name, "Invalid backend service name", "is not a backend service name: lower-case letters, digits and hyphens, starting with a letter, at most 63 characters. Give the name, not its URL."),
+    ("region", names::is_region, "Invalid region", "is not a region such as us-central1. Leave region unset for a global backend service."),
+];
+
+/// An error on the name attribute `attribute` when its value is known and not a valid name.
+pub fn check_name(diags: &mut Diagnostics, attribute: &str, value: &Attr<String>) {
+    let Some((_, valid, summary, why)) = NAME_RULES.iter().find(|r| r.0 == attribute) else {
+        return;
+    };
     if let Some(v) = value.get().filter(|v| !valid(v)) {
-        diags.attribute_error(
-            AttributePath::attr(attribute),
-            summary,
-            format!("{v:?} {why}"),
-        );
+        let path = AttributePath::attr(attribute);
+        diags.attribute_error(path, *summary, format!("{v:?} {why}"));
     }
 }
 
@@ -107,6 +117,12 @@ pub fn plan_project(
         .at(AttributePath::attr("project"))
         .into(),
     }
+}
+
+/// The failure of an apply whose plan left `what` unknown: a provider bug.
+pub fn incomplete_plan<M>(prior: Option<M>, what: &str) -> Failure<M> {
+    let detail = format!("{what} must be known at apply. This is a bug in the provider.");
+    Failure::new(prior, Diagnostic::error("Incomplete plan", detail))
 }
 
 /// A diagnostic for a failed API call: what was being done, and Google's own message.

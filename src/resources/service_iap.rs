@@ -102,9 +102,7 @@ impl Resource<Context> for ServiceIap {
             "The IAP service agent, `service-{project_number}@gcp-sa-iap.iam.gserviceaccount.com`.",
         ))
         .attribute(Attribute::string("uri").computed().description("The service's main URI; IAP protects it."))
-        .attribute(Attribute::bool("iap_enabled").computed().description(
-            "Whether IAP is enabled on the service as last read. A change made outside Terraform shows as drift and the next apply restores it.",
-        ))
+        .attribute(common::iap_enabled_attribute("service"))
         .attribute(Attribute::bool("iap_invoker_granted").computed().description(
             "Whether the IAP service agent holds `roles/run.invoker` on the service as last read.",
         ))
@@ -114,22 +112,8 @@ impl Resource<Context> for ServiceIap {
 
     fn validate(config: &Model, _: ClientCapabilities) -> Diagnostics {
         let mut diags = common::validate_common(&config.project, &config.ignore_checks);
-        common::check_name(
-            &mut diags,
-            &config.service,
-            names::is_run_service,
-            "service",
-            "Invalid service name",
-            "is not a Cloud Run service name: lower-case letters, digits and hyphens, starting with a letter, at most 49 characters. Give the name, not the full resource path.",
-        );
-        common::check_name(
-            &mut diags,
-            &config.location,
-            names::is_region,
-            "location",
-            "Invalid location",
-            "is not a region such as us-central1; Cloud Run services live in regions, not zones.",
-        );
+        common::check_name(&mut diags, "service", &config.service);
+        common::check_name(&mut diags, "location", &config.location);
         diags
     }
 
@@ -160,18 +144,17 @@ impl Resource<Context> for ServiceIap {
             }
             _ => {}
         }
-        if diags.has_errors() {
+        // Unknown until apply: checked then, when Terraform plans again.
+        let Some(name) = planned.service_name().filter(|_| !diags.has_errors()) else {
             return diags;
+        };
+        match common::project_number(ctx, &name.project).await {
+            Ok(number) => {
+                planned.set_identity(&name, &number);
+                diags.extend(checks(ctx, &config.ignore_checks, &name, &number, grant).await);
+            }
+            Err(d) => diags.push(d.at(AttributePath::attr("project"))),
         }
-        let Some(name) = planned.service_name() else {
-            return diags; // unknown until apply: checked then, when Terraform plans again
-        };
-        let number = match common::project_number(ctx, &name.project).await {
-            Ok(n) => n,
-            Err(d) => return d.at(AttributePath::attr("project")).into(),
-        };
-        planned.set_identity(&name, &number);
-        diags.extend(checks(ctx, &config.ignore_checks, &name, &number, grant).await);
         diags
     }
 
@@ -295,23 +278,16 @@ async fn checks(
 /// Applies the desired state (create or update) step by step; on failure the returned state tells
 /// what really exists so the next apply converges.
 async fn converge(ctx: &Context, change: Change<'_, Model, Private>) -> Applied<Model> {
-    let Change {
-        prior,
-        planned,
-        deadline,
-        private,
-        ..
-    } = change;
+    let (planned, deadline, private) = (change.planned, change.deadline, change.private);
     let Some(name) = planned.service_name() else {
-        let d = Diagnostic::error(
-            "Incomplete plan",
-            "project, location and service must be known at apply. This is a bug in the provider.",
-        );
-        return Err(Failure::new(prior, d));
+        return Err(common::incomplete_plan(
+            change.prior,
+            "project, location and service",
+        ));
     };
-    let creating = prior.is_none();
+    let creating = change.prior.is_none();
     // What exists before this apply changes anything.
-    let mut state = prior;
+    let mut state = change.prior;
     let number = match common::project_number(ctx, &name.project).await {
         Ok(n) => n,
         Err(d) => return Err(Failure::new(state, d)),

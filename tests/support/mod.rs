@@ -3,6 +3,7 @@
 #![allow(dead_code, unused_imports)] // Each test module uses a different part.
 
 pub mod plugin;
+pub mod python;
 pub mod reattach;
 pub mod terraform;
 

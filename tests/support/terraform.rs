@@ -157,10 +157,11 @@ fn oldest_supported() -> Result<Terraform, String> {
 }
 
 /// An exclusive advisory lock on a file, released on drop.
-struct FileLock(fs::File);
+pub struct FileLock(fs::File);
 
 impl FileLock {
-    fn acquire(path: &Path) -> Result<Self, String> {
+    /// Blocks until the lock on `path` (created if missing) is held.
+    pub fn acquire(path: &Path) -> Result<Self, String> {
         use std::os::fd::AsRawFd;
         let file = fs::OpenOptions::new()
             .create(true)
