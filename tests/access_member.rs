@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use crate::access_binding::{members, ACCESSOR};
+use crate::access_binding::{header_with_resources, members, ACCESSOR};
 use crate::support::{newest, terraform_binaries, Run, Terraform, Workspace};
 use crate::world::{provider_header, World, PROJECT, REGION};
 
@@ -166,24 +166,15 @@ async fn ten_resources(world: &World) -> Vec<String> {
 }
 
 fn many_members(resources: &[String], count: usize) -> String {
-    let list = resources
-        .iter()
-        .map(|r| format!("\"{r}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
     format!(
         r#"{}
-locals {{
-  resources = [{list}]
-}}
-
 resource "iaprun_access_member" "m" {{
   count    = {count}
   resource = local.resources[count.index % length(local.resources)]
   member   = "user:m${{count.index}}@example.com"
 }}
 "#,
-        provider_header("")
+        header_with_resources(resources)
     )
 }
 
@@ -198,22 +189,11 @@ async fn two_hundred_members_under_conflicts_keep_everyone_and_refresh_reads_eac
     }
     let count = 200;
     let ws = workspace(&newest(), &world, &many_members(&resources, count));
-    let fault: iaprun::emulator::FaultSpec = serde_json::from_value(json!({
-        "kind": "stale_etag", "method": "POST", "path_regex": ":setIamPolicy$", "probability": 0.3
-    }))
-    .expect("fault");
-    world.emulator.add_fault(fault).expect("fault added");
-    world.emulator.clear_requests();
+    world.inject_iam_conflicts(0.3);
     ws.run(&["apply", "-auto-approve", "-no-color", "-parallelism=20"])
         .expect_success();
     world.emulator.clear_faults();
-    let conflicts = world
-        .emulator
-        .requests()
-        .iter()
-        .filter(|r| r.path.ends_with(":setIamPolicy") && r.status == 409)
-        .count();
-    assert!(conflicts > 0, "the fault injected conflicts");
+    assert!(world.iam_conflicts() > 0, "the fault injected conflicts");
     for (i, r) in resources.iter().enumerate() {
         let got = members(&world.iap_policy(r).await, ACCESSOR, None);
         let mut want: Vec<String> = (i..count)
@@ -229,12 +209,7 @@ async fn two_hundred_members_under_conflicts_keep_everyone_and_refresh_reads_eac
     world.emulator.clear_requests();
     let plan = ws.plan_detailed_exitcode();
     assert_eq!(plan.code(), 0, "second plan has no changes:\n{plan}");
-    let reads = world
-        .emulator
-        .requests()
-        .iter()
-        .filter(|r| r.path.ends_with(":getIamPolicy") && r.path.starts_with("/v1/"))
-        .count();
+    let reads = world.iap_policy_reads();
     assert_eq!(reads, 10, "getIamPolicy calls during the refresh");
     assert!(world.mutating_requests().is_empty());
     world.assert_conformant();

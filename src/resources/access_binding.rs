@@ -180,18 +180,21 @@ pub(super) fn read_condition(binding: &google::Binding) -> Attr<Condition> {
 }
 
 /// Plans `resource`: the same policy written with the project id instead of its number (or back)
-/// is no change. Returns the canonical IAP resource.
+/// is no change. Returns the configured name and the canonical IAP resource (`None` while unknown).
 pub(super) async fn plan_resource(
     ctx: &Context,
     prior: Option<&Attr<String>>,
+    config: &Attr<String>,
     planned: &mut Attr<String>,
     requires_replace: &mut Vec<AttributePath>,
-    resource: &str,
-) -> Result<IapResource, Diagnostics> {
-    let target = common::canonical(ctx, resource)
+) -> Result<Option<(String, IapResource)>, Diagnostics> {
+    let Some(resource) = config.get().cloned() else {
+        return Ok(None);
+    };
+    let target = common::canonical(ctx, &resource)
         .await
         .map_err(Diagnostics::from)?;
-    if let Some(prior_resource) = prior.and_then(Attr::get).filter(|r| *r != resource) {
+    if let Some(prior_resource) = prior.and_then(Attr::get).filter(|r| **r != resource) {
         if common::canonical(ctx, prior_resource)
             .await
             .is_ok_and(|t| t == target)
@@ -200,7 +203,36 @@ pub(super) async fn plan_resource(
             requires_replace.retain(|p| *p != AttributePath::attr("resource"));
         }
     }
-    Ok(target)
+    Ok(Some((resource, target)))
+}
+
+/// The IAM policy of an IAP resource for a refresh, read once per process for all access
+/// resources on it; `None` when the IAP resource no longer exists.
+pub(super) async fn refresh_policy(
+    ctx: &Context,
+    resource: &str,
+) -> Result<Option<google::Policy>, Diagnostic> {
+    let key = common::canonical(ctx, resource).await?.to_string();
+    match ctx
+        .policies
+        .get_or_fetch(&key, || ctx.clients.iap.iam_policy(&key))
+        .await
+    {
+        Ok(p) => Ok(Some(p)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(common::api_error(
+            &format!("read the IAM policy of {resource}"),
+            &e,
+        )),
+    }
+}
+
+/// The refresh result when the IAP resource itself is gone.
+pub(super) fn resource_gone<M>(resource: &str, type_name: &str) -> Read<M> {
+    Read::Gone(Some(Diagnostic::warning(
+        "IAP resource deleted outside Terraform",
+        format!("{resource} no longer exists, so this {type_name} was removed from the state."),
+    )))
 }
 
 fn binding_id(resource: &str, role: &str, title: Option<&str>) -> String {
@@ -277,19 +309,17 @@ impl Resource<Context> for AccessBinding {
     }
 
     async fn plan(&self, ctx: &Context, plan: &mut Plan<Model>) -> Diagnostics {
-        let Some(resource) = plan.config.resource.get().cloned() else {
-            return Diagnostics::new();
-        };
-        let target = match plan_resource(
+        let (resource, target) = match plan_resource(
             ctx,
             plan.prior.as_ref().map(|p| &p.resource),
+            &plan.config.resource,
             &mut plan.planned.resource,
             &mut plan.requires_replace,
-            &resource,
         )
         .await
         {
-            Ok(t) => t,
+            Ok(Some(planned)) => planned,
+            Ok(None) => return Diagnostics::new(),
             Err(d) => return d,
         };
         let title = plan.config.title();
@@ -342,27 +372,8 @@ impl Resource<Context> for AccessBinding {
         let Some(resource) = state.resource.get().cloned() else {
             return Ok(Read::Found(state));
         };
-        let key = common::canonical(ctx, &resource).await?.to_string();
-        let policy = match ctx
-            .policies
-            .get_or_fetch(&key, || ctx.clients.iap.iam_policy(&key))
-            .await
-        {
-            Ok(p) => p,
-            Err(e) if e.is_not_found() => {
-                return Ok(Read::Gone(Some(Diagnostic::warning(
-                    "IAP resource deleted outside Terraform",
-                    format!(
-                    "{resource} no longer exists, so this {TYPE_NAME} was removed from the state."
-                ),
-                ))))
-            }
-            Err(e) => {
-                return Err(common::api_error(
-                    &format!("read the IAM policy of {resource}"),
-                    &e,
-                ))
-            }
+        let Some(policy) = refresh_policy(ctx, &resource).await? else {
+            return Ok(resource_gone(&resource, TYPE_NAME));
         };
         let role = state.role();
         let binding = find_binding(&policy, &role, &state.condition);

@@ -109,19 +109,17 @@ impl Resource<Context> for AccessMember {
     }
 
     async fn plan(&self, ctx: &Context, plan: &mut Plan<Model>) -> Diagnostics {
-        let Some(resource) = plan.config.resource.get().cloned() else {
-            return Diagnostics::new();
-        };
-        let target = match binding::plan_resource(
+        let (resource, target) = match binding::plan_resource(
             ctx,
             plan.prior.as_ref().map(|p| &p.resource),
+            &plan.config.resource,
             &mut plan.planned.resource,
             &mut plan.requires_replace,
-            &resource,
         )
         .await
         {
-            Ok(t) => t,
+            Ok(Some(planned)) => planned,
+            Ok(None) => return Diagnostics::new(),
             Err(d) => return d,
         };
         let title = plan
@@ -217,28 +215,8 @@ impl Resource<Context> for AccessMember {
         let Some(resource) = state.resource.get().cloned() else {
             return Ok(Read::Found(state));
         };
-        let key = common::canonical(ctx, &resource).await?.to_string();
-        let policy = match ctx
-            .policies
-            .get_or_fetch(&key, || ctx.clients.iap.iam_policy(&key))
-            .await
-        {
-            Ok(p) => p,
-            Err(e) if e.is_not_found() => {
-                let detail = format!(
-                    "{resource} no longer exists, so this {TYPE_NAME} was removed from the state."
-                );
-                return Ok(Read::Gone(Some(Diagnostic::warning(
-                    "IAP resource deleted outside Terraform",
-                    detail,
-                ))));
-            }
-            Err(e) => {
-                return Err(common::api_error(
-                    &format!("read the IAM policy of {resource}"),
-                    &e,
-                ))
-            }
+        let Some(policy) = binding::refresh_policy(ctx, &resource).await? else {
+            return Ok(binding::resource_gone(&resource, TYPE_NAME));
         };
         let (role, member) = (state.role(), state.member());
         // Drift: the member left the binding (or the binding is gone); the plan adds it back.
