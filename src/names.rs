@@ -250,6 +250,28 @@ pub fn parse_access_binding_id(id: &str) -> Result<(IapResource, String, Option<
     Ok((resource, role.to_string(), title))
 }
 
+/// Parses an `iaprun_access_member` import id: `RESOURCE ROLE MEMBER`, optionally followed by
+/// ` CONDITION_TITLE` (which may contain spaces), as the google provider's `_iam_member` ids.
+pub fn parse_access_member_id(
+    id: &str,
+) -> Result<(IapResource, String, String, Option<String>), String> {
+    let usage = "Use \"RESOURCE ROLE MEMBER\" or \"RESOURCE ROLE MEMBER CONDITION_TITLE\", for example \"projects/my-project/iap_web/cloud_run-us-central1/services/hello roles/iap.httpsResourceAccessor user:alice@example.com\".";
+    let (binding, member_and_title) = id
+        .splitn(3, ' ')
+        .nth(2)
+        .map(|rest| (&id[..id.len() - rest.len() - 1], rest))
+        .ok_or_else(|| format!("{id:?} is not an access member id. {usage}"))?;
+    let (resource, role, _) = parse_access_binding_id(binding)?;
+    let (member, title) = match member_and_title.split_once(' ') {
+        Some((m, t)) => (m, Some(t.to_string()).filter(|t| !t.trim().is_empty())),
+        None => (member_and_title, None),
+    };
+    if member.is_empty() {
+        return Err(format!("{id:?} names no member. {usage}"));
+    }
+    Ok((resource, role, member.to_string(), title))
+}
+
 fn check_parts(project: Option<&str>, region: Option<&str>) -> Result<(), String> {
     if let Some(p) = project.filter(|p| !is_project(p)) {
         return Err(format!("{p:?} is not a valid project id or number."));
@@ -263,6 +285,27 @@ fn check_parts(project: Option<&str>, region: Option<&str>) -> Result<(), String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn member_import_ids_with_and_without_condition() {
+        let r = "projects/p-123456/iap_web/compute/services/web";
+        let (resource, role, member, title) = parse_access_member_id(&format!(
+            "{r} roles/iap.httpsResourceAccessor user:a@example.com"
+        ))
+        .expect("parses");
+        assert_eq!(resource.to_string(), r);
+        assert_eq!(role, "roles/iap.httpsResourceAccessor");
+        assert_eq!(member, "user:a@example.com");
+        assert_eq!(title, None);
+        let (_, _, member, title) =
+            parse_access_member_id(&format!("{r} roles/x group:g@example.com office hours"))
+                .expect("parses");
+        assert_eq!(member, "group:g@example.com");
+        assert_eq!(title.as_deref(), Some("office hours"));
+        assert!(parse_access_member_id(&format!("{r} roles/x")).is_err());
+        assert!(parse_access_member_id(&format!("{r} viewer user:a@example.com")).is_err());
+        assert!(parse_access_member_id("nonsense").is_err());
+    }
 
     #[test]
     fn import_ids_with_and_without_condition() {

@@ -48,18 +48,22 @@ pub(crate) async fn four_iap_resources(world: &World) -> Vec<String> {
     ]
 }
 
-pub(crate) fn many_bindings(resources: &[String], count: usize) -> String {
+/// The provider header and `local.resources`, the given IAP resource names.
+pub(crate) fn header_with_resources(resources: &[String]) -> String {
     let list = resources
         .iter()
         .map(|r| format!("\"{r}\""))
         .collect::<Vec<_>>()
         .join(", ");
     format!(
-        r#"{}
-locals {{
-  resources = [{list}]
-}}
+        "{}\nlocals {{\n  resources = [{list}]\n}}\n",
+        provider_header("")
+    )
+}
 
+pub(crate) fn many_bindings(resources: &[String], count: usize) -> String {
+    format!(
+        r#"{}
 resource "iaprun_access_binding" "b" {{
   count    = {count}
   resource = local.resources[count.index % length(local.resources)]
@@ -70,7 +74,7 @@ resource "iaprun_access_binding" "b" {{
   }}
 }}
 "#,
-        provider_header("")
+        header_with_resources(resources)
     )
 }
 
@@ -119,23 +123,12 @@ async fn a_hundred_bindings_in_parallel_under_conflicts_keep_every_member() {
             .await;
     }
     let ws = workspace(&world, &many_bindings(&resources, 100));
-    let fault: iaprun::emulator::FaultSpec = serde_json::from_value(json!({
-        "kind": "stale_etag", "method": "POST", "path_regex": ":setIamPolicy$", "probability": 0.3
-    }))
-    .expect("fault");
-    world.emulator.add_fault(fault).expect("fault added");
-    world.emulator.clear_requests();
+    world.inject_iam_conflicts(0.3);
     ws.run(&["apply", "-auto-approve", "-no-color", "-parallelism=50"])
         .expect_success();
     world.emulator.clear_faults();
 
-    let conflicts = world
-        .emulator
-        .requests()
-        .iter()
-        .filter(|r| r.path.ends_with(":setIamPolicy") && r.status == 409)
-        .count();
-    assert!(conflicts > 0, "the fault injected conflicts");
+    assert!(world.iam_conflicts() > 0, "the fault injected conflicts");
     for r in &resources {
         let policy = world.iap_policy(r).await;
         assert_eq!(
@@ -150,12 +143,7 @@ async fn a_hundred_bindings_in_parallel_under_conflicts_keep_every_member() {
     world.emulator.clear_requests();
     let plan = ws.plan_detailed_exitcode();
     assert_eq!(plan.code(), 0, "second plan has no changes:\n{plan}");
-    let reads = world
-        .emulator
-        .requests()
-        .iter()
-        .filter(|r| r.path.ends_with(":getIamPolicy") && r.path.starts_with("/v1/"))
-        .count();
+    let reads = world.iap_policy_reads();
     assert_eq!(
         reads, 4,
         "getIamPolicy calls during refresh of 100 bindings over 4 IAP resources"

@@ -33,6 +33,7 @@ const TABLE: &[(&str, &str)] = &[
     ("target_missing", "error"),
     ("iap_api_disabled", "error"),
     ("no_organization", "warning"),
+    ("binding_conflict", "error"),
 ];
 
 /// What a check's detail must tell: the run-time failure, and what older documentation said where
@@ -72,6 +73,10 @@ const DETAIL_MENTIONS: &[(&str, &str)] = &[
     (
         "no_organization",
         "Older Cloud Run IAP documentation required",
+    ),
+    (
+        "binding_conflict",
+        "Terraform does not tell providers the address of other resources",
     ),
 ];
 
@@ -489,8 +494,9 @@ fn plan_cases() -> Vec<Case> {
             A,
             "inside",
             &format!(
-                "{}\nmembers = [\"user:alice@example.com\", \"group:eng@example.com\"]",
-                backend_resource("good")
+                "{}\nmembers = [\"user:alice@example.com\", \"group:eng@example.com\"]\n{}",
+                backend_resource("good"),
+                own_condition("inside")
             ),
         ),
         Case::new(
@@ -510,16 +516,61 @@ fn plan_cases() -> Vec<Case> {
         Case::new(
             A,
             "public",
-            &format!("{}\nmembers = var.public_members", backend_resource("good")),
+            &format!(
+                "{}\nmembers = var.public_members\n{}",
+                backend_resource("good"),
+                own_condition("public")
+            ),
         )
         .fires("public_member", "members"),
         Case::new(
             A,
             "format",
-            &format!("{}\nmembers = var.odd_members", backend_resource("good")),
+            &format!(
+                "{}\nmembers = var.odd_members\n{}",
+                backend_resource("good"),
+                own_condition("format")
+            ),
         )
         .fires("member_format", "members"),
+        // Two bindings, and a member, on one (resource, role, condition). depends_on orders their
+        // plans, so the later ones are those that see the first and report.
+        Case::new(
+            A,
+            "claims",
+            &format!(
+                "{}\nmembers = [\"user:alice@example.com\"]\n{}",
+                backend_resource("good"),
+                own_condition("claimed")
+            ),
+        ),
+        Case::new(
+            A,
+            "claims_too",
+            &format!(
+                "{}\nmembers = [\"user:bob@example.com\"]\n{}\ndepends_on = [iaprun_access_binding.claims]",
+                backend_resource("good"),
+                own_condition("claimed")
+            ),
+        )
+        .fires("binding_conflict", "resource"),
+        Case::new(
+            "iaprun_access_member",
+            "joins",
+            &format!(
+                "{}\nmember = \"user:carol@example.com\"\n{}\ndepends_on = [iaprun_access_binding.claims]",
+                backend_resource("good"),
+                own_condition("claimed")
+            ),
+        )
+        .fires("binding_conflict", "resource"),
     ]
+}
+
+/// A condition block of its own, so that bindings on one IAP resource do not claim one
+/// (role, condition) pair and trigger `binding_conflict`.
+fn own_condition(title: &str) -> String {
+    format!("condition {{\ntitle = \"{title}\"\nexpression = \"true\"\n}}")
 }
 
 const PLAN_PRELUDE: &str = r#"

@@ -191,6 +191,8 @@ fn every_example_validates() {
         "examples/load-balancer",
         "examples/modules/iap-cloud-run",
         "examples/modules/composition",
+        "examples/modules/iap-access",
+        "examples/resources/iaprun_access_member",
         "examples/resources/iaprun_service_iap",
         "examples/resources/iaprun_backend_iap",
         "examples/resources/iaprun_access_binding",
@@ -353,7 +355,7 @@ async fn module_composition_applies_on_the_emulator_and_replans_empty() {
         let what = format!("Terraform {}", terraform.version);
         let applied = apply_and_replan(&ws, &[]);
         assert!(
-            applied.contains("Resources: 5 added, 0 changed, 0 destroyed."),
+            applied.contains("Resources: 6 added, 0 changed, 0 destroyed."),
             "{what}: {applied}"
         );
 
@@ -401,11 +403,24 @@ async fn module_composition_applies_on_the_emulator_and_replans_empty() {
             ["group:engineering@example.com"],
             "{what}: {frontend_policy}"
         );
+        // Two modules add members to the same role on the admin app; both are there.
         let admin_policy = world.iap_policy(admin).await;
+        let mut admin_members = members_of(&admin_policy, ACCESSOR);
+        admin_members.sort();
         assert_eq!(
-            members_of(&admin_policy, ACCESSOR),
-            ["group:admins@example.com"],
+            admin_members,
+            ["group:admins@example.com", "group:oncall@example.com"],
             "{what}: {admin_policy}"
+        );
+        let number = world.emulator.project_number(PROJECT).expect("number");
+        let backend_id = world.backend_json("admin-backend", None).await["id"].clone();
+        assert_eq!(
+            out["jwt_audiences"],
+            json!({
+                "frontend": format!("/projects/{number}/locations/{REGION}/services/frontend"),
+                "admin": format!("/projects/{number}/global/backendServices/{}", backend_id.as_str().unwrap_or("?")),
+            }),
+            "{what}: {out}"
         );
         assert_eq!(
             conditional_members(&admin_policy, ACCESSOR, "audit-2027"),

@@ -15,11 +15,12 @@ use crate::support::{
 use crate::world::{World, PROJECT, REGION};
 
 const SOURCE: &str = "registry.terraform.io/iaprun/iaprun";
-const RESOURCE_TYPES: [&str; 4] = [
+const RESOURCE_TYPES: [&str; 5] = [
     "iaprun_service_iap",
     "iaprun_backend_iap",
     "iaprun_access_binding",
     "iaprun_iap_settings",
+    "iaprun_access_member",
 ];
 
 // ---- schemas --------------------------------------------------------------------------------
@@ -102,6 +103,7 @@ fn resource_attributes(resource_type: &str) -> Vec<Expected> {
             string("id", Mode::Computed),
             string("project_number", Mode::Computed),
             string("iap_resource_name", Mode::Computed),
+            string("jwt_audience", Mode::Computed),
             string("iap_service_agent", Mode::Computed),
             string("uri", Mode::Computed),
         ],
@@ -125,6 +127,8 @@ fn resource_attributes(resource_type: &str) -> Vec<Expected> {
             string("id", Mode::Computed),
             string("project_number", Mode::Computed),
             string("iap_resource_name", Mode::Computed),
+            string("backend_service_id", Mode::Computed),
+            string("jwt_audience", Mode::Computed),
             string("load_balancing_scheme", Mode::Computed),
             attr(
                 "cloud_run_services",
@@ -142,6 +146,13 @@ fn resource_attributes(resource_type: &str) -> Vec<Expected> {
         ],
         "iaprun_iap_settings" => vec![
             string("resource", Mode::Required),
+            string("id", Mode::Computed),
+        ],
+        "iaprun_access_member" => vec![
+            string("resource", Mode::Required),
+            string("role", Mode::Defaulted),
+            string("member", Mode::Required),
+            attr("ignore_checks", Mode::Optional, string_set()),
             string("id", Mode::Computed),
         ],
         other => panic!("no expectation for {other}"),
@@ -250,7 +261,7 @@ fn check_block_types(resource_type: &str, block: &Value, problems: &mut Vec<Stri
     let names: BTreeSet<&str> = block_types.keys().map(String::as_str).collect();
     let s = || json!("string");
     let (expected_names, nested): (Vec<&str>, Vec<NestedAttribute>) = match resource_type {
-        "iaprun_access_binding" => (
+        "iaprun_access_binding" | "iaprun_access_member" => (
             vec!["condition"],
             vec![
                 ("description".into(), false, true, s()),

@@ -12,6 +12,8 @@ mod support;
 mod service_iap;
 // iaprun_access_binding end to end: parallel apply under conflicts, coalesced refresh, drift, import.
 mod access_binding;
+// iaprun_access_member end to end: composition across modules, conflicts, binding_conflict, JWT audiences.
+mod access_member;
 // iaprun_backend_iap end to end: global and regional backends, OAuth clients, drift, import, destroy.
 mod backend_iap;
 // iaprun_iap_settings end to end: update masks, drift, others' settings kept, import, the secret.

@@ -364,6 +364,35 @@ impl World {
         self.ok("PATCH", &path, Some(settings)).await;
     }
 
+    /// Answers the given share of setIamPolicy calls with a stale-etag conflict (409 ABORTED), as
+    /// a concurrent writer would cause, and clears the request log.
+    pub fn inject_iam_conflicts(&self, probability: f64) {
+        let fault: iaprun::emulator::FaultSpec = serde_json::from_value(json!({
+            "kind": "stale_etag", "method": "POST", "path_regex": ":setIamPolicy$", "probability": probability
+        }))
+        .expect("fault");
+        self.emulator.add_fault(fault).expect("fault added");
+        self.emulator.clear_requests();
+    }
+
+    /// How many setIamPolicy calls were refused as conflicts since the request log was cleared.
+    pub fn iam_conflicts(&self) -> usize {
+        self.emulator
+            .requests()
+            .iter()
+            .filter(|r| r.path.ends_with(":setIamPolicy") && r.status == 409)
+            .count()
+    }
+
+    /// How many IAP getIamPolicy calls were made since the request log was cleared.
+    pub fn iap_policy_reads(&self) -> usize {
+        self.emulator
+            .requests()
+            .iter()
+            .filter(|r| r.path.ends_with(":getIamPolicy") && r.path.starts_with("/v1/"))
+            .count()
+    }
+
     /// Requests whose method mutates state (anything but GET and the read-only POSTs).
     pub fn mutating_requests(&self) -> Vec<String> {
         self.emulator

@@ -23,6 +23,25 @@ pub fn backend_service_resource(project: &str, region: Option<&str>, name: &str)
     }
 }
 
+/// The `aud` of the `X-Goog-IAP-JWT-Assertion` IAP sends to a Cloud Run service with direct IAP
+/// (Google's Cloud Run IAP documentation; not the `iap_web` name).
+pub fn cloud_run_jwt_audience(project_number: &str, location: &str, service: &str) -> String {
+    format!("/projects/{project_number}/locations/{location}/services/{service}")
+}
+
+/// The `aud` of the IAP JWT behind a backend service: its numeric compute `id`, not its name
+/// (`region` for a regional one).
+pub fn backend_service_jwt_audience(
+    project_number: &str,
+    region: Option<&str>,
+    id: &str,
+) -> String {
+    match region {
+        Some(region) => format!("/projects/{project_number}/regions/{region}/backendServices/{id}"),
+        None => format!("/projects/{project_number}/global/backendServices/{id}"),
+    }
+}
+
 /// IAP settings of a resource: the OAuth client in use, plus the whole object.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IapSettings {

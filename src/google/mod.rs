@@ -25,7 +25,10 @@ pub use compute::{
 };
 pub use error::{format_google_duration, grpc_code, parse_google_duration, ApiError, Error};
 pub use iam::{normalize_member, Binding, Condition, Policy};
-pub use iap::{backend_service_resource, cloud_run_resource, IapClient, IapSettings};
+pub use iap::{
+    backend_service_jwt_audience, backend_service_resource, cloud_run_jwt_audience,
+    cloud_run_resource, IapClient, IapSettings,
+};
 pub use operation::Operation;
 pub use resource_manager::{Project, ProjectParent, ResourceManagerClient};
 pub use run::{ContainerPort, RunClient, RunService, ServiceName};

@@ -41,6 +41,8 @@ pub struct Model {
     pub ignore_checks: Attr<BTreeSet<String>>,
     pub project_number: Attr<String>,
     pub iap_resource_name: Attr<String>,
+    pub backend_service_id: Attr<String>,
+    pub jwt_audience: Attr<String>,
     pub load_balancing_scheme: Attr<String>,
     pub cloud_run_services: Attr<Vec<String>>,
     pub iap_enabled: Attr<bool>,
@@ -80,6 +82,22 @@ impl Model {
     }
 
     /// What the last read learned about the backend and the services behind it.
+    /// `backend_service_id` and `jwt_audience` from the backend service as read.
+    fn set_audience(
+        &mut self,
+        r: &BackendServiceRef,
+        number: &str,
+        backend: &google::BackendService,
+    ) {
+        self.backend_service_id = Attr::from_option(backend.id.clone());
+        self.jwt_audience = Attr::from_option(
+            backend
+                .id
+                .as_deref()
+                .map(|id| google::backend_service_jwt_audience(number, region_of(r), id)),
+        );
+    }
+
     fn set_read(&mut self, backend: &google::BackendService, facts: &BackendFacts) {
         self.load_balancing_scheme = Attr::from_option(backend.load_balancing_scheme.clone());
         self.cloud_run_services = Attr::Known(facts.services().map(|s| s.label()).collect());
@@ -132,6 +150,12 @@ impl Resource<Context> for BackendIap {
         .attribute(Attribute::string("project_number").computed().description("Number of the project."))
         .attribute(Attribute::string("iap_resource_name").computed().description(
             "The IAP resource name of the backend service, `projects/{project_number}/iap_web/compute/services/{name}` (regional: `compute-{region}`): use it as `resource` of `iaprun_access_binding`.",
+        ))
+        .attribute(Attribute::string("backend_service_id").computed().description(
+            "Compute's numeric `id` of the backend service (the google provider's `generated_id`).",
+        ))
+        .attribute(Attribute::string("jwt_audience").computed().description(
+            "The `aud` claim IAP puts in the `X-Goog-IAP-JWT-Assertion` header behind this backend, `/projects/{project_number}/global/backendServices/{backend_service_id}` (regional: `/projects/{project_number}/regions/{region}/backendServices/{backend_service_id}`): the audience your application must verify. It uses the numeric id, not the name.",
         ))
         .attribute(Attribute::string("load_balancing_scheme").computed().description(
             "The backend service's load balancing scheme (`EXTERNAL` is the classic Application Load Balancer, `EXTERNAL_MANAGED` the Envoy-based one).",
@@ -189,7 +213,8 @@ impl Resource<Context> for BackendIap {
                 return d.at(AttributePath::attr("backend_service")).into();
             }
         };
-        if let Some((_, facts)) = &facts {
+        if let Some((backend, facts)) = &facts {
+            planned.set_audience(&r, &number, backend);
             planned.load_balancing_scheme = Attr::Known(facts.scheme.clone());
             planned.cloud_run_services = Attr::Known(facts.services().map(|s| s.label()).collect());
         }
@@ -220,6 +245,7 @@ impl Resource<Context> for BackendIap {
         let number =
             common::recorded_project_number(ctx, &state.project_number, &r.project).await?;
         state.set_identity(&r, &number);
+        state.set_audience(&r, &number, &backend);
         let iap = backend.iap.clone().unwrap_or_default();
         state.iap_enabled = Attr::Known(iap.is_enabled());
         let client = iap.oauth2_client_id.filter(|c| !c.trim().is_empty());
@@ -468,6 +494,7 @@ async fn converge(ctx: &Context, change: Change<'_, Model, Private>) -> Applied<
     let mut state = prior;
     let mut next = planned.clone();
     next.set_identity(&r, &number);
+    next.set_audience(&r, &number, &backend);
     let grant = planned.grant_iap_invoker.or(true);
     if grant {
         let agent = Agent::new(&r.project, &number);

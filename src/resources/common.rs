@@ -281,28 +281,6 @@ pub async fn canonical(ctx: &Context, resource: &str) -> Result<IapResource, Dia
     Ok(parsed.with_project(&project.project_number))
 }
 
-/// The IAP resource a plan names, canonical (project as number); `None` while unknown. The same
-/// resource written with the project id instead of its number (or back) is no change: the prior
-/// spelling stays in the plan and the replacement it would force is dropped.
-pub async fn plan_iap_resource(
-    ctx: &Context,
-    prior: Option<&Attr<String>>,
-    planned: &mut Attr<String>,
-    requires_replace: &mut Vec<AttributePath>,
-) -> Result<Option<IapResource>, Diagnostic> {
-    let Some(resource) = planned.get().cloned() else {
-        return Ok(None);
-    };
-    let target = canonical(ctx, &resource).await?;
-    if let Some(prior) = prior.and_then(Attr::get).filter(|p| **p != resource) {
-        if canonical(ctx, prior).await.is_ok_and(|t| t == target) {
-            *planned = Attr::Known(prior.clone());
-            requires_replace.retain(|p| *p != AttributePath::attr("resource"));
-        }
-    }
-    Ok(Some(target))
-}
-
 // ---- the IAP service agent -----------------------------------------------------------------
 
 /// Private state: what this resource instance did that the API cannot tell, kept by Terraform

@@ -26,6 +26,9 @@ pub struct Context {
     pub organization_domains: Coalesced<Option<String>>,
     /// IAP this plan switches on, so `double_iap` sees both layers before either is applied.
     planned_iap: std::sync::Mutex<PlannedIap>,
+    /// Access resources this plan manages, so `binding_conflict` sees two of them before either is
+    /// applied.
+    planned_access: std::sync::Mutex<Vec<crate::validation::PlannedAccess>>,
 }
 
 /// IAP planned in this process: Cloud Run services with direct IAP, and the services behind each
@@ -62,6 +65,7 @@ impl Context {
             custom_oauth_clients: Coalesced::default(),
             organization_domains: Coalesced::default(),
             planned_iap: Default::default(),
+            planned_access: Default::default(),
         }
     }
 
@@ -122,6 +126,26 @@ impl Context {
             .filter(|s| planned.direct.contains(*s))
             .cloned()
             .collect()
+    }
+
+    /// Records an access resource planned in this process and returns those recorded before it on
+    /// the same (resource, role, condition). As with IAP, of two planned at once the later sees the
+    /// earlier.
+    pub fn plan_access(
+        &self,
+        access: crate::validation::PlannedAccess,
+    ) -> Vec<crate::validation::PlannedAccess> {
+        let mut planned = self
+            .planned_access
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let others = planned
+            .iter()
+            .filter(|o| o.same_binding(&access))
+            .cloned()
+            .collect();
+        planned.push(access);
+        others
     }
 
     /// The primary domain of the organization above `project`, read once per process.

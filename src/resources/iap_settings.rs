@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 
+use super::access_binding::plan_resource;
 use super::backend_iap::secret_sha256;
 use super::common;
 use super::Context;
@@ -357,19 +358,18 @@ impl Resource<Context> for IapSettings {
                 _ => Attr::Null,
             };
         }
-        let prior = plan.prior.as_ref().map(|p| &p.resource);
-        let planned = &mut plan.planned.resource;
-        let target = match common::plan_iap_resource(
+        let (_, target) = match plan_resource(
             ctx,
-            prior,
-            planned,
+            plan.prior.as_ref().map(|p| &p.resource),
+            &plan.config.resource,
+            &mut plan.planned.resource,
             &mut plan.requires_replace,
         )
         .await
         {
-            Ok(Some(t)) => t,
+            Ok(Some(planned)) => planned,
             Ok(None) => return Diagnostics::new(),
-            Err(d) => return d.into(),
+            Err(d) => return d,
         };
         plan.planned.id = plan.planned.resource.clone();
         // Access bindings planned after this one (their resource refers to this one) judge their

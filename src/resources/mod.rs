@@ -10,6 +10,7 @@ use std::sync::Arc;
 use crate::framework::{typed, AnyDataSource, AnyResource};
 
 pub mod access_binding;
+pub mod access_member;
 pub mod backend_iap;
 pub mod cache;
 mod common;
@@ -26,6 +27,7 @@ pub fn all() -> Vec<Arc<dyn AnyResource<Context>>> {
         typed(backend_iap::BackendIap),
         typed(access_binding::AccessBinding),
         typed(iap_settings::IapSettings),
+        typed(access_member::AccessMember),
     ]
 }
 

@@ -34,6 +34,7 @@ pub struct Model {
     pub ignore_checks: Attr<BTreeSet<String>>,
     pub project_number: Attr<String>,
     pub iap_resource_name: Attr<String>,
+    pub jwt_audience: Attr<String>,
     pub iap_service_agent: Attr<String>,
     pub uri: Attr<String>,
     pub iap_enabled: Attr<bool>,
@@ -58,6 +59,9 @@ impl Model {
         self.project_number = project_number.into();
         let resource = google::cloud_run_resource(project_number, &name.location, &name.service);
         self.iap_resource_name = Attr::Known(resource);
+        let audience =
+            google::cloud_run_jwt_audience(project_number, &name.location, &name.service);
+        self.jwt_audience = Attr::Known(audience);
         self.iap_service_agent = Attr::Known(google::iap_service_agent_email(project_number));
     }
 }
@@ -90,6 +94,9 @@ impl Resource<Context> for ServiceIap {
         .attribute(Attribute::string("project_number").computed().description("Number of the project."))
         .attribute(Attribute::string("iap_resource_name").computed().description(
             "The IAP resource name of the service, `projects/{project_number}/iap_web/cloud_run-{location}/services/{service}`: use it as `resource` of `iaprun_access_binding`.",
+        ))
+        .attribute(Attribute::string("jwt_audience").computed().description(
+            "The `aud` claim IAP puts in the `X-Goog-IAP-JWT-Assertion` header for this service, `/projects/{project_number}/locations/{location}/services/{service}`: the audience your application must verify.",
         ))
         .attribute(Attribute::string("iap_service_agent").computed().description(
             "The IAP service agent, `service-{project_number}@gcp-sa-iap.iam.gserviceaccount.com`.",

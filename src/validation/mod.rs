@@ -166,6 +166,14 @@ pub const CATALOGUE: &[Check] = &[
         source: "Cloud Run IAP documentation (preview era): the project must belong to an organization.",
         fix: "Move the project into an organization, or give the service a custom OAuth client with iaprun_iap_settings (resource = this resource's iap_resource_name, access_settings { oauth_settings { client_id, client_secret_wo } }).",
     },
+    Check {
+        name: "binding_conflict",
+        severity: Severity::Error,
+        catches: "Two access resources in one configuration claim the same (resource, role, condition) binding authoritatively, or an iaprun_access_member overlaps an iaprun_access_binding.",
+        consequence: "They undo each other on every apply: a binding sets the member list to its own, removing the other's members, and destroying a binding removes every member of its role and condition.",
+        source: "research/google_provider.md section 2.6: the google provider documents that _binding and _member (or two _binding) on one role fight (TPG #2449, #17329, #28785) and does not detect it. Only resources planned in the same run are compared, and only once their resource, role and condition are known.",
+        fix: "Keep one iaprun_access_binding per (resource, role, condition), or use only iaprun_access_member resources (one per member) where several modules grant the same role.",
+    },
 ];
 
 /// The catalogue entry of a check name.
@@ -259,7 +267,7 @@ mod catalogue_tests {
     fn names_are_unique_and_documented() {
         let names: BTreeSet<&str> = CATALOGUE.iter().map(|c| c.name).collect();
         assert_eq!(names.len(), CATALOGUE.len());
-        assert_eq!(CATALOGUE.len(), 17);
+        assert_eq!(CATALOGUE.len(), 18);
         for c in CATALOGUE {
             assert!(
                 !c.catches.is_empty() && !c.source.is_empty() && !c.fix.is_empty(),
@@ -331,6 +339,7 @@ mod catalogue_tests {
     }
 }
 
+mod access;
 pub mod backend;
 pub mod facts;
 mod members;
@@ -338,4 +347,5 @@ pub mod service;
 pub mod settings;
 pub mod target;
 
+pub use access::{binding_conflict, AccessKind, PlannedAccess};
 pub use members::{managed_oauth_external, member_format, public_member};

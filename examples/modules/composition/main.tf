@@ -1,6 +1,9 @@
 # Composes the iap-cloud-run module twice, side by side: the "frontend" app with IAP directly on its
-# Cloud Run service, the "admin" app with IAP on the load balancer backend service in front of it; plus
-# a binding of our own on one module's output. Two instances of one module do not collide.
+# Cloud Run service, the "admin" app with IAP on the load balancer backend service in front of it. The
+# on-call team's module lets its people through the admin app too: both modules add members to the
+# same role on the same IAP resource (iaprun_access_member), so neither removes the other's. A
+# conditional binding of our own covers another (role, condition) pair; an iaprun_access_binding on
+# the pair the modules share would be reported by the binding_conflict check at plan.
 terraform {
   required_version = ">= 1.0"
   required_providers {
@@ -43,6 +46,12 @@ module "admin" {
   ignore_checks = ["envoy_jwt_header"]
 }
 
+module "admin_oncall" {
+  source   = "../iap-access"
+  resource = module.admin.iap_resource_name
+  members  = ["group:oncall@example.com"]
+}
+
 # Auditors may pass IAP in front of the admin app only, until a fixed date (IAM condition).
 resource "iaprun_access_binding" "auditors" {
   resource = module.admin.iap_resource_name
@@ -58,6 +67,14 @@ output "iap_resources" {
   value = {
     frontend = module.frontend.iap_resource_name
     admin    = module.admin.iap_resource_name
+  }
+}
+
+output "jwt_audiences" {
+  description = "The audience each app must verify in the X-Goog-IAP-JWT-Assertion header."
+  value = {
+    frontend = module.frontend.jwt_audience
+    admin    = module.admin.jwt_audience
   }
 }
 

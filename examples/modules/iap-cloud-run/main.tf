@@ -3,7 +3,9 @@
 #   mode = "backend" -> IAP on the load balancer backend service that fronts Cloud Run through
 #                       serverless NEGs (iaprun_backend_iap); set `backend_service`.
 # Either way the IAP service agent gets roles/run.invoker on the Cloud Run service(s) and the members
-# get roles/iap.httpsResourceAccessor on the IAP resource. Works with Terraform 1.0 and later.
+# get roles/iap.httpsResourceAccessor on the IAP resource, one iaprun_access_member each, so other
+# modules (see ../iap-access) can let their own people through the same IAP resource without
+# removing these. Works with Terraform 1.0 and later.
 terraform {
   required_version = ">= 1.0"
   required_providers {
@@ -85,13 +87,14 @@ locals {
   )
 }
 
-resource "iaprun_access_binding" "users" {
+resource "iaprun_access_member" "users" {
+  for_each = var.members
   resource = local.iap_resource_name
-  members  = var.members
+  member   = each.value
 }
 
 output "iap_resource_name" {
-  description = "The IAP resource name, for further iaprun_access_binding resources."
+  description = "The IAP resource name, for further iaprun_access_member resources (or the iap-access module)."
   value       = local.iap_resource_name
 }
 
@@ -105,7 +108,12 @@ output "cloud_run_services" {
   value       = local.cloud_run_services
 }
 
-output "access_binding_id" {
-  description = "Id of the access binding the module manages."
-  value       = iaprun_access_binding.users.id
+output "access_member_ids" {
+  description = "Ids of the access members the module manages, by member."
+  value       = { for m, r in iaprun_access_member.users : m => r.id }
+}
+
+output "jwt_audience" {
+  description = "The audience the application must verify in the X-Goog-IAP-JWT-Assertion header."
+  value       = local.direct ? one(iaprun_service_iap.this[*].jwt_audience) : one(iaprun_backend_iap.this[*].jwt_audience)
 }

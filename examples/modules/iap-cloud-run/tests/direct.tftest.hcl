@@ -35,14 +35,14 @@ run "direct_mode_protects_the_service" {
   }
 }
 
-run "members_change_in_place" {
+run "members_change_one_by_one" {
   variables {
     members = ["user:bob@example.com"]
   }
 
   assert {
-    condition     = iaprun_access_binding.users.members == toset(["user:bob@example.com"])
-    error_message = "Members: ${jsonencode(iaprun_access_binding.users.members)}"
+    condition     = toset(keys(iaprun_access_member.users)) == toset(["user:bob@example.com"])
+    error_message = "Members: ${jsonencode(keys(iaprun_access_member.users))}"
   }
 }
 
