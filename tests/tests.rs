@@ -28,3 +28,5 @@ mod reliability;
 mod bad_input;
 // Untrusted wire input: DynamicValue bytes and Google API answers never panic (proptest).
 mod wire_input;
+// One configuration creates the services, the load balancer and the IAP; checks wait for apply.
+mod composition;
