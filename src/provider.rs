@@ -438,11 +438,7 @@ pub fn client_config(settings: &Settings, terraform_version: &str) -> google::Co
     if settings.emulator_host.is_none() {
         for (name, url) in &settings.endpoints {
             let Some(url) = url else { continue };
-            let url = if url.ends_with('/') {
-                url.clone()
-            } else {
-                format!("{url}/")
-            };
+            let url = google::endpoint_base(url, *name == "compute_custom_endpoint");
             match *name {
                 "run_custom_endpoint" => endpoints.run = url,
                 "iap_custom_endpoint" => endpoints.iap = url,

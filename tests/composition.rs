@@ -137,8 +137,14 @@ async fn one_configuration_creates_the_services_the_load_balancer_and_the_iap() 
         let v = &terraform.version;
 
         let plan = assert_plan(&ws, 2, &format!("{v}: one plan for everything"));
-        assert!(plan.contains("iaprun_service_iap.direct will be created"), "{plan}");
-        assert!(plan.contains("iaprun_backend_iap.lb will be created"), "{plan}");
+        assert!(
+            plan.contains("iaprun_service_iap.direct will be created"),
+            "{plan}"
+        );
+        assert!(
+            plan.contains("iaprun_backend_iap.lb will be created"),
+            "{plan}"
+        );
         assert!(
             world.run_service_json("direct-app").await.is_null(),
             "the plan built nothing"
@@ -148,8 +154,14 @@ async fn one_configuration_creates_the_services_the_load_balancer_and_the_iap() 
         assert_plan(&ws, 0, &format!("{v}: converged in one apply"));
 
         let destroy = ws.destroy().expect_success();
-        assert!(world.run_service_json("direct-app").await.is_null(), "{destroy}");
-        assert!(world.run_service_json("lb-app").await.is_null(), "{destroy}");
+        assert!(
+            world.run_service_json("direct-app").await.is_null(),
+            "{destroy}"
+        );
+        assert!(
+            world.run_service_json("lb-app").await.is_null(),
+            "{destroy}"
+        );
         world.assert_conformant();
     }
 }
@@ -198,7 +210,11 @@ output "protected" {{
         ws.init();
         let v = &terraform.version;
 
-        assert_plan(&ws, 2, &format!("{v}: the module plans on services still to be made"));
+        assert_plan(
+            &ws,
+            2,
+            &format!("{v}: the module plans on services still to be made"),
+        );
         ws.apply().expect_success();
         assert_composed(&world).await;
         assert_plan(&ws, 0, &format!("{v}: converged in one apply"));
@@ -268,7 +284,9 @@ async fn destroy_succeeds_while_a_live_error_finding_holds() {
             .await;
         world.run_service("lb-app", json!({})).await;
         world.neg("lb-app-neg", "lb-app").await;
-        world.backend("lb-backend", None, &["lb-app-neg"], json!({})).await;
+        world
+            .backend("lb-backend", None, &["lb-app-neg"], json!({}))
+            .await;
         world.https_frontend("lb-backend").await;
         let header = provider_header("");
         let config = format!(
@@ -295,7 +313,13 @@ resource "iaprun_access_binding" "direct" {{
         // Out of band: the findings.
         let mut service = world.run_service_json("lb-app").await;
         service["ingress"] = json!("INGRESS_TRAFFIC_ALL");
-        for output_only in ["uri", "urls", "conditions", "terminalCondition", "reconciling"] {
+        for output_only in [
+            "uri",
+            "urls",
+            "conditions",
+            "terminalCondition",
+            "reconciling",
+        ] {
             service.as_object_mut().map(|m| m.remove(output_only));
         }
         let (status, op) = world
@@ -313,12 +337,21 @@ resource "iaprun_access_binding" "direct" {{
             .await;
         let plan = ws.run(&["plan", "-input=false", "-no-color"]);
         let shown = format!("{}{}", plan.stdout, plan.stderr);
-        assert!(shown.contains("run_app_bypass"), "{v}: the finding holds: {plan}");
-        //TMP assert!(shown.contains("double_iap"), "{v}: the finding holds: {plan}");
+        assert!(
+            shown.contains("run_app_bypass"),
+            "{v}: the finding holds: {plan}"
+        );
+        assert!(
+            shown.contains("double_iap"),
+            "{v}: the finding holds: {plan}"
+        );
 
         world.emulator.clear_requests();
         let destroy = ws.destroy();
-        assert!(destroy.success(), "{v}: destroy is never blocked by a finding: {destroy}");
+        assert!(
+            destroy.success(),
+            "{v}: destroy is never blocked by a finding: {destroy}"
+        );
         assert_ne!(
             world.run_service_json("direct-app").await["iapEnabled"],
             true,
@@ -359,7 +392,10 @@ async fn a_finding_is_fixed_in_the_same_run_that_applies_iap() {
             let ws = workspace(&terraform, &world, &format!("{header}\n{lb}"));
             let v = &terraform.version;
             ws.apply().expect_success();
-            assert_eq!(world.backend_json("lb-backend", None).await["enableCDN"], true);
+            assert_eq!(
+                world.backend_json("lb-backend", None).await["enableCDN"],
+                true
+            );
 
             // Stands in for `enable_cdn = false` on google_compute_backend_service; the control
             // run's stand-in changes nothing.

@@ -389,7 +389,11 @@ mod tests {
             .operation
             .is_none());
         let fired = faults
-            .fire("POST", "/v1beta1/projects/p/services/iap.googleapis.com:generateServiceIdentity", true)
+            .fire(
+                "POST",
+                "/v1beta1/projects/p/services/iap.googleapis.com:generateServiceIdentity",
+                true,
+            )
             .operation
             .expect("the provisioning call carries the fault");
         assert_eq!(fired.agent_propagation, Duration::from_secs(10));

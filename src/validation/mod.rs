@@ -349,5 +349,6 @@ pub mod facts;
 mod members;
 pub mod service;
 pub mod target;
+pub mod timing;
 
 pub use members::{managed_oauth_external, member_format, public_member};

@@ -117,6 +117,62 @@ pub fn missing_invoker(
     )]
 }
 
+/// `missing_invoker` when the project's own IAM policy is known too: the agent may hold
+/// `roles/run.invoker` on the project, as seed 001 tells users to grant it ("add the Cloud Run
+/// Invoker role to the principal" on the project's IAM page), which reaches every service. Reads:
+/// the project's IAM policy (`project_invokers`: the unconditional invoker members; `None` when
+/// the policy could not be read, which decides nothing).
+pub fn missing_invoker_in_project(
+    service: &RunServiceFacts,
+    project_number: &str,
+    grant_iap_invoker: bool,
+    project_invokers: Option<&[String]>,
+) -> Vec<Finding> {
+    let agent = format!("serviceAccount:{}", iap_service_agent(project_number));
+    if project_invokers.is_some_and(|ms| ms.iter().any(|m| m.eq_ignore_ascii_case(&agent))) {
+        return vec![];
+    }
+    missing_invoker(service, project_number, grant_iap_invoker)
+}
+
+#[cfg(test)]
+mod missing_invoker_in_project_tests {
+    use super::*;
+
+    #[test]
+    fn a_project_level_grant_to_the_agent_satisfies_it() {
+        let service = RunServiceFacts {
+            name: "hello".into(),
+            location: "us-central1".into(),
+            invoker_members: Some(vec![]),
+            ..Default::default()
+        };
+        let agent = "serviceAccount:service-42@gcp-sa-iap.iam.gserviceaccount.com".to_string();
+        let other = "user:someone@example.com".to_string();
+        assert!(
+            missing_invoker_in_project(&service, "42", false, Some(&[agent.clone()])).is_empty()
+        );
+        assert!(missing_invoker_in_project(
+            &service,
+            "42",
+            false,
+            Some(&[agent
+                .to_uppercase()
+                .replace("SERVICEACCOUNT", "serviceAccount")])
+        )
+        .is_empty());
+        assert_eq!(
+            missing_invoker_in_project(&service, "42", false, Some(&[other])).len(),
+            1
+        );
+        assert_eq!(
+            missing_invoker_in_project(&service, "42", false, None).len(),
+            1
+        );
+        assert!(missing_invoker_in_project(&service, "42", true, None).is_empty());
+    }
+}
+
 #[cfg(test)]
 mod missing_invoker_tests {
     use super::*;

@@ -68,7 +68,9 @@ pub fn create_neg(project: &str, region: &str, name: &str, service: &str) -> Res
     rest(
         "POST",
         format!("/compute/v1/projects/{project}/regions/{region}/networkEndpointGroups"),
-        Some(json!({"name": name, "networkEndpointType": "SERVERLESS", "cloudRun": {"service": service}})),
+        Some(
+            json!({"name": name, "networkEndpointType": "SERVERLESS", "cloudRun": {"service": service}}),
+        ),
     )
 }
 
@@ -127,11 +129,24 @@ pub fn create_https_frontend(project: &str, backend: &str, scheme: &str) -> Vec<
 }
 
 /// Deletes what `create_https_frontend` and `create_backend` + `create_neg` made, in order.
-pub fn delete_load_balancer(project: &str, region: &str, backend: &str, negs: &[&str]) -> Vec<Rest> {
+pub fn delete_load_balancer(
+    project: &str,
+    region: &str,
+    backend: &str,
+    negs: &[&str],
+) -> Vec<Rest> {
     let base = format!("/compute/v1/projects/{project}/global");
     let mut calls = vec![
-        rest("DELETE", format!("{base}/forwardingRules/{backend}-https"), None),
-        rest("DELETE", format!("{base}/targetHttpsProxies/{backend}-proxy"), None),
+        rest(
+            "DELETE",
+            format!("{base}/forwardingRules/{backend}-https"),
+            None,
+        ),
+        rest(
+            "DELETE",
+            format!("{base}/targetHttpsProxies/{backend}-proxy"),
+            None,
+        ),
         rest("DELETE", format!("{base}/urlMaps/{backend}-map"), None),
         rest("DELETE", format!("{base}/backendServices/{backend}"), None),
     ];
