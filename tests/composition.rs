@@ -267,7 +267,17 @@ async fn checks_deferred_to_apply_stop_it_before_any_change() {
             .run_members("lb-app", INVOKER)
             .await
             .contains(&world.iap_agent()));
-        ws.destroy().expect_success();
+        // The backend's IAP was never created; a plain destroy would plan it again first (and stop
+        // on the finding, as every plan that creates it must): -refresh=false skips that plan.
+        ws.run(&[
+            "destroy",
+            "-auto-approve",
+            "-refresh=false",
+            "-input=false",
+            "-no-color",
+        ])
+        .expect_success();
+        assert!(world.run_service_json("lb-app").await.is_null());
     }
 }
 

@@ -208,6 +208,8 @@ async fn plan(ctx: &Context, req: &mut PlanRequest) -> Diagnostics {
             req.requires_replace.push(path);
         }
     }
+    // A role removed from the configuration falls back to the default: a different binding.
+    common::plan_replace_on_change(&prior, planned, "role", &mut req.requires_replace);
     let role = planned.get_str("role").map(str::to_string);
     let title = config.get("condition").get("title");
     if let (Some(role), true) = (role, title.is_known()) {
@@ -218,44 +220,73 @@ async fn plan(ctx: &Context, req: &mut PlanRequest) -> Diagnostics {
         );
     }
     let replacing = !req.requires_replace.is_empty();
-    if prior.is_null() || replacing || prior.get("members") != planned.get("members") {
+    let mut without_etag = planned.clone();
+    without_etag.set_attr("etag", prior.get("etag").clone());
+    if prior.is_null() || replacing || without_etag != prior {
+        // Any write returns the policy's new etag, which other writers of the policy move too.
         planned.set_attr("etag", Value::unknown());
     } else {
         // The generic plan may have marked it unknown for a replacement this plan just ruled out.
         planned.set_attr("etag", prior.get("etag").clone());
     }
-    diags.extend(checks(ctx, &config, &target).await);
+    let intent_changed = validation::timing::intent_changed(
+        &prior,
+        planned,
+        &["resource", "role", "members", "condition", "ignore_checks"],
+    );
+    let at = if replacing {
+        validation::timing::AtPlan::Enforce
+    } else {
+        validation::timing::at_plan(&prior, planned, intent_changed)
+    };
+    match checks(ctx, &config, &target, false).await {
+        Ok(findings) => diags.extend(validation::timing::report_at_plan(
+            findings,
+            &validation::ignored(&config),
+            at,
+        )),
+        Err(d) => diags.push(d),
+    }
     diags
 }
 
-/// Plan-time checks that need the API: the IAP resource's target must exist.
-async fn checks(ctx: &Context, config: &Value, target: &IapResource) -> Diagnostics {
-    let ignore = validation::ignored(config);
+/// The live checks: the IAP resource's target must exist (an error only at apply: at plan the
+/// configuration may still create it), and the OAuth client suits the members.
+async fn checks(
+    ctx: &Context,
+    config: &Value,
+    target: &IapResource,
+    at_apply: bool,
+) -> Result<Vec<validation::Finding>, Diagnostic> {
     let project = &target.project;
     let key = target.to_string();
-    let exists = ctx
-        .targets
-        .get_or_fetch(&key, || target_exists(ctx, target))
-        .await;
+    let exists = if at_apply {
+        target_exists(ctx, target).await
+    } else {
+        ctx.targets
+            .get_or_fetch(&key, || target_exists(ctx, target))
+            .await
+    };
     match exists {
-        Ok(true) => validation::report(oauth_findings(ctx, config, target).await, &ignore),
+        Ok(true) => Ok(oauth_findings(ctx, config, target).await),
+        Ok(false) if !at_apply => Ok(vec![]),
         Ok(false) => {
             let (kind, name) = match &target.target {
                 IapTarget::CloudRun { service, .. } => ("Cloud Run service", service),
                 IapTarget::BackendService { name }
                 | IapTarget::RegionBackendService { name, .. } => ("backend service", name),
             };
-            let f = validation::target::target_missing(
+            Ok(vec![validation::target::target_missing(
                 kind,
                 name,
                 &format!("project {project}"),
                 AttributePath::attr("resource"),
-            );
-            validation::report([f], &ignore)
+            )])
         }
-        Err(e) => common::api_error(&format!("look up the target of {target}"), &e)
-            .at(AttributePath::attr("resource"))
-            .into(),
+        Err(e) => Err(
+            common::api_error(&format!("look up the target of {target}"), &e)
+                .at(AttributePath::attr("resource")),
+        ),
     }
 }
 
@@ -357,6 +388,19 @@ async fn write(ctx: &Context, planned: &Value, prior: &Value, operation: &str) -
             }
         }
     };
+    // Right before the write, on a fresh read: nothing changes while an error finding holds.
+    let unchanged = |d: Diagnostics| ApplyResponse {
+        state: prior.clone(),
+        private: Vec::new(),
+        diagnostics: d,
+    };
+    let found = match checks(ctx, planned, &target, true).await {
+        Ok(findings) => validation::report(findings, &validation::ignored(planned)),
+        Err(d) => return unchanged(d.into()),
+    };
+    if found.has_errors() {
+        return unchanged(found);
+    }
     let key = target.to_string();
     let role = role_of(planned);
     let condition = condition_of(planned);
@@ -382,7 +426,7 @@ async fn write(ctx: &Context, planned: &Value, prior: &Value, operation: &str) -
             ApplyResponse {
                 state: common::finalize(state),
                 private: Vec::new(),
-                diagnostics: Diagnostics::new(),
+                diagnostics: found,
             }
         }
         Err(e) => {

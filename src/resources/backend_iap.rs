@@ -67,7 +67,12 @@ fn schema() -> Schema {
         .attribute(Attribute::bool("iap_enabled").computed().description(
             "Whether IAP is enabled on the backend service as last read. A change made outside Terraform shows as drift and the next apply restores it.",
         ))
-        .attribute(Attribute::string("oauth2_client_secret_sha256").computed().description(
+        .attribute(Attribute::bool("iap_invoker_granted").computed().description(
+            "Whether the IAP service agent holds `roles/run.invoker` on every Cloud Run service behind the backend, as last read. A grant removed outside Terraform, or a serverless NEG added later, shows as drift and the next apply grants it.",
+        ))
+        .attribute(common::invoker_grants_attribute())
+        .attribute(common::checks_after_attribute())
+        .attribute(Attribute::string("oauth2_client_secret_sha256").computed().sensitive().description(
             "SHA-256 of the OAuth client secret as the API reports it; a secret rotated outside Terraform changes it.",
         ))
         .block(crate::framework::schema::timeouts_block(true, true, true)),
@@ -316,12 +321,36 @@ async fn https_frontend(
     Some(false)
 }
 
+/// The attributes the configuration sets: a change in one is a change the user asks for.
+const CONFIGURED: &[&str] = &[
+    "backend_service",
+    "region",
+    "project",
+    "oauth2_client_id",
+    "oauth2_client_secret",
+    "oauth2_client_secret_wo_version",
+    "grant_iap_invoker",
+    "ignore_checks",
+    "timeouts",
+];
+
+/// Computed attributes that describe the object: unknown again when the resource is replaced.
+const COMPUTED: &[&str] = &[
+    "id",
+    "project_number",
+    "iap_resource_name",
+    "load_balancing_scheme",
+    "cloud_run_services",
+    "invoker_grants",
+];
+
 async fn plan(ctx: &Context, req: &mut PlanRequest) -> Diagnostics {
     let mut diags = Diagnostics::new();
     if req.planned_state.is_null() {
         return diags;
     }
     let config = req.config.clone();
+    let prior = req.prior_state.clone();
     let planned = &mut req.planned_state;
     common::plan_project(ctx, &config, planned, &mut diags);
     if config.get("grant_iap_invoker").is_null() {
@@ -334,6 +363,38 @@ async fn plan(ctx: &Context, req: &mut PlanRequest) -> Diagnostics {
         _ => Value::unknown(),
     };
     planned.set_attr("oauth2_client_secret_sha256", sha);
+    common::plan_project_identity(ctx, &prior, &config, planned, &mut req.requires_replace).await;
+    let replacing = !req.requires_replace.is_empty();
+    if replacing {
+        for a in COMPUTED {
+            planned.set_attr(a, Value::unknown());
+        }
+    }
+    let grant = planned.get("grant_iap_invoker").as_bool();
+    match grant {
+        Some(true) => planned.set_attr("iap_invoker_granted", Value::Bool(true)),
+        _ if prior.is_null() || prior.get("grant_iap_invoker").as_bool() != Some(false) => {
+            planned.set_attr("iap_invoker_granted", Value::unknown())
+        }
+        _ => {}
+    }
+    let intent_changed = validation::timing::intent_changed(&prior, planned, CONFIGURED);
+    let changing = prior.is_null()
+        || replacing
+        || intent_changed
+        || prior.get("iap_enabled") != planned.get("iap_enabled")
+        || prior.get("iap_invoker_granted") != planned.get("iap_invoker_granted")
+        || prior.get("oauth2_client_secret_sha256") != planned.get("oauth2_client_secret_sha256")
+        || prior.get("checks_after") != planned.get("checks_after");
+    if changing {
+        // What the backend fronts is read at apply: a NEG added in this run (before the apply
+        // reaches this resource) must not make the final plan differ from this one.
+        planned.set_attr("cloud_run_services", Value::unknown());
+        planned.set_attr("invoker_grants", Value::unknown());
+        if planned.get("load_balancing_scheme").is_null() {
+            planned.set_attr("load_balancing_scheme", Value::unknown());
+        }
+    }
     if diags.has_errors() {
         return diags;
     }
@@ -358,6 +419,14 @@ async fn plan(ctx: &Context, req: &mut PlanRequest) -> Diagnostics {
             ctx.custom_oauth_clients.put(resource, !client.is_null());
         }
     }
+    let at = if replacing {
+        validation::timing::AtPlan::Enforce
+    } else {
+        validation::timing::at_plan(&prior, planned, intent_changed)
+    };
+    if at == validation::timing::AtPlan::Deferred {
+        return diags;
+    }
     let facts = match backend_facts(ctx, &r).await {
         Ok(f) => f,
         Err(e) => {
@@ -368,53 +437,29 @@ async fn plan(ctx: &Context, req: &mut PlanRequest) -> Diagnostics {
             return diags;
         }
     };
-    if let Some((_, facts)) = &facts {
-        planned.set_attr("load_balancing_scheme", Value::string(facts.scheme.clone()));
-        planned.set_attr(
-            "cloud_run_services",
-            Value::string_list(facts.services().map(|s| s.label())),
-        );
-    }
-    let grant = planned.get("grant_iap_invoker").as_bool();
-    diags.extend(
-        checks(
-            ctx,
-            &config,
-            &r,
-            facts.as_ref().map(|(_, f)| f),
-            &project.project_number,
-            grant,
-        )
-        .await,
-    );
+    let Some((_, facts)) = facts else {
+        // Not there yet: the configuration may create it in this run; checked at apply.
+        return diags;
+    };
+    let findings = checks(ctx, &r, &facts, &project.project_number, grant).await;
+    diags.extend(validation::timing::report_at_plan(
+        findings,
+        &validation::ignored(&config),
+        at,
+    ));
     diags
 }
 
-/// The plan-time checks of a backend service with IAP (read-only API calls).
+/// The live checks of a backend service with IAP (read-only API calls).
 async fn checks(
     ctx: &Context,
-    config: &Value,
     r: &BackendServiceRef,
-    facts: Option<&BackendFacts>,
+    facts: &BackendFacts,
     project_number: &str,
     grant: Option<bool>,
-) -> Diagnostics {
+) -> Vec<validation::Finding> {
     use crate::validation::{backend, service};
-    let ignore = validation::ignored(config);
     let mut findings = common::project_findings(ctx, &r.project, false).await;
-    let Some(facts) = facts else {
-        let where_ = match region_of(r) {
-            Some(region) => format!("region {region} of project {}", r.project),
-            None => format!("project {} (global)", r.project),
-        };
-        findings.push(validation::target::target_missing(
-            "backend service",
-            &r.name,
-            &where_,
-            AttributePath::attr("backend_service"),
-        ));
-        return validation::report(findings, &ignore);
-    };
     findings.extend(backend::passthrough_lb(facts));
     findings.extend(backend::cdn_enabled(facts));
     findings.extend(backend::http2_classic_lb(facts));
@@ -432,20 +477,52 @@ async fn checks(
         |s| s.iap_enabled || planned_direct.contains(&service_key(s)),
         AttributePath::attr("backend_service"),
     ));
+    let project_invokers = if grant == Some(false) {
+        ctx.clients
+            .resource_manager
+            .project_iam_policy(&r.project)
+            .await
+            .ok()
+            .map(|p| p.members(common::INVOKER_ROLE, None))
+    } else {
+        None
+    };
     for s in facts.services() {
         findings.extend(service::public_invoker(
             s,
             AttributePath::attr("backend_service"),
         ));
         if let Some(grant) = grant {
-            findings.extend(service::missing_invoker(s, project_number, grant));
+            findings.extend(service::missing_invoker_in_project(
+                s,
+                project_number,
+                grant,
+                project_invokers.as_deref(),
+            ));
         }
     }
-    validation::report(findings, &ignore)
+    findings
+}
+
+/// `target_missing` for a backend service that is still missing at apply.
+fn backend_missing(r: &BackendServiceRef) -> validation::Finding {
+    let where_ = match region_of(r) {
+        Some(region) => format!("region {region} of project {}", r.project),
+        None => format!("project {} (global)", r.project),
+    };
+    validation::target::target_missing(
+        "backend service",
+        &r.name,
+        &where_,
+        AttributePath::attr("backend_service"),
+    )
 }
 
 // ---- create, read, update, delete -------------------------------------------------------------
 
+/// Applies the desired state (create or update): the live checks on a fresh read first (an error
+/// finding stops it with nothing changed), then IAP on the backend, then the agent's grant on
+/// every Cloud Run service behind it. On failure the returned state tells what really exists.
 async fn converge(
     ctx: &Context,
     prior: &Value,
@@ -454,64 +531,77 @@ async fn converge(
     private: &[u8],
     operation: &str,
 ) -> ApplyResponse {
-    let mut private = common::Private::decode(private);
+    let private = common::Private::decode(private);
+    let unchanged = |d: Diagnostics| ApplyResponse {
+        state: prior.clone(),
+        private: private.encode(),
+        diagnostics: d,
+    };
     let Some(r) = backend_ref(planned) else {
-        let d = Diagnostic::error(
-            "Incomplete plan",
-            "project and backend_service must be known at apply. This is a bug in the provider.",
+        return unchanged(
+            Diagnostic::error(
+                "Incomplete plan",
+                "project and backend_service must be known at apply. This is a bug in the provider.",
+            )
+            .into(),
         );
-        return ApplyResponse {
-            state: prior.clone(),
-            private: private.encode(),
-            diagnostics: d.into(),
-        };
     };
     let deadline = common::deadline(config, operation);
-    let fail = |state: &Value, private: &common::Private, d: Diagnostic| ApplyResponse {
-        state: common::finalize(state.clone()),
-        private: private.encode(),
-        diagnostics: d.into(),
-    };
     let project = match ctx.project_info(&r.project).await {
         Ok(p) => p,
         Err(e) => {
-            return fail(
-                prior,
-                &private,
-                common::api_error(&format!("read project {}", r.project), &e),
-            )
+            return unchanged(common::api_error(&format!("read project {}", r.project), &e).into())
         }
     };
+    let grant = planned.get("grant_iap_invoker").as_bool().unwrap_or(true);
+    let ignore = validation::ignored(config);
+    // Right before the first change, on a fresh read: nothing changes while an error finding holds.
     let (backend, facts) = match backend_facts(ctx, &r).await {
         Ok(Some(found)) => found,
-        Ok(None) => {
-            let d = Diagnostic::error(
-                "Backend service not found",
-                format!("The backend service {r} does not exist."),
-            )
-            .at(AttributePath::attr("backend_service"));
-            return fail(prior, &private, d);
-        }
+        Ok(None) => return unchanged(validation::report([backend_missing(&r)], &ignore)),
         Err(e) => {
-            return fail(
-                prior,
-                &private,
-                common::api_error(&format!("read backend service {r}"), &e),
-            )
+            return unchanged(common::api_error(&format!("read backend service {r}"), &e).into())
         }
     };
-    let mut state = if prior.is_null() {
-        Value::Null
-    } else {
-        prior.clone()
-    };
+    let mut diagnostics = validation::report(
+        checks(ctx, &r, &facts, &project.project_number, Some(grant)).await,
+        &ignore,
+    );
+    if diagnostics.has_errors() {
+        return unchanged(diagnostics);
+    }
     let mut next = planned.clone();
     set_identity(&mut next, &r, &project.project_number);
-    let grant = planned.get("grant_iap_invoker").as_bool().unwrap_or(true);
     let agent_member = format!(
         "serviceAccount:{}",
         google::iap_service_agent_email(&project.project_number)
     );
+    let behind: Vec<ServiceName> = facts
+        .services()
+        .map(|s| ServiceName::new(r.project.as_str(), s.location.as_str(), s.name.as_str()))
+        .collect();
+    let mut grants = common::recorded_grants(prior, &private);
+    // What exists after a failure part-way.
+    let record = |next: &Value, grants: &std::collections::BTreeSet<String>, iap_on: bool| {
+        let mut state = next.clone();
+        state.set_attr("iap_enabled", Value::Bool(iap_on));
+        state.set_attr("invoker_grants", Value::string_set(grants.iter().cloned()));
+        state.set_attr("iap_invoker_granted", Value::Bool(false));
+        state.set_attr(
+            "cloud_run_services",
+            Value::string_list(facts.services().map(|s| s.label())),
+        );
+        common::finalize(state)
+    };
+    let fail = |state: Value, d: Diagnostic, diagnostics: &Diagnostics| {
+        let mut all = diagnostics.clone();
+        all.push(d);
+        ApplyResponse {
+            state,
+            private: Vec::new(),
+            diagnostics: all,
+        }
+    };
     if grant {
         if let Err(e) = ctx
             .clients
@@ -519,62 +609,7 @@ async fn converge(
             .iap_service_agent(&r.project, &project.project_number, deadline)
             .await
         {
-            return fail(
-                &state,
-                &private,
-                common::api_error("provision the IAP service agent", &e),
-            );
-        }
-        for s in facts.services() {
-            let name = ServiceName::new(r.project.as_str(), s.location.as_str(), s.name.as_str());
-            match common::grant_invoker(ctx, &name, &agent_member, deadline).await {
-                // A create that finds IAP already on adopts the agent's grants: they are what an
-                // interrupted earlier apply of this resource left (see docs/reliability.md).
-                Ok(added) if added || (prior.is_null() && facts.iap_enabled) => {
-                    private
-                        .invoker_grants
-                        .insert(name.to_string(), agent_member.clone());
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    return fail(
-                        &state,
-                        &private,
-                        common::api_error(
-                            &format!("grant roles/run.invoker on {name} to the IAP service agent"),
-                            &e,
-                        ),
-                    );
-                }
-            }
-            if state.is_null() {
-                // A grant exists now: record the object so a failure below leaves nothing unknown.
-                state = next.clone();
-                state.set_attr("iap_enabled", Value::Bool(facts.iap_enabled));
-                state.set_attr("oauth2_client_secret_sha256", Value::Null);
-            }
-        }
-    } else {
-        let grants: Vec<(String, String)> = private
-            .invoker_grants
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        for (key, member) in grants {
-            let Ok(name) = parse_service_key(&key) else {
-                continue;
-            };
-            if let Err(e) = common::revoke_invoker(ctx, &name, &member, deadline).await {
-                return fail(
-                    &state,
-                    &private,
-                    common::api_error(
-                        &format!("remove the invoker grant this resource added on {name}"),
-                        &e,
-                    ),
-                );
-            }
-            private.invoker_grants.remove(&key);
+            return unchanged(common::api_error("provision the IAP service agent", &e).into());
         }
     }
     let had_custom_client = backend
@@ -599,77 +634,127 @@ async fn converge(
             ..IapPatch::default()
         },
     };
-    match ctx
+    // IAP first: should the run stop before the grants, the next apply finds them missing and
+    // adds (and records) them; a grant it finds is never claimed.
+    let updated = match ctx
         .clients
         .compute
         .patch_backend_service_iap(&r, &patch, deadline)
         .await
     {
-        Ok(updated) => {
-            let iap = updated.iap.clone().unwrap_or_default();
-            if next.get("load_balancing_scheme").is_unknown() {
-                next.set_attr(
-                    "load_balancing_scheme",
-                    Value::opt_string(updated.load_balancing_scheme.clone()),
-                );
-            }
-            if next.get("cloud_run_services").is_unknown() {
-                next.set_attr(
-                    "cloud_run_services",
-                    Value::string_list(facts.services().map(|s| s.label())),
-                );
-            }
-            if next.get("oauth2_client_secret_sha256").is_unknown() {
-                next.set_attr(
-                    "oauth2_client_secret_sha256",
-                    Value::opt_string(iap.oauth2_client_secret_sha256.clone()),
-                );
-            }
-            ApplyResponse {
-                state: common::finalize(next),
-                private: private.encode(),
-                diagnostics: Diagnostics::new(),
-            }
-        }
+        Ok(updated) => updated,
         Err(e) => {
-            if prior.is_null() {
-                // A failed create undoes its grants and leaves no state: a tainted object would
-                // be replaced, and Terraform hands the destroy half of a replacement no private
-                // state, so the grants recorded there would be left behind.
-                let mut rolled_back = true;
-                for (key, member) in private.invoker_grants.clone() {
-                    let revoked = match parse_service_key(&key) {
-                        Ok(name) => common::revoke_invoker(ctx, &name, &member, deadline)
-                            .await
-                            .is_ok(),
-                        Err(_) => false,
-                    };
-                    if revoked {
-                        private.invoker_grants.remove(&key);
-                    } else {
-                        rolled_back = false;
+            let d = common::api_error(&format!("enable IAP on backend service {r}"), &e);
+            // The change may have landed (an operation that timed out): report what is there.
+            let on = ctx
+                .clients
+                .compute
+                .backend_service(&r)
+                .await
+                .ok()
+                .map(|b| b.iap_enabled());
+            let state = match (prior.is_null(), on) {
+                (true, Some(true)) => record(&next, &grants, true),
+                (true, _) => Value::Null,
+                (false, on) => {
+                    let mut state = prior.clone();
+                    if let Some(on) = on {
+                        state.set_attr("iap_enabled", Value::Bool(on));
                     }
+                    state
                 }
-                if rolled_back {
-                    state = Value::Null;
+            };
+            return fail(state, d, &diagnostics);
+        }
+    };
+    if grant {
+        for name in &behind {
+            match common::grant_invoker_propagated(ctx, name, &agent_member, deadline).await {
+                Ok(true) => {
+                    grants.insert(name.to_string());
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    let d = common::api_error(
+                        &format!("grant roles/run.invoker on {name} to the IAP service agent"),
+                        &e,
+                    );
+                    return fail(record(&next, &grants, true), d, &diagnostics);
                 }
             }
-            fail(
-                &state,
-                &private,
-                common::api_error(&format!("enable IAP on backend service {r}"), &e),
-            )
         }
+    }
+    // Grants this resource added that it no longer needs: on services no longer behind the
+    // backend, or all of them once grant_iap_invoker is false.
+    let behind_keys: std::collections::BTreeSet<String> =
+        behind.iter().map(|n| n.to_string()).collect();
+    for recorded in grants.clone() {
+        if grant && behind_keys.contains(&recorded) {
+            continue;
+        }
+        let Ok(name) = common::service_from_key(&recorded) else {
+            continue;
+        };
+        let released = if grant {
+            common::release_grant(
+                ctx,
+                &name,
+                &agent_member,
+                Some(&r),
+                deadline,
+                &mut diagnostics,
+            )
+            .await
+        } else {
+            common::revoke_invoker(ctx, &name, &agent_member, deadline).await
+        };
+        if let Err(e) = released {
+            let d = common::api_error(
+                &format!("remove the invoker grant this resource added on {name}"),
+                &e,
+            );
+            return fail(record(&next, &grants, true), d, &diagnostics);
+        }
+        grants.remove(&recorded);
+    }
+    let iap = updated.iap.clone().unwrap_or_default();
+    next.set_attr(
+        "load_balancing_scheme",
+        Value::opt_string(updated.load_balancing_scheme.clone()),
+    );
+    next.set_attr(
+        "cloud_run_services",
+        Value::string_list(facts.services().map(|s| s.label())),
+    );
+    if next.get("oauth2_client_secret_sha256").is_unknown() {
+        next.set_attr(
+            "oauth2_client_secret_sha256",
+            Value::opt_string(iap.oauth2_client_secret_sha256.clone()),
+        );
+    }
+    let granted = if grant {
+        true
+    } else {
+        agent_granted_everywhere(ctx, &behind, &agent_member).await
+    };
+    next.set_attr("iap_invoker_granted", Value::Bool(granted));
+    next.set_attr("invoker_grants", Value::string_set(grants.iter().cloned()));
+    ApplyResponse {
+        state: common::finalize(next),
+        private: Vec::new(),
+        diagnostics,
     }
 }
 
-/// Parses the `project/location/name` keys of [`common::Private::invoker_grants`].
-fn parse_service_key(key: &str) -> Result<ServiceName, String> {
-    let parsed = names::parse_service_id(key)?;
-    match (parsed.project, parsed.location) {
-        (Some(p), Some(l)) => Ok(ServiceName::new(p, l, parsed.service)),
-        _ => Err(format!("{key:?} is not a full service name")),
+/// Whether the agent holds roles/run.invoker on every one of `services` (false when unreadable).
+async fn agent_granted_everywhere(ctx: &Context, services: &[ServiceName], agent: &str) -> bool {
+    for name in services {
+        match ctx.clients.run.iam_policy(name).await {
+            Ok(policy) if policy.has_member(common::INVOKER_ROLE, agent, None) => {}
+            _ => return false,
+        }
     }
+    true
 }
 
 async fn read(ctx: &Context, req: ReadRequest) -> ReadResponse {
@@ -747,6 +832,18 @@ async fn read(ctx: &Context, req: ReadRequest) -> ReadResponse {
     if state.get("grant_iap_invoker").is_null() {
         state.set_attr("grant_iap_invoker", Value::Bool(true));
     }
+    let agent = format!(
+        "serviceAccount:{}",
+        google::iap_service_agent_email(&project_number)
+    );
+    // The facts carry each service's invoker members already: no second policy read.
+    let granted = facts
+        .services()
+        .all(|s| s.has_invoker(&agent) == Some(true));
+    state.set_attr("iap_invoker_granted", Value::Bool(granted));
+    // A state from before grants were recorded in it (or an import, which added nothing).
+    let grants = common::recorded_grants(&state, &common::Private::decode(&req.private));
+    state.set_attr("invoker_grants", Value::string_set(grants));
     ReadResponse {
         state: common::finalize(state),
         private: req.private,
@@ -756,16 +853,25 @@ async fn read(ctx: &Context, req: ReadRequest) -> ReadResponse {
 
 async fn delete(ctx: &Context, req: DeleteRequest) -> ApplyResponse {
     let prior = req.prior_state;
-    let mut private = common::Private::decode(&req.prior_private);
+    let private = common::Private::decode(&req.prior_private);
     let Some(r) = backend_ref(&prior) else {
         return ApplyResponse::default();
     };
     let deadline = common::deadline(&prior, "delete");
-    let fail = |d: Diagnostic, private: &common::Private| ApplyResponse {
-        state: prior.clone(),
-        private: private.encode(),
-        diagnostics: d.into(),
-    };
+    let mut diagnostics = Diagnostics::new();
+    let mut grants = common::recorded_grants(&prior, &private);
+    let fail =
+        |d: Diagnostic, grants: &std::collections::BTreeSet<String>, diagnostics: &Diagnostics| {
+            let mut state = prior.clone();
+            state.set_attr("invoker_grants", Value::string_set(grants.iter().cloned()));
+            let mut all = diagnostics.clone();
+            all.push(d);
+            ApplyResponse {
+                state,
+                private: Vec::new(),
+                diagnostics: all,
+            }
+        };
     match ctx
         .clients
         .compute
@@ -784,31 +890,40 @@ async fn delete(ctx: &Context, req: DeleteRequest) -> ApplyResponse {
         Err(e) => {
             return fail(
                 common::api_error(&format!("disable IAP on backend service {r}"), &e),
-                &private,
+                &grants,
+                &diagnostics,
             )
         }
     }
-    let grants: Vec<(String, String)> = private
-        .invoker_grants
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    for (key, member) in grants {
-        let Ok(name) = parse_service_key(&key) else {
-            continue;
-        };
-        if let Err(e) = common::revoke_invoker(ctx, &name, &member, deadline).await {
-            return fail(
-                common::api_error(
-                    &format!("remove the invoker grant this resource added on {name}"),
-                    &e,
-                ),
-                &private,
-            );
+    let member = prior
+        .get_str("project_number")
+        .map(|n| format!("serviceAccount:{}", google::iap_service_agent_email(n)))
+        .or_else(|| private.invoker_grants.values().next().cloned());
+    if let Some(member) = member {
+        for recorded in grants.clone() {
+            let Ok(name) = common::service_from_key(&recorded) else {
+                continue;
+            };
+            if let Err(e) =
+                common::release_grant(ctx, &name, &member, Some(&r), deadline, &mut diagnostics)
+                    .await
+            {
+                return fail(
+                    common::api_error(
+                        &format!("remove the invoker grant this resource added on {name}"),
+                        &e,
+                    ),
+                    &grants,
+                    &diagnostics,
+                );
+            }
+            grants.remove(&recorded);
         }
-        private.invoker_grants.remove(&key);
     }
-    ApplyResponse::default()
+    ApplyResponse {
+        diagnostics,
+        ..ApplyResponse::default()
+    }
 }
 
 // ---- import ----------------------------------------------------------------------------------

@@ -231,3 +231,220 @@ pub async fn project_findings(ctx: &Context, project: &str, direct: bool) -> Vec
     }
     findings
 }
+
+// ---- lifecycle: what a resource added, and when its checks run (DESIGN.md §5, §5b) -----------
+
+/// The `invoker_grants` attribute: the grants this resource added, recorded in state so that a
+/// destroy (a replacement's destroy half included) can undo exactly them.
+pub fn invoker_grants_attribute() -> Attribute {
+    Attribute::string_set("invoker_grants").computed().description(
+        "The Cloud Run services (`projects/{project}/locations/{location}/services/{name}`) on which this resource added `roles/run.invoker` for the IAP service agent. Destroying the resource removes exactly these grants (a grant that existed before is never claimed), unless another IAP-enabled path still routes to the service.",
+    )
+}
+
+/// The `checks_after` attribute: the one-run fix path (docs/checks.md).
+pub fn checks_after_attribute() -> Attribute {
+    Attribute::string_list("checks_after").optional().description(
+        "Values of the resources whose change in this run fixes a finding (for example `[tostring(google_compute_backend_service.app.enable_cdn)]` or a `terraform_data` id). While one is unknown at plan, or differs from the last apply, the live checks wait for apply and run there on a fresh read, after those resources, before any change. See the one-run fix path in the checks documentation.",
+    )
+}
+
+/// The grants recorded by an earlier apply: the state's `invoker_grants`, else (state written by
+/// an older version) the private state's.
+pub fn recorded_grants(state: &Value, private: &Private) -> std::collections::BTreeSet<String> {
+    let recorded = state.get("invoker_grants");
+    if !recorded.is_null() {
+        return recorded.strings().into_iter().map(str::to_string).collect();
+    }
+    private
+        .invoker_grants
+        .keys()
+        .filter_map(|k| service_from_key(k).ok())
+        .map(|s| s.to_string())
+        .collect()
+}
+
+/// A Cloud Run service from `projects/P/locations/L/services/S` or `P/L/S`.
+pub fn service_from_key(key: &str) -> Result<google::ServiceName, String> {
+    let parsed = names::parse_service_id(key)?;
+    match (parsed.project, parsed.location) {
+        (Some(p), Some(l)) => Ok(google::ServiceName::new(p, l, parsed.service)),
+        _ => Err(format!("{key:?} is not a full service name")),
+    }
+}
+
+/// Whether an error says the IAP service agent named in a policy does not exist yet: Google
+/// propagates a just-provisioned agent for a while (400 "Service account ... does not exist").
+fn is_agent_not_propagated(error: &google::Error) -> bool {
+    error.http_status() == Some(400) && {
+        let message = error.message();
+        message.contains("does not exist") && message.contains("gcp-sa-iap")
+    }
+}
+
+/// [`grant_invoker`], retrying while the agent is still propagating, until `deadline`; the error
+/// then names the agent.
+pub async fn grant_invoker_propagated(
+    ctx: &Context,
+    name: &google::ServiceName,
+    member: &str,
+    deadline: Instant,
+) -> Result<bool, google::Error> {
+    let mut pause = Duration::from_millis(500);
+    loop {
+        match grant_invoker(ctx, name, member, deadline).await {
+            Err(e) if is_agent_not_propagated(&e) => {
+                if Instant::now() + pause >= deadline {
+                    return Err(e.with_hint(format!(
+                        "The IAP service agent {member} was still unknown to IAM when the timeout ran out; Google takes a while to propagate a new agent. Apply again, or raise the resource's timeouts"
+                    )));
+                }
+                tracing::debug!(%name, agent = member, "IAP service agent not propagated yet; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The IAP-enabled paths that still route to a Cloud Run service: its own direct IAP (when
+/// `direct`) and every backend service with IAP on (global, or in the service's region) over a
+/// serverless NEG for it, except `except`. Described for diagnostics.
+pub async fn iap_paths_to(
+    ctx: &Context,
+    name: &google::ServiceName,
+    direct: bool,
+    except: Option<&google::BackendServiceRef>,
+) -> Result<Vec<String>, google::Error> {
+    let mut paths = Vec::new();
+    if direct {
+        match ctx.clients.run.service(name).await {
+            Ok(s) if s.iap_enabled => paths.push(format!("direct IAP on {name}")),
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => return Ok(paths),
+            Err(e) => return Err(e),
+        }
+    }
+    let compute = &ctx.clients.compute;
+    let negs: Vec<String> = compute
+        .network_endpoint_groups(&name.project, &name.location)
+        .await?
+        .into_iter()
+        .filter(|n| {
+            n.cloud_run.as_ref().and_then(|r| r.service.as_deref()) == Some(name.service.as_str())
+        })
+        .map(|n| n.name)
+        .collect();
+    if negs.is_empty() {
+        return Ok(paths);
+    }
+    let region = google::Scope::Region(name.location.clone());
+    for scope in [google::Scope::Global, region] {
+        for backend in compute.backend_services(&name.project, &scope).await? {
+            let this = match &scope {
+                google::Scope::Global => {
+                    google::BackendServiceRef::global(name.project.as_str(), backend.name.as_str())
+                }
+                google::Scope::Region(r) => google::BackendServiceRef::regional(
+                    name.project.as_str(),
+                    r.as_str(),
+                    backend.name.as_str(),
+                ),
+            };
+            if except.is_some_and(|e| e.to_string() == this.to_string()) || !backend.iap_enabled() {
+                continue;
+            }
+            let fronts = backend.backend_groups.iter().any(|g| {
+                let mut parts = g.rsplit('/');
+                let neg = parts.next().unwrap_or_default();
+                let _kind = parts.next();
+                let region = parts.next().unwrap_or_default();
+                region == name.location && negs.iter().any(|n| n == neg)
+            });
+            if fronts {
+                paths.push(format!("backend service {this} (IAP on)"));
+            }
+        }
+    }
+    Ok(paths)
+}
+
+/// Removes a recorded grant unless another IAP-enabled path still needs it; a kept grant is
+/// reported as a warning. Errors are the revoke's (a lookup failure keeps the grant: removing
+/// access someone may need is worse than leaving it).
+pub async fn release_grant(
+    ctx: &Context,
+    name: &google::ServiceName,
+    member: &str,
+    except: Option<&google::BackendServiceRef>,
+    deadline: Instant,
+    diagnostics: &mut Diagnostics,
+) -> Result<(), google::Error> {
+    let paths = match iap_paths_to(ctx, name, true, except).await {
+        Ok(paths) => paths,
+        Err(e) => vec![format!("(could not be determined: {e})")],
+    };
+    if !paths.is_empty() {
+        diagnostics.warning(
+            "Invoker grant kept",
+            format!(
+                "roles/run.invoker of {member} on {name} was added by this resource, but is kept: it is still needed by {}. Whoever manages that path owns it now.",
+                paths.join(", ")
+            ),
+        );
+        return Ok(());
+    }
+    revoke_invoker(ctx, name, member, deadline).await
+}
+
+/// Plans `project` for an attribute that defaults to the provider's: an effective change (a new
+/// provider default) replaces the resource; a project id and its number name the same project
+/// and change nothing.
+pub async fn plan_project_identity(
+    ctx: &Context,
+    prior: &Value,
+    config: &Value,
+    planned: &mut Value,
+    requires_replace: &mut Vec<AttributePath>,
+) {
+    let path = AttributePath::attr("project");
+    let (Some(before), Some(now)) = (prior.get_str("project"), planned.get_str("project")) else {
+        return;
+    };
+    if before == now {
+        return;
+    }
+    let same = match (ctx.project_info(before).await, ctx.project_info(now).await) {
+        (Ok(a), Ok(b)) => a.project_number == b.project_number,
+        _ => false,
+    };
+    if same {
+        requires_replace.retain(|p| *p != path);
+        if config.get("project").is_null() {
+            planned.set_attr("project", Value::from(before));
+        }
+    } else if !requires_replace.contains(&path) {
+        requires_replace.push(path);
+    }
+}
+
+/// Plans an attribute (`location`, `role`) whose default may change: a different effective
+/// value replaces the resource.
+pub fn plan_replace_on_change(
+    prior: &Value,
+    planned: &Value,
+    attribute: &str,
+    requires_replace: &mut Vec<AttributePath>,
+) {
+    let path = AttributePath::attr(attribute);
+    let (before, now) = (prior.get(attribute), planned.get(attribute));
+    if !prior.is_null()
+        && !before.is_null()
+        && now.is_known()
+        && before != now
+        && !requires_replace.contains(&path)
+    {
+        requires_replace.push(path);
+    }
+}

@@ -54,6 +54,8 @@ fn schema() -> Schema {
         .attribute(Attribute::bool("iap_invoker_granted").computed().description(
             "Whether the IAP service agent holds `roles/run.invoker` on the service as last read.",
         ))
+        .attribute(common::invoker_grants_attribute())
+        .attribute(common::checks_after_attribute())
         .block(crate::framework::schema::timeouts_block(true, true, true)),
     )
 }
@@ -113,12 +115,33 @@ fn set_identity(state: &mut Value, name: &ServiceName, project_number: &str) {
     );
 }
 
+/// The attributes the configuration sets: a change in one is a change the user asks for.
+const CONFIGURED: &[&str] = &[
+    "service",
+    "location",
+    "project",
+    "grant_iap_invoker",
+    "ignore_checks",
+    "timeouts",
+];
+
+/// Computed attributes that describe the object: unknown again when the resource is replaced.
+const COMPUTED: &[&str] = &[
+    "id",
+    "project_number",
+    "iap_resource_name",
+    "iap_service_agent",
+    "uri",
+    "invoker_grants",
+];
+
 async fn plan(ctx: &Context, req: &mut PlanRequest) -> Diagnostics {
     let mut diags = Diagnostics::new();
     if req.planned_state.is_null() {
         return diags;
     }
     let config = req.config.clone();
+    let prior = req.prior_state.clone();
     let planned = &mut req.planned_state;
     common::plan_project(ctx, &config, planned, &mut diags);
     if config.get("location").is_null() {
@@ -134,16 +157,34 @@ async fn plan(ctx: &Context, req: &mut PlanRequest) -> Diagnostics {
     if config.get("grant_iap_invoker").is_null() {
         planned.set_attr("grant_iap_invoker", Value::Bool(true));
     }
+    // A new provider default is a new target: replace, never move IAP in place.
+    common::plan_project_identity(ctx, &prior, &config, planned, &mut req.requires_replace).await;
+    common::plan_replace_on_change(&prior, planned, "location", &mut req.requires_replace);
+    let replacing = !req.requires_replace.is_empty();
+    if replacing {
+        for a in COMPUTED {
+            planned.set_attr(a, Value::unknown());
+        }
+    }
     let grant = planned.get("grant_iap_invoker").as_bool();
     planned.set_attr("iap_enabled", Value::Bool(true));
-    let prior_grant = req.prior_state.get("grant_iap_invoker").as_bool();
+    let prior_grant = prior.get("grant_iap_invoker").as_bool();
     match grant {
         Some(true) => planned.set_attr("iap_invoker_granted", Value::Bool(true)),
         // Turning the grant off may revoke it; otherwise whoever manages the grant keeps it as read.
-        _ if req.prior_state.is_null() || prior_grant != Some(false) => {
+        _ if prior.is_null() || prior_grant != Some(false) => {
             planned.set_attr("iap_invoker_granted", Value::unknown())
         }
         _ => {}
+    }
+    let intent_changed = validation::timing::intent_changed(&prior, planned, CONFIGURED);
+    // What this resource adds may change whenever anything is applied.
+    if !prior.is_null()
+        && (intent_changed
+            || prior.get("iap_enabled") != planned.get("iap_enabled")
+            || prior.get("iap_invoker_granted") != planned.get("iap_invoker_granted"))
+    {
+        planned.set_attr("invoker_grants", Value::unknown());
     }
     if diags.has_errors() {
         return diags;
@@ -162,30 +203,49 @@ async fn plan(ctx: &Context, req: &mut PlanRequest) -> Diagnostics {
         }
     };
     set_identity(planned, &name, &project.project_number);
-    diags.extend(checks(ctx, &config, &name, &project.project_number, grant).await);
+    let at = if replacing {
+        validation::timing::AtPlan::Enforce
+    } else {
+        validation::timing::at_plan(&prior, planned, intent_changed)
+    };
+    let ignore = validation::ignored(&config);
+    let findings = checks(ctx, &name, &project.project_number, grant, false).await;
+    match findings {
+        Ok(findings) => diags.extend(validation::timing::report_at_plan(findings, &ignore, at)),
+        Err(d) => diags.push(d),
+    }
     diags
 }
 
-/// The plan-time checks of a service with direct IAP (read-only API calls).
+/// The live checks of a service with direct IAP (read-only API calls). `at_apply`: a missing
+/// service is an error only then (at plan the configuration may still create it).
 async fn checks(
     ctx: &Context,
-    config: &Value,
     name: &ServiceName,
     project_number: &str,
     grant: Option<bool>,
-) -> Diagnostics {
-    let ignore = validation::ignored(config);
+    at_apply: bool,
+) -> Result<Vec<validation::Finding>, Diagnostic> {
     let mut findings = common::project_findings(ctx, &name.project, true).await;
     match common::run_service_facts(ctx, name).await {
-        Ok(None) => findings.push(validation::target::target_missing(
+        Ok(None) if at_apply => findings.push(validation::target::target_missing(
             "Cloud Run service",
             &name.service,
             &format!("{} of project {}", name.location, name.project),
             AttributePath::attr("service"),
         )),
+        Ok(None) => return Ok(vec![]),
         Ok(Some(facts)) => {
             let key = format!("{project_number}/{}/{}", name.location, name.service);
-            let fronting = ctx.plan_direct_iap(&key);
+            let mut fronting = ctx.plan_direct_iap(&key);
+            // Seen from the service: a live IAP-enabled backend in front of it.
+            if let Ok(paths) = common::iap_paths_to(ctx, name, false, None).await {
+                fronting.extend(
+                    paths
+                        .iter()
+                        .map(|p| p.trim_start_matches("backend service ").to_string()),
+                );
+            }
             findings.extend(validation::service::double_iap_planned(&facts, &fronting));
             findings.extend(validation::service::http2_direct(&facts));
             findings.extend(validation::service::public_invoker(
@@ -193,26 +253,40 @@ async fn checks(
                 AttributePath::attr("service"),
             ));
             if let Some(grant) = grant {
-                findings.extend(validation::service::missing_invoker(
+                let project_invokers = project_invokers(ctx, &name.project).await;
+                findings.extend(validation::service::missing_invoker_in_project(
                     &facts,
                     project_number,
                     grant,
+                    project_invokers.as_deref(),
                 ));
             }
         }
         Err(e) => {
-            return common::api_error(&format!("read Cloud Run service {name}"), &e)
-                .at(AttributePath::attr("service"))
-                .into()
+            return Err(
+                common::api_error(&format!("read Cloud Run service {name}"), &e)
+                    .at(AttributePath::attr("service")),
+            )
         }
     }
-    validation::report(findings, &ignore)
+    Ok(findings)
+}
+
+/// The unconditional `roles/run.invoker` members of a project's own policy; `None` when unreadable.
+async fn project_invokers(ctx: &Context, project: &str) -> Option<Vec<String>> {
+    ctx.clients
+        .resource_manager
+        .project_iam_policy(project)
+        .await
+        .ok()
+        .map(|p| p.members(common::INVOKER_ROLE, None))
 }
 
 // ---- create, read, update, delete -------------------------------------------------------------
 
-/// Applies the desired state (create or update) step by step; on failure the returned state tells
-/// what really exists so the next apply converges.
+/// Applies the desired state (create or update) step by step: the live checks on a fresh read
+/// first (an error finding stops it with nothing changed), then IAP on, then the agent's grant.
+/// On failure the returned state tells what really exists, grants added included.
 async fn converge(
     ctx: &Context,
     prior: &Value,
@@ -222,7 +296,7 @@ async fn converge(
     operation: &str,
 ) -> ApplyResponse {
     let mut diagnostics = Diagnostics::new();
-    let mut private = common::Private::decode(private);
+    let private = common::Private::decode(private);
     let Some(name) = service_name(planned) else {
         diagnostics.error(
             "Incomplete plan",
@@ -235,35 +309,59 @@ async fn converge(
         };
     };
     let deadline = common::deadline(config, operation);
-    // What exists before this apply changes anything.
-    let mut state = if prior.is_null() {
-        Value::Null
-    } else {
-        prior.clone()
-    };
-    let fail = |state: Value, private: &common::Private, d: Diagnostic| ApplyResponse {
-        state: common::finalize(state),
+    let unchanged = |d: Diagnostics| ApplyResponse {
+        state: prior.clone(),
         private: private.encode(),
-        diagnostics: d.into(),
+        diagnostics: d,
     };
     let project = match ctx.project_info(&name.project).await {
         Ok(p) => p,
         Err(e) => {
-            return fail(
-                state,
-                &private,
-                common::api_error(&format!("read project {}", name.project), &e),
+            return unchanged(
+                common::api_error(&format!("read project {}", name.project), &e).into(),
             )
         }
     };
+    let grant = planned.get("grant_iap_invoker").as_bool().unwrap_or(true);
+    // Right before the first change, on a fresh read: nothing changes while an error finding holds.
+    match checks(ctx, &name, &project.project_number, Some(grant), true).await {
+        Ok(findings) => {
+            let found = validation::report(findings, &validation::ignored(config));
+            if found.has_errors() {
+                return unchanged(found);
+            }
+            diagnostics.extend(found);
+        }
+        Err(d) => return unchanged(d.into()),
+    }
     let mut next = planned.clone();
     set_identity(&mut next, &name, &project.project_number);
     let agent_member = format!(
         "serviceAccount:{}",
         google::iap_service_agent_email(&project.project_number)
     );
-    let grant = planned.get("grant_iap_invoker").as_bool().unwrap_or(true);
     let key = name.to_string();
+    let mut grants = common::recorded_grants(prior, &private);
+    // What exists, for a failure part-way: the prior object, or (create) the object once changed.
+    let record =
+        |next: &Value, iap_enabled: Option<bool>, grants: &std::collections::BTreeSet<String>| {
+            let mut state = next.clone();
+            if let Some(on) = iap_enabled {
+                state.set_attr("iap_enabled", Value::Bool(on));
+            }
+            state.set_attr("invoker_grants", Value::string_set(grants.iter().cloned()));
+            state.set_attr("iap_invoker_granted", Value::Bool(grants.contains(&key)));
+            common::finalize(state)
+        };
+    let fail = |state: Value, d: Diagnostic, diagnostics: &Diagnostics| {
+        let mut all = diagnostics.clone();
+        all.push(d);
+        ApplyResponse {
+            state,
+            private: Vec::new(),
+            diagnostics: all,
+        }
+    };
     if grant {
         if let Err(e) = ctx
             .clients
@@ -271,101 +369,81 @@ async fn converge(
             .iap_service_agent(&name.project, &project.project_number, deadline)
             .await
         {
-            return fail(
-                state,
-                &private,
-                common::api_error("provision the IAP service agent", &e),
-            );
+            return unchanged(common::api_error("provision the IAP service agent", &e).into());
         }
-        match common::grant_invoker(ctx, &name, &agent_member, deadline).await {
-            Ok(added) => {
-                // A create that finds IAP already on adopts the agent's grant: it is what an
-                // interrupted earlier apply of this resource left (see docs/reliability.md).
-                let adopted = !added
-                    && prior.is_null()
-                    && ctx
-                        .clients
-                        .run
-                        .service(&name)
-                        .await
-                        .is_ok_and(|s| s.iap_enabled);
-                if added || adopted {
-                    private
-                        .invoker_grants
-                        .insert(key.clone(), agent_member.clone());
-                }
-            }
-            Err(e) => {
-                return fail(
-                    state,
-                    &private,
-                    common::api_error(
-                        &format!("grant roles/run.invoker on {name} to the IAP service agent"),
-                        &e,
-                    ),
-                );
-            }
-        }
-        if state.is_null() {
-            // The grant exists now: record the object so a failure below leaves nothing unknown to Terraform.
-            state = next.clone();
-            state.set_attr("iap_enabled", Value::Bool(false));
-            state.set_attr("iap_invoker_granted", Value::Bool(true));
-            state.set_attr("uri", Value::Null);
-        } else {
-            state.set_attr("iap_invoker_granted", Value::Bool(true));
-        }
-    } else if let Some(member) = private.invoker_grants.get(&key).cloned() {
-        if let Err(e) = common::revoke_invoker(ctx, &name, &member, deadline).await {
-            return fail(
-                state,
-                &private,
-                common::api_error(
-                    &format!("remove the invoker grant this resource added on {name}"),
-                    &e,
-                ),
-            );
-        }
-        private.invoker_grants.remove(&key);
     }
-    match ctx.clients.run.set_iap_enabled(&name, true, deadline).await {
-        Ok(service) => {
-            next.set_attr("uri", Value::opt_string(service.uri.clone()));
-            if !grant {
-                let granted = match ctx.clients.run.iam_policy(&name).await {
-                    Ok(policy) => policy.has_member(common::INVOKER_ROLE, &agent_member, None),
-                    Err(_) => false,
-                };
-                next.set_attr("iap_invoker_granted", Value::Bool(granted));
-            }
-            ApplyResponse {
-                state: common::finalize(next),
-                private: private.encode(),
-                diagnostics,
-            }
-        }
+    // IAP first: should the run stop before the grant, the next apply finds IAP on and no grant,
+    // and adds (and records) it; a grant it finds is never claimed.
+    let service = match ctx.clients.run.set_iap_enabled(&name, true, deadline).await {
+        Ok(service) => service,
         Err(e) => {
             let mut d = common::api_error(&format!("enable IAP on Cloud Run service {name}"), &e);
             if e.is_not_found() {
                 d = d.at(AttributePath::attr("service"));
             }
-            if prior.is_null() {
-                // A failed create undoes its grant and leaves no state: a tainted object would be
-                // replaced, and Terraform hands the destroy half of a replacement no private
-                // state, so the grant recorded there would be left behind.
-                let rolled_back = match private.invoker_grants.get(&key).cloned() {
-                    Some(member) => common::revoke_invoker(ctx, &name, &member, deadline)
-                        .await
-                        .is_ok(),
-                    None => true,
-                };
-                if rolled_back {
-                    private.invoker_grants.remove(&key);
-                    state = Value::Null;
+            // The change may have landed (an operation that timed out): report what is there.
+            let on = ctx
+                .clients
+                .run
+                .service(&name)
+                .await
+                .ok()
+                .map(|s| s.iap_enabled);
+            let state = match (prior.is_null(), on) {
+                (true, Some(true)) => record(&next, Some(true), &grants),
+                (true, _) => Value::Null,
+                (false, on) => {
+                    let mut state = prior.clone();
+                    if let Some(on) = on {
+                        state.set_attr("iap_enabled", Value::Bool(on));
+                    }
+                    state
                 }
-            }
-            fail(state, &private, d)
+            };
+            return fail(state, d, &diagnostics);
         }
+    };
+    next.set_attr("uri", Value::opt_string(service.uri.clone()));
+    if grant {
+        match common::grant_invoker_propagated(ctx, &name, &agent_member, deadline).await {
+            Ok(true) => {
+                grants.insert(key.clone());
+            }
+            Ok(false) => {}
+            Err(e) => {
+                let d = common::api_error(
+                    &format!("grant roles/run.invoker on {name} to the IAP service agent"),
+                    &e,
+                );
+                return fail(record(&next, Some(true), &grants), d, &diagnostics);
+            }
+        }
+        next.set_attr("iap_invoker_granted", Value::Bool(true));
+    } else {
+        for recorded in grants.clone() {
+            let Ok(service) = common::service_from_key(&recorded) else {
+                continue;
+            };
+            if let Err(e) = common::revoke_invoker(ctx, &service, &agent_member, deadline).await {
+                let d = common::api_error(
+                    &format!("remove the invoker grant this resource added on {service}"),
+                    &e,
+                );
+                return fail(record(&next, Some(true), &grants), d, &diagnostics);
+            }
+            grants.remove(&recorded);
+        }
+        let granted = match ctx.clients.run.iam_policy(&name).await {
+            Ok(policy) => policy.has_member(common::INVOKER_ROLE, &agent_member, None),
+            Err(_) => false,
+        };
+        next.set_attr("iap_invoker_granted", Value::Bool(granted));
+    }
+    next.set_attr("invoker_grants", Value::string_set(grants.iter().cloned()));
+    ApplyResponse {
+        state: common::finalize(next),
+        private: Vec::new(),
+        diagnostics,
     }
 }
 
@@ -448,6 +526,9 @@ async fn read(ctx: &Context, req: ReadRequest) -> ReadResponse {
     if state.get("grant_iap_invoker").is_null() {
         state.set_attr("grant_iap_invoker", Value::Bool(true));
     }
+    // A state from before grants were recorded in it (or an import, which added nothing).
+    let grants = common::recorded_grants(&state, &common::Private::decode(&req.private));
+    state.set_attr("invoker_grants", Value::string_set(grants));
     ReadResponse {
         state: common::finalize(state),
         private: req.private,
@@ -457,16 +538,25 @@ async fn read(ctx: &Context, req: ReadRequest) -> ReadResponse {
 
 async fn delete(ctx: &Context, req: DeleteRequest) -> ApplyResponse {
     let prior = req.prior_state;
-    let mut private = common::Private::decode(&req.prior_private);
+    let private = common::Private::decode(&req.prior_private);
     let Some(name) = service_name(&prior) else {
         return ApplyResponse::default();
     };
     let deadline = common::deadline(&prior, "delete");
-    let fail = |d: Diagnostic, private: &common::Private| ApplyResponse {
-        state: prior.clone(),
-        private: private.encode(),
-        diagnostics: d.into(),
-    };
+    let mut diagnostics = Diagnostics::new();
+    let mut grants = common::recorded_grants(&prior, &private);
+    let fail =
+        |d: Diagnostic, grants: &std::collections::BTreeSet<String>, diagnostics: &Diagnostics| {
+            let mut state = prior.clone();
+            state.set_attr("invoker_grants", Value::string_set(grants.iter().cloned()));
+            let mut all = diagnostics.clone();
+            all.push(d);
+            ApplyResponse {
+                state,
+                private: Vec::new(),
+                diagnostics: all,
+            }
+        };
     match ctx
         .clients
         .run
@@ -474,27 +564,44 @@ async fn delete(ctx: &Context, req: DeleteRequest) -> ApplyResponse {
         .await
     {
         Ok(_) => {}
-        Err(e) if e.is_not_found() => return ApplyResponse::default(),
+        Err(e) if e.is_not_found() => {}
         Err(e) => {
             return fail(
                 common::api_error(&format!("disable IAP on Cloud Run service {name}"), &e),
-                &private,
+                &grants,
+                &diagnostics,
             )
         }
     }
-    if let Some(member) = private.invoker_grants.get(&name.to_string()).cloned() {
-        if let Err(e) = common::revoke_invoker(ctx, &name, &member, deadline).await {
-            return fail(
-                common::api_error(
-                    &format!("remove the invoker grant this resource added on {name}"),
-                    &e,
-                ),
-                &private,
-            );
+    let member = prior
+        .get_str("iap_service_agent")
+        .map(|a| format!("serviceAccount:{a}"))
+        .or_else(|| private.invoker_grants.values().next().cloned());
+    if let Some(member) = member {
+        for recorded in grants.clone() {
+            let Ok(service) = common::service_from_key(&recorded) else {
+                continue;
+            };
+            if let Err(e) =
+                common::release_grant(ctx, &service, &member, None, deadline, &mut diagnostics)
+                    .await
+            {
+                return fail(
+                    common::api_error(
+                        &format!("remove the invoker grant this resource added on {service}"),
+                        &e,
+                    ),
+                    &grants,
+                    &diagnostics,
+                );
+            }
+            grants.remove(&recorded);
         }
-        private.invoker_grants.clear();
     }
-    ApplyResponse::default()
+    ApplyResponse {
+        diagnostics,
+        ..ApplyResponse::default()
+    }
 }
 
 // ---- import ----------------------------------------------------------------------------------

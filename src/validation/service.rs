@@ -233,9 +233,9 @@ pub fn double_iap(
         .collect()
 }
 
-/// `double_iap`, seen from the Cloud Run service: a backend service planned with IAP in this run
-/// fronts the service that direct IAP is being enabled on (neither is applied yet, so the API cannot
-/// tell). Same source as [`double_iap`]. Reads: the backends' serverless NEGs `cloudRun.service`.
+/// `double_iap`, seen from the Cloud Run service: a backend service with IAP on (live, or planned in
+/// this run) fronts the service that direct IAP is being enabled on. Same source as [`double_iap`].
+/// Reads: serverless NEGs' `cloudRun.service` and the backend services over them.
 pub fn double_iap_planned(service: &RunServiceFacts, backends: &[String]) -> Vec<Finding> {
     if backends.is_empty() {
         return vec![];
@@ -244,7 +244,7 @@ pub fn double_iap_planned(service: &RunServiceFacts, backends: &[String]) -> Vec
         "double_iap",
         Some(AttributePath::attr("service")),
         format!(
-            "Cloud Run service {} gets IAP directly, and this plan also enables IAP on backend service {} in front of it.",
+            "Cloud Run service {} gets IAP directly, and IAP is on (or this plan turns it on) in front of it on backend service {}.",
             service.label(),
             backends.join(", ")
         ),
