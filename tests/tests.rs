@@ -30,3 +30,5 @@ mod bad_input;
 mod wire_input;
 // One configuration creates the services, the load balancer and the IAP; checks wait for apply.
 mod composition;
+// Replacement on effective changes, grants recorded and never leaked, drift, propagation, endpoints.
+mod lifecycle;

@@ -58,6 +58,10 @@ pub fn plan_project(ctx: &Context, config: &Value, planned: &mut Value, diags: &
     if !config.get("project").is_null() {
         return;
     }
+    if ctx.settings.project_unknown {
+        planned.set_attr("project", Value::unknown());
+        return;
+    }
     match ctx.project(None) {
         Some(p) => planned.set_attr("project", Value::from(p)),
         None => diags.attribute_error(

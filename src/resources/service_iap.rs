@@ -144,7 +144,9 @@ async fn plan(ctx: &Context, req: &mut PlanRequest) -> Diagnostics {
     let prior = req.prior_state.clone();
     let planned = &mut req.planned_state;
     common::plan_project(ctx, &config, planned, &mut diags);
-    if config.get("location").is_null() {
+    if config.get("location").is_null() && ctx.settings.region_unknown {
+        planned.set_attr("location", Value::unknown());
+    } else if config.get("location").is_null() {
         match ctx.region(None) {
             Some(region) => planned.set_attr("location", Value::from(region)),
             None => diags.attribute_error(
