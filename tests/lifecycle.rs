@@ -398,17 +398,16 @@ resource "iaprun_backend_iap" "web" {{
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rename_leaves_no_grant_and_no_iap_on_the_old_target() {
     let world = World::start().await;
-    world.run_service("one", json!({})).await;
-    world.run_service("two", json!({})).await;
-    for (service, neg) in [("one", "one-neg"), ("two", "two-neg")] {
-        world.neg(neg, service).await;
+    // Direct IAP moves from "one" to "two"; the load balancer IAP from web-a ("three") to web-b ("four").
+    for service in ["one", "two", "three", "four"] {
+        world.run_service(service, json!({})).await;
     }
-    world.run_service("three", json!({})).await;
     world.neg("three-neg", "three").await;
+    world.neg("four-neg", "four").await;
     world
         .backend("web-a", None, &["three-neg"], json!({}))
         .await;
-    world.backend("web-b", None, &["two-neg"], json!({})).await;
+    world.backend("web-b", None, &["four-neg"], json!({})).await;
     world.https_frontend("web-a").await;
     world.https_frontend("web-b").await;
     let header = provider_header("");
@@ -441,8 +440,10 @@ resource "iaprun_backend_iap" "b" {{
         true
     );
     assert!(world.run_members("two", INVOKER).await.contains(&agent));
+    assert!(world.run_members("four", INVOKER).await.contains(&agent));
     ws.destroy().expect_success();
     assert!(!world.run_members("two", INVOKER).await.contains(&agent));
+    assert!(!world.run_members("four", INVOKER).await.contains(&agent));
 }
 
 /// The grant fails after IAP went on (as a kill there would leave it): the state holds the object
