@@ -149,9 +149,13 @@ mod missing_invoker_in_project_tests {
         };
         let agent = "serviceAccount:service-42@gcp-sa-iap.iam.gserviceaccount.com".to_string();
         let other = "user:someone@example.com".to_string();
-        assert!(
-            missing_invoker_in_project(&service, "42", false, Some(std::slice::from_ref(&agent))).is_empty()
-        );
+        assert!(missing_invoker_in_project(
+            &service,
+            "42",
+            false,
+            Some(std::slice::from_ref(&agent))
+        )
+        .is_empty());
         assert!(missing_invoker_in_project(
             &service,
             "42",
