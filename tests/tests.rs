@@ -16,6 +16,10 @@ mod access_binding;
 mod backend_iap;
 // Schemas seen by every terraform, diagnostics on the attribute, plugin process: mTLS, Shutdown, SIGINT.
 mod foundation;
+// Google's own Python client libraries (REST) against the emulator; system parameters on the wire.
+mod client_libraries;
+// iaprun-emulator --seed: every kind of object, malformed seeds, `terraform test` of the module.
+mod seed;
 // The Google API clients against the emulator: typed calls, errors, retries, operations, conflicts, tokens.
 mod google_client;
 // Every known-limitation check fires on the attribute at fault, near misses stay silent, nothing changes.
@@ -32,3 +36,5 @@ mod wire_input;
 mod composition;
 // Replacement on effective changes, grants recorded and never leaked, drift, propagation, endpoints.
 mod lifecycle;
+// Release archives (scripts/dist.sh): registry names, SHA256SUMS, signature, the packed mirror installed.
+mod dist;

@@ -1,17 +1,20 @@
 //! `iaprun_backend_iap`: IAP enabled on a load balancer backend service (global or regional) that
 //! fronts Cloud Run through serverless NEGs, with an optional custom OAuth client.
 
-use async_trait::async_trait;
+use std::collections::BTreeSet;
 
-use super::common;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::common::{self, Agent, Private};
+use super::Context;
+use crate::framework::timeouts::{timeouts_block, Timeouts};
 use crate::framework::{
-    ApplyRequest, ApplyResponse, Attribute, AttributePath, Block, DeleteRequest, Diagnostic,
-    Diagnostics, ImportResponse, PlanRequest, ReadRequest, ReadResponse, Resource, Schema,
-    ValidateRequest, Value,
+    Applied, Attr, Attribute, AttributePath, Block, Change, ClientCapabilities, Delete, Deleted,
+    Diagnostic, Diagnostics, Failure, Plan, Read, Resource, Schema,
 };
 use crate::google::{self, BackendServiceRef, IapPatch, Scope, ServiceName};
 use crate::names;
-use crate::provider::Context;
 use crate::validation::{
     self,
     facts::{BackendFacts, NegFacts},
@@ -22,10 +25,98 @@ pub struct BackendIap;
 
 pub const TYPE_NAME: &str = "iaprun_backend_iap";
 
-// ---- schema ----------------------------------------------------------------------------------
+/// Config, plan and state of one `iaprun_backend_iap`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Model {
+    pub id: Attr<String>,
+    pub backend_service: Attr<String>,
+    pub region: Attr<String>,
+    pub project: Attr<String>,
+    pub oauth2_client_id: Attr<String>,
+    pub oauth2_client_secret: Attr<String>,
+    pub oauth2_client_secret_wo: Attr<String>,
+    pub oauth2_client_secret_wo_version: Attr<serde_json::Number>,
+    pub grant_iap_invoker: Attr<bool>,
+    pub ignore_checks: Attr<BTreeSet<String>>,
+    pub project_number: Attr<String>,
+    pub iap_resource_name: Attr<String>,
+    pub load_balancing_scheme: Attr<String>,
+    pub cloud_run_services: Attr<Vec<String>>,
+    pub iap_enabled: Attr<bool>,
+    pub iap_invoker_granted: Attr<bool>,
+    pub invoker_grants: Attr<BTreeSet<String>>,
+    pub checks_after: Attr<Vec<String>>,
+    pub oauth2_client_secret_sha256: Attr<String>,
+    pub timeouts: Attr<Timeouts>,
+}
 
-fn schema() -> Schema {
-    Schema::new(
+impl Model {
+    /// The backend service this instance designates, when its project and name are known.
+    fn backend_ref(&self) -> Option<BackendServiceRef> {
+        let (project, name) = (
+            self.project.get()?.as_str(),
+            self.backend_service.get()?.as_str(),
+        );
+        match &self.region {
+            Attr::Null => Some(BackendServiceRef::global(project, name)),
+            Attr::Known(region) => {
+                Some(BackendServiceRef::regional(project, region.as_str(), name))
+            }
+            Attr::Unknown(_) => None,
+        }
+    }
+
+    fn set_identity(&mut self, r: &BackendServiceRef, project_number: &str) {
+        self.id = Attr::Known(r.to_string());
+        self.project_number = project_number.into();
+        let resource = google::backend_service_resource(project_number, region_of(r), &r.name);
+        self.iap_resource_name = Attr::Known(resource);
+    }
+
+    /// What the configuration asks for: a change in it is a change the user makes.
+    fn intent(&self) -> impl PartialEq + '_ {
+        (
+            (&self.backend_service, &self.region, &self.project),
+            (&self.oauth2_client_id, &self.oauth2_client_secret),
+            (
+                &self.oauth2_client_secret_wo_version,
+                &self.grant_iap_invoker,
+            ),
+            (&self.ignore_checks, &self.timeouts),
+        )
+    }
+
+    /// The client secret the configuration gives (state-stored or write-only), if any.
+    fn configured_secret(&self) -> &Attr<String> {
+        match &self.oauth2_client_secret {
+            Attr::Null => &self.oauth2_client_secret_wo,
+            secret => secret,
+        }
+    }
+
+    /// What the last read learned about the backend and the services behind it.
+    fn set_read(&mut self, backend: &google::BackendService, facts: &BackendFacts) {
+        self.load_balancing_scheme = Attr::from_option(backend.load_balancing_scheme.clone());
+        self.cloud_run_services = Attr::Known(facts.services().map(|s| s.label()).collect());
+    }
+}
+
+fn region_of(r: &BackendServiceRef) -> Option<&str> {
+    match &r.scope {
+        Scope::Region(region) => Some(region),
+        Scope::Global => None,
+    }
+}
+
+#[async_trait]
+impl Resource<Context> for BackendIap {
+    type Model = Model;
+    type Private = Private;
+    const TYPE_NAME: &'static str = TYPE_NAME;
+
+    fn schema() -> Schema {
+        Schema::new(
         0,
         Block::new(
             "Enables Identity-Aware Proxy on a load balancer backend service that fronts Cloud Run through serverless NEGs. Uses the Google-managed OAuth client unless `oauth2_client_id` is set, grants the IAP service agent `roles/run.invoker` on every Cloud Run service behind the backend, and checks the load balancer for known pitfalls at plan time. Destroying it disables IAP on the backend.",
@@ -64,9 +155,7 @@ fn schema() -> Schema {
         .attribute(Attribute::string_list("cloud_run_services").computed().description(
             "The Cloud Run services behind the backend's serverless NEGs, as `location/name`.",
         ))
-        .attribute(Attribute::bool("iap_enabled").computed().description(
-            "Whether IAP is enabled on the backend service as last read. A change made outside Terraform shows as drift and the next apply restores it.",
-        ))
+        .attribute(common::iap_enabled_attribute("backend service"))
         .attribute(Attribute::bool("iap_invoker_granted").computed().description(
             "Whether the IAP service agent holds `roles/run.invoker` on every Cloud Run service behind the backend, as last read. A grant removed outside Terraform, or a serverless NEG added later, shows as drift and the next apply grants it.",
         ))
@@ -75,48 +164,234 @@ fn schema() -> Schema {
         .attribute(Attribute::string("oauth2_client_secret_sha256").computed().sensitive().description(
             "SHA-256 of the OAuth client secret as the API reports it; a secret rotated outside Terraform changes it.",
         ))
-        .block(crate::framework::schema::timeouts_block(true, true, true)),
+        .block(timeouts_block(true, true, true)),
     )
+    }
+
+    fn validate(config: &Model, _: ClientCapabilities) -> Diagnostics {
+        let mut diags = common::validate_common(&config.project, &config.ignore_checks);
+        common::check_name(&mut diags, "backend_service", &config.backend_service);
+        common::check_name(&mut diags, "region", &config.region);
+        diags.extend(validate_client(config));
+        diags
+    }
+
+    async fn plan(&self, ctx: &Context, plan: &mut Plan<Model>) -> Diagnostics {
+        let (config, planned) = (&plan.config, &mut plan.planned);
+        let prior = plan.prior.as_ref();
+        let mut diags = common::plan_project(ctx, &config.project, &mut planned.project);
+        planned.iap_enabled = Attr::Known(true);
+        planned.oauth2_client_secret_sha256 =
+            match (&config.oauth2_client_id, config.configured_secret()) {
+                (Attr::Null, _) => Attr::Null,
+                (_, Attr::Known(secret)) => Attr::Known(secret_sha256(secret)),
+                _ => Attr::unknown(),
+            };
+        let replace = &mut plan.requires_replace;
+        common::plan_project_identity(
+            ctx,
+            prior.map(|p| &p.project),
+            &config.project,
+            &mut planned.project,
+            replace,
+        )
+        .await;
+        let replacing = !replace.is_empty();
+        let grant = planned.grant_iap_invoker.get().copied();
+        match grant {
+            Some(true) => planned.iap_invoker_granted = Attr::Known(true),
+            _ if prior.is_none_or(|p| p.grant_iap_invoker.get() != Some(&false)) => {
+                planned.iap_invoker_granted = Attr::unknown()
+            }
+            _ => {}
+        }
+        let intent_changed = prior.is_some_and(|p| p.intent() != planned.intent());
+        let changing = prior.is_none_or(|p| {
+            replacing
+                || intent_changed
+                || p.iap_enabled != planned.iap_enabled
+                || p.iap_invoker_granted != planned.iap_invoker_granted
+                || p.oauth2_client_secret_sha256 != planned.oauth2_client_secret_sha256
+                || p.checks_after != planned.checks_after
+        });
+        if changing {
+            // What the backend fronts is read at apply: a NEG added in this run (before the
+            // apply reaches this resource) must not make the final plan differ from this one.
+            planned.cloud_run_services = Attr::unknown();
+            planned.invoker_grants = Attr::unknown();
+            if replacing || planned.load_balancing_scheme.is_null() {
+                planned.load_balancing_scheme = Attr::unknown();
+            }
+        }
+        if replacing {
+            planned.id = Attr::unknown();
+            planned.project_number = Attr::unknown();
+            planned.iap_resource_name = Attr::unknown();
+        }
+        if diags.has_errors() {
+            return diags;
+        }
+        let Some(r) = planned.backend_ref() else {
+            return diags; // unknown until apply: checked then, when Terraform plans again
+        };
+        let number = match common::project_number(ctx, &r.project).await {
+            Ok(n) => n,
+            Err(d) => return d.at(AttributePath::attr("project")).into(),
+        };
+        planned.set_identity(&r, &number);
+        // Access bindings planned after this one judge their members by the client configured here.
+        if let (Some(resource), true) = (
+            planned.iap_resource_name.get(),
+            config.oauth2_client_id.is_known(),
+        ) {
+            ctx.custom_oauth_clients
+                .put(resource, !config.oauth2_client_id.is_null());
+        }
+        let deferred = validation::timing::checks_after_deferred(
+            prior.map(|p| &p.checks_after),
+            &planned.checks_after,
+        );
+        let at =
+            validation::timing::at_plan(prior.is_none() || replacing, deferred, intent_changed);
+        if at == validation::timing::AtPlan::Deferred {
+            return diags;
+        }
+        let facts = match backend_facts(ctx, &r).await {
+            Ok(f) => f,
+            Err(e) => {
+                let d = common::api_error(&format!("read backend service {r}"), &e);
+                return d.at(AttributePath::attr("backend_service")).into();
+            }
+        };
+        let Some((_, facts)) = facts else {
+            // Not there yet: the configuration may create it in this run; checked at apply.
+            return diags;
+        };
+        let findings = checks(ctx, &r, &facts, &number, grant).await;
+        diags.extend(validation::timing::report_at_plan(
+            findings,
+            &common::ignored(&config.ignore_checks),
+            at,
+        ));
+        diags
+    }
+
+    async fn create(&self, ctx: &Context, change: Change<'_, Model, Private>) -> Applied<Model> {
+        converge(ctx, change).await
+    }
+
+    async fn read(&self, ctx: &Context, mut state: Model) -> Result<Read<Model>, Diagnostic> {
+        let Some(r) = state.backend_ref() else {
+            return Ok(Read::Found(state));
+        };
+        let (backend, facts) = match backend_facts(ctx, &r).await {
+            Ok(Some(found)) => found,
+            Ok(None) => {
+                return Ok(Read::Gone(Some(Diagnostic::warning(
+                    "Backend service deleted outside Terraform",
+                    format!("The backend service {r} no longer exists, so {TYPE_NAME} was removed from the state."),
+                ))))
+            }
+            Err(e) => return Err(common::api_error(&format!("read backend service {r}"), &e)),
+        };
+        let number =
+            common::recorded_project_number(ctx, &state.project_number, &r.project).await?;
+        state.set_identity(&r, &number);
+        let iap = backend.iap.clone().unwrap_or_default();
+        state.iap_enabled = Attr::Known(iap.is_enabled());
+        let client = iap.oauth2_client_id.filter(|c| !c.trim().is_empty());
+        state.oauth2_client_id = Attr::from_option(client);
+        state.oauth2_client_secret_sha256 = Attr::from_option(iap.oauth2_client_secret_sha256);
+        state.set_read(&backend, &facts);
+        // The facts carry each service's invoker members already: no second policy read.
+        let agent = Agent::new(&r.project, &number);
+        let granted = facts
+            .services()
+            .all(|s| s.has_invoker(&agent.member) == Some(true));
+        state.iap_invoker_granted = Attr::Known(granted);
+        if state.invoker_grants.is_null() {
+            // A state from before grants were recorded in it, or an import, which added nothing.
+            state.invoker_grants = Attr::Known(BTreeSet::new());
+        }
+        Ok(Read::Found(state))
+    }
+
+    async fn delete(&self, ctx: &Context, delete: Delete<'_, Model, Private>) -> Deleted {
+        let Delete {
+            prior,
+            deadline,
+            private,
+        } = delete;
+        let Some(r) = prior.backend_ref() else {
+            return Ok(());
+        };
+        let off = IapPatch {
+            enabled: false,
+            ..IapPatch::default()
+        };
+        match ctx
+            .clients
+            .compute
+            .patch_backend_service_iap(&r, &off, deadline)
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => {
+                return Err(common::api_error(
+                    &format!("disable IAP on backend service {r}"),
+                    &e,
+                ))
+            }
+        }
+        let agent = Agent::new(
+            &r.project,
+            prior.project_number.as_deref().unwrap_or_default(),
+        );
+        let mut grants = common::recorded_grants(Some(&prior.invoker_grants), private);
+        common::release_grants(
+            ctx,
+            &agent.member,
+            &mut grants,
+            |_| false,
+            Some(Some(&r)),
+            deadline,
+        )
+        .await
+    }
+
+    async fn import(&self, ctx: &Context, id: &str) -> Result<Model, Diagnostic> {
+        let parsed = names::parse_backend_service_id(id)
+            .map_err(|e| Diagnostic::error("Invalid import id", e))?;
+        let Some(project) = ctx.project(parsed.project.as_deref()) else {
+            return Err(Diagnostic::error(
+                "Incomplete import id",
+                format!("{id:?} lacks the project and the provider sets no default. Use projects/PROJECT/global/backendServices/NAME."),
+            ));
+        };
+        Ok(Model {
+            backend_service: parsed.name.as_str().into(),
+            region: Attr::from_option(parsed.region),
+            project: project.into(),
+            grant_iap_invoker: Attr::Known(true),
+            ..Model::default()
+        })
+    }
 }
 
-// ---- validate --------------------------------------------------------------------------------
-
-fn validate(config: &Value, write_only_allowed: bool) -> Diagnostics {
-    let mut diags = common::validate_common(config);
-    diags.extend(common::validate_timeouts(config));
-    if let Some(n) = config.get_str("backend_service") {
-        if !names::is_compute_name(n) {
-            diags.attribute_error(
-                AttributePath::attr("backend_service"),
-                "Invalid backend service name",
-                format!("{n:?} is not a backend service name: lower-case letters, digits and hyphens, starting with a letter, at most 63 characters. Give the name, not its URL."),
-            );
-        }
-    }
-    if let Some(r) = config.get_str("region") {
-        if !names::is_region(r) {
-            diags.attribute_error(
-                AttributePath::attr("region"),
-                "Invalid region",
-                format!("{r:?} is not a region such as us-central1. Leave region unset for a global backend service."),
-            );
-        }
-    }
-    let id = config.get("oauth2_client_id");
-    let secret = config.get("oauth2_client_secret");
-    let secret_wo = config.get("oauth2_client_secret_wo");
+/// The custom OAuth client: id and secret together, one kind of secret, no empty id.
+fn validate_client(config: &Model) -> Diagnostics {
+    let mut diags = Diagnostics::new();
+    let (id, secret, secret_wo) = (
+        &config.oauth2_client_id,
+        &config.oauth2_client_secret,
+        &config.oauth2_client_secret_wo,
+    );
     if !secret.is_null() && !secret_wo.is_null() {
         diags.attribute_error(
             AttributePath::attr("oauth2_client_secret_wo"),
             "Conflicting secrets",
             "Set either oauth2_client_secret or oauth2_client_secret_wo, not both.",
-        );
-    }
-    if !secret_wo.is_null() && !write_only_allowed {
-        diags.attribute_error(
-            AttributePath::attr("oauth2_client_secret_wo"),
-            "Write-only attributes not supported",
-            "This Terraform version does not support write-only attributes (Terraform 1.11+ does). Use oauth2_client_secret instead, or upgrade Terraform.",
         );
     }
     if id.is_null() && (!secret.is_null() || !secret_wo.is_null()) {
@@ -139,19 +414,14 @@ fn validate(config: &Value, write_only_allowed: bool) -> Diagnostics {
             "A custom OAuth client needs its secret: set oauth2_client_secret (or oauth2_client_secret_wo on Terraform 1.11+).",
         );
     }
-    if let Some(i) = id.as_str() {
-        if i.trim().is_empty() {
-            diags.attribute_error(
-                AttributePath::attr("oauth2_client_id"),
-                "Empty OAuth client id",
-                "Leave oauth2_client_id unset (null) to use the Google-managed OAuth client; an empty string is not a client id.",
-            );
-        }
+    if id.get().is_some_and(|i| i.trim().is_empty()) {
+        diags.attribute_error(
+            AttributePath::attr("oauth2_client_id"),
+            "Empty OAuth client id",
+            "Leave oauth2_client_id unset (null) to use the Google-managed OAuth client; an empty string is not a client id.",
+        );
     }
-    if !config.get("oauth2_client_secret_wo_version").is_null()
-        && secret_wo.is_null()
-        && secret_wo.is_known()
-    {
+    if !config.oauth2_client_secret_wo_version.is_null() && secret_wo.is_null() {
         diags.attribute_error(
             AttributePath::attr("oauth2_client_secret_wo_version"),
             "Version without a write-only secret",
@@ -159,47 +429,6 @@ fn validate(config: &Value, write_only_allowed: bool) -> Diagnostics {
         );
     }
     diags
-}
-
-// ---- plan ------------------------------------------------------------------------------------
-
-/// The backend service this instance designates, when its project and name are known.
-fn backend_ref(value: &Value) -> Option<BackendServiceRef> {
-    let project = value.get_str("project")?;
-    let name = value.get_str("backend_service")?;
-    match value.get("region") {
-        Value::Null => Some(BackendServiceRef::global(project, name)),
-        Value::String(region) => Some(BackendServiceRef::regional(project, region.as_str(), name)),
-        _ => None,
-    }
-}
-
-fn region_of(r: &BackendServiceRef) -> Option<&str> {
-    match &r.scope {
-        Scope::Region(region) => Some(region),
-        Scope::Global => None,
-    }
-}
-
-fn set_identity(state: &mut Value, r: &BackendServiceRef, project_number: &str) {
-    state.set_attr("id", Value::string(r.to_string()));
-    state.set_attr("project_number", Value::from(project_number));
-    state.set_attr(
-        "iap_resource_name",
-        Value::string(google::backend_service_resource(
-            project_number,
-            region_of(r),
-            &r.name,
-        )),
-    );
-}
-
-/// The client secret the configuration gives (state-stored or write-only), if any.
-fn configured_secret(config: &Value) -> &Value {
-    match config.get("oauth2_client_secret") {
-        Value::Null => config.get("oauth2_client_secret_wo"),
-        secret => secret,
-    }
 }
 
 /// SHA-256 of a secret in lower-case hex, as Compute reports `oauth2ClientSecretSha256`.
@@ -220,7 +449,7 @@ async fn backend_facts(
     };
     let mut negs = Vec::new();
     for group in &backend.backend_groups {
-        let Some((project, region, name)) = neg_parts(group) else {
+        let Some((project, region, name)) = google::neg_parts(group) else {
             continue;
         };
         let neg = match ctx
@@ -252,7 +481,7 @@ async fn backend_facts(
             service,
         });
     }
-    let https_frontend = https_frontend(ctx, r, &backend).await;
+    let https_frontend = ctx.clients.compute.https_frontend(r, &backend).await;
     let facts = BackendFacts {
         name: r.name.clone(),
         region: region_of(r).map(str::to_string),
@@ -271,185 +500,6 @@ async fn backend_facts(
     Ok(Some((backend, facts)))
 }
 
-/// `(project, region, name)` of a serverless NEG URL (full or partial).
-fn neg_parts(url: &str) -> Option<(String, String, String)> {
-    let path = &url[url.find("projects/")?..];
-    let parts: Vec<&str> = path.split('/').collect();
-    match parts.as_slice() {
-        ["projects", p, "regions", r, "networkEndpointGroups", n] => {
-            Some((p.to_string(), r.to_string(), n.to_string()))
-        }
-        _ => None,
-    }
-}
-
-/// Whether an HTTPS forwarding rule reaches the backend (rule → target HTTPS proxy → URL map);
-/// `None` when the chain could not be read.
-async fn https_frontend(
-    ctx: &Context,
-    r: &BackendServiceRef,
-    backend: &google::BackendService,
-) -> Option<bool> {
-    let compute = &ctx.clients.compute;
-    let self_link = backend.self_link.clone().unwrap_or_else(|| r.to_string());
-    let rules = compute.forwarding_rules(&r.project, &r.scope).await.ok()?;
-    for rule in rules.iter().filter(|rule| rule.is_https()) {
-        let Some(target) = &rule.target else { continue };
-        let Some(proxy_name) = target.rsplit('/').next() else {
-            continue;
-        };
-        let Ok(proxy) = compute
-            .target_https_proxy(&r.project, &r.scope, proxy_name)
-            .await
-        else {
-            continue;
-        };
-        let Some(map_name) = proxy.url_map.as_deref().and_then(|u| u.rsplit('/').next()) else {
-            continue;
-        };
-        let Ok(map) = compute.url_map(&r.project, &r.scope, map_name).await else {
-            continue;
-        };
-        if map
-            .backend_services()
-            .iter()
-            .any(|s| google::same_resource(s, &self_link))
-        {
-            return Some(true);
-        }
-    }
-    Some(false)
-}
-
-/// The attributes the configuration sets: a change in one is a change the user asks for.
-const CONFIGURED: &[&str] = &[
-    "backend_service",
-    "region",
-    "project",
-    "oauth2_client_id",
-    "oauth2_client_secret",
-    "oauth2_client_secret_wo_version",
-    "grant_iap_invoker",
-    "ignore_checks",
-    "timeouts",
-];
-
-/// Computed attributes that describe the object: unknown again when the resource is replaced.
-const COMPUTED: &[&str] = &[
-    "id",
-    "project_number",
-    "iap_resource_name",
-    "load_balancing_scheme",
-    "cloud_run_services",
-    "invoker_grants",
-];
-
-async fn plan(ctx: &Context, req: &mut PlanRequest) -> Diagnostics {
-    let mut diags = Diagnostics::new();
-    if req.planned_state.is_null() {
-        return diags;
-    }
-    let config = req.config.clone();
-    let prior = req.prior_state.clone();
-    let planned = &mut req.planned_state;
-    common::plan_project(ctx, &config, planned, &mut diags);
-    if config.get("grant_iap_invoker").is_null() {
-        planned.set_attr("grant_iap_invoker", Value::Bool(true));
-    }
-    planned.set_attr("iap_enabled", Value::Bool(true));
-    let sha = match (config.get("oauth2_client_id"), configured_secret(&config)) {
-        (Value::Null, _) => Value::Null,
-        (_, Value::String(secret)) => Value::string(secret_sha256(secret)),
-        _ => Value::unknown(),
-    };
-    planned.set_attr("oauth2_client_secret_sha256", sha);
-    common::plan_project_identity(ctx, &prior, &config, planned, &mut req.requires_replace).await;
-    let replacing = !req.requires_replace.is_empty();
-    if replacing {
-        for a in COMPUTED {
-            planned.set_attr(a, Value::unknown());
-        }
-    }
-    let grant = planned.get("grant_iap_invoker").as_bool();
-    match grant {
-        Some(true) => planned.set_attr("iap_invoker_granted", Value::Bool(true)),
-        _ if prior.is_null() || prior.get("grant_iap_invoker").as_bool() != Some(false) => {
-            planned.set_attr("iap_invoker_granted", Value::unknown())
-        }
-        _ => {}
-    }
-    let intent_changed = validation::timing::intent_changed(&prior, planned, CONFIGURED);
-    let changing = prior.is_null()
-        || replacing
-        || intent_changed
-        || prior.get("iap_enabled") != planned.get("iap_enabled")
-        || prior.get("iap_invoker_granted") != planned.get("iap_invoker_granted")
-        || prior.get("oauth2_client_secret_sha256") != planned.get("oauth2_client_secret_sha256")
-        || prior.get("checks_after") != planned.get("checks_after");
-    if changing {
-        // What the backend fronts is read at apply: a NEG added in this run (before the apply
-        // reaches this resource) must not make the final plan differ from this one.
-        planned.set_attr("cloud_run_services", Value::unknown());
-        planned.set_attr("invoker_grants", Value::unknown());
-        if planned.get("load_balancing_scheme").is_null() {
-            planned.set_attr("load_balancing_scheme", Value::unknown());
-        }
-    }
-    if diags.has_errors() {
-        return diags;
-    }
-    let Some(r) = backend_ref(planned) else {
-        return diags; // unknown until apply: checked then, when Terraform plans again
-    };
-    let project = match ctx.project_info(&r.project).await {
-        Ok(p) => p,
-        Err(e) => {
-            diags.push(
-                common::api_error(&format!("read project {}", r.project), &e)
-                    .at(AttributePath::attr("project")),
-            );
-            return diags;
-        }
-    };
-    set_identity(planned, &r, &project.project_number);
-    // Access bindings planned after this one judge their members by the client configured here.
-    if let Some(resource) = planned.get_str("iap_resource_name") {
-        let client = config.get("oauth2_client_id");
-        if client.is_known() {
-            ctx.custom_oauth_clients.put(resource, !client.is_null());
-        }
-    }
-    let at = if replacing {
-        validation::timing::AtPlan::Enforce
-    } else {
-        validation::timing::at_plan(&prior, planned, intent_changed)
-    };
-    if at == validation::timing::AtPlan::Deferred {
-        return diags;
-    }
-    let facts = match backend_facts(ctx, &r).await {
-        Ok(f) => f,
-        Err(e) => {
-            diags.push(
-                common::api_error(&format!("read backend service {r}"), &e)
-                    .at(AttributePath::attr("backend_service")),
-            );
-            return diags;
-        }
-    };
-    let Some((_, facts)) = facts else {
-        // Not there yet: the configuration may create it in this run; checked at apply.
-        return diags;
-    };
-    let findings = checks(ctx, &r, &facts, &project.project_number, grant).await;
-    diags.extend(validation::timing::report_at_plan(
-        findings,
-        &validation::ignored(&config),
-        at,
-    ));
-    diags
-}
-
 /// The live checks of a backend service with IAP (read-only API calls).
 async fn checks(
     ctx: &Context,
@@ -458,53 +508,22 @@ async fn checks(
     project_number: &str,
     grant: Option<bool>,
 ) -> Vec<validation::Finding> {
-    use crate::validation::{backend, service};
     let mut findings = common::project_findings(ctx, &r.project, false).await;
-    findings.extend(backend::passthrough_lb(facts));
-    findings.extend(backend::cdn_enabled(facts));
-    findings.extend(backend::http2_classic_lb(facts));
-    findings.extend(backend::envoy_jwt_header(facts));
-    findings.extend(backend::run_app_bypass(facts));
-    findings.extend(backend::neg_mismatch(facts));
-    findings.extend(backend::no_https_frontend(facts));
-    let service_key = |s: &validation::facts::RunServiceFacts| {
-        format!("{project_number}/{}/{}", s.location, s.name)
-    };
-    let behind: Vec<String> = facts.services().map(service_key).collect();
+    let key = |s| validation::backend::service_key(project_number, s);
+    let behind: Vec<String> = facts.services().map(key).collect();
     let planned_direct = ctx.plan_backend_iap(&r.to_string(), &behind);
-    findings.extend(service::double_iap(
+    let project_invokers = common::project_invokers(ctx, &r.project, grant).await;
+    findings.extend(validation::backend::backend_iap(
         facts,
-        |s| s.iap_enabled || planned_direct.contains(&service_key(s)),
-        AttributePath::attr("backend_service"),
+        project_number,
+        grant,
+        &planned_direct,
+        project_invokers.as_deref(),
     ));
-    let project_invokers = if grant == Some(false) {
-        ctx.clients
-            .resource_manager
-            .project_iam_policy(&r.project)
-            .await
-            .ok()
-            .map(|p| p.members(common::INVOKER_ROLE, None))
-    } else {
-        None
-    };
-    for s in facts.services() {
-        findings.extend(service::public_invoker(
-            s,
-            AttributePath::attr("backend_service"),
-        ));
-        if let Some(grant) = grant {
-            findings.extend(service::missing_invoker_in_project(
-                s,
-                project_number,
-                grant,
-                project_invokers.as_deref(),
-            ));
-        }
-    }
     findings
 }
 
-/// `target_missing` for a backend service that is still missing at apply.
+/// `target_missing` for a backend service still missing at apply.
 fn backend_missing(r: &BackendServiceRef) -> validation::Finding {
     let where_ = match region_of(r) {
         Some(region) => format!("region {region} of project {}", r.project),
@@ -518,98 +537,78 @@ fn backend_missing(r: &BackendServiceRef) -> validation::Finding {
     )
 }
 
-// ---- create, read, update, delete -------------------------------------------------------------
+// ---- create and update ------------------------------------------------------------------------
 
 /// Applies the desired state (create or update): the live checks on a fresh read first (an error
-/// finding stops it with nothing changed), then IAP on the backend, then the agent's grant on
-/// every Cloud Run service behind it. On failure the returned state tells what really exists.
-async fn converge(
-    ctx: &Context,
-    prior: &Value,
-    planned: &Value,
-    config: &Value,
-    private: &[u8],
-    operation: &str,
-) -> ApplyResponse {
-    let private = common::Private::decode(private);
-    let unchanged = |d: Diagnostics| ApplyResponse {
-        state: prior.clone(),
-        private: private.encode(),
-        diagnostics: d,
+/// finding stops it with nothing changed), then IAP on the backend, then the agent's grant on every
+/// Cloud Run service behind it. On failure the returned state tells what really exists.
+async fn converge(ctx: &Context, change: Change<'_, Model, Private>) -> Applied<Model> {
+    let Change {
+        prior,
+        planned,
+        config,
+        deadline,
+        private,
+    } = change;
+    let Some(r) = planned.backend_ref() else {
+        return Err(common::incomplete_plan(
+            prior,
+            "project and backend_service",
+        ));
     };
-    let Some(r) = backend_ref(planned) else {
-        return unchanged(
-            Diagnostic::error(
-                "Incomplete plan",
-                "project and backend_service must be known at apply. This is a bug in the provider.",
-            )
-            .into(),
-        );
+    let number = match common::project_number(ctx, &r.project).await {
+        Ok(n) => n,
+        Err(d) => return Err(Failure::new(prior, d)),
     };
-    let deadline = common::deadline(config, operation);
-    let project = match ctx.project_info(&r.project).await {
-        Ok(p) => p,
-        Err(e) => {
-            return unchanged(common::api_error(&format!("read project {}", r.project), &e).into())
-        }
-    };
-    let grant = planned.get("grant_iap_invoker").as_bool().unwrap_or(true);
-    let ignore = validation::ignored(config);
+    let grant = planned.grant_iap_invoker.or(true);
+    let ignore = common::ignored(&planned.ignore_checks);
     // Right before the first change, on a fresh read: nothing changes while an error finding holds.
     let (backend, facts) = match backend_facts(ctx, &r).await {
         Ok(Some(found)) => found,
-        Ok(None) => return unchanged(validation::report([backend_missing(&r)], &ignore)),
+        Ok(None) => {
+            let found = validation::report([backend_missing(&r)], &ignore);
+            let d = found.into_iter().next().unwrap_or_else(|| {
+                Diagnostic::error(
+                    "Backend service not found",
+                    format!("The backend service {r} does not exist."),
+                )
+            });
+            return Err(Failure::new(prior, d));
+        }
         Err(e) => {
-            return unchanged(common::api_error(&format!("read backend service {r}"), &e).into())
+            let d = common::api_error(&format!("read backend service {r}"), &e);
+            return Err(Failure::new(prior, d));
         }
     };
-    let mut diagnostics = validation::report(
-        checks(ctx, &r, &facts, &project.project_number, Some(grant)).await,
-        &ignore,
-    );
-    if diagnostics.has_errors() {
-        return unchanged(diagnostics);
+    let found = validation::report(checks(ctx, &r, &facts, &number, Some(grant)).await, &ignore);
+    if let Some(d) = found.into_iter().find(Diagnostic::is_error) {
+        return Err(Failure::new(prior, d));
     }
     let mut next = planned.clone();
-    set_identity(&mut next, &r, &project.project_number);
-    let agent_member = format!(
-        "serviceAccount:{}",
-        google::iap_service_agent_email(&project.project_number)
-    );
+    next.set_identity(&r, &number);
+    let agent = Agent::new(&r.project, &number);
     let behind: Vec<ServiceName> = facts
         .services()
         .map(|s| ServiceName::new(r.project.as_str(), s.location.as_str(), s.name.as_str()))
         .collect();
-    let mut grants = common::recorded_grants(prior, &private);
-    // What exists after a failure part-way.
-    let record = |next: &Value, grants: &std::collections::BTreeSet<String>, iap_on: bool| {
+    let mut grants = common::recorded_grants(prior.as_ref().map(|p| &p.invoker_grants), private);
+    // Recorded in state from now on.
+    private.invoker_grants.clear();
+    let services: Vec<String> = facts.services().map(|s| s.label()).collect();
+    // What exists after a failure part-way, IAP being on.
+    let record = |next: &Model, grants: &BTreeSet<String>| {
         let mut state = next.clone();
-        state.set_attr("iap_enabled", Value::Bool(iap_on));
-        state.set_attr("invoker_grants", Value::string_set(grants.iter().cloned()));
-        state.set_attr("iap_invoker_granted", Value::Bool(false));
-        state.set_attr(
-            "cloud_run_services",
-            Value::string_list(facts.services().map(|s| s.label())),
-        );
-        common::finalize(state)
-    };
-    let fail = |state: Value, d: Diagnostic, diagnostics: &Diagnostics| {
-        let mut all = diagnostics.clone();
-        all.push(d);
-        ApplyResponse {
-            state,
-            private: Vec::new(),
-            diagnostics: all,
-        }
+        state.iap_enabled = Attr::Known(true);
+        state.iap_invoker_granted = Attr::Known(false);
+        state.invoker_grants = Attr::Known(grants.clone());
+        state.cloud_run_services = Attr::Known(services.clone());
+        state.load_balancing_scheme = Attr::from_option(backend.load_balancing_scheme.clone());
+        state.oauth2_client_secret_sha256 = Attr::Null;
+        state
     };
     if grant {
-        if let Err(e) = ctx
-            .clients
-            .service_usage
-            .iap_service_agent(&r.project, &project.project_number, deadline)
-            .await
-        {
-            return unchanged(common::api_error("provision the IAP service agent", &e).into());
+        if let Err(d) = agent.provision(ctx, deadline).await {
+            return Err(Failure::new(prior, d));
         }
     }
     let had_custom_client = backend
@@ -617,11 +616,11 @@ async fn converge(
         .as_ref()
         .and_then(|i| i.oauth2_client_id.as_deref())
         .is_some_and(|c| !c.trim().is_empty());
-    let patch = match config.get_str("oauth2_client_id") {
+    let patch = match config.oauth2_client_id.get() {
         Some(id) => IapPatch {
             enabled: true,
-            oauth2_client_id: Some(id.to_string()),
-            oauth2_client_secret: configured_secret(config).as_str().map(str::to_string),
+            oauth2_client_id: Some(id.clone()),
+            oauth2_client_secret: config.configured_secret().get().cloned(),
         },
         // Back to the Google-managed client: the custom one must be cleared explicitly.
         None if had_custom_client => IapPatch {
@@ -653,369 +652,74 @@ async fn converge(
                 .await
                 .ok()
                 .map(|b| b.iap_enabled());
-            let state = match (prior.is_null(), on) {
-                (true, Some(true)) => record(&next, &grants, true),
-                (true, _) => Value::Null,
-                (false, on) => {
-                    let mut state = prior.clone();
+            let state = match (prior, on) {
+                (None, Some(true)) => Some(record(&next, &grants)),
+                (None, _) => None,
+                (Some(mut p), on) => {
                     if let Some(on) = on {
-                        state.set_attr("iap_enabled", Value::Bool(on));
+                        p.iap_enabled = Attr::Known(on);
                     }
-                    state
+                    p.invoker_grants = Attr::Known(grants);
+                    Some(p)
                 }
             };
-            return fail(state, d, &diagnostics);
+            return Err(Failure::new(state, d));
         }
     };
     if grant {
         for name in &behind {
-            match common::grant_invoker_propagated(ctx, name, &agent_member, deadline).await {
+            match agent.grant(ctx, name, deadline).await {
                 Ok(true) => {
                     grants.insert(name.to_string());
                 }
                 Ok(false) => {}
-                Err(e) => {
-                    let d = common::api_error(
-                        &format!("grant roles/run.invoker on {name} to the IAP service agent"),
-                        &e,
-                    );
-                    return fail(record(&next, &grants, true), d, &diagnostics);
-                }
+                Err(d) => return Err(Failure::new(Some(record(&next, &grants)), d)),
             }
         }
     }
-    // Grants this resource added that it no longer needs: on services no longer behind the
-    // backend, or all of them once grant_iap_invoker is false.
-    let behind_keys: std::collections::BTreeSet<String> =
-        behind.iter().map(|n| n.to_string()).collect();
-    for recorded in grants.clone() {
-        if grant && behind_keys.contains(&recorded) {
-            continue;
-        }
-        let Ok(name) = common::service_from_key(&recorded) else {
-            continue;
-        };
-        let released = if grant {
-            common::release_grant(
-                ctx,
-                &name,
-                &agent_member,
-                Some(&r),
-                deadline,
-                &mut diagnostics,
-            )
-            .await
-        } else {
-            common::revoke_invoker(ctx, &name, &agent_member, deadline).await
-        };
-        if let Err(e) = released {
-            let d = common::api_error(
-                &format!("remove the invoker grant this resource added on {name}"),
-                &e,
-            );
-            return fail(record(&next, &grants, true), d, &diagnostics);
-        }
-        grants.remove(&recorded);
-    }
-    let iap = updated.iap.clone().unwrap_or_default();
-    next.set_attr(
-        "load_balancing_scheme",
-        Value::opt_string(updated.load_balancing_scheme.clone()),
-    );
-    next.set_attr(
-        "cloud_run_services",
-        Value::string_list(facts.services().map(|s| s.label())),
-    );
-    if next.get("oauth2_client_secret_sha256").is_unknown() {
-        next.set_attr(
-            "oauth2_client_secret_sha256",
-            Value::opt_string(iap.oauth2_client_secret_sha256.clone()),
-        );
-    }
-    let granted = if grant {
-        true
-    } else {
-        agent_granted_everywhere(ctx, &behind, &agent_member).await
-    };
-    next.set_attr("iap_invoker_granted", Value::Bool(granted));
-    next.set_attr("invoker_grants", Value::string_set(grants.iter().cloned()));
-    ApplyResponse {
-        state: common::finalize(next),
-        private: Vec::new(),
-        diagnostics,
-    }
-}
-
-/// Whether the agent holds roles/run.invoker on every one of `services` (false when unreadable).
-async fn agent_granted_everywhere(ctx: &Context, services: &[ServiceName], agent: &str) -> bool {
-    for name in services {
-        match ctx.clients.run.iam_policy(name).await {
-            Ok(policy) if policy.has_member(common::INVOKER_ROLE, agent, None) => {}
-            _ => return false,
-        }
-    }
-    true
-}
-
-async fn read(ctx: &Context, req: ReadRequest) -> ReadResponse {
-    let mut diagnostics = Diagnostics::new();
-    let mut state = req.state.clone();
-    let Some(r) = backend_ref(&state) else {
-        return ReadResponse {
-            state,
-            private: req.private,
-            diagnostics,
-        };
-    };
-    let (backend, facts) = match backend_facts(ctx, &r).await {
-        Ok(Some(found)) => found,
-        Ok(None) => {
-            diagnostics.warning(
-                "Backend service deleted outside Terraform",
-                format!("The backend service {r} no longer exists, so {TYPE_NAME} was removed from the state."),
-            );
-            return ReadResponse {
-                state: Value::Null,
-                private: Vec::new(),
-                diagnostics,
-            };
-        }
-        Err(e) => {
-            diagnostics.push(common::api_error(&format!("read backend service {r}"), &e));
-            return ReadResponse {
-                state,
-                private: req.private,
-                diagnostics,
-            };
-        }
-    };
-    let project_number = match state.get_str("project_number") {
-        Some(n) => n.to_string(),
-        None => match ctx.project_info(&r.project).await {
-            Ok(p) => p.project_number.clone(),
-            Err(e) => {
-                diagnostics.push(common::api_error(
-                    &format!("read project {}", r.project),
-                    &e,
-                ));
-                return ReadResponse {
-                    state,
-                    private: req.private,
-                    diagnostics,
-                };
-            }
-        },
-    };
-    set_identity(&mut state, &r, &project_number);
-    let iap = backend.iap.clone().unwrap_or_default();
-    state.set_attr("iap_enabled", Value::Bool(iap.is_enabled()));
-    state.set_attr(
-        "oauth2_client_id",
-        Value::opt_string(
-            iap.oauth2_client_id
-                .clone()
-                .filter(|c| !c.trim().is_empty()),
-        ),
-    );
-    state.set_attr(
-        "oauth2_client_secret_sha256",
-        Value::opt_string(iap.oauth2_client_secret_sha256.clone()),
-    );
-    state.set_attr(
-        "load_balancing_scheme",
-        Value::opt_string(backend.load_balancing_scheme.clone()),
-    );
-    state.set_attr(
-        "cloud_run_services",
-        Value::string_list(facts.services().map(|s| s.label())),
-    );
-    if state.get("grant_iap_invoker").is_null() {
-        state.set_attr("grant_iap_invoker", Value::Bool(true));
-    }
-    let agent = format!(
-        "serviceAccount:{}",
-        google::iap_service_agent_email(&project_number)
-    );
-    // The facts carry each service's invoker members already: no second policy read.
-    let granted = facts
-        .services()
-        .all(|s| s.has_invoker(&agent) == Some(true));
-    state.set_attr("iap_invoker_granted", Value::Bool(granted));
-    // A state from before grants were recorded in it (or an import, which added nothing).
-    let grants = common::recorded_grants(&state, &common::Private::decode(&req.private));
-    state.set_attr("invoker_grants", Value::string_set(grants));
-    ReadResponse {
-        state: common::finalize(state),
-        private: req.private,
-        diagnostics,
-    }
-}
-
-async fn delete(ctx: &Context, req: DeleteRequest) -> ApplyResponse {
-    let prior = req.prior_state;
-    let private = common::Private::decode(&req.prior_private);
-    let Some(r) = backend_ref(&prior) else {
-        return ApplyResponse::default();
-    };
-    let deadline = common::deadline(&prior, "delete");
-    let mut diagnostics = Diagnostics::new();
-    let mut grants = common::recorded_grants(&prior, &private);
-    let fail =
-        |d: Diagnostic, grants: &std::collections::BTreeSet<String>, diagnostics: &Diagnostics| {
-            let mut state = prior.clone();
-            state.set_attr("invoker_grants", Value::string_set(grants.iter().cloned()));
-            let mut all = diagnostics.clone();
-            all.push(d);
-            ApplyResponse {
-                state,
-                private: Vec::new(),
-                diagnostics: all,
-            }
-        };
-    match ctx
-        .clients
-        .compute
-        .patch_backend_service_iap(
-            &r,
-            &IapPatch {
-                enabled: false,
-                ..IapPatch::default()
-            },
+    // Grants it added that it no longer needs: on services no longer behind the backend (unless
+    // another IAP path needs them), or all of them once grant_iap_invoker is false.
+    let behind_keys: BTreeSet<String> = behind.iter().map(|n| n.to_string()).collect();
+    let released = if grant {
+        let keep = |k: &str| behind_keys.contains(k);
+        common::release_grants(
+            ctx,
+            &agent.member,
+            &mut grants,
+            keep,
+            Some(Some(&r)),
             deadline,
         )
         .await
-    {
-        Ok(_) => {}
-        Err(e) if e.is_not_found() => {}
-        Err(e) => {
-            return fail(
-                common::api_error(&format!("disable IAP on backend service {r}"), &e),
-                &grants,
-                &diagnostics,
-            )
-        }
+    } else {
+        common::release_grants(ctx, &agent.member, &mut grants, |_| false, None, deadline).await
+    };
+    if let Err(d) = released {
+        return Err(Failure::new(Some(record(&next, &grants)), d));
     }
-    let member = prior
-        .get_str("project_number")
-        .map(|n| format!("serviceAccount:{}", google::iap_service_agent_email(n)))
-        .or_else(|| private.invoker_grants.values().next().cloned());
-    if let Some(member) = member {
-        for recorded in grants.clone() {
-            let Ok(name) = common::service_from_key(&recorded) else {
-                continue;
-            };
-            if let Err(e) =
-                common::release_grant(ctx, &name, &member, Some(&r), deadline, &mut diagnostics)
-                    .await
-            {
-                return fail(
-                    common::api_error(
-                        &format!("remove the invoker grant this resource added on {name}"),
-                        &e,
-                    ),
-                    &grants,
-                    &diagnostics,
-                );
-            }
-            grants.remove(&recorded);
-        }
+    let sha = updated
+        .iap
+        .clone()
+        .unwrap_or_default()
+        .oauth2_client_secret_sha256;
+    next.load_balancing_scheme = Attr::from_option(updated.load_balancing_scheme.clone());
+    next.cloud_run_services = Attr::Known(services.clone());
+    if next.oauth2_client_secret_sha256.is_unknown() {
+        next.oauth2_client_secret_sha256 = Attr::from_option(sha);
     }
-    ApplyResponse {
-        diagnostics,
-        ..ApplyResponse::default()
-    }
+    let granted = grant || agent_granted_everywhere(ctx, &agent, &behind).await;
+    next.iap_enabled = Attr::Known(true);
+    next.iap_invoker_granted = Attr::Known(granted);
+    next.invoker_grants = Attr::Known(grants);
+    Ok(next)
 }
 
-// ---- import ----------------------------------------------------------------------------------
-
-fn import(ctx: &Context, id: &str) -> ImportResponse {
-    let mut diagnostics = Diagnostics::new();
-    let parsed = match names::parse_backend_service_id(id) {
-        Ok(p) => p,
-        Err(e) => {
-            diagnostics.error("Invalid import id", e);
-            return ImportResponse {
-                diagnostics,
-                ..ImportResponse::default()
-            };
+/// Whether the agent holds roles/run.invoker on every one of `services` (false when unreadable).
+async fn agent_granted_everywhere(ctx: &Context, agent: &Agent, services: &[ServiceName]) -> bool {
+    for name in services {
+        if !agent.granted(ctx, name).await.unwrap_or(false) {
+            return false;
         }
-    };
-    let Some(project) = ctx.project(parsed.project.as_deref()) else {
-        diagnostics.error(
-            "Incomplete import id",
-            format!("{id:?} lacks the project and the provider sets no default. Use projects/PROJECT/global/backendServices/NAME."),
-        );
-        return ImportResponse {
-            diagnostics,
-            ..ImportResponse::default()
-        };
-    };
-    let mut state = schema().block.empty_value();
-    state.set_attr("backend_service", Value::from(parsed.name.as_str()));
-    state.set_attr("region", Value::opt_string(parsed.region.clone()));
-    state.set_attr("project", Value::from(project));
-    state.set_attr("grant_iap_invoker", Value::Bool(true));
-    ImportResponse {
-        state,
-        private: Vec::new(),
-        diagnostics,
     }
-}
-
-#[async_trait]
-impl Resource<Context> for BackendIap {
-    fn type_name(&self) -> &'static str {
-        TYPE_NAME
-    }
-
-    fn schema(&self) -> Schema {
-        schema()
-    }
-
-    fn validate(&self, req: &ValidateRequest) -> Diagnostics {
-        validate(
-            &req.config,
-            req.client_capabilities.write_only_attributes_allowed,
-        )
-    }
-
-    async fn modify_plan(&self, ctx: &Context, req: &mut PlanRequest) -> Diagnostics {
-        plan(ctx, req).await
-    }
-
-    async fn create(&self, ctx: &Context, req: ApplyRequest) -> ApplyResponse {
-        converge(
-            ctx,
-            &Value::Null,
-            &req.planned_state,
-            &req.config,
-            &req.planned_private,
-            "create",
-        )
-        .await
-    }
-
-    async fn read(&self, ctx: &Context, req: ReadRequest) -> ReadResponse {
-        read(ctx, req).await
-    }
-
-    async fn update(&self, ctx: &Context, req: ApplyRequest) -> ApplyResponse {
-        converge(
-            ctx,
-            &req.prior_state,
-            &req.planned_state,
-            &req.config,
-            &req.planned_private,
-            "update",
-        )
-        .await
-    }
-
-    async fn delete(&self, ctx: &Context, req: DeleteRequest) -> ApplyResponse {
-        delete(ctx, req).await
-    }
-
-    async fn import(&self, ctx: &Context, id: &str) -> ImportResponse {
-        import(ctx, id)
-    }
+    true
 }

@@ -1,12 +1,19 @@
-//! Pieces the three resources share: common attributes, defaults, the not-yet-implemented stub.
+//! Pieces every resource type shares, once: common attributes and checks, the project lookup, the
+//! IAP service agent and the invoker grants it is given, and the reads plan-time checks need.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use crate::framework::{Attribute, AttributePath, Diagnostic, Diagnostics, Value};
-use crate::google;
-use crate::names;
-use crate::provider::{parse_duration, Context};
+use super::context::Context;
+use crate::framework::{Attr, Attribute, AttributePath, Diagnostic, Diagnostics, Failure};
+use crate::google::{self, ServiceName};
+use crate::names::{self, IapResource, IapTarget};
 use crate::validation::{self, facts::RunServiceFacts, Finding};
+
+/// The role the IAP service agent needs on Cloud Run services.
+pub const INVOKER_ROLE: &str = "roles/run.invoker";
+
+// ---- attributes ----------------------------------------------------------------------------
 
 /// The `project` attribute: optional, defaults to the provider's project, forces replacement.
 pub fn project_attribute() -> Attribute {
@@ -24,10 +31,17 @@ pub fn ignore_checks_attribute() -> Attribute {
     )
 }
 
-/// The `grant_iap_invoker` attribute.
+/// The `grant_iap_invoker` attribute, `true` unless set.
 pub fn grant_iap_invoker_attribute(what: &str) -> Attribute {
-    Attribute::bool("grant_iap_invoker").optional().computed().description(format!(
+    Attribute::bool("grant_iap_invoker").optional().computed().default(true).description(format!(
         "Grant `roles/run.invoker` on {what} to the IAP service agent `service-PROJECT_NUMBER@gcp-sa-iap.iam.gserviceaccount.com`, provisioning the agent first. Defaults to `true`. Without this grant users who pass IAP get 403 \"Your client does not have permission to get URL\"."
+    ))
+}
+
+/// The computed `iap_enabled` attribute of an IAP-protected `what`.
+pub fn iap_enabled_attribute(what: &str) -> Attribute {
+    Attribute::bool("iap_enabled").computed().description(format!(
+        "Whether IAP is enabled on the {what} as last read. A change made outside Terraform shows as drift and the next apply restores it."
     ))
 }
 
@@ -38,66 +52,82 @@ pub fn id_attribute(format: &str) -> Attribute {
         .description(format!("Identifier of the resource: `{format}`."))
 }
 
+// ---- checks --------------------------------------------------------------------------------
+
+/// The check names `ignore_checks` turns off (none while unknown).
+pub fn ignored(ignore_checks: &Attr<BTreeSet<String>>) -> BTreeSet<String> {
+    ignore_checks.get().cloned().unwrap_or_default()
+}
+
 /// Checks shared by every resource: `ignore_checks` names and a valid `project`.
-pub fn validate_common(config: &Value) -> Diagnostics {
-    let mut diags = validation::ignore_checks_known(config);
-    if let Some(p) = config.get_str("project") {
-        if !names::is_project(p) {
-            diags.attribute_error(
-                AttributePath::attr("project"),
-                "Invalid project",
-                format!("{p:?} is not a project id or number: a project id has 6 to 30 lower-case letters, digits or hyphens and starts with a letter."),
-            );
-        }
+pub fn validate_common(
+    project: &Attr<String>,
+    ignore_checks: &Attr<BTreeSet<String>>,
+) -> Diagnostics {
+    let mut diags = validation::ignore_checks_known(&ignored(ignore_checks));
+    if let Some(p) = project.get().filter(|p| !names::is_project(p)) {
+        diags.attribute_error(
+            AttributePath::attr("project"),
+            "Invalid project",
+            format!("{p:?} is not a project id or number: a project id has 6 to 30 lower-case letters, digits or hyphens and starts with a letter."),
+        );
     }
     diags
 }
 
-/// Fills `project` from the provider when the config leaves it null; an error when neither has one.
-pub fn plan_project(ctx: &Context, config: &Value, planned: &mut Value, diags: &mut Diagnostics) {
-    if !config.get("project").is_null() {
+/// How each name attribute is checked: (attribute, valid, summary, what is wrong with the value).
+type NameRule = (&'static str, fn(&str) -> bool, &'static str, &'static str);
+
+const NAME_RULES: [NameRule; 4] = [
+    ("service", names::is_run_service, "Invalid service name", "is not a Cloud Run service name: lower-case letters, digits and hyphens, starting with a letter, at most 49 characters. Give the name, not the full resource path."),
+    ("location", names::is_region, "Invalid location", "is not a region such as us-central1; Cloud Run services live in regions, not zones."),
+    ("backend_service", names::is_compute_name, "Invalid backend service name", "is not a backend service name: lower-case letters, digits and hyphens, starting with a letter, at most 63 characters. Give the name, not its URL."),
+    ("region", names::is_region, "Invalid region", "is not a region such as us-central1. Leave region unset for a global backend service."),
+];
+
+/// An error on the name attribute `attribute` when its value is known and not a valid name.
+pub fn check_name(diags: &mut Diagnostics, attribute: &str, value: &Attr<String>) {
+    let Some((_, valid, summary, why)) = NAME_RULES.iter().find(|r| r.0 == attribute) else {
         return;
+    };
+    if let Some(v) = value.get().filter(|v| !valid(v)) {
+        let path = AttributePath::attr(attribute);
+        diags.attribute_error(path, *summary, format!("{v:?} {why}"));
     }
-    if ctx.settings.project_unknown {
-        planned.set_attr("project", Value::unknown());
-        return;
+}
+
+/// Plans `project` from the provider when the config leaves it null; an error when neither has one.
+pub fn plan_project(
+    ctx: &Context,
+    config: &Attr<String>,
+    planned: &mut Attr<String>,
+) -> Diagnostics {
+    if !config.is_null() {
+        return Diagnostics::new();
+    }
+    if ctx.project_unknown() {
+        // The provider's project comes from a resource not applied yet: not the environment's.
+        *planned = Attr::unknown();
+        return Diagnostics::new();
     }
     match ctx.project(None) {
-        Some(p) => planned.set_attr("project", Value::from(p)),
-        None => diags.attribute_error(
-            AttributePath::attr("project"),
+        Some(p) => {
+            *planned = Attr::from(p);
+            Diagnostics::new()
+        }
+        None => Diagnostic::error(
             "No project",
             "Set project on this resource or in the provider block (or GOOGLE_PROJECT in the environment).",
-        ),
+        )
+        .at(AttributePath::attr("project"))
+        .into(),
     }
 }
 
-/// The timeout for `operation` ("create", "update", "delete") from the `timeouts` block.
-pub fn timeout(config_or_state: &Value, operation: &str) -> Duration {
-    config_or_state
-        .get("timeouts")
-        .get_str(operation)
-        .and_then(parse_duration)
-        .unwrap_or(Duration::from_secs(20 * 60))
-}
-
-/// Checks the `timeouts` block's durations.
-pub fn validate_timeouts(config: &Value) -> Diagnostics {
-    let mut diags = Diagnostics::new();
-    if let Value::Object(t) = config.get("timeouts") {
-        for (name, v) in t {
-            if let Some(text) = v.as_str() {
-                if parse_duration(text).is_none_or(|d| d.is_zero()) {
-                    diags.attribute_error(
-                        AttributePath::attr("timeouts").then_attr(name),
-                        "Invalid duration",
-                        format!("{text:?} is not a positive duration such as 30s, 10m or 1h."),
-                    );
-                }
-            }
-        }
-    }
-    diags
+/// The failure of an apply whose plan left `what` unknown: a provider bug.
+pub fn incomplete_plan<M>(prior: Option<M>, what: &str) -> Failure<M> {
+    let detail = format!("{what} must be known at apply. This is a bug in the provider.");
+    Failure::new(prior, Diagnostic::error("Incomplete plan", detail))
 }
 
 /// A diagnostic for a failed API call: what was being done, and Google's own message.
@@ -105,112 +135,25 @@ pub fn api_error(doing: &str, error: &google::Error) -> Diagnostic {
     Diagnostic::error(format!("Failed to {doing}"), format!("{error}"))
 }
 
-/// The deadline of an operation, from `timeouts`.
-pub fn deadline(config_or_state: &Value, operation: &str) -> Instant {
-    Instant::now() + timeout(config_or_state, operation)
-}
+// ---- the project ---------------------------------------------------------------------------
 
-/// Replaces whatever is still unknown (values only the API could have told) with null, so a
-/// returned state is always wholly known.
-pub fn finalize(value: Value) -> Value {
-    match value {
-        Value::Unknown(_) => Value::Null,
-        Value::Object(m) => Value::Object(m.into_iter().map(|(k, v)| (k, finalize(v))).collect()),
-        Value::List(v) => Value::List(v.into_iter().map(finalize).collect()),
-        Value::Set(v) => Value::set(v.into_iter().map(finalize)),
-        Value::Map(m) => Value::Map(m.into_iter().map(|(k, v)| (k, finalize(v))).collect()),
-        other => other,
+/// The number of a project given by id or number, read once per process.
+pub async fn project_number(ctx: &Context, project: &str) -> Result<String, Diagnostic> {
+    match ctx.project_info(project).await {
+        Ok(p) => Ok(p.project_number.clone()),
+        Err(e) => Err(api_error(&format!("read project {project}"), &e)),
     }
 }
 
-/// Private state: what this resource instance did that the API cannot tell (for example which
-/// grants it added), kept by Terraform next to the state.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Private {
-    /// Members this resource added as roles/run.invoker, by Cloud Run service (`project/location/name`).
-    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub invoker_grants: std::collections::BTreeMap<String, String>,
-}
-
-impl Private {
-    pub fn decode(bytes: &[u8]) -> Self {
-        serde_json::from_slice(bytes).unwrap_or_default()
-    }
-
-    pub fn encode(&self) -> Vec<u8> {
-        if *self == Private::default() {
-            return Vec::new();
-        }
-        serde_json::to_vec(self).unwrap_or_default()
-    }
-}
-
-/// Reads what the checks need to know about a Cloud Run service; `None` when it does not exist.
-pub async fn run_service_facts(
+/// The project number a state already records, else looked up.
+pub async fn recorded_project_number(
     ctx: &Context,
-    name: &google::ServiceName,
-) -> Result<Option<RunServiceFacts>, google::Error> {
-    let service = match ctx.clients.run.service(name).await {
-        Ok(s) => s,
-        Err(e) if e.is_not_found() => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let invoker_members = match ctx.clients.run.iam_policy(name).await {
-        Ok(policy) => Some(policy.members(INVOKER_ROLE, None)),
-        Err(e) if e.is_permission_denied() => None,
-        Err(e) => return Err(e),
-    };
-    Ok(Some(RunServiceFacts {
-        location: name.location.clone(),
-        name: name.service.clone(),
-        iap_enabled: service.iap_enabled,
-        ingress: service.ingress.clone().unwrap_or_default(),
-        default_uri_disabled: service.default_uri_disabled,
-        invoker_iam_disabled: service.invoker_iam_disabled,
-        h2c: service.uses_h2c(),
-        invoker_members,
-    }))
-}
-
-/// The role the IAP service agent needs on Cloud Run services.
-pub const INVOKER_ROLE: &str = "roles/run.invoker";
-
-/// Grants roles/run.invoker on a service to `member`; true when this call added it.
-pub async fn grant_invoker(
-    ctx: &Context,
-    name: &google::ServiceName,
-    member: &str,
-    deadline: Instant,
-) -> Result<bool, google::Error> {
-    let mut added = false;
-    ctx.clients
-        .run
-        .modify_iam_policy(name, deadline, |policy| {
-            added = policy.add_member(INVOKER_ROLE, member, None);
-            added
-        })
-        .await?;
-    Ok(added)
-}
-
-/// Removes roles/run.invoker of `member` from a service (a missing service is fine).
-pub async fn revoke_invoker(
-    ctx: &Context,
-    name: &google::ServiceName,
-    member: &str,
-    deadline: Instant,
-) -> Result<(), google::Error> {
-    match ctx
-        .clients
-        .run
-        .modify_iam_policy(name, deadline, |policy| {
-            policy.remove_member(INVOKER_ROLE, member, None)
-        })
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) if e.is_not_found() => Ok(()),
-        Err(e) => Err(e),
+    recorded: &Attr<String>,
+    project: &str,
+) -> Result<String, Diagnostic> {
+    match recorded.get() {
+        Some(n) => Ok(n.clone()),
+        None => project_number(ctx, project).await,
     }
 }
 
@@ -236,44 +179,203 @@ pub async fn project_findings(ctx: &Context, project: &str, direct: bool) -> Vec
     findings
 }
 
-// ---- lifecycle: what a resource added, and when its checks run (DESIGN.md §5, §5b) -----------
+// ---- target reads --------------------------------------------------------------------------
 
-/// The `invoker_grants` attribute: the grants this resource added, recorded in state so that a
-/// destroy (a replacement's destroy half included) can undo exactly them.
-pub fn invoker_grants_attribute() -> Attribute {
-    Attribute::string_set("invoker_grants").computed().description(
-        "The Cloud Run services (`projects/{project}/locations/{location}/services/{name}`) on which this resource added `roles/run.invoker` for the IAP service agent. Destroying the resource removes exactly these grants (a grant that existed before is never claimed), unless another IAP-enabled path still routes to the service.",
-    )
+/// Reads what the checks need to know about a Cloud Run service; `None` when it does not exist.
+pub async fn run_service_facts(
+    ctx: &Context,
+    name: &ServiceName,
+) -> Result<Option<RunServiceFacts>, google::Error> {
+    let service = match ctx.clients.run.service(name).await {
+        Ok(s) => s,
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let invoker_members = match ctx.clients.run.iam_policy(name).await {
+        Ok(policy) => Some(policy.members(INVOKER_ROLE, None)),
+        Err(e) if e.is_permission_denied() => None,
+        Err(e) => return Err(e),
+    };
+    Ok(Some(RunServiceFacts {
+        location: name.location.clone(),
+        name: name.service.clone(),
+        iap_enabled: service.iap_enabled,
+        ingress: service.ingress.clone().unwrap_or_default(),
+        default_uri_disabled: service.default_uri_disabled,
+        invoker_iam_disabled: service.invoker_iam_disabled,
+        h2c: service.uses_h2c(),
+        invoker_members,
+    }))
 }
 
-/// The `checks_after` attribute: the one-run fix path (docs/checks.md).
-pub fn checks_after_attribute() -> Attribute {
-    Attribute::string_list("checks_after").optional().description(
-        "Values of the resources whose change in this run fixes a finding (for example `[tostring(google_compute_backend_service.app.enable_cdn)]` or a `terraform_data` id). While one is unknown at plan, or differs from the last apply, the live checks wait for apply and run there on a fresh read, after those resources, before any change. See the one-run fix path in the checks documentation.",
-    )
-}
-
-/// The grants recorded by an earlier apply: the state's `invoker_grants`, else (state written by
-/// an older version) the private state's.
-pub fn recorded_grants(state: &Value, private: &Private) -> std::collections::BTreeSet<String> {
-    let recorded = state.get("invoker_grants");
-    if !recorded.is_null() {
-        return recorded.strings().into_iter().map(str::to_string).collect();
+/// Whether the Cloud Run service or backend service behind an IAP resource exists.
+pub async fn target_exists(ctx: &Context, target: &IapResource) -> Result<bool, google::Error> {
+    let project = target.project.as_str();
+    let found = match &target.target {
+        IapTarget::CloudRun { region, service } => {
+            let name = google::ServiceName::new(project, region.as_str(), service.as_str());
+            ctx.clients.run.service(&name).await.map(|_| ())
+        }
+        IapTarget::BackendService { name } => ctx
+            .clients
+            .compute
+            .backend_service(&google::BackendServiceRef::global(project, name.as_str()))
+            .await
+            .map(|_| ()),
+        IapTarget::RegionBackendService { region, name } => ctx
+            .clients
+            .compute
+            .backend_service(&google::BackendServiceRef::regional(
+                project,
+                region.as_str(),
+                name.as_str(),
+            ))
+            .await
+            .map(|_| ()),
+    };
+    match found {
+        Ok(()) => Ok(true),
+        Err(e) if e.is_not_found() => Ok(false),
+        Err(e) => Err(e),
     }
-    private
-        .invoker_grants
-        .keys()
-        .filter_map(|k| service_from_key(k).ok())
-        .map(|s| s.to_string())
-        .collect()
 }
 
-/// A Cloud Run service from `projects/P/locations/L/services/S` or `P/L/S`.
-pub fn service_from_key(key: &str) -> Result<google::ServiceName, String> {
-    let parsed = names::parse_service_id(key)?;
-    match (parsed.project, parsed.location) {
-        (Some(p), Some(l)) => Ok(google::ServiceName::new(p, l, parsed.service)),
-        _ => Err(format!("{key:?} is not a full service name")),
+/// Whether the IAP resource has a custom OAuth client as Google reports it now: the backend
+/// service's `iap.oauth2ClientId`, or the IAP settings' `accessSettings.oauthSettings.clientId`.
+pub async fn custom_oauth_client(
+    ctx: &Context,
+    target: &IapResource,
+) -> Result<bool, google::Error> {
+    let project = target.project.as_str();
+    let backend = match &target.target {
+        IapTarget::CloudRun { .. } => None,
+        IapTarget::BackendService { name } => {
+            Some(google::BackendServiceRef::global(project, name.as_str()))
+        }
+        IapTarget::RegionBackendService { region, name } => Some(
+            google::BackendServiceRef::regional(project, region.as_str(), name.as_str()),
+        ),
+    };
+    if let Some(r) = backend {
+        let backend = ctx.clients.compute.backend_service(&r).await?;
+        let client = backend
+            .iap
+            .as_ref()
+            .and_then(|i| i.oauth2_client_id.as_deref());
+        if client.is_some_and(|c| !c.trim().is_empty()) {
+            return Ok(true);
+        }
+    }
+    let settings = ctx.clients.iap.iap_settings(&target.to_string()).await?;
+    Ok(settings.oauth_client_id.is_some())
+}
+
+/// The IAP resource with its project written as a number: one name for one policy, whichever form
+/// the configuration uses. It keys the read cache and the write lock.
+pub async fn canonical(ctx: &Context, resource: &str) -> Result<IapResource, Diagnostic> {
+    let parsed = IapResource::parse(resource).map_err(|e| {
+        Diagnostic::error("Invalid IAP resource name", e).at(AttributePath::attr("resource"))
+    })?;
+    if names::is_project_number(&parsed.project) {
+        return Ok(parsed);
+    }
+    let project = ctx.project_info(&parsed.project).await.map_err(|e| {
+        api_error(&format!("read project {}", parsed.project), &e)
+            .at(AttributePath::attr("resource"))
+    })?;
+    Ok(parsed.with_project(&project.project_number))
+}
+
+// ---- the IAP service agent -----------------------------------------------------------------
+
+/// Private state: what this resource instance did that the API cannot tell, kept by Terraform
+/// next to the state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Private {
+    /// Members this resource added as roles/run.invoker, by Cloud Run service (`project/location/name`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub invoker_grants: BTreeMap<String, String>,
+}
+
+/// The IAP service agent of one project.
+pub struct Agent {
+    pub project: String,
+    pub project_number: String,
+    /// `serviceAccount:service-{number}@gcp-sa-iap.iam.gserviceaccount.com`.
+    pub member: String,
+}
+
+impl Agent {
+    pub fn new(project: &str, project_number: &str) -> Self {
+        Self {
+            project: project.to_string(),
+            project_number: project_number.to_string(),
+            member: format!(
+                "serviceAccount:{}",
+                google::iap_service_agent_email(project_number)
+            ),
+        }
+    }
+
+    /// Creates the agent if the project does not have it yet, and waits for it.
+    pub async fn provision(&self, ctx: &Context, deadline: Instant) -> Result<(), Diagnostic> {
+        ctx.clients
+            .service_usage
+            .iap_service_agent(&self.project, &self.project_number, deadline)
+            .await
+            .map(drop)
+            .map_err(|e| api_error("provision the IAP service agent", &e))
+    }
+
+    /// Grants the agent roles/run.invoker on `service`; true when this call added it (a grant
+    /// found in place is somebody else's and never claimed). Right after the agent is provisioned
+    /// IAM may not know it yet (400 "Service account ... does not exist"): retried until `deadline`,
+    /// then the error names the agent.
+    pub async fn grant(
+        &self,
+        ctx: &Context,
+        service: &ServiceName,
+        deadline: Instant,
+    ) -> Result<bool, Diagnostic> {
+        let mut pause = Duration::from_millis(500);
+        loop {
+            let mut added = false;
+            let result = ctx
+                .clients
+                .run
+                .modify_iam_policy(service, deadline, |policy| {
+                    added = policy.add_member(INVOKER_ROLE, &self.member, None);
+                    added
+                })
+                .await;
+            let doing = format!("grant roles/run.invoker on {service} to the IAP service agent");
+            match result {
+                Ok(_) => return Ok(added),
+                Err(e) if is_agent_not_propagated(&e) => {
+                    if Instant::now() + pause >= deadline {
+                        let e = e.with_hint(format!(
+                            "The IAP service agent {} was still unknown to IAM when the timeout ran out; Google takes a while to propagate a new agent. Apply again, or raise the resource's timeouts",
+                            self.member
+                        ));
+                        return Err(api_error(&doing, &e));
+                    }
+                    tracing::debug!(%service, agent = %self.member, "IAP service agent not propagated yet; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => return Err(api_error(&doing, &e)),
+            }
+        }
+    }
+
+    /// Whether the agent holds roles/run.invoker on `service` now (false when unreadable).
+    pub async fn granted(
+        &self,
+        ctx: &Context,
+        service: &ServiceName,
+    ) -> Result<bool, google::Error> {
+        let policy = ctx.clients.run.iam_policy(service).await?;
+        Ok(policy.has_member(INVOKER_ROLE, &self.member, None))
     }
 }
 
@@ -286,30 +388,21 @@ fn is_agent_not_propagated(error: &google::Error) -> bool {
     }
 }
 
-/// [`grant_invoker`], retrying while the agent is still propagating, until `deadline`; the error
-/// then names the agent.
-pub async fn grant_invoker_propagated(
-    ctx: &Context,
-    name: &google::ServiceName,
-    member: &str,
-    deadline: Instant,
-) -> Result<bool, google::Error> {
-    let mut pause = Duration::from_millis(500);
-    loop {
-        match grant_invoker(ctx, name, member, deadline).await {
-            Err(e) if is_agent_not_propagated(&e) => {
-                if Instant::now() + pause >= deadline {
-                    return Err(e.with_hint(format!(
-                        "The IAP service agent {member} was still unknown to IAM when the timeout ran out; Google takes a while to propagate a new agent. Apply again, or raise the resource's timeouts"
-                    )));
-                }
-                tracing::debug!(%name, agent = member, "IAP service agent not propagated yet; retrying");
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(5));
-            }
-            other => return other,
-        }
-    }
+/// The grants an earlier apply recorded: the state's `invoker_grants`, and those a state written
+/// by an older version kept in private state (they move to the state on the next apply).
+pub fn recorded_grants(
+    state: Option<&Attr<BTreeSet<String>>>,
+    private: &Private,
+) -> BTreeSet<String> {
+    let mut grants = state.and_then(Attr::get).cloned().unwrap_or_default();
+    grants.extend(
+        private
+            .invoker_grants
+            .keys()
+            .filter_map(|k| parse_service_key(k).ok())
+            .map(|s| s.to_string()),
+    );
+    grants
 }
 
 /// The IAP-enabled paths that still route to a Cloud Run service: its own direct IAP (when
@@ -317,7 +410,7 @@ pub async fn grant_invoker_propagated(
 /// serverless NEG for it, except `except`. Described for diagnostics.
 pub async fn iap_paths_to(
     ctx: &Context,
-    name: &google::ServiceName,
+    name: &ServiceName,
     direct: bool,
     except: Option<&google::BackendServiceRef>,
 ) -> Result<Vec<String>, google::Error> {
@@ -343,8 +436,10 @@ pub async fn iap_paths_to(
     if negs.is_empty() {
         return Ok(paths);
     }
-    let region = google::Scope::Region(name.location.clone());
-    for scope in [google::Scope::Global, region] {
+    for scope in [
+        google::Scope::Global,
+        google::Scope::Region(name.location.clone()),
+    ] {
         for backend in compute.backend_services(&name.project, &scope).await? {
             let this = match &scope {
                 google::Scope::Global => {
@@ -362,9 +457,8 @@ pub async fn iap_paths_to(
             let fronts = backend.backend_groups.iter().any(|g| {
                 let mut parts = g.rsplit('/');
                 let neg = parts.next().unwrap_or_default();
-                let _kind = parts.next();
-                let region = parts.next().unwrap_or_default();
-                region == name.location && negs.iter().any(|n| n == neg)
+                let _collection = parts.next();
+                parts.next() == Some(name.location.as_str()) && negs.iter().any(|n| n == neg)
             });
             if fronts {
                 paths.push(format!("backend service {this} (IAP on)"));
@@ -374,46 +468,93 @@ pub async fn iap_paths_to(
     Ok(paths)
 }
 
-/// Removes a recorded grant unless another IAP-enabled path still needs it; a kept grant is
-/// reported as a warning. Errors are the revoke's (a lookup failure keeps the grant: removing
-/// access someone may need is worse than leaving it).
-pub async fn release_grant(
+/// Removes the recorded grants of `member` but those `keep` names (forgetting each one removed),
+/// except, when `except` is given, where another IAP-enabled path than `except` still routes to
+/// the service: such a grant stays, and is
+/// forgotten too (whoever manages that path owns it now). A lookup failure keeps the grant:
+/// removing access someone may need is worse than leaving it. The first failure is returned after
+/// trying them all.
+pub async fn release_grants(
     ctx: &Context,
-    name: &google::ServiceName,
     member: &str,
-    except: Option<&google::BackendServiceRef>,
+    grants: &mut BTreeSet<String>,
+    keep: impl Fn(&str) -> bool,
+    except: Option<Option<&google::BackendServiceRef>>,
     deadline: Instant,
-    diagnostics: &mut Diagnostics,
-) -> Result<(), google::Error> {
-    let paths = match iap_paths_to(ctx, name, true, except).await {
-        Ok(paths) => paths,
-        Err(e) => vec![format!("(could not be determined: {e})")],
-    };
-    if !paths.is_empty() {
-        diagnostics.warning(
-            "Invoker grant kept",
-            format!(
-                "roles/run.invoker of {member} on {name} was added by this resource, but is kept: it is still needed by {}. Whoever manages that path owns it now.",
-                paths.join(", ")
-            ),
-        );
-        return Ok(());
+) -> Result<(), Diagnostic> {
+    let mut first_error = None;
+    for key in grants.clone() {
+        if keep(&key) {
+            continue;
+        }
+        let Ok(name) = parse_service_key(&key) else {
+            grants.remove(&key);
+            continue;
+        };
+        // `except: None`: revoke regardless (the resource stops granting, by configuration).
+        let still_needed = match except {
+            None => false,
+            Some(except) => match iap_paths_to(ctx, &name, true, except).await {
+                Ok(paths) => !paths.is_empty(),
+                Err(_) => true,
+            },
+        };
+        if still_needed {
+            tracing::info!(service = %name, "invoker grant kept: another IAP-enabled path still routes to the service");
+            grants.remove(&key);
+            continue;
+        }
+        let revoked = ctx
+            .clients
+            .run
+            .modify_iam_policy(&name, deadline, |policy| {
+                policy.remove_member(INVOKER_ROLE, member, None)
+            })
+            .await;
+        match revoked {
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => {
+                let doing = format!("remove the invoker grant this resource added on {name}");
+                first_error.get_or_insert(api_error(&doing, &e));
+                continue;
+            }
+        }
+        grants.remove(&key);
     }
-    revoke_invoker(ctx, name, member, deadline).await
+    first_error.map_or(Ok(()), Err)
+}
+
+/// The unconditional `roles/run.invoker` members of a project's own policy, read only when
+/// `missing_invoker` can fire (`grant_iap_invoker` false); `None` when not read or unreadable.
+pub async fn project_invokers(
+    ctx: &Context,
+    project: &str,
+    grant: Option<bool>,
+) -> Option<Vec<String>> {
+    if grant != Some(false) {
+        return None;
+    }
+    ctx.clients
+        .resource_manager
+        .project_iam_policy(project)
+        .await
+        .ok()
+        .map(|p| p.members(INVOKER_ROLE, None))
 }
 
 /// Plans `project` for an attribute that defaults to the provider's: an effective change (a new
-/// provider default) replaces the resource; a project id and its number name the same project
-/// and change nothing.
+/// provider default) replaces the resource; a project id and its number name the same project and
+/// change nothing.
 pub async fn plan_project_identity(
     ctx: &Context,
-    prior: &Value,
-    config: &Value,
-    planned: &mut Value,
+    prior: Option<&Attr<String>>,
+    config: &Attr<String>,
+    planned: &mut Attr<String>,
     requires_replace: &mut Vec<AttributePath>,
 ) {
     let path = AttributePath::attr("project");
-    let (Some(before), Some(now)) = (prior.get_str("project"), planned.get_str("project")) else {
+    let (Some(before), Some(now)) = (prior.and_then(Attr::get), planned.get()) else {
         return;
     };
     if before == now {
@@ -425,30 +566,52 @@ pub async fn plan_project_identity(
     };
     if same {
         requires_replace.retain(|p| *p != path);
-        if config.get("project").is_null() {
-            planned.set_attr("project", Value::from(before));
+        if config.is_null() {
+            *planned = Attr::Known(before.clone());
         }
     } else if !requires_replace.contains(&path) {
         requires_replace.push(path);
     }
 }
 
-/// Plans an attribute (`location`, `role`) whose default may change: a different effective
-/// value replaces the resource.
-pub fn plan_replace_on_change(
-    prior: &Value,
-    planned: &Value,
+/// A different effective value of `attribute` (`location`, `role`: their defaults may change)
+/// replaces the resource.
+pub fn replace_on_change<T: PartialEq>(
+    prior: Option<&Attr<T>>,
+    planned: &Attr<T>,
     attribute: &str,
     requires_replace: &mut Vec<AttributePath>,
 ) {
     let path = AttributePath::attr(attribute);
-    let (before, now) = (prior.get(attribute), planned.get(attribute));
-    if !prior.is_null()
-        && !before.is_null()
-        && now.is_known()
-        && before != now
-        && !requires_replace.contains(&path)
-    {
+    let changed = match (prior.and_then(Attr::get), planned.get()) {
+        (Some(before), Some(now)) => before != now,
+        _ => false,
+    };
+    if changed && !requires_replace.contains(&path) {
         requires_replace.push(path);
+    }
+}
+
+/// The `invoker_grants` attribute: the grants this resource added, recorded in state so that a
+/// destroy (a replacement's destroy half included) can undo exactly them.
+pub fn invoker_grants_attribute() -> Attribute {
+    Attribute::string_set("invoker_grants").computed().description(
+        "The Cloud Run services (`projects/{project}/locations/{location}/services/{name}`) on which this resource added `roles/run.invoker` for the IAP service agent. Destroying the resource removes exactly these grants (a grant that existed before is never claimed), unless another IAP-enabled path still routes to the service.",
+    )
+}
+
+/// The `checks_after` attribute: the one-run fix path (docs/checks.md).
+pub fn checks_after_attribute() -> Attribute {
+    Attribute::string_list("checks_after").optional().description(
+        "Values of the resources whose change in this run fixes a finding (for example `[tostring(google_compute_backend_service.app.enable_cdn)]` or a `terraform_data` id). While one is unknown at plan, or differs from the last apply, the live checks wait for apply and run there on a fresh read, after those resources, before any change. See the one-run fix path in the checks documentation.",
+    )
+}
+
+/// Parses the `project/location/name` keys of [`Private::invoker_grants`].
+fn parse_service_key(key: &str) -> Result<ServiceName, String> {
+    let parsed = names::parse_service_id(key)?;
+    match (parsed.project, parsed.location) {
+        (Some(p), Some(l)) => Ok(ServiceName::new(p, l, parsed.service)),
+        _ => Err(format!("{key:?} is not a full service name")),
     }
 }

@@ -1,17 +1,20 @@
 //! `iaprun_service_iap`: IAP enabled directly on a Cloud Run service (Run Admin API v2 `iapEnabled`),
 //! with the IAP service agent provisioned and granted `roles/run.invoker` on the service.
 
-use async_trait::async_trait;
+use std::collections::BTreeSet;
 
-use super::common;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::common::{self, Agent, Private};
+use super::Context;
+use crate::framework::timeouts::{timeouts_block, Timeouts};
 use crate::framework::{
-    ApplyRequest, ApplyResponse, Attribute, AttributePath, Block, DeleteRequest, Diagnostic,
-    Diagnostics, ImportResponse, PlanRequest, ReadRequest, ReadResponse, Resource, Schema,
-    ValidateRequest, Value,
+    Applied, Attr, Attribute, AttributePath, Block, Change, ClientCapabilities, Delete, Deleted,
+    Diagnostic, Diagnostics, Failure, Plan, Read, Resource, Schema,
 };
 use crate::google::{self, ServiceName};
 use crate::names;
-use crate::provider::Context;
 use crate::validation;
 
 /// The resource type.
@@ -19,10 +22,64 @@ pub struct ServiceIap;
 
 pub const TYPE_NAME: &str = "iaprun_service_iap";
 
-// ---- schema ----------------------------------------------------------------------------------
+/// Config, plan and state of one `iaprun_service_iap`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Model {
+    pub id: Attr<String>,
+    pub service: Attr<String>,
+    pub location: Attr<String>,
+    pub project: Attr<String>,
+    pub grant_iap_invoker: Attr<bool>,
+    pub ignore_checks: Attr<BTreeSet<String>>,
+    pub project_number: Attr<String>,
+    pub iap_resource_name: Attr<String>,
+    pub iap_service_agent: Attr<String>,
+    pub uri: Attr<String>,
+    pub iap_enabled: Attr<bool>,
+    pub iap_invoker_granted: Attr<bool>,
+    pub invoker_grants: Attr<BTreeSet<String>>,
+    pub checks_after: Attr<Vec<String>>,
+    pub timeouts: Attr<Timeouts>,
+}
 
-fn schema() -> Schema {
-    Schema::new(
+impl Model {
+    /// The service this instance designates, when project, location and service are all known.
+    fn service_name(&self) -> Option<ServiceName> {
+        let (project, location) = (self.project.get()?, self.location.get()?);
+        Some(ServiceName::new(
+            project.as_str(),
+            location.as_str(),
+            self.service.get()?.as_str(),
+        ))
+    }
+
+    /// What the configuration asks for: a change in it is a change the user makes.
+    fn intent(&self) -> impl PartialEq + '_ {
+        (
+            (&self.service, &self.location, &self.project),
+            (&self.grant_iap_invoker, &self.ignore_checks, &self.timeouts),
+        )
+    }
+
+    /// Fills the identity attributes that follow from the project number.
+    fn set_identity(&mut self, name: &ServiceName, project_number: &str) {
+        self.id = Attr::Known(name.to_string());
+        self.project_number = project_number.into();
+        let resource = google::cloud_run_resource(project_number, &name.location, &name.service);
+        self.iap_resource_name = Attr::Known(resource);
+        self.iap_service_agent = Attr::Known(google::iap_service_agent_email(project_number));
+    }
+}
+
+#[async_trait]
+impl Resource<Context> for ServiceIap {
+    type Model = Model;
+    type Private = Private;
+    const TYPE_NAME: &'static str = TYPE_NAME;
+
+    fn schema() -> Schema {
+        Schema::new(
         0,
         Block::new(
             "Enables Identity-Aware Proxy directly on a Cloud Run service (no load balancer). In one step it provisions the IAP service agent, grants it `roles/run.invoker` on the service and sets `iapEnabled`. Destroying it turns IAP off and removes only the grant it added.",
@@ -48,175 +105,212 @@ fn schema() -> Schema {
             "The IAP service agent, `service-{project_number}@gcp-sa-iap.iam.gserviceaccount.com`.",
         ))
         .attribute(Attribute::string("uri").computed().description("The service's main URI; IAP protects it."))
-        .attribute(Attribute::bool("iap_enabled").computed().description(
-            "Whether IAP is enabled on the service as last read. A change made outside Terraform shows as drift and the next apply restores it.",
-        ))
+        .attribute(common::iap_enabled_attribute("service"))
         .attribute(Attribute::bool("iap_invoker_granted").computed().description(
             "Whether the IAP service agent holds `roles/run.invoker` on the service as last read.",
         ))
         .attribute(common::invoker_grants_attribute())
         .attribute(common::checks_after_attribute())
-        .block(crate::framework::schema::timeouts_block(true, true, true)),
+        .block(timeouts_block(true, true, true)),
     )
-}
+    }
 
-// ---- validate --------------------------------------------------------------------------------
+    fn validate(config: &Model, _: ClientCapabilities) -> Diagnostics {
+        let mut diags = common::validate_common(&config.project, &config.ignore_checks);
+        common::check_name(&mut diags, "service", &config.service);
+        common::check_name(&mut diags, "location", &config.location);
+        diags
+    }
 
-fn validate(config: &Value) -> Diagnostics {
-    let mut diags = common::validate_common(config);
-    diags.extend(common::validate_timeouts(config));
-    if let Some(s) = config.get_str("service") {
-        if !names::is_run_service(s) {
-            diags.attribute_error(
-                AttributePath::attr("service"),
-                "Invalid service name",
-                format!("{s:?} is not a Cloud Run service name: lower-case letters, digits and hyphens, starting with a letter, at most 49 characters. Give the name, not the full resource path."),
-            );
+    async fn plan(&self, ctx: &Context, plan: &mut Plan<Model>) -> Diagnostics {
+        let (config, planned) = (&plan.config, &mut plan.planned);
+        let prior = plan.prior.as_ref();
+        let mut diags = common::plan_project(ctx, &config.project, &mut planned.project);
+        if config.location.is_null() && ctx.region_unknown() {
+            planned.location = Attr::unknown();
+        } else if config.location.is_null() {
+            match ctx.region(None) {
+                Some(region) => planned.location = region.into(),
+                None => diags.attribute_error(
+                    AttributePath::attr("location"),
+                    "No location",
+                    "Set location on this resource or region in the provider block (or GOOGLE_REGION).",
+                ),
+            }
         }
-    }
-    if let Some(l) = config.get_str("location") {
-        if !names::is_region(l) {
-            diags.attribute_error(
-                AttributePath::attr("location"),
-                "Invalid location",
-                format!("{l:?} is not a region such as us-central1; Cloud Run services live in regions, not zones."),
-            );
+        // A new provider default is a new target: replace, never move IAP in place.
+        let replace = &mut plan.requires_replace;
+        common::plan_project_identity(
+            ctx,
+            prior.map(|p| &p.project),
+            &config.project,
+            &mut planned.project,
+            replace,
+        )
+        .await;
+        common::replace_on_change(
+            prior.map(|p| &p.location),
+            &planned.location,
+            "location",
+            replace,
+        );
+        let replacing = !replace.is_empty();
+        if replacing {
+            planned.id = Attr::unknown();
+            planned.project_number = Attr::unknown();
+            planned.iap_resource_name = Attr::unknown();
+            planned.iap_service_agent = Attr::unknown();
+            planned.uri = Attr::unknown();
         }
-    }
-    diags
-}
-
-// ---- plan ------------------------------------------------------------------------------------
-
-/// The service this instance designates, when project, location and service are all known.
-fn service_name(value: &Value) -> Option<ServiceName> {
-    Some(ServiceName::new(
-        value.get_str("project")?,
-        value.get_str("location")?,
-        value.get_str("service")?,
-    ))
-}
-
-/// Fills the identity attributes that follow from the project number.
-fn set_identity(state: &mut Value, name: &ServiceName, project_number: &str) {
-    state.set_attr("id", Value::string(name.to_string()));
-    state.set_attr("project_number", Value::from(project_number));
-    state.set_attr(
-        "iap_resource_name",
-        Value::string(google::cloud_run_resource(
-            project_number,
-            &name.location,
-            &name.service,
-        )),
-    );
-    state.set_attr(
-        "iap_service_agent",
-        Value::string(google::iap_service_agent_email(project_number)),
-    );
-}
-
-/// The attributes the configuration sets: a change in one is a change the user asks for.
-const CONFIGURED: &[&str] = &[
-    "service",
-    "location",
-    "project",
-    "grant_iap_invoker",
-    "ignore_checks",
-    "timeouts",
-];
-
-/// Computed attributes that describe the object: unknown again when the resource is replaced.
-const COMPUTED: &[&str] = &[
-    "id",
-    "project_number",
-    "iap_resource_name",
-    "iap_service_agent",
-    "uri",
-    "invoker_grants",
-];
-
-async fn plan(ctx: &Context, req: &mut PlanRequest) -> Diagnostics {
-    let mut diags = Diagnostics::new();
-    if req.planned_state.is_null() {
-        return diags;
-    }
-    let config = req.config.clone();
-    let prior = req.prior_state.clone();
-    let planned = &mut req.planned_state;
-    common::plan_project(ctx, &config, planned, &mut diags);
-    if config.get("location").is_null() && ctx.settings.region_unknown {
-        planned.set_attr("location", Value::unknown());
-    } else if config.get("location").is_null() {
-        match ctx.region(None) {
-            Some(region) => planned.set_attr("location", Value::from(region)),
-            None => diags.attribute_error(
-                AttributePath::attr("location"),
-                "No location",
-                "Set location on this resource or region in the provider block (or GOOGLE_REGION).",
-            ),
+        let grant = planned.grant_iap_invoker.get().copied();
+        planned.iap_enabled = Attr::Known(true);
+        let prior_grant = prior.map(|p| p.grant_iap_invoker.get().copied());
+        match grant {
+            Some(true) => planned.iap_invoker_granted = Attr::Known(true),
+            // Turning the grant off may revoke it; otherwise whoever manages the grant keeps it as read.
+            _ if prior_grant.is_none_or(|g| g != Some(false)) => {
+                planned.iap_invoker_granted = Attr::unknown()
+            }
+            _ => {}
         }
-    }
-    if config.get("grant_iap_invoker").is_null() {
-        planned.set_attr("grant_iap_invoker", Value::Bool(true));
-    }
-    // A new provider default is a new target: replace, never move IAP in place.
-    common::plan_project_identity(ctx, &prior, &config, planned, &mut req.requires_replace).await;
-    common::plan_replace_on_change(&prior, planned, "location", &mut req.requires_replace);
-    let replacing = !req.requires_replace.is_empty();
-    if replacing {
-        for a in COMPUTED {
-            planned.set_attr(a, Value::unknown());
+        let intent_changed = prior.is_some_and(|p| p.intent() != planned.intent());
+        let changing = prior.is_none_or(|p| {
+            replacing
+                || intent_changed
+                || p.iap_enabled != planned.iap_enabled
+                || p.iap_invoker_granted != planned.iap_invoker_granted
+        });
+        if changing {
+            // What this resource adds is learnt at apply.
+            planned.invoker_grants = Attr::unknown();
         }
-    }
-    let grant = planned.get("grant_iap_invoker").as_bool();
-    planned.set_attr("iap_enabled", Value::Bool(true));
-    let prior_grant = prior.get("grant_iap_invoker").as_bool();
-    match grant {
-        Some(true) => planned.set_attr("iap_invoker_granted", Value::Bool(true)),
-        // Turning the grant off may revoke it; otherwise whoever manages the grant keeps it as read.
-        _ if prior.is_null() || prior_grant != Some(false) => {
-            planned.set_attr("iap_invoker_granted", Value::unknown())
-        }
-        _ => {}
-    }
-    let intent_changed = validation::timing::intent_changed(&prior, planned, CONFIGURED);
-    // What this resource adds may change whenever anything is applied.
-    if !prior.is_null()
-        && (intent_changed
-            || prior.get("iap_enabled") != planned.get("iap_enabled")
-            || prior.get("iap_invoker_granted") != planned.get("iap_invoker_granted"))
-    {
-        planned.set_attr("invoker_grants", Value::unknown());
-    }
-    if diags.has_errors() {
-        return diags;
-    }
-    let Some(name) = service_name(planned) else {
-        return diags; // unknown until apply: checked then, when Terraform plans again
-    };
-    let project = match ctx.project_info(&name.project).await {
-        Ok(p) => p,
-        Err(e) => {
-            diags.push(
-                common::api_error(&format!("read project {}", name.project), &e)
-                    .at(AttributePath::attr("project")),
-            );
+        if diags.has_errors() {
             return diags;
         }
-    };
-    set_identity(planned, &name, &project.project_number);
-    let at = if replacing {
-        validation::timing::AtPlan::Enforce
-    } else {
-        validation::timing::at_plan(&prior, planned, intent_changed)
-    };
-    let ignore = validation::ignored(&config);
-    let findings = checks(ctx, &name, &project.project_number, grant, false).await;
-    match findings {
-        Ok(findings) => diags.extend(validation::timing::report_at_plan(findings, &ignore, at)),
-        Err(d) => diags.push(d),
+        let Some(name) = planned.service_name() else {
+            return diags; // unknown until apply: checked then, when Terraform plans again
+        };
+        let number = match common::project_number(ctx, &name.project).await {
+            Ok(n) => n,
+            Err(d) => return d.at(AttributePath::attr("project")).into(),
+        };
+        planned.set_identity(&name, &number);
+        let deferred = validation::timing::checks_after_deferred(
+            prior.map(|p| &p.checks_after),
+            &planned.checks_after,
+        );
+        let at =
+            validation::timing::at_plan(prior.is_none() || replacing, deferred, intent_changed);
+        match checks(ctx, &name, &number, grant, false).await {
+            Ok(findings) => diags.extend(validation::timing::report_at_plan(
+                findings,
+                &common::ignored(&config.ignore_checks),
+                at,
+            )),
+            Err(d) => diags.push(d),
+        }
+        diags
     }
-    diags
+
+    async fn create(&self, ctx: &Context, change: Change<'_, Model, Private>) -> Applied<Model> {
+        converge(ctx, change).await
+    }
+
+    async fn read(&self, ctx: &Context, mut state: Model) -> Result<Read<Model>, Diagnostic> {
+        let Some(name) = state.service_name() else {
+            return Ok(Read::Found(state));
+        };
+        let service = match ctx.clients.run.service(&name).await {
+            Ok(s) => s,
+            Err(e) if e.is_not_found() => {
+                return Ok(Read::Gone(Some(Diagnostic::warning(
+                    "Cloud Run service deleted outside Terraform",
+                    format!("The Cloud Run service {name} no longer exists, so {TYPE_NAME} was removed from the state. Recreate the service, or remove this resource from the configuration."),
+                ))))
+            }
+            Err(e) => return Err(common::api_error(&format!("read Cloud Run service {name}"), &e)),
+        };
+        let number =
+            common::recorded_project_number(ctx, &state.project_number, &name.project).await?;
+        state.set_identity(&name, &number);
+        state.iap_enabled = Attr::Known(service.iap_enabled);
+        state.uri = Attr::from_option(service.uri.clone());
+        let granted = Agent::new(&name.project, &number).granted(ctx, &name).await;
+        let granted = granted.map_err(|e| {
+            common::api_error(
+                &format!("read the IAM policy of Cloud Run service {name}"),
+                &e,
+            )
+        })?;
+        state.iap_invoker_granted = Attr::Known(granted);
+        if state.invoker_grants.is_null() {
+            // A state from before grants were recorded in it (the private state still holds
+            // them until the next apply), or an import, which added nothing.
+            state.invoker_grants = Attr::Known(BTreeSet::new());
+        }
+        Ok(Read::Found(state))
+    }
+
+    async fn delete(&self, ctx: &Context, delete: Delete<'_, Model, Private>) -> Deleted {
+        let Delete {
+            prior,
+            deadline,
+            private,
+        } = delete;
+        let Some(name) = prior.service_name() else {
+            return Ok(());
+        };
+        match ctx
+            .clients
+            .run
+            .set_iap_enabled(&name, false, deadline)
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => return Ok(()),
+            Err(e) => {
+                return Err(common::api_error(
+                    &format!("disable IAP on Cloud Run service {name}"),
+                    &e,
+                ))
+            }
+        }
+        let agent = Agent::new(
+            &name.project,
+            prior.project_number.as_deref().unwrap_or_default(),
+        );
+        let mut grants = common::recorded_grants(Some(&prior.invoker_grants), private);
+        common::release_grants(
+            ctx,
+            &agent.member,
+            &mut grants,
+            |_| false,
+            Some(None),
+            deadline,
+        )
+        .await
+    }
+
+    async fn import(&self, ctx: &Context, id: &str) -> Result<Model, Diagnostic> {
+        let parsed =
+            names::parse_service_id(id).map_err(|e| Diagnostic::error("Invalid import id", e))?;
+        let (Some(project), Some(location)) = (
+            ctx.project(parsed.project.as_deref()),
+            ctx.region(parsed.location.as_deref()),
+        ) else {
+            return Err(Diagnostic::error(
+                "Incomplete import id",
+                format!("{id:?} lacks the project or location and the provider sets no default. Use projects/PROJECT/locations/REGION/services/SERVICE."),
+            ));
+        };
+        Ok(Model {
+            service: parsed.service.as_str().into(),
+            location: location.into(),
+            project: project.into(),
+            grant_iap_invoker: Attr::Known(true),
+            ..Model::default()
+        })
+    }
 }
 
 /// The live checks of a service with direct IAP (read-only API calls). `at_apply`: a missing
@@ -248,21 +342,14 @@ async fn checks(
                         .map(|p| p.trim_start_matches("backend service ").to_string()),
                 );
             }
-            findings.extend(validation::service::double_iap_planned(&facts, &fronting));
-            findings.extend(validation::service::http2_direct(&facts));
-            findings.extend(validation::service::public_invoker(
+            let project_invokers = common::project_invokers(ctx, &name.project, grant).await;
+            findings.extend(validation::service::direct_iap(
                 &facts,
-                AttributePath::attr("service"),
+                &fronting,
+                project_number,
+                grant,
+                project_invokers.as_deref(),
             ));
-            if let Some(grant) = grant {
-                let project_invokers = project_invokers(ctx, &name.project).await;
-                findings.extend(validation::service::missing_invoker_in_project(
-                    &facts,
-                    project_number,
-                    grant,
-                    project_invokers.as_deref(),
-                ));
-            }
         }
         Err(e) => {
             return Err(
@@ -274,104 +361,59 @@ async fn checks(
     Ok(findings)
 }
 
-/// The unconditional `roles/run.invoker` members of a project's own policy; `None` when unreadable.
-async fn project_invokers(ctx: &Context, project: &str) -> Option<Vec<String>> {
-    ctx.clients
-        .resource_manager
-        .project_iam_policy(project)
-        .await
-        .ok()
-        .map(|p| p.members(common::INVOKER_ROLE, None))
-}
+// ---- create and update ------------------------------------------------------------------------
 
-// ---- create, read, update, delete -------------------------------------------------------------
-
-/// Applies the desired state (create or update) step by step: the live checks on a fresh read
-/// first (an error finding stops it with nothing changed), then IAP on, then the agent's grant.
-/// On failure the returned state tells what really exists, grants added included.
-async fn converge(
-    ctx: &Context,
-    prior: &Value,
-    planned: &Value,
-    config: &Value,
-    private: &[u8],
-    operation: &str,
-) -> ApplyResponse {
-    let mut diagnostics = Diagnostics::new();
-    let private = common::Private::decode(private);
-    let Some(name) = service_name(planned) else {
-        diagnostics.error(
-            "Incomplete plan",
-            "project, location and service must be known at apply. This is a bug in the provider.",
-        );
-        return ApplyResponse {
-            state: prior.clone(),
-            private: private.encode(),
-            diagnostics,
-        };
+/// Applies the desired state (create or update): the live checks on a fresh read first (an error
+/// finding stops it with nothing changed), then IAP on, then the agent's grant. On failure the
+/// returned state tells what really exists, the grants added included.
+async fn converge(ctx: &Context, change: Change<'_, Model, Private>) -> Applied<Model> {
+    let Change {
+        prior,
+        planned,
+        deadline,
+        private,
+        ..
+    } = change;
+    let Some(name) = planned.service_name() else {
+        return Err(common::incomplete_plan(
+            prior,
+            "project, location and service",
+        ));
     };
-    let deadline = common::deadline(config, operation);
-    let unchanged = |d: Diagnostics| ApplyResponse {
-        state: prior.clone(),
-        private: private.encode(),
-        diagnostics: d,
+    let number = match common::project_number(ctx, &name.project).await {
+        Ok(n) => n,
+        Err(d) => return Err(Failure::new(prior, d)),
     };
-    let project = match ctx.project_info(&name.project).await {
-        Ok(p) => p,
-        Err(e) => {
-            return unchanged(
-                common::api_error(&format!("read project {}", name.project), &e).into(),
-            )
-        }
-    };
-    let grant = planned.get("grant_iap_invoker").as_bool().unwrap_or(true);
+    let grant = planned.grant_iap_invoker.or(true);
     // Right before the first change, on a fresh read: nothing changes while an error finding holds.
-    match checks(ctx, &name, &project.project_number, Some(grant), true).await {
+    match checks(ctx, &name, &number, Some(grant), true).await {
         Ok(findings) => {
-            let found = validation::report(findings, &validation::ignored(config));
-            if found.has_errors() {
-                return unchanged(found);
+            let found = validation::report(findings, &common::ignored(&planned.ignore_checks));
+            if let Some(d) = found.into_iter().find(Diagnostic::is_error) {
+                return Err(Failure::new(prior, d));
             }
-            diagnostics.extend(found);
         }
-        Err(d) => return unchanged(d.into()),
+        Err(d) => return Err(Failure::new(prior, d)),
     }
     let mut next = planned.clone();
-    set_identity(&mut next, &name, &project.project_number);
-    let agent_member = format!(
-        "serviceAccount:{}",
-        google::iap_service_agent_email(&project.project_number)
-    );
+    next.set_identity(&name, &number);
+    let agent = Agent::new(&name.project, &number);
     let key = name.to_string();
-    let mut grants = common::recorded_grants(prior, &private);
-    // What exists, for a failure part-way: the prior object, or (create) the object once changed.
-    let record =
-        |next: &Value, iap_enabled: Option<bool>, grants: &std::collections::BTreeSet<String>| {
-            let mut state = next.clone();
-            if let Some(on) = iap_enabled {
-                state.set_attr("iap_enabled", Value::Bool(on));
-            }
-            state.set_attr("invoker_grants", Value::string_set(grants.iter().cloned()));
-            state.set_attr("iap_invoker_granted", Value::Bool(grants.contains(&key)));
-            common::finalize(state)
-        };
-    let fail = |state: Value, d: Diagnostic, diagnostics: &Diagnostics| {
-        let mut all = diagnostics.clone();
-        all.push(d);
-        ApplyResponse {
-            state,
-            private: Vec::new(),
-            diagnostics: all,
-        }
+    let mut grants = common::recorded_grants(prior.as_ref().map(|p| &p.invoker_grants), private);
+    // Recorded in state from now on.
+    private.invoker_grants.clear();
+    // What exists after a failure part-way, IAP being on.
+    let record = |next: &Model, grants: &BTreeSet<String>| {
+        let mut state = next.clone();
+        state.iap_enabled = Attr::Known(true);
+        state.uri = Attr::from_option(state.uri.get().cloned());
+        state.iap_invoker_granted = Attr::Known(grants.contains(&key));
+        state.invoker_grants = Attr::Known(grants.clone());
+        state
     };
     if grant {
-        if let Err(e) = ctx
-            .clients
-            .service_usage
-            .iap_service_agent(&name.project, &project.project_number, deadline)
-            .await
-        {
-            return unchanged(common::api_error("provision the IAP service agent", &e).into());
+        if let Err(d) = agent.provision(ctx, deadline).await {
+            return Err(Failure::new(prior, d));
         }
     }
     // IAP first: should the run stop before the grant, the next apply finds IAP on and no grant,
@@ -391,311 +433,41 @@ async fn converge(
                 .await
                 .ok()
                 .map(|s| s.iap_enabled);
-            let state = match (prior.is_null(), on) {
-                (true, Some(true)) => record(&next, Some(true), &grants),
-                (true, _) => Value::Null,
-                (false, on) => {
-                    let mut state = prior.clone();
+            let state = match (prior, on) {
+                (None, Some(true)) => Some(record(&next, &grants)),
+                (None, _) => None,
+                (Some(mut p), on) => {
                     if let Some(on) = on {
-                        state.set_attr("iap_enabled", Value::Bool(on));
+                        p.iap_enabled = Attr::Known(on);
                     }
-                    state
+                    p.invoker_grants = Attr::Known(grants);
+                    Some(p)
                 }
             };
-            return fail(state, d, &diagnostics);
+            return Err(Failure::new(state, d));
         }
     };
-    next.set_attr("uri", Value::opt_string(service.uri.clone()));
+    next.uri = Attr::from_option(service.uri.clone());
     if grant {
-        match common::grant_invoker_propagated(ctx, &name, &agent_member, deadline).await {
+        match agent.grant(ctx, &name, deadline).await {
             Ok(true) => {
                 grants.insert(key.clone());
             }
             Ok(false) => {}
-            Err(e) => {
-                let d = common::api_error(
-                    &format!("grant roles/run.invoker on {name} to the IAP service agent"),
-                    &e,
-                );
-                return fail(record(&next, Some(true), &grants), d, &diagnostics);
-            }
+            Err(d) => return Err(Failure::new(Some(record(&next, &grants)), d)),
         }
-        next.set_attr("iap_invoker_granted", Value::Bool(true));
+        next.iap_invoker_granted = Attr::Known(true);
     } else {
-        for recorded in grants.clone() {
-            let Ok(service) = common::service_from_key(&recorded) else {
-                continue;
-            };
-            if let Err(e) = common::revoke_invoker(ctx, &service, &agent_member, deadline).await {
-                let d = common::api_error(
-                    &format!("remove the invoker grant this resource added on {service}"),
-                    &e,
-                );
-                return fail(record(&next, Some(true), &grants), d, &diagnostics);
-            }
-            grants.remove(&recorded);
+        let released =
+            common::release_grants(ctx, &agent.member, &mut grants, |_| false, None, deadline)
+                .await;
+        if let Err(d) = released {
+            return Err(Failure::new(Some(record(&next, &grants)), d));
         }
-        let granted = match ctx.clients.run.iam_policy(&name).await {
-            Ok(policy) => policy.has_member(common::INVOKER_ROLE, &agent_member, None),
-            Err(_) => false,
-        };
-        next.set_attr("iap_invoker_granted", Value::Bool(granted));
+        let granted = agent.granted(ctx, &name).await.unwrap_or(false);
+        next.iap_invoker_granted = Attr::Known(granted);
     }
-    next.set_attr("invoker_grants", Value::string_set(grants.iter().cloned()));
-    ApplyResponse {
-        state: common::finalize(next),
-        private: Vec::new(),
-        diagnostics,
-    }
-}
-
-async fn read(ctx: &Context, req: ReadRequest) -> ReadResponse {
-    let mut state = req.state.clone();
-    let Some(name) = service_name(&state) else {
-        return ReadResponse {
-            state,
-            private: req.private,
-            diagnostics: Diagnostics::new(),
-        };
-    };
-    let mut diagnostics = Diagnostics::new();
-    let service = match ctx.clients.run.service(&name).await {
-        Ok(s) => s,
-        Err(e) if e.is_not_found() => {
-            diagnostics.warning(
-                "Cloud Run service deleted outside Terraform",
-                format!("The Cloud Run service {name} no longer exists, so {TYPE_NAME} was removed from the state. Recreate the service, or remove this resource from the configuration."),
-            );
-            return ReadResponse {
-                state: Value::Null,
-                private: Vec::new(),
-                diagnostics,
-            };
-        }
-        Err(e) => {
-            diagnostics.push(common::api_error(
-                &format!("read Cloud Run service {name}"),
-                &e,
-            ));
-            return ReadResponse {
-                state,
-                private: req.private,
-                diagnostics,
-            };
-        }
-    };
-    let project_number = match state.get_str("project_number") {
-        Some(n) => n.to_string(),
-        None => match ctx.project_info(&name.project).await {
-            Ok(p) => p.project_number.clone(),
-            Err(e) => {
-                diagnostics.push(common::api_error(
-                    &format!("read project {}", name.project),
-                    &e,
-                ));
-                return ReadResponse {
-                    state,
-                    private: req.private,
-                    diagnostics,
-                };
-            }
-        },
-    };
-    set_identity(&mut state, &name, &project_number);
-    state.set_attr("iap_enabled", Value::Bool(service.iap_enabled));
-    state.set_attr("uri", Value::opt_string(service.uri.clone()));
-    let agent = format!(
-        "serviceAccount:{}",
-        google::iap_service_agent_email(&project_number)
-    );
-    match ctx.clients.run.iam_policy(&name).await {
-        Ok(policy) => state.set_attr(
-            "iap_invoker_granted",
-            Value::Bool(policy.has_member(common::INVOKER_ROLE, &agent, None)),
-        ),
-        Err(e) => {
-            diagnostics.push(common::api_error(
-                &format!("read the IAM policy of Cloud Run service {name}"),
-                &e,
-            ));
-            return ReadResponse {
-                state: req.state,
-                private: req.private,
-                diagnostics,
-            };
-        }
-    }
-    if state.get("grant_iap_invoker").is_null() {
-        state.set_attr("grant_iap_invoker", Value::Bool(true));
-    }
-    // A state from before grants were recorded in it (or an import, which added nothing).
-    let grants = common::recorded_grants(&state, &common::Private::decode(&req.private));
-    state.set_attr("invoker_grants", Value::string_set(grants));
-    ReadResponse {
-        state: common::finalize(state),
-        private: req.private,
-        diagnostics,
-    }
-}
-
-async fn delete(ctx: &Context, req: DeleteRequest) -> ApplyResponse {
-    let prior = req.prior_state;
-    let private = common::Private::decode(&req.prior_private);
-    let Some(name) = service_name(&prior) else {
-        return ApplyResponse::default();
-    };
-    let deadline = common::deadline(&prior, "delete");
-    let mut diagnostics = Diagnostics::new();
-    let mut grants = common::recorded_grants(&prior, &private);
-    let fail =
-        |d: Diagnostic, grants: &std::collections::BTreeSet<String>, diagnostics: &Diagnostics| {
-            let mut state = prior.clone();
-            state.set_attr("invoker_grants", Value::string_set(grants.iter().cloned()));
-            let mut all = diagnostics.clone();
-            all.push(d);
-            ApplyResponse {
-                state,
-                private: Vec::new(),
-                diagnostics: all,
-            }
-        };
-    match ctx
-        .clients
-        .run
-        .set_iap_enabled(&name, false, deadline)
-        .await
-    {
-        Ok(_) => {}
-        Err(e) if e.is_not_found() => {}
-        Err(e) => {
-            return fail(
-                common::api_error(&format!("disable IAP on Cloud Run service {name}"), &e),
-                &grants,
-                &diagnostics,
-            )
-        }
-    }
-    let member = prior
-        .get_str("iap_service_agent")
-        .map(|a| format!("serviceAccount:{a}"))
-        .or_else(|| private.invoker_grants.values().next().cloned());
-    if let Some(member) = member {
-        for recorded in grants.clone() {
-            let Ok(service) = common::service_from_key(&recorded) else {
-                continue;
-            };
-            if let Err(e) =
-                common::release_grant(ctx, &service, &member, None, deadline, &mut diagnostics)
-                    .await
-            {
-                return fail(
-                    common::api_error(
-                        &format!("remove the invoker grant this resource added on {service}"),
-                        &e,
-                    ),
-                    &grants,
-                    &diagnostics,
-                );
-            }
-            grants.remove(&recorded);
-        }
-    }
-    ApplyResponse {
-        diagnostics,
-        ..ApplyResponse::default()
-    }
-}
-
-// ---- import ----------------------------------------------------------------------------------
-
-fn import(ctx: &Context, id: &str) -> ImportResponse {
-    let mut diagnostics = Diagnostics::new();
-    let parsed = match names::parse_service_id(id) {
-        Ok(p) => p,
-        Err(e) => {
-            diagnostics.error("Invalid import id", e);
-            return ImportResponse {
-                diagnostics,
-                ..ImportResponse::default()
-            };
-        }
-    };
-    let (Some(project), Some(location)) = (
-        ctx.project(parsed.project.as_deref()),
-        ctx.region(parsed.location.as_deref()),
-    ) else {
-        diagnostics.error(
-            "Incomplete import id",
-            format!("{id:?} lacks the project or location and the provider sets no default. Use projects/PROJECT/locations/REGION/services/SERVICE."),
-        );
-        return ImportResponse {
-            diagnostics,
-            ..ImportResponse::default()
-        };
-    };
-    let mut state = schema().block.empty_value();
-    state.set_attr("service", Value::from(parsed.service.as_str()));
-    state.set_attr("location", Value::from(location));
-    state.set_attr("project", Value::from(project));
-    state.set_attr("grant_iap_invoker", Value::Bool(true));
-    ImportResponse {
-        state,
-        private: Vec::new(),
-        diagnostics,
-    }
-}
-
-#[async_trait]
-impl Resource<Context> for ServiceIap {
-    fn type_name(&self) -> &'static str {
-        TYPE_NAME
-    }
-
-    fn schema(&self) -> Schema {
-        schema()
-    }
-
-    fn validate(&self, req: &ValidateRequest) -> Diagnostics {
-        validate(&req.config)
-    }
-
-    async fn modify_plan(&self, ctx: &Context, req: &mut PlanRequest) -> Diagnostics {
-        plan(ctx, req).await
-    }
-
-    async fn create(&self, ctx: &Context, req: ApplyRequest) -> ApplyResponse {
-        converge(
-            ctx,
-            &Value::Null,
-            &req.planned_state,
-            &req.config,
-            &req.planned_private,
-            "create",
-        )
-        .await
-    }
-
-    async fn read(&self, ctx: &Context, req: ReadRequest) -> ReadResponse {
-        read(ctx, req).await
-    }
-
-    async fn update(&self, ctx: &Context, req: ApplyRequest) -> ApplyResponse {
-        converge(
-            ctx,
-            &req.prior_state,
-            &req.planned_state,
-            &req.config,
-            &req.planned_private,
-            "update",
-        )
-        .await
-    }
-
-    async fn delete(&self, ctx: &Context, req: DeleteRequest) -> ApplyResponse {
-        delete(ctx, req).await
-    }
-
-    async fn import(&self, ctx: &Context, id: &str) -> ImportResponse {
-        import(ctx, id)
-    }
+    next.iap_enabled = Attr::Known(true);
+    next.invoker_grants = Attr::Known(grants);
+    Ok(next)
 }

@@ -310,3 +310,27 @@ mod double_iap_tests {
         assert!(double_iap(&backend, |_| false, AttributePath::attr("backend_service")).is_empty());
     }
 }
+
+/// Every check of a Cloud Run service with IAP enabled directly; `fronting` are the backends with
+/// IAP in front of it (live, or planned in this run); `project_invokers` the project's own invoker
+/// members when read.
+pub fn direct_iap(
+    facts: &RunServiceFacts,
+    fronting: &[String],
+    project_number: &str,
+    grant: Option<bool>,
+    project_invokers: Option<&[String]>,
+) -> Vec<Finding> {
+    let mut findings = double_iap_planned(facts, fronting);
+    findings.extend(http2_direct(facts));
+    findings.extend(public_invoker(facts, AttributePath::attr("service")));
+    if let Some(grant) = grant {
+        findings.extend(missing_invoker_in_project(
+            facts,
+            project_number,
+            grant,
+            project_invokers,
+        ));
+    }
+    findings
+}

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use super::{report, Finding};
-use crate::framework::{Diagnostic, Diagnostics, Severity, Value};
+use crate::framework::{Attr, Diagnostic, Diagnostics, Severity};
 
 /// How this plan treats the findings of the live checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,12 +21,13 @@ pub enum AtPlan {
     Deferred,
 }
 
-/// Decides how the live checks treat this plan. `intent_changed`: some attribute the
-/// configuration sets differs from the prior state.
-pub fn at_plan(prior: &Value, planned: &Value, intent_changed: bool) -> AtPlan {
-    if checks_after_deferred(prior, planned) {
+/// Decides how the live checks treat this plan: `creating` (no prior state, or a replacement),
+/// `deferred` (see [`checks_after_deferred`]), `intent_changed`: some attribute the configuration
+/// sets differs from the prior state.
+pub fn at_plan(creating: bool, deferred: bool, intent_changed: bool) -> AtPlan {
+    if deferred {
         AtPlan::Deferred
-    } else if prior.is_null() || intent_changed {
+    } else if creating || intent_changed {
         AtPlan::Enforce
     } else {
         AtPlan::Standing
@@ -35,21 +36,15 @@ pub fn at_plan(prior: &Value, planned: &Value, intent_changed: bool) -> AtPlan {
 
 /// `checks_after` defers the live checks while any of its values is unknown, or differs from the
 /// values the last apply recorded (none on create): the resources it comes from change in this run.
-pub fn checks_after_deferred(prior: &Value, planned: &Value) -> bool {
-    let now = planned.get("checks_after");
-    if now.is_null() && now.is_known() {
-        return false;
+pub fn checks_after_deferred(
+    prior: Option<&Attr<Vec<String>>>,
+    planned: &Attr<Vec<String>>,
+) -> bool {
+    match planned {
+        Attr::Null => false,
+        Attr::Unknown(_) => true,
+        Attr::Known(now) => prior.and_then(Attr::get) != Some(now),
     }
-    !now.is_wholly_known() || prior.get("checks_after") != now
-}
-
-/// Whether any of `attributes` differs between the prior state and the plan (the configuration's
-/// own attributes: a change the user asks for).
-pub fn intent_changed(prior: &Value, planned: &Value, attributes: &[&str]) -> bool {
-    !prior.is_null()
-        && attributes
-            .iter()
-            .any(|a| prior.get(a) != planned.get(a) || !planned.get(a).is_wholly_known())
 }
 
 /// The diagnostics of `findings` for a plan treated as `at`.
@@ -85,44 +80,24 @@ fn standing(d: Diagnostic) -> Diagnostic {
 mod tests {
     use super::*;
 
-    fn state(pairs: &[(&str, Value)]) -> Value {
-        let mut v = Value::Object(Default::default());
-        for (k, x) in pairs {
-            v.set_attr(k, x.clone());
-        }
-        v
-    }
-
     #[test]
     fn create_and_changes_enforce_refresh_and_drift_are_standing() {
-        let prior = state(&[("service", Value::from("a"))]);
-        assert_eq!(at_plan(&Value::Null, &prior, false), AtPlan::Enforce);
-        assert_eq!(at_plan(&prior, &prior, true), AtPlan::Enforce);
-        assert_eq!(at_plan(&prior, &prior, false), AtPlan::Standing);
-        let planned = state(&[("service", Value::from("b"))]);
-        assert!(intent_changed(&prior, &planned, &["service"]));
-        assert!(!intent_changed(&prior, &prior, &["service"]));
-        assert!(!intent_changed(&Value::Null, &planned, &["service"]));
+        assert_eq!(at_plan(true, false, false), AtPlan::Enforce);
+        assert_eq!(at_plan(false, false, true), AtPlan::Enforce);
+        assert_eq!(at_plan(false, false, false), AtPlan::Standing);
+        assert_eq!(at_plan(true, true, false), AtPlan::Deferred);
     }
 
     #[test]
     fn checks_after_defers_while_unknown_or_changed() {
-        let list = |xs: &[&str]| Value::List(xs.iter().map(|x| Value::from(*x)).collect());
-        let applied = state(&[("checks_after", list(&["x"]))]);
-        assert!(!checks_after_deferred(&applied, &applied));
-        assert!(checks_after_deferred(
-            &applied,
-            &state(&[("checks_after", list(&["y"]))])
-        ));
-        assert!(checks_after_deferred(
-            &applied,
-            &state(&[("checks_after", Value::List(vec![Value::unknown()]))])
-        ));
-        assert!(checks_after_deferred(&Value::Null, &applied), "create");
-        let unset = state(&[("checks_after", Value::Null)]);
-        assert!(!checks_after_deferred(&Value::Null, &unset));
-        assert_eq!(at_plan(&applied, &applied, true), AtPlan::Enforce);
-        assert_eq!(at_plan(&Value::Null, &applied, false), AtPlan::Deferred);
+        let known = |xs: &[&str]| Attr::Known(xs.iter().map(|x| x.to_string()).collect::<Vec<_>>());
+        let applied = known(&["x"]);
+        assert!(!checks_after_deferred(Some(&applied), &applied));
+        assert!(checks_after_deferred(Some(&applied), &known(&["y"])));
+        assert!(checks_after_deferred(Some(&applied), &Attr::unknown()));
+        assert!(checks_after_deferred(None, &applied), "create");
+        assert!(!checks_after_deferred(None, &Attr::Null));
+        assert!(!checks_after_deferred(Some(&applied), &Attr::Null));
     }
 
     #[test]

@@ -4,9 +4,10 @@
 
 pub mod compose;
 pub mod plugin;
+pub mod python;
 pub mod reattach;
 pub mod terraform;
 
 pub use plugin::{ClientIdentity, Launch, PluginProcess};
 pub use reattach::Reattached;
-pub use terraform::{terraform_binaries, Run, Terraform, Workspace};
+pub use terraform::{newest, terraform_binaries, Run, Terraform, Workspace};
