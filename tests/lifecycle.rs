@@ -237,23 +237,29 @@ async fn add_neg_to_backend(world: &World, backend: &str, neg: &str) {
     assert!(status.is_success() && done.get("error").is_none(), "{done}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn backend_grants_drift_when_removed_and_a_later_neg_is_granted() {
-    for terraform in terraform_binaries() {
-        let world = World::start().await;
-        world.run_service("app", json!({})).await;
-        world.neg("app-neg", "app").await;
-        world.backend("web", None, &["app-neg"], json!({})).await;
-        world.https_frontend("web").await;
-        let header = provider_header("");
-        let config = format!(
-            r#"{header}
+/// Cloud Run service "app" behind global backend "web" (serverless NEG, HTTPS frontend), and a
+/// configuration that puts IAP on the backend.
+async fn backend_world(world: &World) -> String {
+    world.run_service("app", json!({})).await;
+    world.neg("app-neg", "app").await;
+    world.backend("web", None, &["app-neg"], json!({})).await;
+    world.https_frontend("web").await;
+    let header = provider_header("");
+    format!(
+        r#"{header}
 resource "iaprun_backend_iap" "web" {{
   backend_service = "web"
   ignore_checks   = ["envoy_jwt_header"]
 }}
 "#
-        );
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn backend_grants_drift_when_removed_and_a_later_neg_is_granted() {
+    for terraform in terraform_binaries() {
+        let world = World::start().await;
+        let config = backend_world(&world).await;
         let ws = workspace(&terraform, &world, &config);
         let v = &terraform.version;
         ws.apply().expect_success();
@@ -357,19 +363,7 @@ resource "iaprun_backend_iap" "web" {{
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_grant_still_needed_by_another_iap_path_survives_destroy() {
     let world = World::start().await;
-    world.run_service("app", json!({})).await;
-    world.neg("app-neg", "app").await;
-    world.backend("web", None, &["app-neg"], json!({})).await;
-    world.https_frontend("web").await;
-    let header = provider_header("");
-    let config = format!(
-        r#"{header}
-resource "iaprun_backend_iap" "web" {{
-  backend_service = "web"
-  ignore_checks   = ["envoy_jwt_header"]
-}}
-"#
-    );
+    let config = backend_world(&world).await;
     let ws = workspace(&newest(), &world, &config);
     ws.apply().expect_success();
     let agent = world.iap_agent();

@@ -615,3 +615,22 @@ fn parse_service_key(key: &str) -> Result<ServiceName, String> {
         _ => Err(format!("{key:?} is not a full service name")),
     }
 }
+
+/// The state a failed switch of IAP to on leaves: on create, the object `landed` describes when
+/// the change landed anyway (`on`: IAP as read after the failure, e.g. an operation that timed
+/// out) and nothing otherwise; on update, the prior object as `keep` corrects it.
+pub fn after_failed_enable<M>(
+    prior: Option<M>,
+    on: Option<bool>,
+    landed: impl FnOnce() -> M,
+    keep: impl FnOnce(&mut M, Option<bool>),
+) -> Option<M> {
+    match prior {
+        None if on == Some(true) => Some(landed()),
+        None => None,
+        Some(mut p) => {
+            keep(&mut p, on);
+            Some(p)
+        }
+    }
+}

@@ -433,17 +433,12 @@ async fn converge(ctx: &Context, change: Change<'_, Model, Private>) -> Applied<
                 .await
                 .ok()
                 .map(|s| s.iap_enabled);
-            let state = match (prior, on) {
-                (None, Some(true)) => Some(record(&next, &grants)),
-                (None, _) => None,
-                (Some(mut p), on) => {
-                    if let Some(on) = on {
-                        p.iap_enabled = Attr::Known(on);
-                    }
-                    p.invoker_grants = Attr::Known(grants);
-                    Some(p)
-                }
+            let keep = |p: &mut Model, on: Option<bool>| {
+                p.iap_enabled = on.map_or(p.iap_enabled.clone(), Attr::Known);
+                p.invoker_grants = Attr::Known(grants.clone());
             };
+            let landed = || record(&next, &grants);
+            let state = common::after_failed_enable(prior, on, landed, keep);
             return Err(Failure::new(state, d));
         }
     };
