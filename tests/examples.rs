@@ -43,7 +43,7 @@ fn example_dirs() -> Vec<String> {
 }
 
 /// Copies the files of `from` (recursively) into `to`.
-fn copy_tree(from: &Path, to: &Path) {
+pub(crate) fn copy_tree(from: &Path, to: &Path) {
     fs::create_dir_all(to).expect("create destination");
     for entry in fs::read_dir(from).expect("read source directory") {
         let path = entry.expect("directory entry").path();

@@ -34,5 +34,9 @@ mod reliability;
 mod bad_input;
 // Untrusted wire input: DynamicValue bytes and Google API answers never panic (proptest).
 mod wire_input;
+// One configuration creates the services, the load balancer and the IAP; checks wait for apply.
+mod composition;
+// Replacement on effective changes, grants recorded and never leaked, drift, propagation, endpoints.
+mod lifecycle;
 // Release archives (scripts/dist.sh): registry names, SHA256SUMS, signature, the packed mirror installed.
 mod dist;

@@ -641,6 +641,36 @@ impl ComputeClient {
         NetworkEndpointGroup::from_value(raw)
     }
 
+    /// backendServices.list / regionBackendServices.list (all pages).
+    pub async fn backend_services(
+        &self,
+        project: &str,
+        scope: &Scope,
+    ) -> Result<Vec<BackendService>, Error> {
+        self.list(project, scope, "backendServices")
+            .await?
+            .into_iter()
+            .map(BackendService::from_value)
+            .collect()
+    }
+
+    /// regionNetworkEndpointGroups.list (all pages).
+    pub async fn network_endpoint_groups(
+        &self,
+        project: &str,
+        region: &str,
+    ) -> Result<Vec<NetworkEndpointGroup>, Error> {
+        self.list(
+            project,
+            &Scope::Region(region.to_string()),
+            "networkEndpointGroups",
+        )
+        .await?
+        .into_iter()
+        .map(NetworkEndpointGroup::from_value)
+        .collect()
+    }
+
     /// urlMaps.get / regionUrlMaps.get.
     pub async fn url_map(&self, project: &str, scope: &Scope, name: &str) -> Result<UrlMap, Error> {
         UrlMap::from_value(self.get(project, scope, &["urlMaps", name]).await?)

@@ -345,6 +345,7 @@ pub mod facts;
 mod members;
 pub mod service;
 pub mod target;
+pub mod timing;
 
 pub use access::{binding_conflict, AccessKind, PlannedAccess};
 pub use members::{managed_oauth_external, member_format, public_member};
