@@ -1,5 +1,5 @@
-//! Compute Engine v1: backend services (get, IAP patch), serverless NEGs, URL maps, target
-//! proxies and forwarding rules.
+//! Compute Engine v1: backend services (get, aggregated list, IAP patch), serverless NEGs (get,
+//! aggregated list), URL maps, target proxies and forwarding rules.
 
 use std::fmt;
 use std::sync::Arc;
@@ -242,6 +242,16 @@ impl BackendService {
     pub fn iap_enabled(&self) -> bool {
         self.iap.as_ref().is_some_and(BackendServiceIap::is_enabled)
     }
+
+    /// The region of a regional backend service (the last segment of its `region` URL).
+    pub fn region_name(&self) -> Option<&str> {
+        self.region.as_deref().map(last_segment)
+    }
+}
+
+/// The last path segment of a compute URL (`.../regions/us-central1` → `us-central1`).
+fn last_segment(url: &str) -> &str {
+    url.trim_end_matches('/').rsplit('/').next().unwrap_or(url)
 }
 
 /// A network endpoint group (serverless NEGs point at a Cloud Run service).
@@ -284,6 +294,11 @@ struct NegWire {
 }
 
 impl NetworkEndpointGroup {
+    /// The NEG's region (the last segment of its `region` URL); `None` for zonal or global NEGs.
+    pub fn region_name(&self) -> Option<&str> {
+        self.region.as_deref().map(last_segment)
+    }
+
     fn from_value(raw: Value) -> Result<NetworkEndpointGroup, Error> {
         let w: NegWire = serde_json::from_value(raw.clone())
             .map_err(|e| Error::decode("compute network endpoint group", e))?;
@@ -525,6 +540,95 @@ impl ComputeClient {
             collection,
             format!("more than {MAX_PAGES} pages of results"),
         ))
+    }
+
+    /// `{collection}.aggregatedList`: every page of `projects/{project}/aggregated/{collection}`,
+    /// each item with its scope (`global`, `regions/{r}`, `zones/{z}`). Scopes answering only a
+    /// `warning` (no results) are skipped. Without `returnPartialSuccess` an unreachable scope
+    /// fails the call rather than leaving a silent gap.
+    async fn aggregated(
+        &self,
+        project: &str,
+        collection: &str,
+    ) -> Result<Vec<(String, Value)>, Error> {
+        let what = format!("{collection} aggregated list");
+        let mut items = Vec::new();
+        let mut token: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let mut url = self.base.join(["projects", project, "aggregated", collection]);
+            {
+                let mut query = url.query_pairs_mut();
+                query.append_pair("maxResults", PAGE_SIZE);
+                if let Some(token) = &token {
+                    query.append_pair("pageToken", token);
+                }
+            }
+            let page = self.transport.send(Call::get(Api::Compute, url)).await?;
+            if !page.is_object() {
+                return Err(Error::decode(&what, "the page is not a JSON object"));
+            }
+            match page.get("items") {
+                None | Some(Value::Null) => {}
+                Some(Value::Object(scopes)) => {
+                    for (scope, scoped) in scopes {
+                        match scoped.get(collection) {
+                            None | Some(Value::Null) => {}
+                            Some(Value::Array(list)) => items
+                                .extend(list.iter().map(|item| (scope.clone(), item.clone()))),
+                            Some(_) => {
+                                return Err(Error::decode(
+                                    &what,
+                                    format!("items[{scope:?}].{collection} is not a list"),
+                                ))
+                            }
+                        }
+                    }
+                }
+                Some(_) => return Err(Error::decode(&what, "items is not an object")),
+            }
+            let next = page
+                .get("nextPageToken")
+                .and_then(Value::as_str)
+                .filter(|t| !t.is_empty())
+                .map(str::to_string);
+            if next.is_some() && next == token {
+                return Err(Error::decode(&what, "the same page token was returned twice"));
+            }
+            match next {
+                Some(next) => token = Some(next),
+                None => return Ok(items),
+            }
+        }
+        Err(Error::decode(
+            &what,
+            format!("more than {MAX_PAGES} pages of results"),
+        ))
+    }
+
+    /// backendServices.aggregatedList: every backend service of the project, global and
+    /// regional, in one paged call.
+    pub async fn backend_services_aggregated(
+        &self,
+        project: &str,
+    ) -> Result<Vec<BackendService>, Error> {
+        self.aggregated(project, "backendServices")
+            .await?
+            .into_iter()
+            .map(|(_, raw)| BackendService::from_value(raw))
+            .collect()
+    }
+
+    /// networkEndpointGroups.aggregatedList: every NEG of the project (serverless NEGs are in
+    /// `regions/{r}` scopes), in one paged call.
+    pub async fn network_endpoint_groups_aggregated(
+        &self,
+        project: &str,
+    ) -> Result<Vec<NetworkEndpointGroup>, Error> {
+        self.aggregated(project, "networkEndpointGroups")
+            .await?
+            .into_iter()
+            .map(|(_, raw)| NetworkEndpointGroup::from_value(raw))
+            .collect()
     }
 
     /// backendServices.get / regionBackendServices.get.

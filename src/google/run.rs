@@ -1,4 +1,4 @@
-//! Cloud Run Admin API v2: services (get, IAP toggle by full-object PATCH) and service IAM.
+//! Cloud Run Admin API v2: services (get, list, IAP toggle by full-object PATCH) and service IAM.
 
 use std::fmt;
 use std::sync::Arc;
@@ -55,6 +55,21 @@ impl fmt::Display for ServiceName {
             self.project, self.location, self.service
         )
     }
+}
+
+/// Services asked for per page of services.list (the API documents no maximum).
+const LIST_PAGE_SIZE: &str = "100";
+/// A list longer than this many pages is treated as a server bug, not followed forever.
+const MAX_PAGES: usize = 1000;
+
+/// One page of services.list.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListPage {
+    #[serde(default)]
+    services: Option<Vec<Value>>,
+    #[serde(default)]
+    next_page_token: Option<String>,
 }
 
 /// A Cloud Run service: the fields the provider reads, plus the whole object.
@@ -174,6 +189,11 @@ impl RunService {
         })
     }
 
+    /// The service id: the last segment of `name`.
+    pub fn service_id(&self) -> &str {
+        self.name.rsplit('/').next().unwrap_or_default()
+    }
+
     /// Whether any container port is `h2c` (end-to-end HTTP/2).
     pub fn uses_h2c(&self) -> bool {
         self.ports.iter().any(|p| p.name.as_deref() == Some("h2c"))
@@ -197,6 +217,48 @@ impl RunClient {
         let call = Call::get(Api::Run, self.base.join(name.segments()));
         let raw = self.transport.send(call).await?;
         RunService::from_value(raw)
+    }
+
+    /// services.list of one location, every page (`pageSize` [`LIST_PAGE_SIZE`]).
+    pub async fn services(&self, project: &str, location: &str) -> Result<Vec<RunService>, Error> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let mut url = self.base.join([
+                "v2",
+                "projects",
+                project,
+                "locations",
+                location,
+                "services",
+            ]);
+            {
+                let mut query = url.query_pairs_mut();
+                query.append_pair("pageSize", LIST_PAGE_SIZE);
+                if let Some(token) = &token {
+                    query.append_pair("pageToken", token);
+                }
+            }
+            let page: ListPage = self.transport.send_as(Call::get(Api::Run, url)).await?;
+            for raw in page.services.unwrap_or_default() {
+                out.push(RunService::from_value(raw)?);
+            }
+            let next = page.next_page_token.filter(|t| !t.is_empty());
+            if next.is_some() && next == token {
+                return Err(Error::decode(
+                    "Cloud Run services list",
+                    "the same page token was returned twice",
+                ));
+            }
+            match next {
+                Some(next) => token = Some(next),
+                None => return Ok(out),
+            }
+        }
+        Err(Error::decode(
+            "Cloud Run services list",
+            format!("more than {MAX_PAGES} pages of results"),
+        ))
     }
 
     /// Turns direct IAP on or off: GET, set `iapEnabled`, PATCH the full object with its

@@ -7,6 +7,7 @@ use crate::framework::Resource;
 use crate::provider::Context;
 
 pub mod access_binding;
+pub mod audit;
 pub mod backend_iap;
 pub mod cache;
 mod common;
