@@ -555,7 +555,9 @@ impl ComputeClient {
         let mut items = Vec::new();
         let mut token: Option<String> = None;
         for _ in 0..MAX_PAGES {
-            let mut url = self.base.join(["projects", project, "aggregated", collection]);
+            let mut url = self
+                .base
+                .join(["projects", project, "aggregated", collection]);
             {
                 let mut query = url.query_pairs_mut();
                 query.append_pair("maxResults", PAGE_SIZE);
@@ -573,8 +575,9 @@ impl ComputeClient {
                     for (scope, scoped) in scopes {
                         match scoped.get(collection) {
                             None | Some(Value::Null) => {}
-                            Some(Value::Array(list)) => items
-                                .extend(list.iter().map(|item| (scope.clone(), item.clone()))),
+                            Some(Value::Array(list)) => {
+                                items.extend(list.iter().map(|item| (scope.clone(), item.clone())))
+                            }
                             Some(_) => {
                                 return Err(Error::decode(
                                     &what,
@@ -592,7 +595,10 @@ impl ComputeClient {
                 .filter(|t| !t.is_empty())
                 .map(str::to_string);
             if next.is_some() && next == token {
-                return Err(Error::decode(&what, "the same page token was returned twice"));
+                return Err(Error::decode(
+                    &what,
+                    "the same page token was returned twice",
+                ));
             }
             match next {
                 Some(next) => token = Some(next),
@@ -903,6 +909,75 @@ mod tests {
         assert!(!same_resource(
             "projects/p/global/backendServices/bs",
             "projects/p/global/backendServices/bs2"
+        ));
+    }
+
+    #[tokio::test]
+    async fn aggregated_lists_follow_pages_across_scopes_and_skip_warnings() {
+        use crate::google::testutil::{Reply, Stub};
+        let stub = Stub::start(|seen, _| {
+            let page = if seen.query.contains("pageToken=t1") {
+                json!({"items": {
+                    "regions/europe-west1": {"backendServices": [
+                        {"name": "eu", "region": "https://www.googleapis.com/compute/v1/projects/p/regions/europe-west1"}]},
+                    "global": {"warning": {"code": "NO_RESULTS_ON_PAGE", "message": "none"}}}})
+            } else {
+                json!({"items": {
+                    "global": {"backendServices": [{"name": "web", "iap": {"enabled": true}}]},
+                    "regions/us-central1": {"warning": {"code": "NO_RESULTS_ON_PAGE", "message": "none"}}},
+                    "nextPageToken": "t1"})
+            };
+            Reply::json(200, page)
+        })
+        .await;
+        let clients = stub.clients();
+        let all = clients
+            .compute
+            .backend_services_aggregated("p")
+            .await
+            .expect("two pages");
+        let names: Vec<(&str, Option<&str>)> = all
+            .iter()
+            .map(|b| (b.name.as_str(), b.region_name()))
+            .collect();
+        assert_eq!(names, vec![("web", None), ("eu", Some("europe-west1"))]);
+        assert!(all[0].iap_enabled());
+        let seen = stub.seen();
+        assert_eq!(seen.len(), 2);
+        assert_eq!(
+            seen[0].path,
+            "/compute/v1/projects/p/aggregated/backendServices"
+        );
+        assert!(
+            seen[0].query.contains("maxResults=500"),
+            "{}",
+            seen[0].query
+        );
+        assert!(seen[1].query.contains("pageToken=t1"));
+
+        let looping =
+            Stub::start(|_, _| Reply::json(200, json!({"items": {}, "nextPageToken": "same"})))
+                .await;
+        let err = looping
+            .clients()
+            .compute
+            .network_endpoint_groups_aggregated("p")
+            .await
+            .expect_err("a repeated token is not followed forever");
+        assert!(err.to_string().contains("same page token"), "{err}");
+        let bad = Stub::start(|_, _| {
+            Reply::json(
+                200,
+                json!({"items": {"global": {"networkEndpointGroups": {"a": 1}}}}),
+            )
+        })
+        .await;
+        assert!(matches!(
+            bad.clients()
+                .compute
+                .network_endpoint_groups_aggregated("p")
+                .await,
+            Err(Error::Decode { .. })
         ));
     }
 

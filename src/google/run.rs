@@ -224,14 +224,9 @@ impl RunClient {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         for _ in 0..MAX_PAGES {
-            let mut url = self.base.join([
-                "v2",
-                "projects",
-                project,
-                "locations",
-                location,
-                "services",
-            ]);
+            let mut url =
+                self.base
+                    .join(["v2", "projects", project, "locations", location, "services"]);
             {
                 let mut query = url.query_pairs_mut();
                 query.append_pair("pageSize", LIST_PAGE_SIZE);
@@ -462,6 +457,34 @@ mod tests {
         let nulls = RunService::from_value(json!({"iapEnabled": null, "template": null}))
             .expect("nulls are absent values");
         assert!(!nulls.iap_enabled);
+    }
+
+    #[tokio::test]
+    async fn services_list_follows_every_page() {
+        use crate::google::testutil::{Reply, Stub};
+        let stub = Stub::start(|seen, _| {
+            let page = if seen.query.contains("pageToken=next") {
+                json!({"services": [{"name": "projects/p/locations/l/services/b", "iapEnabled": true}]})
+            } else {
+                json!({"services": [{"name": "projects/p/locations/l/services/a"}], "nextPageToken": "next"})
+            };
+            Reply::json(200, page)
+        })
+        .await;
+        let listed = stub
+            .clients()
+            .run
+            .services("p", "l")
+            .await
+            .expect("two pages");
+        let ids: Vec<&str> = listed.iter().map(RunService::service_id).collect();
+        assert_eq!(ids, vec!["a", "b"]);
+        assert!(listed[1].iap_enabled);
+        let seen = stub.seen();
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[0].path, "/v2/projects/p/locations/l/services");
+        assert!(seen[0].query.contains("pageSize=100"), "{}", seen[0].query);
+        assert!(seen[1].query.contains("pageToken=next"));
     }
 
     #[test]

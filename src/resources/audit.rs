@@ -182,11 +182,8 @@ pub async fn collect(
                     }
                     PolicyRead::BackendIap(i) => {
                         let b = &backends[*i].facts;
-                        let resource = google::backend_service_resource(
-                            number,
-                            b.region.as_deref(),
-                            &b.name,
-                        );
+                        let resource =
+                            google::backend_service_resource(number, b.region.as_deref(), &b.name);
                         clients.iap.iam_policy(&resource).await
                     }
                 };

@@ -175,11 +175,7 @@ fn service_findings(
         out.extend(backend::envoy_jwt_header(&only));
         out.extend(backend::run_app_bypass(&only));
         out.extend(backend::no_https_frontend(&only));
-        out.extend(service::double_iap(
-            &only,
-            |s| s.iap_enabled,
-            at_services(),
-        ));
+        out.extend(service::double_iap(&only, |s| s.iap_enabled, at_services()));
         out.extend(public_members_of(
             b.iap_members.as_ref(),
             &format!("backend service {}", exposure::backend_label(&b.facts)),
@@ -464,7 +460,10 @@ mod tests {
             checks_on(&report, "bypass"),
             vec!["cdn_enabled", "run_app_bypass"]
         );
-        assert_eq!(checks_on(&report, "double"), vec!["cdn_enabled", "double_iap"]);
+        assert_eq!(
+            checks_on(&report, "double"),
+            vec!["cdn_enabled", "double_iap"]
+        );
         assert_eq!(checks_on(&report, "public-iap"), vec!["public_member"]);
         let member = report
             .findings

@@ -197,7 +197,9 @@ mod no_iap_tests {
         let mut disabled = open_service();
         disabled.invoker_members = Some(vec![]);
         disabled.invoker_iam_disabled = true;
-        assert!(no_iap(&disabled, &[])[0].detail.contains("invokerIamDisabled"));
+        assert!(no_iap(&disabled, &[])[0]
+            .detail
+            .contains("invokerIamDisabled"));
     }
 
     #[test]
