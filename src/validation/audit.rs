@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use super::facts::{BackendFacts, NegFacts, RunServiceFacts};
+use super::facts::{BackendFacts, RunServiceFacts};
 use super::{backend, exposure, public_member, service, Finding};
 use crate::framework::{AttributePath, Severity};
 
@@ -294,6 +294,7 @@ fn missing_neg_targets(facts: &ProjectFacts) -> Vec<AuditFinding> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::validation::facts::NegFacts;
 
     const PN: &str = "42";
 
