@@ -1103,6 +1103,25 @@ fn matches(value: &Value, clauses: &[Clause]) -> bool {
     })
 }
 
+/// The slice of `total` items a list call asks for: from `pageToken` (an offset), `maxResults`
+/// items (500 at most, compute's limit).
+fn page_bounds(call: &Call<'_>, total: usize) -> Result<(usize, usize), ApiError> {
+    let start = match call.query("pageToken").filter(|t| !t.is_empty()) {
+        Some(token) => token
+            .parse::<usize>()
+            .map_err(|_| ApiError::invalid("Invalid value for field 'pageToken'."))?,
+        None => 0,
+    };
+    let size = call
+        .query("maxResults")
+        .and_then(|m| m.parse::<usize>().ok())
+        .filter(|m| *m > 0)
+        .unwrap_or(500)
+        .min(500);
+    let start = start.min(total);
+    Ok((start, start.saturating_add(size).min(total)))
+}
+
 fn list(
     world: &mut World,
     call: &Call<'_>,
@@ -1119,19 +1138,7 @@ fn list(
         .map(|(k, v)| render_resource(world, call, k, v))
         .filter(|v| matches(v, &clauses))
         .collect();
-    let start = match call.query("pageToken").filter(|t| !t.is_empty()) {
-        Some(token) => token
-            .parse::<usize>()
-            .map_err(|_| ApiError::invalid("Invalid value for field 'pageToken'."))?,
-        None => 0,
-    };
-    let size = call
-        .query("maxResults")
-        .and_then(|m| m.parse::<usize>().ok())
-        .filter(|m| *m > 0)
-        .unwrap_or(500)
-        .min(500);
-    let end = start.saturating_add(size).min(items.len());
+    let (start, end) = page_bounds(call, items.len())?;
     let scope_path = if regional {
         format!("regions/{region}")
     } else {
@@ -1170,20 +1177,7 @@ fn aggregated_list(
         .map(|(k, v)| (k.scope(), render_resource(world, call, k, v)))
         .filter(|(_, v)| matches(v, &clauses))
         .collect();
-    let start = match call.query("pageToken").filter(|t| !t.is_empty()) {
-        Some(token) => token
-            .parse::<usize>()
-            .map_err(|_| ApiError::invalid("Invalid value for field 'pageToken'."))?,
-        None => 0,
-    };
-    let size = call
-        .query("maxResults")
-        .and_then(|m| m.parse::<usize>().ok())
-        .filter(|m| *m > 0)
-        .unwrap_or(500)
-        .min(500);
-    let start = start.min(items.len());
-    let end = start.saturating_add(size).min(items.len());
+    let (start, end) = page_bounds(call, items.len())?;
     let mut scopes: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     if kind == BackendService {
         scopes.insert("global".into(), Vec::new());

@@ -493,53 +493,67 @@ impl ComputeClient {
         self.transport.send(call).await
     }
 
-    async fn list(
-        &self,
-        project: &str,
-        scope: &Scope,
-        collection: &str,
-    ) -> Result<Vec<Value>, Error> {
-        let mut items = Vec::new();
+    /// Every page of a compute list at `url` (`maxResults` and `pageToken` added), each checked to
+    /// be a JSON object. `what` names the list in errors.
+    async fn pages(&self, what: &str, url: reqwest::Url) -> Result<Vec<Value>, Error> {
+        let mut pages = Vec::new();
         let mut token: Option<String> = None;
         for _ in 0..MAX_PAGES {
-            let mut url = self.url(project, scope, &[collection]);
+            let mut page_url = url.clone();
             {
-                let mut query = url.query_pairs_mut();
+                let mut query = page_url.query_pairs_mut();
                 query.append_pair("maxResults", PAGE_SIZE);
                 if let Some(token) = &token {
                     query.append_pair("pageToken", token);
                 }
             }
-            let page = self.transport.send(Call::get(Api::Compute, url)).await?;
+            let page = self
+                .transport
+                .send(Call::get(Api::Compute, page_url))
+                .await?;
             // Anything but an object is a broken answer, not an empty page.
             if !page.is_object() {
-                return Err(Error::decode(collection, "the page is not a JSON object"));
-            }
-            match page.get("items") {
-                None | Some(Value::Null) => {}
-                Some(Value::Array(page_items)) => items.extend(page_items.iter().cloned()),
-                Some(_) => return Err(Error::decode(collection, "items is not a list")),
+                return Err(Error::decode(what, "the page is not a JSON object"));
             }
             let next = page
                 .get("nextPageToken")
                 .and_then(Value::as_str)
                 .filter(|t| !t.is_empty())
                 .map(str::to_string);
+            pages.push(page);
             if next.is_some() && next == token {
                 return Err(Error::decode(
-                    collection,
+                    what,
                     "the same page token was returned twice",
                 ));
             }
             match next {
                 Some(next) => token = Some(next),
-                None => return Ok(items),
+                None => return Ok(pages),
             }
         }
         Err(Error::decode(
-            collection,
+            what,
             format!("more than {MAX_PAGES} pages of results"),
         ))
+    }
+
+    async fn list(
+        &self,
+        project: &str,
+        scope: &Scope,
+        collection: &str,
+    ) -> Result<Vec<Value>, Error> {
+        let url = self.url(project, scope, &[collection]);
+        let mut items = Vec::new();
+        for page in self.pages(collection, url).await? {
+            match page.get("items") {
+                None | Some(Value::Null) => {}
+                Some(Value::Array(page_items)) => items.extend(page_items.iter().cloned()),
+                Some(_) => return Err(Error::decode(collection, "items is not a list")),
+            }
+        }
+        Ok(items)
     }
 
     /// `{collection}.aggregatedList`: every page of `projects/{project}/aggregated/{collection}`,
@@ -552,23 +566,11 @@ impl ComputeClient {
         collection: &str,
     ) -> Result<Vec<(String, Value)>, Error> {
         let what = format!("{collection} aggregated list");
+        let url = self
+            .base
+            .join(["projects", project, "aggregated", collection]);
         let mut items = Vec::new();
-        let mut token: Option<String> = None;
-        for _ in 0..MAX_PAGES {
-            let mut url = self
-                .base
-                .join(["projects", project, "aggregated", collection]);
-            {
-                let mut query = url.query_pairs_mut();
-                query.append_pair("maxResults", PAGE_SIZE);
-                if let Some(token) = &token {
-                    query.append_pair("pageToken", token);
-                }
-            }
-            let page = self.transport.send(Call::get(Api::Compute, url)).await?;
-            if !page.is_object() {
-                return Err(Error::decode(&what, "the page is not a JSON object"));
-            }
+        for page in self.pages(&what, url).await? {
             match page.get("items") {
                 None | Some(Value::Null) => {}
                 Some(Value::Object(scopes)) => {
@@ -589,26 +591,8 @@ impl ComputeClient {
                 }
                 Some(_) => return Err(Error::decode(&what, "items is not an object")),
             }
-            let next = page
-                .get("nextPageToken")
-                .and_then(Value::as_str)
-                .filter(|t| !t.is_empty())
-                .map(str::to_string);
-            if next.is_some() && next == token {
-                return Err(Error::decode(
-                    &what,
-                    "the same page token was returned twice",
-                ));
-            }
-            match next {
-                Some(next) => token = Some(next),
-                None => return Ok(items),
-            }
         }
-        Err(Error::decode(
-            &what,
-            format!("more than {MAX_PAGES} pages of results"),
-        ))
+        Ok(items)
     }
 
     /// backendServices.aggregatedList: every backend service of the project, global and
