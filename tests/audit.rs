@@ -1,4 +1,4 @@
-//! data "iaprun_audit": the collector and its rules against a world of 20 Cloud Run services in two
+//! data "iaprun_audit": the collector and its rules against a world of 21 Cloud Run services in two
 //! regions, built through the real REST APIs, where each finding has a near miss; compute's
 //! aggregatedList in the emulator; the calls the audit makes (each policy once, nothing mutating).
 
@@ -98,6 +98,7 @@ fn backend(name: &str, negs: &[&str], extra: Value) -> Value {
 /// - http2_direct: `h2c-direct` / `h2c-plain` (h2c without IAP);
 /// - cdn_enabled: `cached` (CDN on its IAP backend) / `two-guarded`;
 /// - envoy_jwt_header: `envoy` (EXTERNAL_MANAGED with IAP) / `lb-public` (EXTERNAL_MANAGED, no IAP);
+/// - http2_classic_lb: `h2-classic` (classic LB with IAP, protocol HTTP2) / `two-guarded` (HTTPS);
 /// - neg_mismatch: `ghost` (a NEG of an IAP backend naming a missing service).
 pub fn world_steps() -> Vec<Value> {
     let agent = AGENT;
@@ -175,6 +176,8 @@ pub fn world_steps() -> Vec<Value> {
         invokers(r, "cached", &[agent]),
         service(r, "envoy", json!({})),
         invokers(r, "envoy", &[agent]),
+        service(r, "h2-classic", json!({})),
+        invokers(r, "h2-classic", &[agent]),
     ]);
     for (neg_name, target) in [
         ("lb-public-neg", "lb-public"),
@@ -186,6 +189,7 @@ pub fn world_steps() -> Vec<Value> {
         ("double-neg", "double"),
         ("cached-neg", "cached"),
         ("envoy-neg", "envoy"),
+        ("h2-classic-neg", "h2-classic"),
         ("ghost-neg", "ghost"),
     ] {
         steps.push(neg(r, neg_name, target));
@@ -223,8 +227,13 @@ pub fn world_steps() -> Vec<Value> {
             &["envoy-neg"],
             json!({"iap": {"enabled": true}, "loadBalancingScheme": "EXTERNAL_MANAGED"}),
         ),
+        backend(
+            "h2-lb",
+            &["h2-classic-neg"],
+            json!({"iap": {"enabled": true}, "protocol": "HTTP2"}),
+        ),
     ]);
-    for lb in ["guarded-lb", "guarded-lb-2", "cdn-lb", "envoy-lb"] {
+    for lb in ["guarded-lb", "guarded-lb-2", "cdn-lb", "envoy-lb", "h2-lb"] {
         steps.push(accessors(
             &format!("compute/services/{lb}"),
             &["group:staff@example.com"],
@@ -248,6 +257,7 @@ pub fn expected_findings(with_other_region: bool) -> BTreeMap<String, Vec<&'stat
         ("h2c-direct", vec!["http2_direct"]),
         ("cached", vec!["cdn_enabled"]),
         ("envoy", vec!["envoy_jwt_header"]),
+        ("h2-classic", vec!["http2_classic_lb"]),
         ("ghost", vec!["neg_mismatch"]),
     ]
     .into_iter()
@@ -322,7 +332,7 @@ async fn every_finding_on_its_service_and_none_on_the_near_misses() {
         .iter()
         .map(|s| format!("{}/{}", s.location, s.name))
         .collect();
-    assert_eq!(audited.len(), 20, "{audited:?}");
+    assert_eq!(audited.len(), 21, "{audited:?}");
     for near in NEAR_MISSES {
         let label = format!("{REGION}/{near}");
         assert!(audited.contains(&label), "{label} was not audited");
@@ -403,15 +413,15 @@ async fn every_finding_on_its_service_and_none_on_the_near_misses() {
     );
     assert_eq!(
         count(&|p| p.starts_with("/v2/") && p.ends_with(":getIamPolicy")),
-        20,
+        21,
         "one Run policy per service"
     );
-    // IAP policies: the 7 services with direct IAP and the 4 backends with IAP.
+    // IAP policies: the 7 services with direct IAP and the 5 backends with IAP.
     assert_eq!(
         count(&|p| p.starts_with("/v1/") && p.ends_with(":getIamPolicy")),
-        11
+        12
     );
-    assert_eq!(requests.len(), 1 + 2 + 2 + 20 + 11, "{per_path:#?}");
+    assert_eq!(requests.len(), 1 + 2 + 2 + 21 + 12, "{per_path:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
