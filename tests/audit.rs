@@ -442,9 +442,14 @@ async fn only_the_regions_asked_for_are_audited_and_unreadable_policies_are_unkn
             .expect("fault spec"),
         )
         .expect("fault");
-    let facts = collect(&clients(&world), PROJECT, &[REGION.to_string()])
-        .await
-        .expect("audit");
+    // A region named twice is audited once.
+    let facts = collect(
+        &clients(&world),
+        PROJECT,
+        &[REGION.to_string(), REGION.to_string()],
+    )
+    .await
+    .expect("audit");
     let report = evaluate(&facts);
     let mut expected = expected_findings(false);
     expected.remove(&format!("{REGION}/open"));
@@ -457,6 +462,7 @@ async fn only_the_regions_asked_for_are_audited_and_unreadable_policies_are_unkn
     assert_eq!(open.public_invoker, None);
     assert_eq!(open.agent_has_invoker, None);
     assert!(report.services.iter().all(|s| s.location == REGION));
+    assert_eq!(report.services.len(), 20);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

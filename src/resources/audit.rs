@@ -59,7 +59,9 @@ pub async fn collect(
     project: &str,
     regions: &[String],
 ) -> Result<ProjectFacts, google::Error> {
-    let lists = futures::future::try_join_all(regions.iter().map(|region| async move {
+    let mut seen = BTreeSet::new();
+    let regions: Vec<&String> = regions.iter().filter(|r| seen.insert(*r)).collect();
+    let lists = futures::future::try_join_all(regions.iter().map(|&region| async move {
         let services = clients.run.services(project, region).await?;
         Ok::<_, google::Error>((region.clone(), services))
     }));
@@ -83,7 +85,7 @@ pub async fn collect(
             });
         }
     }
-    let audited: BTreeSet<&str> = regions.iter().map(String::as_str).collect();
+    let audited: BTreeSet<&str> = regions.iter().map(|r| r.as_str()).collect();
     let by_key: BTreeMap<(String, String), usize> = services
         .iter()
         .enumerate()
