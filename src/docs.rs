@@ -12,7 +12,14 @@ use crate::validation::CATALOGUE;
 
 /// Every generated file: (path relative to the repository root, content).
 pub fn render_all(repo: &Path) -> Result<Vec<(String, String)>, String> {
-    let provider = IaprunProvider::default();
+    render_provider(repo, &IaprunProvider::default())
+}
+
+/// Every generated file of `provider`'s documentation.
+pub fn render_provider<P: Provider>(
+    repo: &Path,
+    provider: &P,
+) -> Result<Vec<(String, String)>, String> {
     let mut files = vec![(
         "docs/index.md".to_string(),
         render_index(repo, &provider.schema())?,
@@ -23,6 +30,14 @@ pub fn render_all(repo: &Path) -> Result<Vec<(String, String)>, String> {
         files.push((
             format!("docs/resources/{short}.md"),
             render_resource(repo, name, &resource.schema())?,
+        ));
+    }
+    for data_source in provider.data_sources() {
+        let name = data_source.type_name();
+        let short = name.trim_start_matches("iaprun_");
+        files.push((
+            format!("docs/data-sources/{short}.md"),
+            render_data_source(repo, name, &data_source.schema())?,
         ));
     }
     files.push(("docs/checks.md".to_string(), render_checks()));
@@ -82,6 +97,25 @@ fn render_resource(repo: &Path, name: &str, schema: &Schema) -> Result<String, S
     )
     .ok();
     Ok(out)
+}
+
+fn render_data_source(repo: &Path, name: &str, schema: &Schema) -> Result<String, String> {
+    let mut out = String::new();
+    let desc = &schema.block.description;
+    writeln!(
+        out,
+        "---\npage_title: \"{name} Data Source - iaprun\"\nsubcategory: \"\"\ndescription: |-\n  {}.\n---\n",
+        first_sentence(desc)
+    )
+    .ok();
+    writeln!(out, "# {name} (Data Source)\n\n{desc}\n").ok();
+    let example = read_example(
+        repo,
+        &format!("examples/data-sources/{name}/data-source.tf"),
+    )?;
+    writeln!(out, "## Example Usage\n\n```terraform\n{example}\n```\n").ok();
+    render_schema_sections(&mut out, &schema.block);
+    Ok(out.trim_end().to_string() + "\n")
 }
 
 fn type_label(ty: &Type) -> String {
@@ -205,4 +239,51 @@ fn render_checks() -> String {
         .ok();
     }
     out.trim_end().to_string() + "\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::framework::testing::Fake;
+
+    #[test]
+    fn data_sources_render_under_docs_data_sources() {
+        let repo = std::env::temp_dir().join(format!("iaprun-docs-{}", std::process::id()));
+        for (path, text) in [
+            ("examples/provider/provider.tf", "provider \"fake\" {}"),
+            (
+                "examples/resources/fake_thing/resource.tf",
+                "resource \"fake_thing\" \"x\" {}",
+            ),
+            (
+                "examples/resources/fake_thing/import.sh",
+                "terraform import fake_thing.x x",
+            ),
+            (
+                "examples/data-sources/fake_echo/data-source.tf",
+                "data \"fake_echo\" \"x\" {\n  input = \"hi\"\n}",
+            ),
+        ] {
+            let full = repo.join(path);
+            std::fs::create_dir_all(full.parent().expect("parent")).expect("dir");
+            std::fs::write(full, text).expect("example");
+        }
+        let files = render_provider(&repo, &Fake::default()).expect("renders");
+        let _ = std::fs::remove_dir_all(&repo);
+        let (_, page) = files
+            .iter()
+            .find(|(p, _)| p == "docs/data-sources/fake_echo.md")
+            .expect("data source page");
+        assert!(page.contains("# fake_echo (Data Source)"), "{page}");
+        assert!(page.contains("input = \"hi\""), "{page}");
+        assert!(
+            page.contains("- `input` (String) The text to echo."),
+            "{page}"
+        );
+        assert!(
+            page.contains("### Read-Only\n\n- `output` (String)"),
+            "{page}"
+        );
+        assert!(!page.contains("## Import"), "{page}");
+    }
 }

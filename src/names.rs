@@ -228,6 +228,28 @@ pub fn parse_backend_service_id(id: &str) -> Result<BackendServiceId, String> {
     })
 }
 
+/// Parses an access binding import id: `RESOURCE ROLE` or `RESOURCE ROLE CONDITION_TITLE` (the
+/// title may contain spaces).
+pub fn parse_access_binding_id(id: &str) -> Result<(IapResource, String, Option<String>), String> {
+    let mut parts = id.splitn(3, ' ');
+    let (Some(resource), Some(role)) = (parts.next(), parts.next()) else {
+        return Err(format!(
+            "{id:?} is not an access binding id. Use \"RESOURCE ROLE\" or \"RESOURCE ROLE CONDITION_TITLE\", for example \"projects/my-project/iap_web/cloud_run-us-central1/services/hello roles/iap.httpsResourceAccessor\"."
+        ));
+    };
+    let resource = IapResource::parse(resource)?;
+    if !role.starts_with("roles/") && !role.contains("/roles/") {
+        return Err(format!(
+            "{role:?} is not a role name such as roles/iap.httpsResourceAccessor."
+        ));
+    }
+    let title = parts
+        .next()
+        .map(str::to_string)
+        .filter(|t| !t.trim().is_empty());
+    Ok((resource, role.to_string(), title))
+}
+
 fn check_parts(project: Option<&str>, region: Option<&str>) -> Result<(), String> {
     if let Some(p) = project.filter(|p| !is_project(p)) {
         return Err(format!("{p:?} is not a valid project id or number."));
@@ -241,6 +263,35 @@ fn check_parts(project: Option<&str>, region: Option<&str>) -> Result<(), String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn import_ids_with_and_without_condition() {
+        let (r, role, title) = parse_access_binding_id(
+            "projects/p-123456/iap_web/compute/services/web roles/iap.httpsResourceAccessor",
+        )
+        .expect("parses");
+        assert_eq!(
+            r.to_string(),
+            "projects/p-123456/iap_web/compute/services/web"
+        );
+        assert_eq!(
+            (role.as_str(), title),
+            ("roles/iap.httpsResourceAccessor", None)
+        );
+        let (_, _, title) = parse_access_binding_id(
+            "projects/p-123456/iap_web/compute/services/web roles/iap.httpsResourceAccessor office hours",
+        )
+        .expect("parses");
+        assert_eq!(title.as_deref(), Some("office hours"));
+        for bad in [
+            "",
+            "projects/p-123456/iap_web/compute/services/web",
+            "nonsense roles/x",
+            "projects/p-123456/iap_web/compute/services/web viewer",
+        ] {
+            assert!(parse_access_binding_id(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn iap_resource_names_round_trip() {

@@ -1,18 +1,19 @@
-//! The iaprun provider: its settings (DESIGN.md section 3), the configured context resources run
-//! with, and the registry of resource types.
+//! The iaprun provider: its settings (DESIGN.md section 3), how they become API clients and the
+//! run-time context ([`Context`]) resources run with.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::framework::timeouts::parse_duration;
 use crate::framework::{
-    Attribute, AttributePath, Block, ConfigureRequest, Diagnostics, Provider, Resource, Schema,
-    Value,
+    AnyDataSource, AnyResource, Attribute, AttributePath, Block, ConfigureRequest, Diagnostics,
+    Provider, Schema, Value,
 };
 use crate::google;
 use crate::names;
-use crate::resources::cache::Coalesced;
+use crate::resources::Context;
 
 /// Env var that points every API at an iaprun-emulator (or another emulator) at `host:port`.
 pub const EMULATOR_HOST_ENV: &str = "IAPRUN_EMULATOR_HOST";
@@ -272,163 +273,6 @@ pub fn validate_settings(config: &Value) -> Diagnostics {
     diags
 }
 
-/// Parses a Go-style duration (`90s`, `2m`, `1h30m`, `500ms`).
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total = Duration::ZERO;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit() && c != '.')
-            .unwrap_or(rest.len());
-        let (number, after) = rest.split_at(digits);
-        let amount: f64 = number.parse().ok()?;
-        let unit_len = after
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(after.len());
-        let (unit, next) = after.split_at(unit_len);
-        let seconds = match unit {
-            "ms" => amount / 1000.0,
-            "s" => amount,
-            "m" => amount * 60.0,
-            "h" => amount * 3600.0,
-            _ => return None,
-        };
-        total = total.checked_add(Duration::try_from_secs_f64(seconds).ok()?)?;
-        rest = next;
-    }
-    Some(total)
-}
-
-/// What every resource receives once the provider block is configured.
-pub struct Context {
-    pub settings: Settings,
-    pub clients: google::Clients,
-    /// Projects by id or number, read once per process.
-    projects: Coalesced<Arc<google::Project>>,
-    /// IAP policies by canonical resource name, for refresh; writes always read afresh.
-    pub policies: Coalesced<google::Policy>,
-    /// Whether the target of an IAP resource exists, by canonical resource name (plan-time checks).
-    pub targets: Coalesced<bool>,
-    /// Whether an IAP resource uses a custom OAuth client, by canonical resource name; a backend
-    /// planned in this process records its configured client here (plan-time checks).
-    pub custom_oauth_clients: Coalesced<bool>,
-    /// The domain of the organization above a project (`None`: no organization), by project.
-    pub organization_domains: Coalesced<Option<String>>,
-    /// IAP this plan switches on, so `double_iap` sees both layers before either is applied.
-    planned_iap: std::sync::Mutex<PlannedIap>,
-}
-
-/// IAP planned in this process: Cloud Run services with direct IAP, and the services behind each
-/// backend with IAP. Keys are `{project_number}/{location}/{service}`.
-#[derive(Debug, Default)]
-struct PlannedIap {
-    direct: std::collections::BTreeSet<String>,
-    behind: std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
-}
-
-impl std::fmt::Debug for Context {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Context")
-            .field("settings", &self.settings)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Context {
-    /// A context over ready clients.
-    pub fn new(settings: Settings, clients: google::Clients) -> Self {
-        Self {
-            settings,
-            clients,
-            projects: Coalesced::default(),
-            policies: Coalesced::default(),
-            targets: Coalesced::default(),
-            custom_oauth_clients: Coalesced::default(),
-            organization_domains: Coalesced::default(),
-            planned_iap: Default::default(),
-        }
-    }
-
-    /// The project to use: the resource's own, else the provider's.
-    pub fn project<'a>(&'a self, configured: Option<&'a str>) -> Option<&'a str> {
-        configured.or(self.settings.project.as_deref())
-    }
-
-    /// The region to use: the resource's own, else the provider's.
-    pub fn region<'a>(&'a self, configured: Option<&'a str>) -> Option<&'a str> {
-        configured.or(self.settings.region.as_deref())
-    }
-
-    /// The project (number, parent) behind an id or number, read once per process.
-    pub async fn project_info(&self, project: &str) -> Result<Arc<google::Project>, google::Error> {
-        self.projects
-            .get_or_fetch(project, || async {
-                self.clients
-                    .resource_manager
-                    .project(project)
-                    .await
-                    .map(Arc::new)
-            })
-            .await
-    }
-}
-
-impl Context {
-    fn planned(&self) -> std::sync::MutexGuard<'_, PlannedIap> {
-        self.planned_iap
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Records that this plan enables direct IAP on `service` and returns the backend services
-    /// planned with IAP in front of it. Recording first means that of two resources planned at the
-    /// same time, at least the later one sees the other.
-    pub fn plan_direct_iap(&self, service: &str) -> Vec<String> {
-        let mut planned = self.planned();
-        planned.direct.insert(service.to_string());
-        planned
-            .behind
-            .iter()
-            .filter(|(_, services)| services.contains(service))
-            .map(|(backend, _)| backend.clone())
-            .collect()
-    }
-
-    /// Records that this plan enables IAP on `backend` in front of `services` and returns those of
-    /// them planned with direct IAP.
-    pub fn plan_backend_iap(&self, backend: &str, services: &[String]) -> Vec<String> {
-        let mut planned = self.planned();
-        planned
-            .behind
-            .insert(backend.to_string(), services.iter().cloned().collect());
-        services
-            .iter()
-            .filter(|s| planned.direct.contains(*s))
-            .cloned()
-            .collect()
-    }
-
-    /// The primary domain of the organization above `project`, read once per process.
-    pub async fn organization_domain(
-        &self,
-        project: &str,
-    ) -> Result<Option<String>, google::Error> {
-        let info = self.project_info(project).await?;
-        self.organization_domains
-            .get_or_fetch(&info.project_number, || async {
-                let rm = &self.clients.resource_manager;
-                match rm.organization_of(&info).await? {
-                    Some(org) => rm.organization_domain(&org).await,
-                    None => Ok(None),
-                }
-            })
-            .await
-    }
-}
-
 /// The google::Config these settings describe.
 pub fn client_config(settings: &Settings, terraform_version: &str) -> google::Config {
     let mut endpoints = match &settings.emulator_host {
@@ -505,11 +349,19 @@ impl Provider for IaprunProvider {
             })?;
         let stop = clients.stop_handle();
         *self.stop.lock().unwrap_or_else(|p| p.into_inner()) = Some(stop);
-        Ok(Context::new(settings, clients))
+        Ok(Context::new(
+            settings.project.clone(),
+            settings.region.clone(),
+            clients,
+        ))
     }
 
-    fn resources(&self) -> Vec<Arc<dyn Resource<Context>>> {
+    fn resources(&self) -> Vec<Arc<dyn AnyResource<Context>>> {
         crate::resources::all()
+    }
+
+    fn data_sources(&self) -> Vec<Arc<dyn AnyDataSource<Context>>> {
+        crate::resources::data_sources()
     }
 
     fn stop(&self) {
@@ -633,16 +485,5 @@ mod tests {
             ("region", "us-central1")
         ]))
         .is_empty());
-    }
-
-    #[test]
-    fn durations_parse_like_go() {
-        assert_eq!(parse_duration("90s"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_duration("1.5m"), Some(Duration::from_secs(90)));
-        for bad in ["", "10", "s", "1d", "-1s", "1e400s"] {
-            assert_eq!(parse_duration(bad), None, "{bad}");
-        }
     }
 }

@@ -3,17 +3,15 @@
 
 use serde_json::{json, Value};
 
-use crate::support::{terraform_binaries, Terraform, Workspace};
+use iaprun::framework::model::from_value;
+use iaprun::framework::{ClientCapabilities, Diagnostics, Resource, Schema, Value as TfValue};
+use iaprun::resources::access_binding::AccessBinding;
+use iaprun::resources::Context;
+
+use crate::support::{newest, Workspace};
 use crate::world::{provider_header, World, PROJECT, REGION};
 
 pub(crate) const ACCESSOR: &str = "roles/iap.httpsResourceAccessor";
-
-pub(crate) fn newest() -> Terraform {
-    terraform_binaries()
-        .into_iter()
-        .next()
-        .expect("a terraform binary")
-}
 
 pub(crate) fn workspace(world: &World, main_tf: &str) -> Workspace {
     let mut ws = Workspace::new(&newest(), main_tf);
@@ -358,4 +356,59 @@ fn ws_line(ws: &Workspace, line: u64) -> String {
         .nth(line.saturating_sub(1) as usize)
         .unwrap_or_default()
         .to_string()
+}
+
+fn validate(config: &TfValue) -> Diagnostics {
+    let model = from_value(config).expect("fits the model");
+    <AccessBinding as Resource<Context>>::validate(&model, ClientCapabilities::default())
+}
+
+fn schema() -> Schema {
+    <AccessBinding as Resource<Context>>::schema()
+}
+
+#[test]
+fn validate_points_at_each_bad_attribute() {
+    let mut config = schema().block.empty_value();
+    config.set_attr(
+        "resource",
+        TfValue::from("projects/p-123456/iap_web/cloud-run-us-central1/services/x"),
+    );
+    config.set_attr("role", TfValue::from("viewer"));
+    config.set_attr(
+        "members",
+        TfValue::string_set(["allUsers", "user:Bob@example.com"]),
+    );
+    config.set_attr("ignore_checks", TfValue::string_set(["nope"]));
+    let diags = validate(&config);
+    let paths: Vec<String> = diags
+        .iter()
+        .filter_map(|d| d.path.as_ref())
+        .map(|p| p.to_string())
+        .collect();
+    for expected in [
+        "resource",
+        "role",
+        "members[\"allUsers\"]",
+        "members[\"user:Bob@example.com\"]",
+        "ignore_checks[\"nope\"]",
+    ] {
+        assert!(
+            paths.iter().any(|p| p == expected),
+            "{expected} not in {paths:?}"
+        );
+    }
+    config.set_attr("ignore_checks", TfValue::string_set(["public_member"]));
+    config.set_attr("members", TfValue::string_set(["allUsers"]));
+    config.set_attr(
+        "resource",
+        TfValue::from("projects/p-123456/iap_web/compute/services/x"),
+    );
+    config.set_attr("role", TfValue::Null);
+    assert!(
+        validate(&config).is_empty(),
+        "ignored check must not report"
+    );
+    config.set_attr("members", TfValue::unknown());
+    assert!(validate(&config).is_empty(), "unknown members are skipped");
 }

@@ -4,20 +4,13 @@
 
 use serde_json::{json, Value};
 
-use crate::support::{terraform_binaries, Terraform, Workspace};
+use crate::support::{newest, terraform_binaries, Terraform, Workspace};
 use crate::world::{provider_header, World, PROJECT, REGION};
 
 const INVOKER: &str = "roles/run.invoker";
 
 fn terraform_versions() -> Vec<Terraform> {
     terraform_binaries()
-}
-
-fn newest() -> Terraform {
-    terraform_binaries()
-        .into_iter()
-        .next()
-        .expect("a terraform binary")
 }
 
 fn config(region: Option<&str>, extra: &str) -> String {

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
 
-use crate::support::{terraform_binaries, Terraform, Workspace};
+use crate::support::{newest, Terraform, Workspace};
 use crate::world::{provider_header, World, PROJECT, REGION};
 
 /// DESIGN.md section 5: every check and its default severity (the contract).
@@ -81,13 +81,6 @@ const NO_ORG_PROJECT: &str = "noorg-project";
 /// A project where iap.googleapis.com is disabled.
 const NO_IAP_PROJECT: &str = "noiap-project";
 const OTHER_REGION: &str = "europe-west1";
-
-fn newest() -> Terraform {
-    terraform_binaries()
-        .into_iter()
-        .next()
-        .expect("a terraform binary")
-}
 
 fn severity_of(check: &str) -> &'static str {
     TABLE

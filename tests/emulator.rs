@@ -486,10 +486,12 @@ async fn operations_follow_delay_and_wait_blocks() {
         format!("projects/{PROJECT}/locations/{REGION}/services/slow")
     );
 
-    // Deterministic "not done yet": an injected number of polls.
+    // Deterministic "not done yet": an injected number of polls, and time enough that a loaded
+    // machine does not see the operation finish while the loop below reads the service.
     api.emulator
         .add_fault(FaultSpec {
             polls: Some(2),
+            delay_ms: Some(3000),
             method: Some("PATCH".into()),
             ..FaultSpec::new(FaultKind::OperationDelay)
         })
@@ -507,7 +509,12 @@ async fn operations_follow_delay_and_wait_blocks() {
             "CONDITION_RECONCILING"
         );
     }
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    let started = std::time::Instant::now();
+    api.wait_run(&op).await;
+    assert!(
+        started.elapsed() > Duration::from_millis(1000),
+        "wait blocked"
+    );
     let (_, polled) = api.get(&format!("/v2/{name}")).await;
     assert_eq!(polled["done"], true, "{polled}");
     api.assert_conformant();

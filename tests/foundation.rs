@@ -752,3 +752,48 @@ async fn sigint_leaves_the_provider_answering() {
     plugin::shutdown(channel).await.expect("Shutdown");
     assert!(provider.wait_for_exit(Duration::from_secs(5)).is_some());
 }
+
+/// Read coalescing in the run-time context: one call for concurrent reads, failures not cached.
+#[tokio::test]
+async fn concurrent_reads_make_one_call_and_failures_are_not_cached() {
+    let cache: Arc<iaprun::resources::cache::Coalesced<u32>> =
+        Arc::new(iaprun::resources::cache::Coalesced::default());
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let (cache, calls) = (cache.clone(), calls.clone());
+        tasks.push(tokio::spawn(async move {
+            cache
+                .get_or_fetch("k", || async {
+                    calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    tokio::task::yield_now().await;
+                    Ok::<_, String>(7)
+                })
+                .await
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.expect("task"), Ok(7));
+    }
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    let failed = cache
+        .get_or_fetch("e", || async { Err::<u32, _>("down") })
+        .await;
+    assert_eq!(failed, Err("down"));
+    assert_eq!(
+        cache.get_or_fetch("e", || async { Ok::<_, &str>(3) }).await,
+        Ok(3)
+    );
+
+    cache.put("k", 9);
+    assert_eq!(
+        cache.get_or_fetch("k", || async { Ok::<_, &str>(1) }).await,
+        Ok(9)
+    );
+    cache.invalidate("k");
+    assert_eq!(
+        cache.get_or_fetch("k", || async { Ok::<_, &str>(1) }).await,
+        Ok(1)
+    );
+}

@@ -12,14 +12,14 @@ use serde_json::{json, Value};
 
 use iaprun::emulator::FaultSpec;
 use iaprun::framework::{
-    ApplyRequest, ClientCapabilities, ConfigureRequest, DeleteRequest, Provider, ReadRequest,
-    Resource, Value as TfValue,
+    AnyResource, ApplyRequest, ClientCapabilities, ConfigureRequest, DeleteRequest, Provider,
+    ReadRequest, Value as TfValue,
 };
 
 use crate::access_binding::{
-    assert_slot_bindings, four_iap_resources, many_bindings, members, newest, workspace, ACCESSOR,
+    assert_slot_bindings, four_iap_resources, many_bindings, members, workspace, ACCESSOR,
 };
-use crate::support::Workspace;
+use crate::support::{newest, Workspace};
 use crate::world::{provider_header, World, PROJECT, REGION};
 
 const INVOKER: &str = "roles/run.invoker";
@@ -530,7 +530,7 @@ async fn two_hundred_bindings_race_conflicts_and_an_out_of_band_writer_and_lose_
 // ---- IAM safety --------------------------------------------------------------------------------
 
 /// The real provider, in this process, configured against the emulator.
-async fn configured_provider(world: &World) -> iaprun::provider::Context {
+async fn configured_provider(world: &World) -> iaprun::resources::Context {
     let provider = iaprun::provider::IaprunProvider::default();
     let mut config = provider.schema().block.empty_value();
     let base = format!("http://{}/", world.host());
@@ -559,7 +559,7 @@ async fn configured_provider(world: &World) -> iaprun::provider::Context {
         .expect("configured")
 }
 
-fn access_binding() -> Arc<dyn Resource<iaprun::provider::Context>> {
+fn access_binding() -> Arc<dyn AnyResource<iaprun::resources::Context>> {
     iaprun::resources::all()
         .into_iter()
         .find(|r| r.type_name() == "iaprun_access_binding")

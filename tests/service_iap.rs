@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::support::{terraform_binaries, Terraform, Workspace};
+use crate::support::{newest, terraform_binaries, Terraform, Workspace};
 use crate::world::{provider_header, World, PROJECT, REGION};
 
 const INVOKER: &str = "roles/run.invoker";
@@ -24,13 +24,6 @@ fn workspace(terraform: &Terraform, world: &World, main_tf: &str) -> Workspace {
     ws.env("IAPRUN_EMULATOR_HOST", &world.host());
     ws.init();
     ws
-}
-
-fn newest() -> Terraform {
-    terraform_binaries()
-        .into_iter()
-        .next()
-        .expect("a terraform binary")
 }
 
 #[track_caller]

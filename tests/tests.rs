@@ -16,6 +16,10 @@ mod access_binding;
 mod backend_iap;
 // Schemas seen by every terraform, diagnostics on the attribute, plugin process: mTLS, Shutdown, SIGINT.
 mod foundation;
+// Google's own Python client libraries (REST) against the emulator; system parameters on the wire.
+mod client_libraries;
+// iaprun-emulator --seed: every kind of object, malformed seeds, `terraform test` of the module.
+mod seed;
 // The Google API clients against the emulator: typed calls, errors, retries, operations, conflicts, tokens.
 mod google_client;
 // data "iaprun_audit": every finding on its service, near misses clean, bounded read-only calls.
@@ -30,3 +34,5 @@ mod reliability;
 mod bad_input;
 // Untrusted wire input: DynamicValue bytes and Google API answers never panic (proptest).
 mod wire_input;
+// Release archives (scripts/dist.sh): registry names, SHA256SUMS, signature, the packed mirror installed.
+mod dist;

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The quickstart, from a clean clone: builds the provider and the emulator, installs the provider for
-# terraform through a local filesystem mirror in a temporary CLI config, starts iaprun-emulator, creates a
-# Cloud Run service in it, then runs terraform init, apply and plan on examples/quickstart. One line per
-# step; a failing step prints its full log.
+# terraform through a local filesystem mirror in a temporary CLI config, starts iaprun-emulator with the
+# world in examples/quickstart/seed.json (a project and a Cloud Run service), checks that world through
+# the Cloud Run API, then runs terraform init, apply and plan on examples/quickstart. One line per step;
+# a failing step prints its full log.
 #
 # Optional environment:
 #   IAPRUN_PROVIDER_BIN, IAPRUN_EMULATOR_BIN  binaries built already: with both set, no cargo build
@@ -96,13 +97,14 @@ provider_installation {
 CONF
 done_step "iaprun/iaprun 0.1.0 in a filesystem mirror, through a temporary CLI config (TF_CLI_CONFIG_FILE)"
 
-step "start iaprun-emulator"
+step "start iaprun-emulator with examples/quickstart/seed.json"
 operation_delay=${QUICKSTART_OPERATION_DELAY_MS:-1000}
-"$emulator_bin" --listen 127.0.0.1:0 --operation-delay-ms "$operation_delay" \
+"$emulator_bin" --listen 127.0.0.1:0 --seed examples/quickstart/seed.json --operation-delay-ms "$operation_delay" \
   --request-log "$work/requests.jsonl" > "$work/emulator.log" 2>&1 &
 emulator_pid=$!
 address=
-for _ in $(seq 1 100); do
+# The address is printed once the seed is built (a bad seed ends the emulator with the entry at fault).
+for _ in $(seq 1 600); do
   address=$(sed -n 's|^iaprun-emulator listening on http://||p' "$work/emulator.log" | head -n 1)
   [ -n "$address" ] && break
   kill -0 "$emulator_pid" 2> /dev/null || break
@@ -110,13 +112,17 @@ for _ in $(seq 1 100); do
 done
 [ -n "$address" ] || fail_step "iaprun-emulator did not start" "$work/emulator.log"
 export IAPRUN_EMULATOR_HOST="$address"
-done_step "http://$address, long-running operations take ${operation_delay} ms (IAPRUN_EMULATOR_HOST=$address)"
+seeded=$(sed -n 's|^iaprun-emulator: seeded \(.*\) from .*|\1|p' "$work/emulator.log" | head -n 1)
+done_step "http://$address, seeded with ${seeded:-?}, long-running operations take ${operation_delay} ms (IAPRUN_EMULATOR_HOST=$address)"
 
-step "create a Cloud Run service in the emulator"
+step "read the Cloud Run service back from the emulator"
 command -v curl > /dev/null || fail_step "curl is not on PATH"
-service=$(bash examples/quickstart/seed.sh "$address" 2> "$work/seed.log") ||
-  fail_step "examples/quickstart/seed.sh failed" "$work/seed.log"
-done_step "$service"
+service_name=projects/quickstart-project/locations/us-central1/services/hello
+curl -fsS -H "Authorization: Bearer quickstart" "http://$address/v2/$service_name" > "$work/service.json" 2>&1 ||
+  fail_step "the seeded Cloud Run service is not there" "$work/service.json"
+grep -q '"CONDITION_SUCCEEDED"' "$work/service.json" ||
+  fail_step "the seeded Cloud Run service is not ready" "$work/service.json"
+done_step "$service_name, ready"
 requests_before=$(wc -l < "$work/requests.jsonl" | tr -d ' ')
 
 mkdir -p "$work/config"

@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = names::parse_service_id(text);
     let _ = names::parse_backend_service_id(text);
-    let _ = iaprun::resources::access_binding::parse_import_id(text);
+    let _ = iaprun::names::parse_access_binding_id(text);
     for check in [
         names::is_project,
         names::is_project_number,

@@ -4,15 +4,18 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use iaprun::emulator::{serve, Options};
+use iaprun::emulator::{serve_state, EmulatorState, Options};
 
 const USAGE: &str = "\
 iaprun-emulator: an offline emulator of the Google APIs used by terraform-provider-iaprun
 (Cloud Run Admin v2, IAP v1, Compute v1, Service Usage, Resource Manager, OAuth token endpoint).
 
-Usage: iaprun-emulator [--listen ADDR] [--request-log FILE] [--latency-ms N] [--operation-delay-ms N] [--open]
+Usage: iaprun-emulator [--listen ADDR] [--seed FILE] [--request-log FILE] [--latency-ms N]
+                       [--operation-delay-ms N] [--open]
 
   --listen ADDR             address to bind (default 127.0.0.1:0, a free port)
+  --seed FILE               build the world in FILE (JSON: projects, Cloud Run services, load
+                            balancers, IAP settings and policies) before serving; see docs/emulator.md
   --request-log FILE        append one JSON line per API request: {method, path, query, body, status}
   --latency-ms N            delay every API request by N milliseconds
   --operation-delay-ms N    long-running operations complete N milliseconds after they start
@@ -25,12 +28,14 @@ see docs/emulator.md. Stops on SIGINT or SIGTERM.";
 
 struct Args {
     listen: String,
+    seed: Option<PathBuf>,
     options: Options,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
     let mut parsed = Args {
         listen: "127.0.0.1:0".to_string(),
+        seed: None,
         options: Options::default(),
     };
     while let Some(arg) = args.next() {
@@ -53,6 +58,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
         match flag.as_str() {
             "-h" | "--help" => return Ok(None),
             "--listen" => parsed.listen = value("--listen")?,
+            "--seed" => parsed.seed = Some(PathBuf::from(value("--seed")?)),
             "--request-log" => {
                 parsed.options.request_log = Some(PathBuf::from(value("--request-log")?))
             }
@@ -132,10 +138,27 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let state = match EmulatorState::new(args.options) {
+        Ok(state) => state,
+        Err(error) => {
+            eprintln!("iaprun-emulator: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // The world is complete before the address is printed: whoever waits for that line finds it.
+    if let Some(seed) = &args.seed {
+        match state.seed_file(seed).await {
+            Ok(summary) => eprintln!("iaprun-emulator: seeded {summary} from {}", seed.display()),
+            Err(error) => {
+                eprintln!("iaprun-emulator: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let mut stdout = std::io::stdout();
     let _ =
         writeln!(stdout, "iaprun-emulator listening on http://{addr}").and_then(|_| stdout.flush());
-    match serve(listener, args.options, stop).await {
+    match serve_state(listener, state, stop).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("iaprun-emulator: {error}");

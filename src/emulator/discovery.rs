@@ -44,35 +44,17 @@ impl Api {
     }
 }
 
-/// Query parameters every Google API accepts.
-pub const STANDARD_PARAMETERS: &[&str] = &[
-    "$.xgafv",
-    "access_token",
-    "alt",
-    "callback",
-    "fields",
-    "key",
-    "oauth_token",
-    "prettyPrint",
-    "quotaUser",
-    "uploadType",
-    "upload_protocol",
-];
-
 struct Source {
     api: Api,
     version: &'static str,
     text: &'static str,
-    /// Serve this document's methods under another version prefix (Service Usage v1 has the same
-    /// surface as v1beta1 for the methods listed in `only`; no v1 document is stored).
-    rewrite: Option<(&'static str, &'static str)>,
-    only: Option<&'static [&'static str]>,
 }
 
 const RUN: &str = include_str!("discovery/run.v2.json");
 const IAP: &str = include_str!("discovery/iap.v1.json");
 const COMPUTE: &str = include_str!("discovery/compute.v1.trimmed.json");
 const SERVICE_USAGE: &str = include_str!("discovery/serviceusage.v1beta1.json");
+const SERVICE_USAGE_V1: &str = include_str!("discovery/serviceusage.v1.json");
 const CRM_V1: &str = include_str!("discovery/cloudresourcemanager.v1.json");
 const CRM_V3: &str = include_str!("discovery/cloudresourcemanager.v3.json");
 
@@ -82,56 +64,36 @@ const SOURCES: &[Source] = &[
         api: Api::Run,
         version: "v2",
         text: RUN,
-        rewrite: None,
-        only: None,
     },
     Source {
         api: Api::Compute,
         version: "v1",
         text: COMPUTE,
-        rewrite: None,
-        only: None,
     },
     Source {
         api: Api::ServiceUsage,
         version: "v1beta1",
         text: SERVICE_USAGE,
-        rewrite: None,
-        only: None,
     },
     Source {
         api: Api::ServiceUsage,
         version: "v1",
-        text: SERVICE_USAGE,
-        rewrite: Some(("v1beta1/", "v1/")),
-        only: Some(&[
-            "serviceusage.services.get",
-            "serviceusage.services.list",
-            "serviceusage.services.enable",
-            "serviceusage.services.disable",
-            "serviceusage.services.batchEnable",
-        ]),
+        text: SERVICE_USAGE_V1,
     },
     Source {
         api: Api::ResourceManager,
         version: "v1",
         text: CRM_V1,
-        rewrite: None,
-        only: None,
     },
     Source {
         api: Api::ResourceManager,
         version: "v3",
         text: CRM_V3,
-        rewrite: None,
-        only: None,
     },
     Source {
         api: Api::Iap,
         version: "v1",
         text: IAP,
-        rewrite: None,
-        only: None,
     },
 ];
 
@@ -165,6 +127,13 @@ pub struct Method {
 }
 
 impl Method {
+    /// The declaration of a query parameter of this method.
+    pub(crate) fn query_parameter(&self, name: &str) -> Option<&Value> {
+        self.parameters
+            .get(name)
+            .filter(|p| p.get("location").and_then(Value::as_str) == Some("query"))
+    }
+
     /// Whether this method answers with a long-running operation.
     pub fn returns_operation(&self) -> bool {
         matches!(
@@ -181,6 +150,8 @@ pub struct Doc {
     /// The API version.
     pub version: &'static str,
     schemas: Map<String, Value>,
+    /// The system parameters every method of the API accepts (`alt`, `fields`, `$.xgafv`...).
+    parameters: Map<String, Value>,
 }
 
 /// All embedded documents and their methods.
@@ -320,10 +291,16 @@ impl Discovery {
             if let Some(resources) = value.get("resources").and_then(Value::as_object) {
                 collect_methods(resources, source, doc_index, &service_path, &mut methods);
             }
+            let parameters = value
+                .get("parameters")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
             docs.push(Doc {
                 api: source.api,
                 version: source.version,
                 schemas,
+                parameters,
             });
         }
         Discovery { docs, methods }
@@ -390,7 +367,8 @@ impl Discovery {
         best.map(|(_, matched)| matched).ok_or(path_known)
     }
 
-    fn doc(&self, method: &Method) -> Option<&Doc> {
+    /// The document a method comes from.
+    pub(crate) fn doc(&self, method: &Method) -> Option<&Doc> {
         self.docs.get(method.doc)
     }
 
@@ -405,9 +383,6 @@ impl Discovery {
     pub fn check_query(&self, method: &Method, query: &[(String, String)]) -> Vec<String> {
         let mut problems = Vec::new();
         for (name, value) in query {
-            if STANDARD_PARAMETERS.contains(&name.as_str()) {
-                continue;
-            }
             let declared = method
                 .parameters
                 .get(name)
@@ -509,21 +484,10 @@ fn collect_methods(
                     .and_then(Value::as_str)
                     .unwrap_or_default()
                     .to_string();
-                if let Some(only) = source.only {
-                    if !only.contains(&id.as_str()) {
-                        continue;
-                    }
-                }
-                let mut path = method
+                let path = method
                     .get("path")
                     .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string();
-                if let Some((from, to)) = source.rewrite {
-                    if let Some(rest) = path.strip_prefix(from) {
-                        path = format!("{to}{rest}");
-                    }
-                }
+                    .unwrap_or_default();
                 let template = format!("/{service_path}{path}");
                 let parts = parse_template(&template);
                 let literal_len = parts
@@ -606,7 +570,13 @@ impl Doc {
         self.schemas.get(name)
     }
 
-    fn resolve<'a>(&'a self, schema: &'a Value) -> &'a Value {
+    /// A system parameter of the API (declared at the document's top level), by name.
+    pub(crate) fn system_parameter(&self, name: &str) -> Option<&Value> {
+        self.parameters.get(name)
+    }
+
+    /// Follow `$ref`s to the schema they name.
+    pub(crate) fn resolve<'a>(&'a self, schema: &'a Value) -> &'a Value {
         let mut current = schema;
         for _ in 0..8 {
             match current
@@ -710,6 +680,9 @@ impl Doc {
                     }
                     Value::Number(number)
                         if integral && (number.as_i64().is_some() || number.as_u64().is_some()) => {
+                    }
+                    Value::Number(number) if schema.get("enum").is_some() => {
+                        problems.push(format!("Invalid value at '{path}' (TYPE_ENUM), {number}"))
                     }
                     _ => problems.push(format!(
                         "Invalid value at '{path}' (TYPE_STRING), {}",
@@ -994,7 +967,7 @@ mod tests {
             .unwrap();
         let ok = vec![
             ("updateMask".to_string(), "iapEnabled".to_string()),
-            ("alt".to_string(), "json".to_string()),
+            ("validateOnly".to_string(), "true".to_string()),
         ];
         assert!(d.check_query(m, &ok).is_empty());
         let bad = vec![

@@ -13,10 +13,11 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use super::discovery::{discovery, Api, Method};
-use super::error::{json_response, ApiError};
+use super::error::ApiError;
 use super::faults::{Fired, OpFault};
 use super::state::{lock, redact, Mismatch, RequestRecord, Shared, World};
-use super::{compute, iap, resource_manager, run, service_usage, ConnKill, Options};
+use super::system::{has_query_token, SystemParams};
+use super::{compute, enums, iap, resource_manager, run, service_usage, ConnKill, Options};
 
 /// One API call as a handler sees it.
 pub(crate) struct Call<'a> {
@@ -191,7 +192,7 @@ pub(crate) async fn api(shared: Arc<Shared>, kill: Option<ConnKill>, request: Re
     }
     let path = parts.uri.path().to_string();
     let raw_query = parts.uri.query().unwrap_or("").to_string();
-    let (body, body_error) = if bytes.iter().all(u8::is_ascii_whitespace) {
+    let (mut body, body_error) = if bytes.iter().all(u8::is_ascii_whitespace) {
         (None, None)
     } else {
         match serde_json::from_slice::<Value>(&bytes) {
@@ -215,7 +216,7 @@ pub(crate) async fn api(shared: Arc<Shared>, kill: Option<ConnKill>, request: Re
         Ok(m) => m.method.api.legacy_errors(),
         Err(_) => path.starts_with("/compute/"),
     };
-    if !shared.options.open && !has_bearer(&parts.headers) {
+    if !shared.options.open && !has_bearer(&parts.headers) && !has_query_token(&raw_query) {
         return exchange.finish(ApiError::unauthenticated().response(legacy));
     }
     let matched = match found {
@@ -246,6 +247,23 @@ pub(crate) async fn api(shared: Arc<Shared>, kill: Option<ConnKill>, request: Re
             return exchange.finish(ApiError::invalid(problem).response(legacy));
         }
     };
+    let doc = discovery().doc(method);
+    let split = match doc {
+        Some(doc) => SystemParams::split(doc, method, query),
+        None => Ok((query, SystemParams::default())),
+    };
+    let (mut query, system) = match split {
+        Ok(split) => split,
+        Err(problem) => {
+            exchange.mismatch(Some(&method.id), vec![problem.clone()]);
+            return exchange.finish(ApiError::invalid(problem).response(legacy));
+        }
+    };
+    // Google reads enums as names or numbers; handlers see names.
+    enums::query_to_names(method, &mut query);
+    if let (Some(doc), Some(body)) = (doc, body.as_mut()) {
+        enums::body_to_names(doc, method, body);
+    }
     let mut problems = discovery().check_query(method, &query);
     problems.extend(body_error);
     problems.extend(discovery().check_body(method, body.as_ref()));
@@ -336,7 +354,7 @@ pub(crate) async fn api(shared: Arc<Shared>, kill: Option<ConnKill>, request: Re
                     problems,
                 });
             }
-            exchange.finish(json_response(200, &value))
+            exchange.finish(system.answer(doc, method, value))
         }
         Err(error) => exchange.finish(error.response(legacy)),
     }

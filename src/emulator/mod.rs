@@ -8,6 +8,7 @@ mod admin;
 mod compute;
 pub mod discovery;
 mod dispatch;
+mod enums;
 mod error;
 mod faults;
 mod iam;
@@ -15,8 +16,10 @@ mod iap;
 mod operation;
 mod resource_manager;
 mod run;
+mod seed;
 mod service_usage;
 mod state;
+mod system;
 mod token;
 
 use std::collections::BTreeMap;
@@ -40,6 +43,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tower::ServiceExt;
 
 pub use faults::{FaultKind, FaultSpec};
+pub use seed::{SeedSummary, SECTIONS as SEED_SECTIONS};
 pub use state::{Mismatch, Parent, RequestRecord};
 
 use state::{lock, Shared};
@@ -108,7 +112,12 @@ where
     serve_state(listener, EmulatorState::new(options)?, shutdown).await
 }
 
-async fn serve_state<F>(listener: TcpListener, state: EmulatorState, shutdown: F) -> io::Result<()>
+/// Serve an existing state (built by a seed, say) on an already-bound listener until `shutdown`.
+pub async fn serve_state<F>(
+    listener: TcpListener,
+    state: EmulatorState,
+    shutdown: F,
+) -> io::Result<()>
 where
     F: Future<Output = ()> + Send,
 {
@@ -314,6 +323,16 @@ impl Emulator {
         })
         .await
         .map_err(|e| e.to_string())?
+    }
+
+    /// Build the world a seed file describes (as `iaprun-emulator --seed FILE` does).
+    pub async fn seed_file(&self, path: &std::path::Path) -> Result<SeedSummary, String> {
+        self.state.seed_file(path).await
+    }
+
+    /// Build the world a seed document (the JSON text of a seed file) describes.
+    pub async fn seed_json(&self, text: &str) -> Result<SeedSummary, String> {
+        self.state.seed_json(text).await
     }
 
     /// Stop serving and wait for the server task.

@@ -27,7 +27,9 @@ pub(crate) const ROUTES: &[Route] = &[
     ("v1", "serviceusage.services.batchEnable", batch_enable),
     ("v1beta1", "serviceusage.services.list", list),
     ("v1", "serviceusage.services.list", list),
+    ("v1", "serviceusage.services.batchGet", batch_get),
     ("v1beta1", "serviceusage.operations.get", operation_get),
+    ("v1", "serviceusage.operations.get", operation_get),
 ];
 
 /// Finished enable/disable operations, by name.
@@ -223,6 +225,34 @@ fn batch_enable(world: &mut World, call: &Call<'_>) -> Result<Outcome, ApiError>
     Ok(Outcome::Json(finished_operation(
         world, call, &number, changed, response,
     )))
+}
+
+fn batch_get(world: &mut World, call: &Call<'_>) -> Result<Outcome, ApiError> {
+    let (project, number, _) = locate(world, call, call.param("parent")?)?;
+    let names: Vec<&str> = call
+        .query
+        .iter()
+        .filter(|(k, _)| k == "names")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    if names.is_empty() || names.len() > 30 {
+        return Err(ApiError::invalid(
+            "names must name between 1 and 30 services.",
+        ));
+    }
+    let mut services = Vec::new();
+    for name in names {
+        let (other, _, service) = locate(world, call, name)?;
+        let service =
+            service.ok_or_else(|| ApiError::invalid(format!("'{name}' names no service.")))?;
+        if other != project {
+            return Err(ApiError::invalid(format!(
+                "'{name}' is not a service of the parent project."
+            )));
+        }
+        services.push(service_view(world, &project, &number, &service));
+    }
+    Ok(Outcome::Json(json!({ "services": services })))
 }
 
 fn list(world: &mut World, call: &Call<'_>) -> Result<Outcome, ApiError> {

@@ -165,6 +165,39 @@ impl Projects {
         self.by_id.values()
     }
 
+    /// Create a project with a given number (a seed file's); an existing project must have it.
+    pub fn create_numbered(&mut self, id: &str, number: &str, wall: &str) -> Result<(), String> {
+        if !valid_project_id(id) {
+            return Err(format!(
+                "'{id}' is not a valid project id (6 to 30 lowercase letters, digits, hyphens)"
+            ));
+        }
+        if !is_number(number) || number.starts_with('0') {
+            return Err(format!("project number '{number}' is not a number"));
+        }
+        if let Some(owner) = self.by_number.get(number).filter(|owner| *owner != id) {
+            return Err(format!(
+                "project number {number} already names project '{owner}'"
+            ));
+        }
+        if let Some(existing) = self.by_id.get(id) {
+            if existing.number != number {
+                return Err(format!(
+                    "project '{id}' exists already with number {}",
+                    existing.number
+                ));
+            }
+            return Ok(());
+        }
+        self.create(id, wall);
+        if let Some(project) = self.by_id.get_mut(id) {
+            self.by_number.remove(&project.number);
+            project.number = number.to_string();
+        }
+        self.by_number.insert(number.to_string(), id.to_string());
+        Ok(())
+    }
+
     fn create(&mut self, id: &str, wall: &str) {
         let digest = Sha256::digest(format!("iaprun-emulator project {id}").as_bytes());
         let mut bytes = [0u8; 8];

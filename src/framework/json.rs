@@ -15,6 +15,9 @@ pub fn decode(json: &Json, ty: &Type) -> Result<Value, String> {
 }
 
 fn decode_at(json: &Json, ty: &Type, at: &str) -> Result<Value, String> {
+    if let Some(parked) = super::model::unpark(json) {
+        return Ok(parked);
+    }
     if json.is_null() {
         return Ok(Value::Null);
     }
@@ -127,6 +130,9 @@ pub fn encode(value: &Value) -> Result<Json, String> {
 /// become null and missing repeated blocks become empty, so old state always fits the new schema.
 /// Attributes the schema no longer has are dropped.
 pub fn decode_block(block: &Block, json: &Json) -> Result<Value, String> {
+    if let Some(parked) = super::model::unpark(json) {
+        return Ok(parked);
+    }
     let fields = json.as_object().ok_or("state is not a JSON object")?;
     let mut obj = BTreeMap::new();
     for a in &block.attributes {

@@ -32,6 +32,12 @@ pub fn plan(schema: &Schema, prior: &Value, proposed: &Value, config: &Value) ->
                 requires_replace.push(AttributePath::attr(&a.name));
             }
         }
+        for b in schema.block.blocks.iter().filter(|b| b.force_new) {
+            let after = config.get(&b.type_name);
+            if prior.get(&b.type_name) != after && after.is_wholly_known() {
+                requires_replace.push(AttributePath::attr(&b.type_name));
+            }
+        }
     }
     let fresh_object = prior.is_null() || !requires_replace.is_empty();
     let planned_state = plan_block(&schema.block, proposed, config, fresh_object);
@@ -63,24 +69,16 @@ fn plan_block(block: &Block, proposed: &Value, config: &Value, fresh_object: boo
     planned
 }
 
-/// Copies the prior value of a computed attribute into the plan when the plan left it unknown
-/// and nothing that decides it has changed.
-pub fn keep_prior(planned: &mut Value, prior: &Value, attribute: &str) {
-    if planned.get(attribute).is_unknown() && !prior.get(attribute).is_null() {
-        planned.set_attr(attribute, prior.get(attribute).clone());
+/// Plans each attribute's default where the configuration leaves it null.
+pub fn apply_defaults(block: &Block, config: &Value, planned: &mut Value) {
+    if !matches!(planned, Value::Object(_)) {
+        return;
     }
-}
-
-/// Uses `default` for an optional+computed attribute that the config leaves null.
-pub fn default_if_unset(
-    planned: &mut Value,
-    config: &Value,
-    attribute: &str,
-    default: Option<&str>,
-) {
-    if config.get(attribute).is_null() {
-        if let Some(d) = default {
-            planned.set_attr(attribute, Value::string(d));
+    for a in &block.attributes {
+        if let Some(default) = &a.default {
+            if config.get(&a.name).is_null() {
+                planned.set_attr(&a.name, default.clone());
+            }
         }
     }
 }

@@ -1,16 +1,24 @@
-//! The provider and resource traits: what a resource implements, and what the protocol layer calls.
+//! The resource and data source traits.
 //!
-//! The protocol layer turns each tfplugin5 RPC into one of these calls. ApplyResourceChange becomes
-//! `create` (prior state null), `delete` (planned state null) or `update`; PlanResourceChange runs the
-//! generic planning in [`super::plan`] and then the resource's `modify_plan`.
+//! A resource type implements [`Resource`]: a typed model (a serde struct of [`Attr`] fields),
+//! a schema and short create/read/update/delete calls. [`typed`] adapts it to [`AnyResource`], the
+//! plain-value interface the engine ([`super::server`]) drives: ApplyResourceChange becomes
+//! `create` (prior state null), `delete` (planned state null) or `update`; PlanResourceChange runs
+//! the generic planning in [`super::plan`] and then the resource's `plan`. Data sources are the
+//! same with [`DataSource`] and [`AnyDataSource`].
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use async_trait::async_trait;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
-use super::diagnostics::Diagnostics;
+use super::diagnostics::{Diagnostic, Diagnostics};
+use super::model;
 use super::path::AttributePath;
 use super::schema::Schema;
+use super::timeouts;
 use super::value::Value;
 
 /// What the Terraform client said it can handle (protocol 5.6+; absent fields mean "no").
@@ -109,9 +117,10 @@ pub struct ImportResponse {
     pub diagnostics: Diagnostics,
 }
 
-/// A managed resource type. `C` is the provider's configured context (API clients, defaults).
+/// A managed resource type on plain values, as the engine calls it. `C` is the provider's
+/// configured context. Resources implement the typed [`Resource`]; [`typed`] adapts it to this.
 #[async_trait]
-pub trait Resource<C: Send + Sync>: Send + Sync {
+pub trait AnyResource<C: Send + Sync>: Send + Sync {
     /// The Terraform type name, e.g. `iaprun_service_iap`.
     fn type_name(&self) -> &'static str;
 
@@ -193,8 +202,426 @@ pub trait Provider: Send + Sync + 'static {
     async fn configure(&self, req: ConfigureRequest) -> Result<Self::Context, Diagnostics>;
 
     /// Every resource type.
-    fn resources(&self) -> Vec<Arc<dyn Resource<Self::Context>>>;
+    fn resources(&self) -> Vec<Arc<dyn AnyResource<Self::Context>>>;
+
+    /// Every data source.
+    fn data_sources(&self) -> Vec<Arc<dyn AnyDataSource<Self::Context>>> {
+        Vec::new()
+    }
 
     /// Called on Terraform's Stop: cancel in-flight work.
     fn stop(&self) {}
+}
+
+// ---- the typed face ------------------------------------------------------------------------
+
+/// A managed resource type: a model, a schema and short calls; the engine does the rest
+/// (generic planning, defaults, replacement, timeouts, private state, unknowns after apply).
+#[async_trait]
+pub trait Resource<C: Send + Sync + 'static>: Send + Sync + 'static {
+    /// Config, plan and state as a struct whose fields are the schema's attribute names.
+    type Model: Serialize + DeserializeOwned + Clone + Default + Send + Sync;
+    /// What this resource keeps in private state (`()` for nothing).
+    type Private: Serialize + DeserializeOwned + Default + PartialEq + Send + Sync;
+
+    /// The Terraform type name, e.g. `iaprun_service_iap`.
+    const TYPE_NAME: &'static str;
+
+    /// The schema, with a description on every attribute.
+    fn schema() -> Schema;
+
+    /// Checks that need no API; unknown values are skipped.
+    fn validate(_config: &Self::Model, _capabilities: ClientCapabilities) -> Diagnostics {
+        Diagnostics::new()
+    }
+
+    /// Refines the generic plan and runs read-only checks that need the APIs.
+    async fn plan(&self, _ctx: &C, _plan: &mut Plan<Self::Model>) -> Diagnostics {
+        Diagnostics::new()
+    }
+
+    async fn create(
+        &self,
+        ctx: &C,
+        change: Change<'_, Self::Model, Self::Private>,
+    ) -> Applied<Self::Model>;
+
+    /// Refreshes the state; `Gone` when the object no longer exists.
+    async fn read(&self, ctx: &C, state: Self::Model) -> Result<Read<Self::Model>, Diagnostic>;
+
+    /// The default converges like a create that starts from the prior state.
+    async fn update(
+        &self,
+        ctx: &C,
+        change: Change<'_, Self::Model, Self::Private>,
+    ) -> Applied<Self::Model> {
+        self.create(ctx, change).await
+    }
+
+    /// Removes the object; on failure the engine keeps the prior state and the private state as
+    /// the call left it.
+    async fn delete(&self, ctx: &C, delete: Delete<'_, Self::Model, Self::Private>) -> Deleted;
+
+    /// Builds state from an import id; `read` runs right after.
+    async fn import(&self, _ctx: &C, _id: &str) -> Result<Self::Model, Diagnostic> {
+        Err(Diagnostic::error(
+            "Import not supported",
+            format!("The resource type {} cannot be imported.", Self::TYPE_NAME),
+        ))
+    }
+}
+
+/// A plan being made: the generic plan with defaults applied, for the resource to refine.
+#[derive(Debug, Clone)]
+pub struct Plan<M> {
+    /// `None` on create.
+    pub prior: Option<M>,
+    pub config: M,
+    pub planned: M,
+    /// Starts with the changed force-new attributes and blocks; the resource may edit it.
+    pub requires_replace: Vec<AttributePath>,
+}
+
+/// Input of `create` and `update`.
+#[derive(Debug)]
+pub struct Change<'a, M, P> {
+    /// `None` on create.
+    pub prior: Option<M>,
+    pub planned: M,
+    /// Wholly known at apply; write-only attributes are only ever here.
+    pub config: M,
+    /// From the `timeouts` block, or the default.
+    pub deadline: Instant,
+    /// This instance's private state, stored with whatever the call leaves in it.
+    pub private: &'a mut P,
+}
+
+/// Input of `delete`.
+#[derive(Debug)]
+pub struct Delete<'a, M, P> {
+    pub prior: M,
+    pub deadline: Instant,
+    pub private: &'a mut P,
+}
+
+/// The result of `delete`.
+pub type Deleted = Result<(), Diagnostic>;
+
+/// What a failed `create` or `update` leaves: the object as it really exists (`None`: nothing).
+#[derive(Debug, Clone)]
+pub struct Failure<M> {
+    pub state: Option<M>,
+    pub diagnostic: Diagnostic,
+}
+
+impl<M> Failure<M> {
+    pub fn new(state: Option<M>, diagnostic: Diagnostic) -> Self {
+        Self { state, diagnostic }
+    }
+}
+
+/// The result of `create` and `update`: the new state, which must be wholly known.
+pub type Applied<M> = Result<M, Failure<M>>;
+
+/// The result of a refresh.
+#[derive(Debug, Clone)]
+pub enum Read<M> {
+    Found(M),
+    /// The object is gone and leaves the state, with a warning saying why.
+    Gone(Option<Diagnostic>),
+}
+
+/// A data source: a model, a schema and one read.
+#[async_trait]
+pub trait DataSource<C: Send + Sync + 'static>: Send + Sync + 'static {
+    /// Config and result as a struct whose fields are the schema's attribute names.
+    type Model: Serialize + DeserializeOwned + Clone + Default + Send + Sync;
+
+    /// The Terraform type name, e.g. `iaprun_audit`.
+    const TYPE_NAME: &'static str;
+
+    /// The schema, with a description on every attribute.
+    fn schema() -> Schema;
+
+    /// Checks that need no API; unknown values are skipped.
+    fn validate(_config: &Self::Model) -> Diagnostics {
+        Diagnostics::new()
+    }
+
+    /// Fills the computed attributes from the configuration (wholly known).
+    async fn read(&self, ctx: &C, config: Self::Model) -> Result<Self::Model, Diagnostics>;
+}
+
+/// A data source on plain values, as the engine calls it; [`typed_data_source`] adapts a
+/// [`DataSource`] to it.
+#[async_trait]
+pub trait AnyDataSource<C: Send + Sync>: Send + Sync {
+    fn type_name(&self) -> &'static str;
+    fn schema(&self) -> Schema;
+    fn validate(&self, req: &ValidateRequest) -> Diagnostics;
+    /// The state for `config`; null when diagnostics hold errors.
+    async fn read(&self, ctx: &C, config: Value) -> ReadResponse;
+}
+
+// ---- the adapters ---------------------------------------------------------------------------
+
+/// Registers a typed resource with the engine.
+pub fn typed<C: Send + Sync + 'static, R: Resource<C>>(resource: R) -> Arc<dyn AnyResource<C>> {
+    Arc::new(Typed(resource))
+}
+
+/// Registers a typed data source with the engine.
+pub fn typed_data_source<C: Send + Sync + 'static, D: DataSource<C>>(
+    data_source: D,
+) -> Arc<dyn AnyDataSource<C>> {
+    Arc::new(Typed(data_source))
+}
+
+struct Typed<R>(R);
+
+fn model_bug(type_name: &str, e: &str) -> Diagnostic {
+    Diagnostic::error(
+        "Provider model mismatch",
+        format!("A {type_name} value does not fit its model: {e}. This is a bug in the provider; please report it."),
+    )
+}
+
+fn decode<M: DeserializeOwned>(type_name: &str, value: &Value) -> Result<Option<M>, Diagnostic> {
+    if value.is_null() {
+        return Ok(None);
+    }
+    model::from_value(value)
+        .map(Some)
+        .map_err(|e| model_bug(type_name, &e))
+}
+
+fn decode_given<M: DeserializeOwned + Default>(
+    type_name: &str,
+    value: &Value,
+) -> Result<M, Diagnostic> {
+    decode(type_name, value).map(Option::unwrap_or_default)
+}
+
+fn encode<M: Serialize>(type_name: &str, schema: &Schema, model: Option<&M>) -> Value {
+    match model {
+        None => Value::Null,
+        // The engine reports a value that does not fit the schema when it encodes it.
+        Some(m) => model::to_value(m, &schema.block).unwrap_or_else(|e| {
+            tracing::error!(%type_name, error = %e, "model does not fit the schema");
+            Value::unknown()
+        }),
+    }
+}
+
+fn decode_private<P: DeserializeOwned + Default>(bytes: &[u8]) -> P {
+    serde_json::from_slice(bytes).unwrap_or_default()
+}
+
+fn encode_private<P: Serialize + Default + PartialEq>(private: &P) -> Vec<u8> {
+    if *private == P::default() {
+        return Vec::new();
+    }
+    serde_json::to_vec(private).unwrap_or_default()
+}
+
+/// Create or update through the typed calls.
+async fn apply<C: Send + Sync + 'static, R: Resource<C>>(
+    resource: &R,
+    ctx: &C,
+    req: ApplyRequest,
+    operation: &str,
+) -> ApplyResponse {
+    {
+        let name = R::TYPE_NAME;
+        let decoded = (|| {
+            Ok::<_, Diagnostic>((
+                decode(name, &req.prior_state)?,
+                decode_given(name, &req.planned_state)?,
+                decode_given(name, &req.config)?,
+            ))
+        })();
+        let mut private = decode_private(&req.planned_private);
+        let change = match decoded {
+            Ok((prior, planned, config)) => Change {
+                prior,
+                planned,
+                config,
+                deadline: timeouts::deadline(&req.config, operation),
+                private: &mut private,
+            },
+            Err(d) => {
+                return ApplyResponse {
+                    state: req.prior_state,
+                    private: req.planned_private,
+                    diagnostics: d.into(),
+                }
+            }
+        };
+        let result = if change.prior.is_none() {
+            resource.create(ctx, change).await
+        } else {
+            resource.update(ctx, change).await
+        };
+        let (state, diagnostics) = match result {
+            Ok(state) => (Some(state), Diagnostics::new()),
+            Err(failure) => (failure.state, failure.diagnostic.into()),
+        };
+        ApplyResponse {
+            state: encode(name, &R::schema(), state.as_ref()),
+            private: encode_private(&private),
+            diagnostics,
+        }
+    }
+}
+
+#[async_trait]
+impl<C: Send + Sync + 'static, R: Resource<C>> AnyResource<C> for Typed<R> {
+    fn type_name(&self) -> &'static str {
+        R::TYPE_NAME
+    }
+
+    fn schema(&self) -> Schema {
+        R::schema()
+    }
+
+    fn validate(&self, req: &ValidateRequest) -> Diagnostics {
+        match decode_given(R::TYPE_NAME, &req.config) {
+            Ok(config) => R::validate(&config, req.client_capabilities),
+            Err(d) => d.into(),
+        }
+    }
+
+    async fn modify_plan(&self, ctx: &C, req: &mut PlanRequest) -> Diagnostics {
+        let name = R::TYPE_NAME;
+        let decoded = (|| {
+            Ok::<_, Diagnostic>(Plan {
+                prior: decode(name, &req.prior_state)?,
+                config: decode_given(name, &req.config)?,
+                planned: decode_given(name, &req.planned_state)?,
+                requires_replace: std::mem::take(&mut req.requires_replace),
+            })
+        })();
+        let mut plan = match decoded {
+            Ok(plan) => plan,
+            Err(d) => return d.into(),
+        };
+        let diagnostics = self.0.plan(ctx, &mut plan).await;
+        req.planned_state = encode(name, &R::schema(), Some(&plan.planned));
+        req.requires_replace = plan.requires_replace;
+        diagnostics
+    }
+
+    async fn create(&self, ctx: &C, req: ApplyRequest) -> ApplyResponse {
+        apply(&self.0, ctx, req, "create").await
+    }
+
+    async fn read(&self, ctx: &C, req: ReadRequest) -> ReadResponse {
+        let unchanged = |diagnostics: Diagnostics| ReadResponse {
+            state: req.state.clone(),
+            private: req.private.clone(),
+            diagnostics,
+        };
+        let state = match decode_given::<R::Model>(R::TYPE_NAME, &req.state) {
+            Ok(state) => state,
+            Err(d) => return unchanged(d.into()),
+        };
+        match self.0.read(ctx, state).await {
+            Ok(Read::Found(state)) => ReadResponse {
+                state: encode(R::TYPE_NAME, &R::schema(), Some(&state)),
+                private: req.private.clone(),
+                diagnostics: Diagnostics::new(),
+            },
+            Ok(Read::Gone(warning)) => ReadResponse {
+                state: Value::Null,
+                private: Vec::new(),
+                diagnostics: warning.into_iter().collect(),
+            },
+            Err(d) => unchanged(d.into()),
+        }
+    }
+
+    async fn update(&self, ctx: &C, req: ApplyRequest) -> ApplyResponse {
+        apply(&self.0, ctx, req, "update").await
+    }
+
+    async fn delete(&self, ctx: &C, req: DeleteRequest) -> ApplyResponse {
+        let prior = match decode_given::<R::Model>(R::TYPE_NAME, &req.prior_state) {
+            Ok(prior) => prior,
+            Err(d) => {
+                return ApplyResponse {
+                    state: req.prior_state,
+                    private: req.prior_private,
+                    diagnostics: d.into(),
+                }
+            }
+        };
+        let deadline = timeouts::deadline(&req.prior_state, "delete");
+        let mut private = decode_private(&req.prior_private);
+        let delete = Delete {
+            prior,
+            deadline,
+            private: &mut private,
+        };
+        match self.0.delete(ctx, delete).await {
+            Ok(()) => ApplyResponse::default(),
+            Err(d) => ApplyResponse {
+                state: req.prior_state,
+                private: encode_private(&private),
+                diagnostics: d.into(),
+            },
+        }
+    }
+
+    async fn import(&self, ctx: &C, id: &str) -> ImportResponse {
+        match self.0.import(ctx, id).await {
+            Ok(state) => ImportResponse {
+                state: encode(R::TYPE_NAME, &R::schema(), Some(&state)),
+                ..ImportResponse::default()
+            },
+            Err(d) => ImportResponse {
+                diagnostics: d.into(),
+                ..ImportResponse::default()
+            },
+        }
+    }
+}
+
+#[async_trait]
+impl<C: Send + Sync + 'static, D: DataSource<C>> AnyDataSource<C> for Typed<D> {
+    fn type_name(&self) -> &'static str {
+        D::TYPE_NAME
+    }
+
+    fn schema(&self) -> Schema {
+        D::schema()
+    }
+
+    fn validate(&self, req: &ValidateRequest) -> Diagnostics {
+        match decode_given(D::TYPE_NAME, &req.config) {
+            Ok(config) => D::validate(&config),
+            Err(d) => d.into(),
+        }
+    }
+
+    async fn read(&self, ctx: &C, config: Value) -> ReadResponse {
+        let config = match decode_given(D::TYPE_NAME, &config) {
+            Ok(config) => config,
+            Err(d) => {
+                return ReadResponse {
+                    diagnostics: d.into(),
+                    ..ReadResponse::default()
+                }
+            }
+        };
+        match self.0.read(ctx, config).await {
+            Ok(state) => ReadResponse {
+                state: encode(D::TYPE_NAME, &D::schema(), Some(&state)),
+                ..ReadResponse::default()
+            },
+            Err(diagnostics) => ReadResponse {
+                diagnostics,
+                ..ReadResponse::default()
+            },
+        }
+    }
 }

@@ -35,6 +35,8 @@ pub struct Attribute {
     /// A change plans a replacement rather than an update.
     pub force_new: bool,
     pub deprecated: bool,
+    /// The value planned when the configuration leaves the attribute null (optional+computed).
+    pub default: Option<Value>,
 }
 
 /// How a nested block repeats.
@@ -55,6 +57,8 @@ pub struct NestedBlock {
     pub nesting: Nesting,
     pub min_items: i64,
     pub max_items: i64,
+    /// A change plans a replacement rather than an update.
+    pub force_new: bool,
 }
 
 impl Schema {
@@ -148,6 +152,7 @@ impl Attribute {
             write_only: false,
             force_new: false,
             deprecated: false,
+            default: None,
         }
     }
 
@@ -205,6 +210,12 @@ impl Attribute {
         self.force_new = true;
         self
     }
+
+    /// The value used when the configuration leaves it null; the attribute must be computed.
+    pub fn default(mut self, value: impl Into<Value>) -> Self {
+        self.default = Some(value.into());
+        self
+    }
 }
 
 impl NestedBlock {
@@ -215,6 +226,7 @@ impl NestedBlock {
             nesting,
             min_items: 0,
             max_items: 0,
+            force_new: false,
         }
     }
 
@@ -222,27 +234,15 @@ impl NestedBlock {
     pub fn single(type_name: &str, block: Block) -> Self {
         Self::new(type_name, Nesting::Single, block)
     }
+
+    /// A change of the block's content plans a replacement.
+    pub fn force_new(mut self) -> Self {
+        self.force_new = true;
+        self
+    }
 }
 
-/// The conventional `timeouts { create update delete }` block, durations such as "20m".
-pub fn timeouts_block(create: bool, update: bool, delete: bool) -> NestedBlock {
-    let mut block =
-        Block::new("How long each operation may take, as a duration such as `30s`, `10m` or `1h`.");
-    for (enabled, name, default) in [
-        (create, "create", "20m"),
-        (update, "update", "20m"),
-        (delete, "delete", "20m"),
-    ] {
-        if enabled {
-            block = block.attribute(
-                Attribute::string(name)
-                    .optional()
-                    .description(format!("Time limit for {name} (default `{default}`).")),
-            );
-        }
-    }
-    NestedBlock::single("timeouts", block)
-}
+pub use super::timeouts::timeouts_block;
 
 #[cfg(test)]
 mod tests {

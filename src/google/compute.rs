@@ -470,6 +470,18 @@ pub fn same_resource(a: &str, b: &str) -> bool {
     tail(a) == tail(b)
 }
 
+/// `(project, region, name)` of a serverless NEG URL (full or partial).
+pub fn neg_parts(url: &str) -> Option<(String, String, String)> {
+    let path = &url[url.find("projects/")?..];
+    let parts: Vec<&str> = path.split('/').collect();
+    match parts.as_slice() {
+        ["projects", p, "regions", r, "networkEndpointGroups", n] => {
+            Some((p.to_string(), r.to_string(), n.to_string()))
+        }
+        _ => None,
+    }
+}
+
 /// Compute Engine v1 client.
 #[derive(Debug, Clone)]
 pub struct ComputeClient {
@@ -810,6 +822,44 @@ impl ComputeClient {
             .into_iter()
             .map(ForwardingRule::from_value)
             .collect()
+    }
+
+    /// Whether an HTTPS forwarding rule reaches the backend (rule → target HTTPS proxy → URL map);
+    /// `None` when the chain could not be read.
+    pub async fn https_frontend(
+        &self,
+        r: &BackendServiceRef,
+        backend: &BackendService,
+    ) -> Option<bool> {
+        let compute = self;
+        let self_link = backend.self_link.clone().unwrap_or_else(|| r.to_string());
+        let rules = compute.forwarding_rules(&r.project, &r.scope).await.ok()?;
+        for rule in rules.iter().filter(|rule| rule.is_https()) {
+            let Some(target) = &rule.target else { continue };
+            let Some(proxy_name) = target.rsplit('/').next() else {
+                continue;
+            };
+            let Ok(proxy) = compute
+                .target_https_proxy(&r.project, &r.scope, proxy_name)
+                .await
+            else {
+                continue;
+            };
+            let Some(map_name) = proxy.url_map.as_deref().and_then(|u| u.rsplit('/').next()) else {
+                continue;
+            };
+            let Ok(map) = compute.url_map(&r.project, &r.scope, map_name).await else {
+                continue;
+            };
+            if map
+                .backend_services()
+                .iter()
+                .any(|s| same_resource(s, &self_link))
+            {
+                return Some(true);
+            }
+        }
+        Some(false)
     }
 }
 

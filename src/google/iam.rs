@@ -401,13 +401,27 @@ pub(crate) trait PolicyStore {
     async fn write(&self, policy: &Policy) -> Result<Policy, Error>;
 }
 
-/// Per-resource locks so one process never races itself on one policy.
-#[derive(Debug, Default)]
-pub(crate) struct PolicyLocks(std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+/// Read-modify-write cycles allowed per attempt of the retry policy.
+pub const CONFLICT_ATTEMPTS_FACTOR: u32 = 4;
 
-impl PolicyLocks {
+/// The IAM writer every API client shares: read-modify-write cycles over the transport, with
+/// per-policy locks so one process never races itself on one policy.
+#[derive(Debug)]
+pub(crate) struct IamWriter {
+    transport: Arc<Transport>,
+    locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl IamWriter {
+    pub(crate) fn new(transport: Arc<Transport>) -> Self {
+        Self {
+            transport,
+            locks: std::sync::Mutex::default(),
+        }
+    }
+
     fn lock_for(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut map = match self.0.lock() {
+        let mut map = match self.locks.lock() {
             Ok(map) => map,
             Err(poisoned) => poisoned.into_inner(),
         };
@@ -415,55 +429,53 @@ impl PolicyLocks {
         map.retain(|_, lock| Arc::strong_count(lock) > 1);
         map.entry(key.to_string()).or_default().clone()
     }
-}
 
-/// Read-modify-write cycles allowed per attempt of the retry policy.
-pub const CONFLICT_ATTEMPTS_FACTOR: u32 = 4;
-
-/// Reads the policy, lets `modify` edit it, and writes it back with the read's etag; on
-/// 409 ABORTED (a concurrent change) the whole cycle repeats with backoff until `deadline`. Each
-/// cycle holds this process's lock on the policy, released while backing off.
-/// Returns the written policy, or the read one when `modify` reports no change.
-pub(crate) async fn read_modify_write<S: PolicyStore>(
-    transport: &Transport,
-    store: &S,
-    deadline: Instant,
-    mut modify: impl FnMut(&mut Policy) -> bool,
-) -> Result<Policy, Error> {
-    let lock = transport.policy_locks.lock_for(&store.lock_key());
-    // Google's advice for a 409 here is to retry the whole cycle, and many writers of one policy
-    // (a parallel apply, other tools) make conflicts common, so they get a larger budget than a
-    // failed call; the deadline still bounds it.
-    let max_attempts = transport
-        .retry
-        .max_attempts
-        .max(1)
-        .saturating_mul(CONFLICT_ATTEMPTS_FACTOR);
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let guard = lock.lock().await;
-        let mut policy = store.read().await?;
-        if !modify(&mut policy) {
-            return Ok(policy);
-        }
-        policy.prepare_for_write();
-        match store.write(&policy).await {
-            Ok(written) => return Ok(written),
-            Err(e) if e.is_conflict() => {
-                let delay = transport.backoff(attempt);
-                if attempt >= max_attempts || Instant::now() + delay >= deadline {
-                    return Err(e.with_hint(format!(
+    /// Reads the policy, lets `modify` edit it, and writes it back with the read's etag; on
+    /// 409 ABORTED (a concurrent change) the whole cycle repeats with backoff until `deadline`. Each
+    /// cycle holds this process's lock on the policy, released while backing off.
+    /// Returns the written policy, or the read one when `modify` reports no change.
+    pub(crate) async fn read_modify_write<S: PolicyStore>(
+        &self,
+        store: &S,
+        deadline: Instant,
+        mut modify: impl FnMut(&mut Policy) -> bool,
+    ) -> Result<Policy, Error> {
+        let transport = &self.transport;
+        let lock = self.lock_for(&store.lock_key());
+        // Google's advice for a 409 here is to retry the whole cycle, and many writers of one policy
+        // (a parallel apply, other tools) make conflicts common, so they get a larger budget than a
+        // failed call; the deadline still bounds it.
+        let max_attempts = transport
+            .retry
+            .max_attempts
+            .max(1)
+            .saturating_mul(CONFLICT_ATTEMPTS_FACTOR);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let guard = lock.lock().await;
+            let mut policy = store.read().await?;
+            if !modify(&mut policy) {
+                return Ok(policy);
+            }
+            policy.prepare_for_write();
+            match store.write(&policy).await {
+                Ok(written) => return Ok(written),
+                Err(e) if e.is_conflict() => {
+                    let delay = transport.backoff(attempt);
+                    if attempt >= max_attempts || Instant::now() + delay >= deadline {
+                        return Err(e.with_hint(format!(
                         "The policy kept changing concurrently; gave up after {attempt} attempts"
                     )));
+                    }
+                    tracing::debug!(resource = %store.lock_key(), attempt, "IAM policy conflict, re-reading");
+                    // Back off without the lock: the other writers of this policy queued behind us
+                    // can go meanwhile, and our retry starts from a fresh read anyway.
+                    drop(guard);
+                    transport.pause(delay).await?;
                 }
-                tracing::debug!(resource = %store.lock_key(), attempt, "IAM policy conflict, re-reading");
-                // Back off without the lock: the other writers of this policy queued behind us
-                // can go meanwhile, and our retry starts from a fresh read anyway.
-                drop(guard);
-                transport.pause(delay).await?;
+                Err(e) => return Err(e),
             }
-            Err(e) => return Err(e),
         }
     }
 }

@@ -6,7 +6,7 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use super::error::Error;
-use super::iam::{read_modify_write, Policy, PolicyStore};
+use super::iam::{IamWriter, Policy, PolicyStore};
 use super::operation::with_verb;
 use super::transport::{name_segments, Api, BaseUrl, Call, Replay, Transport};
 
@@ -38,11 +38,16 @@ pub struct IapSettings {
 pub struct IapClient {
     transport: Arc<Transport>,
     base: BaseUrl,
+    iam: Arc<IamWriter>,
 }
 
 impl IapClient {
-    pub(crate) fn new(transport: Arc<Transport>, base: BaseUrl) -> IapClient {
-        IapClient { transport, base }
+    pub(crate) fn new(transport: Arc<Transport>, base: BaseUrl, iam: Arc<IamWriter>) -> IapClient {
+        IapClient {
+            transport,
+            base,
+            iam,
+        }
     }
 
     /// getIamPolicy (a POST; version 3 requested in the body, as conditions need).
@@ -80,7 +85,7 @@ impl IapClient {
             client: self,
             resource,
         };
-        read_modify_write(&self.transport, &store, deadline, modify).await
+        self.iam.read_modify_write(&store, deadline, modify).await
     }
 
     /// getIapSettings (`GET v1/{name}:iapSettings`).

@@ -19,7 +19,7 @@ mod transport;
 mod testutil;
 
 pub use compute::{
-    same_resource, BackendService, BackendServiceIap, BackendServiceRef, CloudRunTarget,
+    neg_parts, same_resource, BackendService, BackendServiceIap, BackendServiceRef, CloudRunTarget,
     ComputeClient, ComputeOperation, ForwardingRule, IapPatch, NetworkEndpointGroup, Scope,
     TargetProxy, UrlMap,
 };
@@ -169,9 +169,10 @@ impl Clients {
         let endpoints = config.endpoints.clone();
         let transport = Arc::new(Transport::new(config, retry)?);
         let base = |name: &str, url: &str| transport::parse_base_url(name, url);
+        let iam = Arc::new(iam::IamWriter::new(transport.clone()));
         Ok(Clients {
-            run: RunClient::new(transport.clone(), base("run", &endpoints.run)?),
-            iap: IapClient::new(transport.clone(), base("iap", &endpoints.iap)?),
+            run: RunClient::new(transport.clone(), base("run", &endpoints.run)?, iam.clone()),
+            iap: IapClient::new(transport.clone(), base("iap", &endpoints.iap)?, iam),
             compute: ComputeClient::new(transport.clone(), base("compute", &endpoints.compute)?),
             service_usage: ServiceUsageClient::new(
                 transport.clone(),

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::Error;
-use super::iam::{read_modify_write, Policy, PolicyStore};
+use super::iam::{IamWriter, Policy, PolicyStore};
 use super::operation::{wait_run, with_verb, Operation};
 use super::transport::{Api, BaseUrl, Call, Replay, Transport};
 
@@ -205,11 +205,16 @@ impl RunService {
 pub struct RunClient {
     transport: Arc<Transport>,
     base: BaseUrl,
+    iam: Arc<IamWriter>,
 }
 
 impl RunClient {
-    pub(crate) fn new(transport: Arc<Transport>, base: BaseUrl) -> RunClient {
-        RunClient { transport, base }
+    pub(crate) fn new(transport: Arc<Transport>, base: BaseUrl, iam: Arc<IamWriter>) -> RunClient {
+        RunClient {
+            transport,
+            base,
+            iam,
+        }
     }
 
     /// services.get.
@@ -386,7 +391,7 @@ impl RunClient {
         modify: impl FnMut(&mut Policy) -> bool,
     ) -> Result<Policy, Error> {
         let store = RunPolicy { client: self, name };
-        read_modify_write(&self.transport, &store, deadline, modify).await
+        self.iam.read_modify_write(&store, deadline, modify).await
     }
 }
 

@@ -13,7 +13,6 @@ use serde_json::Value;
 use tokio::sync::{watch, Mutex};
 
 use super::error::{ApiError, Error};
-use super::iam::PolicyLocks;
 use super::{Config, Credentials, CLOUD_PLATFORM_SCOPE, EMULATOR_TOKEN};
 
 /// Largest response body accepted; Google's answers here are a few KiB.
@@ -434,7 +433,6 @@ pub(crate) struct Transport {
     http: reqwest::Client,
     tokens: TokenSource,
     pub(crate) retry: RetryPolicy,
-    pub(crate) policy_locks: PolicyLocks,
     request_timeout: Duration,
     stop: Arc<watch::Sender<bool>>,
 }
@@ -474,7 +472,6 @@ impl Transport {
             http,
             tokens: TokenSource::new(&config.credentials)?,
             retry,
-            policy_locks: PolicyLocks::default(),
             request_timeout: config.request_timeout,
             stop: Arc::new(watch::channel(false).0),
         })

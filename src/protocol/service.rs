@@ -1,19 +1,17 @@
-//! The tfplugin5 `Provider` service over any framework [`Provider`].
+//! The tfplugin5 `Provider` service over the framework engine ([`Server`]).
 //!
-//! Every RPC follows one skeleton: decode the request's values against the schema, call the
-//! framework, encode the reply. Problems a user or a provider can cause are returned as
-//! diagnostics; a gRPC error status is never used for them (Terraform would only say "Plugin
+//! Every RPC follows one skeleton: find the type, decode the request's values against its
+//! schema, call the engine, encode the reply. Problems a user or a provider can cause are returned
+//! as diagnostics; a gRPC error status is never used for them (Terraform would only say "Plugin
 //! error").
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock};
 
 use tonic::{Request, Response, Status};
 
-use crate::framework::plan as generic_plan;
+use crate::framework::server::Server;
 use crate::framework::{
-    ApplyRequest, AttributePath, Block, ConfigureRequest, DeleteRequest, Diagnostic, Diagnostics,
-    Nesting, PlanRequest, Provider, ReadRequest, Resource, Schema, Type, ValidateRequest, Value,
+    ApplyRequest, ConfigureRequest, Diagnostic, Diagnostics, Provider, ReadRequest, Type, Value,
 };
 
 use super::codec::{self, CodecError};
@@ -22,97 +20,41 @@ use super::proto::tfplugin5 as wire;
 use wire::provider_server::Provider as WireProvider;
 use wire::DynamicValue;
 
-/// One resource type with its schema computed once.
-struct ResourceType<C> {
-    resource: Arc<dyn Resource<C>>,
-    schema: Schema,
-    value_type: Type,
-}
-
 /// Serves a framework provider as `tfplugin5.Provider`.
 pub struct ProviderService<P: Provider> {
-    provider: Arc<P>,
-    provider_schema: Schema,
-    provider_type: Type,
-    resources: BTreeMap<String, ResourceType<P::Context>>,
+    engine: Server<P>,
     /// The GetSchema reply, built on first use and reused.
     schema_reply: OnceLock<wire::get_provider_schema::Response>,
-    /// Set by Configure; resources run with it.
-    context: RwLock<Option<Arc<P::Context>>>,
 }
 
 impl<P: Provider> ProviderService<P> {
     /// Wraps `provider`, computing every schema once.
     pub fn new(provider: Arc<P>) -> Self {
-        let provider_schema = provider.schema();
-        let provider_type = provider_schema.value_type();
-        let resources = provider
-            .resources()
-            .into_iter()
-            .map(|resource| {
-                let schema = resource.schema();
-                let value_type = schema.value_type();
-                (
-                    resource.type_name().to_string(),
-                    ResourceType {
-                        resource,
-                        schema,
-                        value_type,
-                    },
-                )
-            })
-            .collect();
         Self {
-            provider,
-            provider_schema,
-            provider_type,
-            resources,
+            engine: Server::new(provider),
             schema_reply: OnceLock::new(),
-            context: RwLock::new(None),
         }
     }
 
     fn schema_reply(&self) -> &wire::get_provider_schema::Response {
         self.schema_reply
             .get_or_init(|| wire::get_provider_schema::Response {
-                provider: Some(convert::schema(&self.provider_schema)),
+                provider: Some(convert::schema(self.engine.provider_schema())),
                 resource_schemas: self
-                    .resources
+                    .engine
+                    .resources()
                     .iter()
                     .map(|(name, r)| (name.clone(), convert::schema(&r.schema)))
+                    .collect(),
+                data_source_schemas: self
+                    .engine
+                    .data_sources()
+                    .iter()
+                    .map(|(name, d)| (name.clone(), convert::schema(&d.schema)))
                     .collect(),
                 server_capabilities: Some(convert::server_capabilities()),
                 ..Default::default()
             })
-    }
-
-    fn resource_type(&self, type_name: &str) -> Result<&ResourceType<P::Context>, Diagnostic> {
-        self.resources.get(type_name).ok_or_else(|| {
-            let known: Vec<&str> = self.resources.keys().map(String::as_str).collect();
-            let offered = if known.is_empty() {
-                "This provider has no resource types yet.".to_string()
-            } else {
-                format!("It offers: {}.", known.join(", "))
-            };
-            Diagnostic::error(
-                "Unknown resource type",
-                format!(
-                    "This provider has no resource type named {type_name:?}. {offered} Check the type name in the configuration, or upgrade the provider if the type is newer than this version."
-                ),
-            )
-        })
-    }
-
-    fn context(&self, rpc: &str) -> Result<Arc<P::Context>, Diagnostic> {
-        let guard = self.context.read().unwrap_or_else(|e| e.into_inner());
-        guard.clone().ok_or_else(|| {
-            Diagnostic::error(
-                "Provider not configured",
-                format!(
-                    "Terraform called {rpc} before configuring the provider. This is a bug in Terraform or in the provider; please report it with the Terraform version."
-                ),
-            )
-        })
     }
 }
 
@@ -174,119 +116,16 @@ fn wire_diagnostics(diagnostics: &Diagnostics) -> Vec<wire::Diagnostic> {
     convert::diagnostics(diagnostics)
 }
 
-/// Shapes an object the provider returns as Terraform requires: repeated blocks are empty
-/// collections rather than null, and write-only attributes are null.
-fn conform(block: &Block, value: Value) -> Value {
-    let Value::Object(mut fields) = value else {
-        return value;
-    };
-    for attribute in block.attributes.iter().filter(|a| a.write_only) {
-        fields.insert(attribute.name.clone(), Value::Null);
+/// Decodes several values of one type, stopping at the first that fails.
+fn decode_all<const N: usize>(
+    ty: &Type,
+    values: [(Option<&DynamicValue>, &str); N],
+) -> Result<[Value; N], Diagnostic> {
+    let mut out: [Value; N] = std::array::from_fn(|_| Value::Null);
+    for (slot, (value, what)) in out.iter_mut().zip(values) {
+        *slot = decode(value, ty, what)?;
     }
-    for nested in &block.blocks {
-        let current = fields.remove(&nested.type_name).unwrap_or(Value::Null);
-        let inner = |v: Value| conform(&nested.block, v);
-        let shaped = match (nested.nesting, current) {
-            (Nesting::List, Value::Null) => Value::List(vec![]),
-            (Nesting::Set, Value::Null) => Value::Set(vec![]),
-            (Nesting::Map, Value::Null) => Value::Map(BTreeMap::new()),
-            (Nesting::Group, Value::Null) => nested.block.empty_value(),
-            (Nesting::List, Value::List(items)) => {
-                Value::List(items.into_iter().map(inner).collect())
-            }
-            (Nesting::Set, Value::Set(items)) => Value::set(items.into_iter().map(inner)),
-            (Nesting::Map, Value::Map(items)) => {
-                Value::Map(items.into_iter().map(|(k, v)| (k, inner(v))).collect())
-            }
-            (_, other) => inner(other),
-        };
-        fields.insert(nested.type_name.clone(), shaped);
-    }
-    Value::Object(fields)
-}
-
-/// Replaces every unknown by null, so a buggy result can still be stored.
-fn without_unknowns(value: Value) -> Value {
-    match value {
-        Value::Unknown(_) => Value::Null,
-        Value::List(items) => Value::List(items.into_iter().map(without_unknowns).collect()),
-        Value::Set(items) => Value::set(items.into_iter().map(without_unknowns)),
-        Value::Tuple(items) => Value::Tuple(items.into_iter().map(without_unknowns).collect()),
-        Value::Map(m) => Value::Map(
-            m.into_iter()
-                .map(|(k, v)| (k, without_unknowns(v)))
-                .collect(),
-        ),
-        Value::Object(m) => Value::Object(
-            m.into_iter()
-                .map(|(k, v)| (k, without_unknowns(v)))
-                .collect(),
-        ),
-        other => other,
-    }
-}
-
-/// Errors for write-only attributes set in a configuration when the client cannot handle them.
-fn write_only_violations(
-    block: &Block,
-    config: &Value,
-    path: &AttributePath,
-    out: &mut Diagnostics,
-) {
-    if !matches!(config, Value::Object(_)) {
-        return;
-    }
-    for attribute in block.attributes.iter().filter(|a| a.write_only) {
-        if !config.get(&attribute.name).is_null() {
-            out.push(
-                Diagnostic::error(
-                    "Write-only attribute not supported by this Terraform",
-                    format!(
-                        "{} is write-only: its value is never stored in plan or state, which needs Terraform 1.11 or later. Upgrade Terraform, or leave this attribute unset and use its stored counterpart instead.",
-                        attribute.name
-                    ),
-                )
-                .at(path.clone().then_attr(&attribute.name)),
-            );
-        }
-    }
-    for nested in &block.blocks {
-        let here = path.clone().then_attr(&nested.type_name);
-        match config.get(&nested.type_name) {
-            Value::List(items) => {
-                for (i, item) in items.iter().enumerate() {
-                    let index = i64::try_from(i).unwrap_or(i64::MAX);
-                    write_only_violations(
-                        &nested.block,
-                        item,
-                        &here.clone().then_index(index),
-                        out,
-                    );
-                }
-            }
-            Value::Set(items) => {
-                // Set elements have no address: point at the block.
-                for item in items {
-                    write_only_violations(&nested.block, item, &here, out);
-                }
-            }
-            Value::Map(items) => {
-                for (key, item) in items {
-                    write_only_violations(&nested.block, item, &here.clone().then_key(key), out);
-                }
-            }
-            single => write_only_violations(&nested.block, single, &here, out),
-        }
-    }
-}
-
-fn no_data_sources(type_name: &str) -> Diagnostic {
-    Diagnostic::error(
-        "Unknown data source",
-        format!(
-            "This provider has no data sources, so there is no data source {type_name:?}. Remove the data block, or check that it names the right provider."
-        ),
-    )
+    Ok(out)
 }
 
 #[tonic::async_trait]
@@ -299,9 +138,18 @@ impl<P: Provider> WireProvider for ProviderService<P> {
         Ok(Response::new(wire::get_metadata::Response {
             server_capabilities: Some(convert::server_capabilities()),
             resources: self
-                .resources
+                .engine
+                .resources()
                 .keys()
                 .map(|name| wire::get_metadata::ResourceMetadata {
+                    type_name: name.clone(),
+                })
+                .collect(),
+            data_sources: self
+                .engine
+                .data_sources()
+                .keys()
+                .map(|name| wire::get_metadata::DataSourceMetadata {
                     type_name: name.clone(),
                 })
                 .collect(),
@@ -324,15 +172,10 @@ impl<P: Provider> WireProvider for ProviderService<P> {
         tracing::debug!(rpc = "PrepareProviderConfig", "call");
         let request = request.into_inner();
         let mut diagnostics = Diagnostics::new();
-        if let Some(config) = collect(
-            &mut diagnostics,
-            decode(
-                request.config.as_ref(),
-                &self.provider_type,
-                "provider configuration",
-            ),
-        ) {
-            diagnostics.extend(self.provider.validate(&config));
+        let ty = self.engine.provider_type();
+        let what = "provider configuration";
+        if let Some(config) = collect(&mut diagnostics, decode(request.config.as_ref(), ty, what)) {
+            diagnostics.extend(self.engine.validate_provider(&config));
         }
         Ok(Response::new(wire::prepare_provider_config::Response {
             // Terraform ignores the prepared config; echoing it keeps its "changed" warning quiet.
@@ -348,33 +191,17 @@ impl<P: Provider> WireProvider for ProviderService<P> {
         let request = request.into_inner();
         tracing::debug!(rpc = "ValidateResourceTypeConfig", resource_type = %request.type_name, "call");
         let mut diagnostics = Diagnostics::new();
-        let checked =
-            collect(&mut diagnostics, self.resource_type(&request.type_name)).and_then(|rt| {
-                collect(
-                    &mut diagnostics,
-                    decode(
-                        request.config.as_ref(),
-                        &rt.value_type,
-                        "resource configuration",
-                    ),
-                )
-                .map(|config| (rt, config))
-            });
-        if let Some((rt, config)) = checked {
-            let client_capabilities =
-                convert::client_capabilities(request.client_capabilities.as_ref());
-            if !client_capabilities.write_only_attributes_allowed {
-                write_only_violations(
-                    &rt.schema.block,
-                    &config,
-                    &AttributePath::root(),
-                    &mut diagnostics,
-                );
-            }
-            diagnostics.extend(rt.resource.validate(&ValidateRequest {
-                config,
-                client_capabilities,
-            }));
+        let found = self.engine.resource(&request.type_name).and_then(|rt| {
+            let config = decode(
+                request.config.as_ref(),
+                &rt.value_type,
+                "resource configuration",
+            );
+            config.map(|config| (rt, config))
+        });
+        if let Some((rt, config)) = collect(&mut diagnostics, found) {
+            let capabilities = convert::client_capabilities(request.client_capabilities.as_ref());
+            diagnostics.extend(self.engine.validate_resource(rt, config, capabilities));
         }
         Ok(Response::new(
             wire::validate_resource_type_config::Response {
@@ -389,8 +216,22 @@ impl<P: Provider> WireProvider for ProviderService<P> {
     ) -> Result<Response<wire::validate_data_source_config::Response>, Status> {
         let request = request.into_inner();
         tracing::debug!(rpc = "ValidateDataSourceConfig", data_source = %request.type_name, "call");
+        let mut diagnostics = Diagnostics::new();
+        let found = self.engine.data_source(&request.type_name).and_then(|ds| {
+            let config = decode(
+                request.config.as_ref(),
+                &ds.value_type,
+                "data source configuration",
+            );
+            config.map(|config| (ds, config))
+        });
+        if let Some((ds, config)) = collect(&mut diagnostics, found) {
+            // Protocol 5 sends no client capabilities here: assume the oldest client.
+            let capabilities = Default::default();
+            diagnostics.extend(self.engine.validate_data_source(ds, config, capabilities));
+        }
         Ok(Response::new(wire::validate_data_source_config::Response {
-            diagnostics: vec![convert::diagnostic(&no_data_sources(&request.type_name))],
+            diagnostics: wire_diagnostics(&diagnostics),
         }))
     }
 
@@ -402,38 +243,16 @@ impl<P: Provider> WireProvider for ProviderService<P> {
         tracing::debug!(rpc = "UpgradeResourceState", resource_type = %request.type_name, version = request.version, "call");
         let mut diagnostics = Diagnostics::new();
         let mut upgraded_state = None;
-        if let Some(rt) = collect(&mut diagnostics, self.resource_type(&request.type_name)) {
+        if let Some(rt) = collect(&mut diagnostics, self.engine.resource(&request.type_name)) {
             let raw = request.raw_state.unwrap_or_default();
-            let parsed = if raw.json.is_empty() {
-                Err(Diagnostic::error(
-                    "Unsupported state format",
-                    format!(
-                        "The stored state of this {} has no JSON form (it predates Terraform 0.12). Remove it from state with `terraform state rm` and import it again.",
-                        request.type_name
-                    ),
-                ))
-            } else {
-                serde_json::from_slice::<serde_json::Value>(&raw.json).map_err(|e| {
-                    Diagnostic::error(
-                        "Unreadable state",
-                        format!(
-                            "The stored state of this {} is not valid JSON: {e}. Restore the state file from a backup.",
-                            request.type_name
-                        ),
-                    )
-                })
-            };
-            if let Some(json) = collect(&mut diagnostics, parsed) {
-                match rt.resource.upgrade_state(request.version, &json) {
-                    Ok(value) => {
-                        let value = conform(&rt.schema.block, value);
-                        upgraded_state = collect(
-                            &mut diagnostics,
-                            encode(&value, &rt.value_type, "upgraded state"),
-                        );
-                    }
-                    Err(errors) => diagnostics.extend(errors),
+            match self.engine.upgrade_state(rt, request.version, &raw.json) {
+                Ok(value) => {
+                    upgraded_state = collect(
+                        &mut diagnostics,
+                        encode(&value, &rt.value_type, "upgraded state"),
+                    );
                 }
+                Err(errors) => diagnostics.extend(errors),
             }
         }
         Ok(Response::new(wire::upgrade_resource_state::Response {
@@ -449,31 +268,19 @@ impl<P: Provider> WireProvider for ProviderService<P> {
         let request = request.into_inner();
         tracing::debug!(rpc = "Configure", terraform_version = %request.terraform_version, "call");
         let mut diagnostics = Diagnostics::new();
-        if let Some(config) = collect(
-            &mut diagnostics,
-            decode(
-                request.config.as_ref(),
-                &self.provider_type,
-                "provider configuration",
-            ),
-        ) {
-            let configured = self
-                .provider
-                .configure(ConfigureRequest {
-                    terraform_version: request.terraform_version,
-                    config,
-                    client_capabilities: convert::client_capabilities(
-                        request.client_capabilities.as_ref(),
-                    ),
-                })
-                .await;
-            match configured {
-                Ok(context) => {
-                    let mut slot = self.context.write().unwrap_or_else(|e| e.into_inner());
-                    *slot = Some(Arc::new(context));
-                }
-                Err(errors) => diagnostics.extend(errors),
-            }
+        let ty = self.engine.provider_type();
+        let what = "provider configuration";
+        if let Some(config) = collect(&mut diagnostics, decode(request.config.as_ref(), ty, what)) {
+            let capabilities = convert::client_capabilities(request.client_capabilities.as_ref());
+            diagnostics.extend(
+                self.engine
+                    .configure(ConfigureRequest {
+                        terraform_version: request.terraform_version,
+                        config,
+                        client_capabilities: capabilities,
+                    })
+                    .await,
+            );
         }
         Ok(Response::new(wire::configure::Response {
             diagnostics: wire_diagnostics(&diagnostics),
@@ -490,51 +297,32 @@ impl<P: Provider> WireProvider for ProviderService<P> {
         // Until a read succeeds, the reply keeps what Terraform has.
         let mut new_state = request.current_state.clone();
         let mut private = request.private.clone();
-        let ready = collect(&mut diagnostics, self.resource_type(&request.type_name))
-            .and_then(|rt| collect(&mut diagnostics, self.context("ReadResource")).map(|c| (rt, c)))
-            .and_then(|(rt, ctx)| {
-                collect(
-                    &mut diagnostics,
-                    decode(
-                        request.current_state.as_ref(),
-                        &rt.value_type,
-                        "current state",
-                    ),
-                )
-                .map(|state| (rt, ctx, state))
-            });
-        if let Some((rt, ctx, state)) = ready {
-            let read = rt
-                .resource
-                .read(
-                    &ctx,
+        let found = self.engine.resource(&request.type_name).and_then(|rt| {
+            let state = decode(
+                request.current_state.as_ref(),
+                &rt.value_type,
+                "current state",
+            );
+            state.map(|state| (rt, state))
+        });
+        if let Some((rt, state)) = collect(&mut diagnostics, found) {
+            let read = self
+                .engine
+                .read_resource(
+                    rt,
                     ReadRequest {
                         state,
-                        private: request.private.clone(),
+                        private: request.private,
                     },
                 )
                 .await;
             diagnostics.extend(read.diagnostics);
-            if read.state.is_wholly_known() {
-                let state = conform(&rt.schema.block, read.state);
-                if let Some(encoded) = collect(
-                    &mut diagnostics,
-                    encode(&state, &rt.value_type, "refreshed state"),
-                ) {
-                    new_state = Some(encoded);
-                    // A resource that does not use private state leaves it empty: keep Terraform's.
-                    if !read.private.is_empty() {
-                        private = read.private;
-                    }
-                }
-            } else {
-                diagnostics.push(Diagnostic::error(
-                    "Provider returned unknown values after refresh",
-                    format!(
-                        "Reading this {} produced values that are not known; a refreshed object must be wholly known. The previous state is kept. This is a bug in the provider; please report it.",
-                        request.type_name
-                    ),
-                ));
+            if let Some(encoded) = collect(
+                &mut diagnostics,
+                encode(&read.state, &rt.value_type, "refreshed state"),
+            ) {
+                new_state = Some(encoded);
+                private = read.private;
             }
         }
         Ok(Response::new(wire::read_resource::Response {
@@ -556,59 +344,34 @@ impl<P: Provider> WireProvider for ProviderService<P> {
             planned_private: request.prior_private.clone(),
             ..Default::default()
         };
-        let Some(rt) = collect(&mut diagnostics, self.resource_type(&request.type_name)) else {
-            reply.diagnostics = wire_diagnostics(&diagnostics);
-            return Ok(Response::new(reply));
-        };
-        let decoded = (|| {
-            Ok::<_, Diagnostic>((
-                decode(request.prior_state.as_ref(), &rt.value_type, "prior state")?,
-                decode(
-                    request.proposed_new_state.as_ref(),
-                    &rt.value_type,
-                    "proposed new state",
-                )?,
-                decode(request.config.as_ref(), &rt.value_type, "configuration")?,
-            ))
-        })();
-        let Some((prior, proposed, config)) = collect(&mut diagnostics, decoded) else {
-            reply.diagnostics = wire_diagnostics(&diagnostics);
-            return Ok(Response::new(reply));
-        };
-        if proposed.is_null() {
-            // A destroy (plan_destroy): planned state null, private state kept for the apply.
+        let found = self.engine.resource(&request.type_name).and_then(|rt| {
+            let values = decode_all(
+                &rt.value_type,
+                [
+                    (request.prior_state.as_ref(), "prior state"),
+                    (request.proposed_new_state.as_ref(), "proposed new state"),
+                    (request.config.as_ref(), "configuration"),
+                ],
+            );
+            values.map(|values| (rt, values))
+        });
+        if let Some((rt, [prior, proposed, config])) = collect(&mut diagnostics, found) {
+            let planned = self
+                .engine
+                .plan_resource(rt, prior, proposed, config, request.prior_private)
+                .await;
+            diagnostics.extend(planned.diagnostics);
             reply.planned_state = collect(
                 &mut diagnostics,
-                encode(&Value::Null, &rt.value_type, "planned state"),
+                encode(&planned.planned_state, &rt.value_type, "planned state"),
             );
-            reply.diagnostics = wire_diagnostics(&diagnostics);
-            return Ok(Response::new(reply));
+            reply.planned_private = planned.planned_private;
+            reply.requires_replace = planned
+                .requires_replace
+                .iter()
+                .map(convert::attribute_path)
+                .collect();
         }
-        let Some(ctx) = collect(&mut diagnostics, self.context("PlanResourceChange")) else {
-            reply.diagnostics = wire_diagnostics(&diagnostics);
-            return Ok(Response::new(reply));
-        };
-        let generic = generic_plan::plan(&rt.schema, &prior, &proposed, &config);
-        let mut plan = PlanRequest {
-            prior_state: prior,
-            config,
-            prior_private: request.prior_private.clone(),
-            planned_state: generic.planned_state,
-            planned_private: request.prior_private,
-            requires_replace: generic.requires_replace,
-        };
-        diagnostics.extend(rt.resource.modify_plan(&ctx, &mut plan).await);
-        let planned = conform(&rt.schema.block, plan.planned_state);
-        reply.planned_state = collect(
-            &mut diagnostics,
-            encode(&planned, &rt.value_type, "planned state"),
-        );
-        reply.planned_private = plan.planned_private;
-        reply.requires_replace = plan
-            .requires_replace
-            .iter()
-            .map(convert::attribute_path)
-            .collect();
         reply.diagnostics = wire_diagnostics(&diagnostics);
         Ok(Response::new(reply))
     }
@@ -620,91 +383,50 @@ impl<P: Provider> WireProvider for ProviderService<P> {
         let request = request.into_inner();
         tracing::debug!(rpc = "ApplyResourceChange", resource_type = %request.type_name, "call");
         let mut diagnostics = Diagnostics::new();
-        let mut reply = wire::apply_resource_change::Response::default();
-        let ready = collect(&mut diagnostics, self.resource_type(&request.type_name))
-            .and_then(|rt| {
-                collect(&mut diagnostics, self.context("ApplyResourceChange")).map(|c| (rt, c))
-            })
-            .and_then(|(rt, ctx)| {
-                let decoded = (|| {
-                    Ok::<_, Diagnostic>((
-                        decode(request.prior_state.as_ref(), &rt.value_type, "prior state")?,
-                        decode(
-                            request.planned_state.as_ref(),
-                            &rt.value_type,
-                            "planned state",
-                        )?,
-                        decode(request.config.as_ref(), &rt.value_type, "configuration")?,
-                    ))
-                })();
-                collect(&mut diagnostics, decoded).map(|values| (rt, ctx, values))
-            });
-        let Some((rt, ctx, (prior, planned, config))) = ready else {
+        let found = self.engine.resource(&request.type_name).and_then(|rt| {
+            let values = decode_all(
+                &rt.value_type,
+                [
+                    (request.prior_state.as_ref(), "prior state"),
+                    (request.planned_state.as_ref(), "planned state"),
+                    (request.config.as_ref(), "configuration"),
+                ],
+            );
+            values.map(|values| (rt, values))
+        });
+        let Some((rt, [prior_state, planned_state, config])) = collect(&mut diagnostics, found)
+        else {
             // Nothing was changed: keep what Terraform had.
-            reply.new_state = request.prior_state;
-            reply.private = request.planned_private;
-            reply.diagnostics = wire_diagnostics(&diagnostics);
-            return Ok(Response::new(reply));
+            return Ok(Response::new(wire::apply_resource_change::Response {
+                new_state: request.prior_state,
+                private: request.planned_private,
+                diagnostics: wire_diagnostics(&diagnostics),
+                ..Default::default()
+            }));
         };
-        let outcome = if planned.is_null() {
-            if prior.is_null() {
-                None
-            } else {
-                tracing::debug!(resource_type = %request.type_name, "delete");
-                Some(
-                    rt.resource
-                        .delete(
-                            &ctx,
-                            DeleteRequest {
-                                prior_state: prior,
-                                prior_private: request.planned_private.clone(),
-                            },
-                        )
-                        .await,
-                )
-            }
-        } else {
-            let apply = ApplyRequest {
-                prior_state: prior.clone(),
-                planned_state: planned,
-                config,
-                planned_private: request.planned_private.clone(),
-            };
-            Some(if prior.is_null() {
-                tracing::debug!(resource_type = %request.type_name, "create");
-                rt.resource.create(&ctx, apply).await
-            } else {
-                tracing::debug!(resource_type = %request.type_name, "update");
-                rt.resource.update(&ctx, apply).await
-            })
-        };
-        let (state, private) = match outcome {
-            Some(applied) => {
-                diagnostics.extend(applied.diagnostics);
-                (applied.state, applied.private)
-            }
-            None => (Value::Null, Vec::new()),
-        };
-        let state = if state.is_wholly_known() {
-            state
-        } else {
-            diagnostics.push(Diagnostic::error(
-                "Provider left values unknown after apply",
-                format!(
-                    "Applying this {} left some values unknown; they are stored as null. This is a bug in the provider; please report it.",
-                    request.type_name
-                ),
-            ));
-            without_unknowns(state)
-        };
-        let state = conform(&rt.schema.block, state);
-        reply.new_state = collect(
+        let applied = self
+            .engine
+            .apply_resource(
+                rt,
+                ApplyRequest {
+                    prior_state,
+                    planned_state,
+                    config,
+                    planned_private: request.planned_private,
+                },
+            )
+            .await;
+        diagnostics.extend(applied.diagnostics);
+        let new_state = collect(
             &mut diagnostics,
-            encode(&state, &rt.value_type, "new state"),
+            encode(&applied.state, &rt.value_type, "new state"),
         );
-        reply.private = private;
-        reply.diagnostics = wire_diagnostics(&diagnostics);
-        Ok(Response::new(reply))
+        Ok(Response::new(wire::apply_resource_change::Response {
+            new_state,
+            private: applied.private,
+            diagnostics: wire_diagnostics(&diagnostics),
+            ..Default::default()
+        }))
     }
 
     async fn import_resource_state(
@@ -715,34 +437,19 @@ impl<P: Provider> WireProvider for ProviderService<P> {
         tracing::debug!(rpc = "ImportResourceState", resource_type = %request.type_name, "call");
         let mut diagnostics = Diagnostics::new();
         let mut imported_resources = Vec::new();
-        let ready =
-            collect(&mut diagnostics, self.resource_type(&request.type_name)).and_then(|rt| {
-                collect(&mut diagnostics, self.context("ImportResourceState")).map(|c| (rt, c))
-            });
-        if let Some((rt, ctx)) = ready {
-            let imported = rt.resource.import(&ctx, &request.id).await;
+        if let Some(rt) = collect(&mut diagnostics, self.engine.resource(&request.type_name)) {
+            let imported = self.engine.import_resource(rt, &request.id).await;
             diagnostics.extend(imported.diagnostics);
-            if !diagnostics.has_errors() {
-                if imported.state.is_null() {
-                    diagnostics.push(Diagnostic::error(
-                        "Import produced no object",
-                        format!(
-                            "Importing {:?} as {} produced nothing. This is a bug in the provider; please report it.",
-                            request.id, request.type_name
-                        ),
-                    ));
-                } else {
-                    let state = conform(&rt.schema.block, imported.state);
-                    if let Some(encoded) = collect(
-                        &mut diagnostics,
-                        encode(&state, &rt.value_type, "imported state"),
-                    ) {
-                        imported_resources.push(wire::import_resource_state::ImportedResource {
-                            type_name: request.type_name.clone(),
-                            state: Some(encoded),
-                            private: imported.private,
-                        });
-                    }
+            if !imported.state.is_null() {
+                if let Some(encoded) = collect(
+                    &mut diagnostics,
+                    encode(&imported.state, &rt.value_type, "imported state"),
+                ) {
+                    imported_resources.push(wire::import_resource_state::ImportedResource {
+                        type_name: request.type_name.clone(),
+                        state: Some(encoded),
+                        private: imported.private,
+                    });
                 }
             }
         }
@@ -759,9 +466,29 @@ impl<P: Provider> WireProvider for ProviderService<P> {
     ) -> Result<Response<wire::read_data_source::Response>, Status> {
         let request = request.into_inner();
         tracing::debug!(rpc = "ReadDataSource", data_source = %request.type_name, "call");
+        let mut diagnostics = Diagnostics::new();
+        let mut state = None;
+        let found = self.engine.data_source(&request.type_name).and_then(|ds| {
+            let config = decode(
+                request.config.as_ref(),
+                &ds.value_type,
+                "data source configuration",
+            );
+            config.map(|config| (ds, config))
+        });
+        if let Some((ds, config)) = collect(&mut diagnostics, found) {
+            let read = self.engine.read_data_source(ds, config).await;
+            diagnostics.extend(read.diagnostics);
+            if !read.state.is_null() {
+                state = collect(
+                    &mut diagnostics,
+                    encode(&read.state, &ds.value_type, "data source state"),
+                );
+            }
+        }
         Ok(Response::new(wire::read_data_source::Response {
-            state: None,
-            diagnostics: vec![convert::diagnostic(&no_data_sources(&request.type_name))],
+            state,
+            diagnostics: wire_diagnostics(&diagnostics),
             deferred: None,
         }))
     }
@@ -771,7 +498,7 @@ impl<P: Provider> WireProvider for ProviderService<P> {
         _request: Request<wire::stop::Request>,
     ) -> Result<Response<wire::stop::Response>, Status> {
         tracing::debug!(rpc = "Stop", "call");
-        self.provider.stop();
+        self.engine.stop();
         Ok(Response::new(wire::stop::Response {
             error: String::new(),
         }))
@@ -781,116 +508,10 @@ impl<P: Provider> WireProvider for ProviderService<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::framework::schema::timeouts_block;
-    use crate::framework::{ApplyResponse, Attribute, ImportResponse, NestedBlock, ReadResponse};
-    use std::sync::atomic::{AtomicBool, Ordering};
-
-    /// A provider with one resource type, `fake_thing`, whose behaviour depends on its name.
-    #[derive(Default)]
-    struct Fake {
-        stopped: AtomicBool,
-    }
-
-    struct Thing;
-
-    fn thing_schema() -> Schema {
-        Schema::new(
-            1,
-            Block::new("A thing.")
-                .attribute(Attribute::string("id").computed())
-                .attribute(Attribute::string("name").required().force_new())
-                .attribute(Attribute::string("secret_wo").optional().write_only())
-                .block(NestedBlock::new(
-                    "rule",
-                    Nesting::List,
-                    Block::new("A rule.").attribute(Attribute::number("port").optional()),
-                ))
-                .block(timeouts_block(true, false, true)),
-        )
-    }
-
-    #[tonic::async_trait]
-    impl Resource<()> for Thing {
-        fn type_name(&self) -> &'static str {
-            "fake_thing"
-        }
-        fn schema(&self) -> Schema {
-            thing_schema()
-        }
-        fn validate(&self, req: &ValidateRequest) -> Diagnostics {
-            let mut d = Diagnostics::new();
-            if req.config.get_str("name") == Some("invalid") {
-                d.attribute_error(AttributePath::attr("name"), "Bad name", "Pick another.");
-            }
-            d
-        }
-        async fn create(&self, _: &(), req: ApplyRequest) -> ApplyResponse {
-            let mut state = req.planned_state;
-            let id = format!("id-{}", state.get_str("name").unwrap_or_default());
-            state.set_attr("id", Value::from(id));
-            ApplyResponse {
-                state,
-                private: b"p1".to_vec(),
-                ..Default::default()
-            }
-        }
-        async fn read(&self, _: &(), req: ReadRequest) -> ReadResponse {
-            let mut state = req.state;
-            match state.get_str("name") {
-                Some("gone") => state = Value::Null,
-                Some("unknowable") => state.set_attr("id", Value::unknown()),
-                // Left null by mistake: the service must turn it into an empty list.
-                _ => state.set_attr("rule", Value::Null),
-            }
-            ReadResponse {
-                state,
-                ..Default::default()
-            }
-        }
-        async fn update(&self, _: &(), req: ApplyRequest) -> ApplyResponse {
-            ApplyResponse {
-                state: req.planned_state,
-                private: req.planned_private,
-                ..Default::default()
-            }
-        }
-        async fn delete(&self, _: &(), _: DeleteRequest) -> ApplyResponse {
-            ApplyResponse::default()
-        }
-        async fn import(&self, _: &(), id: &str) -> ImportResponse {
-            ImportResponse {
-                state: Value::object([("id", Value::from(id)), ("name", Value::from(id))]),
-                ..Default::default()
-            }
-        }
-    }
-
-    #[tonic::async_trait]
-    impl Provider for Fake {
-        type Context = ();
-        fn schema(&self) -> Schema {
-            Schema::new(
-                0,
-                Block::new("Fake.").attribute(Attribute::string("project").optional()),
-            )
-        }
-        fn validate(&self, config: &Value) -> Diagnostics {
-            let mut d = Diagnostics::new();
-            if config.get_str("project") == Some("bad") {
-                d.attribute_error(AttributePath::attr("project"), "Bad project", "Fix it.");
-            }
-            d
-        }
-        async fn configure(&self, _: ConfigureRequest) -> Result<(), Diagnostics> {
-            Ok(())
-        }
-        fn resources(&self) -> Vec<Arc<dyn Resource<()>>> {
-            vec![Arc::new(Thing)]
-        }
-        fn stop(&self) {
-            self.stopped.store(true, Ordering::SeqCst);
-        }
-    }
+    use crate::framework::testing::{thing_schema, Echo, Fake};
+    use crate::framework::AttributePath;
+    use crate::framework::DataSource;
+    use std::sync::atomic::Ordering;
 
     fn service() -> ProviderService<Fake> {
         ProviderService::new(Arc::new(Fake::default()))
@@ -930,7 +551,7 @@ mod tests {
                 config: Some(
                     codec::encode_dynamic(
                         &Value::object([("project", Value::Null)]),
-                        &svc.provider_type,
+                        svc.engine.provider_type(),
                     )
                     .expect("encodes"),
                 ),
@@ -1093,7 +714,7 @@ mod tests {
         let svc = service();
         let config = codec::encode_dynamic(
             &Value::object([("project", Value::from("bad"))]),
-            &svc.provider_type,
+            svc.engine.provider_type(),
         )
         .expect("encodes");
         let reply = svc
@@ -1304,28 +925,82 @@ mod tests {
             .expect("reply")
             .into_inner();
         assert_eq!(summaries(&reply.diagnostics), ["Unknown data source"]);
-        assert!(!svc.provider.stopped.load(Ordering::SeqCst));
+        assert!(!svc.engine.provider().stopped.load(Ordering::SeqCst));
         let reply = svc
             .stop(Request::new(wire::stop::Request {}))
             .await
             .expect("reply")
             .into_inner();
         assert!(reply.error.is_empty());
-        assert!(svc.provider.stopped.load(Ordering::SeqCst));
+        assert!(svc.engine.provider().stopped.load(Ordering::SeqCst));
     }
 
-    #[test]
-    fn conform_fills_repeated_blocks_and_nulls_write_only_values() {
-        let schema = thing_schema();
-        let mut raw = thing("n");
-        raw.set_attr("rule", Value::Null);
-        raw.set_attr("secret_wo", Value::from("leak"));
-        let shaped = conform(&schema.block, raw);
-        assert_eq!(shaped.get("rule"), &Value::List(vec![]));
-        assert!(shaped.get("secret_wo").is_null());
-        assert!(
-            shaped.get("timeouts").is_null(),
-            "single blocks may be null"
+    fn echo(input: &str) -> Option<DynamicValue> {
+        let config = Value::object([("input", Value::from(input)), ("output", Value::Null)]);
+        let ty = Echo::schema().value_type();
+        Some(codec::encode_dynamic(&config, &ty).expect("encodes"))
+    }
+
+    #[tokio::test]
+    async fn a_data_source_is_described_validated_and_read() {
+        let svc = service();
+        let schema = svc
+            .get_schema(Request::new(Default::default()))
+            .await
+            .expect("reply")
+            .into_inner();
+        assert!(schema.data_source_schemas.contains_key("fake_echo"));
+        let metadata = svc
+            .get_metadata(Request::new(Default::default()))
+            .await
+            .expect("reply")
+            .into_inner();
+        assert_eq!(metadata.data_sources[0].type_name, "fake_echo");
+
+        let validate = |input: &str| {
+            svc.validate_data_source_config(Request::new(
+                wire::validate_data_source_config::Request {
+                    type_name: "fake_echo".into(),
+                    config: echo(input),
+                },
+            ))
+        };
+        let bad = validate("").await.expect("reply").into_inner();
+        assert_eq!(summaries(&bad.diagnostics), ["Empty input"]);
+        let path = bad.diagnostics[0].attribute.as_ref().expect("path");
+        assert_eq!(
+            convert::attribute_path_from_wire(path),
+            AttributePath::attr("input")
         );
+        assert!(validate("hi")
+            .await
+            .expect("reply")
+            .into_inner()
+            .diagnostics
+            .is_empty());
+
+        let read = || {
+            Request::new(wire::read_data_source::Request {
+                type_name: "fake_echo".into(),
+                config: echo("hi"),
+                ..Default::default()
+            })
+        };
+        let early = svc
+            .read_data_source(read())
+            .await
+            .expect("reply")
+            .into_inner();
+        assert_eq!(summaries(&early.diagnostics), ["Provider not configured"]);
+        let svc = configured().await;
+        let reply = svc
+            .read_data_source(read())
+            .await
+            .expect("reply")
+            .into_inner();
+        assert!(reply.diagnostics.is_empty(), "{:?}", reply.diagnostics);
+        let ty = Echo::schema().value_type();
+        let state = codec::decode_dynamic(reply.state.as_ref(), &ty).expect("decodes");
+        assert_eq!(state.get_str("output"), Some("HI"));
     }
 }

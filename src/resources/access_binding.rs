@@ -1,17 +1,19 @@
 //! `iaprun_access_binding`: who may pass IAP. An IAM binding on an IAP resource, authoritative for its
 //! (role, condition) pair only; every other binding of the policy is preserved.
 
+use std::collections::BTreeSet;
+
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 
 use super::common;
+use super::Context;
 use crate::framework::{
-    ApplyRequest, ApplyResponse, Attribute, AttributePath, Block, DeleteRequest, Diagnostic,
-    Diagnostics, ImportResponse, NestedBlock, PlanRequest, ReadRequest, ReadResponse, Resource,
-    Schema, ValidateRequest, Value,
+    Applied, Attr, Attribute, AttributePath, Block, Change, ClientCapabilities, Delete, Deleted,
+    Diagnostic, Diagnostics, Failure, NestedBlock, Plan, Read, Resource, Schema, Value,
 };
 use crate::google;
 use crate::names::{self, IapResource, IapTarget};
-use crate::provider::Context;
 use crate::validation;
 
 /// The resource type.
@@ -22,10 +24,79 @@ pub const TYPE_NAME: &str = "iaprun_access_binding";
 /// The role that lets a principal pass IAP.
 pub const DEFAULT_ROLE: &str = "roles/iap.httpsResourceAccessor";
 
-// ---- schema ----------------------------------------------------------------------------------
+/// Config, plan and state of one `iaprun_access_binding`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Model {
+    pub id: Attr<String>,
+    pub resource: Attr<String>,
+    pub role: Attr<String>,
+    pub members: Attr<BTreeSet<String>>,
+    pub ignore_checks: Attr<BTreeSet<String>>,
+    pub etag: Attr<String>,
+    pub condition: Attr<Condition>,
+}
 
-fn schema() -> Schema {
-    Schema::new(
+/// The `condition` block.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Condition {
+    pub title: Attr<String>,
+    pub description: Attr<String>,
+    pub expression: Attr<String>,
+}
+
+impl Model {
+    fn role(&self) -> String {
+        self.role
+            .get()
+            .map_or(DEFAULT_ROLE, String::as_str)
+            .to_string()
+    }
+
+    /// The condition block as an IAM condition (`None` when unset).
+    fn iam_condition(&self) -> Option<google::Condition> {
+        let c = self.condition.get()?;
+        let expression = c.expression.as_deref().unwrap_or_default();
+        let mut condition = google::Condition::new(c.title.as_deref()?, expression);
+        condition.description = c.description.get().cloned();
+        Some(condition)
+    }
+
+    fn title(&self) -> Attr<String> {
+        self.condition.get().map_or(Attr::Null, |c| c.title.clone())
+    }
+}
+
+fn binding_id(resource: &str, role: &str, title: Option<&str>) -> String {
+    match title {
+        Some(t) => format!("{resource} {role} {t}"),
+        None => format!("{resource} {role}"),
+    }
+}
+
+fn strs(set: &BTreeSet<String>) -> Vec<&str> {
+    set.iter().map(String::as_str).collect()
+}
+
+/// The members known at plan: all of a known set, the known elements of a partly known one.
+fn known_members(members: &Attr<BTreeSet<String>>) -> Option<Vec<String>> {
+    match members {
+        Attr::Known(set) => Some(set.iter().cloned().collect()),
+        Attr::Unknown(Value::Unknown(_)) => None,
+        Attr::Unknown(partial) => Some(partial.strings().into_iter().map(str::to_string).collect()),
+        Attr::Null => Some(Vec::new()),
+    }
+}
+
+#[async_trait]
+impl Resource<Context> for AccessBinding {
+    type Model = Model;
+    type Private = ();
+    const TYPE_NAME: &'static str = TYPE_NAME;
+
+    fn schema() -> Schema {
+        Schema::new(
         0,
         Block::new(
             "Grants access through IAP: an IAM binding on an IAP resource (a Cloud Run service with direct IAP, or a backend service). Authoritative for its role and condition only: members of other roles and other conditions, including those added outside Terraform, are preserved. Safe under parallel apply.",
@@ -36,7 +107,7 @@ fn schema() -> Schema {
         .attribute(Attribute::string("resource").required().force_new().description(
             "IAP resource name, such as `iaprun_service_iap.x.iap_resource_name`: `projects/{project}/iap_web/cloud_run-{region}/services/{service}`, `projects/{project}/iap_web/compute/services/{backend}` or `projects/{project}/iap_web/compute-{region}/services/{backend}`. Project id or number. Changing it replaces the resource.",
         ))
-        .attribute(Attribute::string("role").optional().computed().force_new().description(
+        .attribute(Attribute::string("role").optional().computed().force_new().default(DEFAULT_ROLE).description(
             "Role to bind. Defaults to `roles/iap.httpsResourceAccessor` (IAP-secured Web App User). Changing it replaces the resource.",
         ))
         .attribute(Attribute::string_set("members").required().description(
@@ -52,190 +123,280 @@ fn schema() -> Schema {
                 .attribute(Attribute::string("expression").required().description(
                     "CEL expression, such as `request.time < timestamp(\"2030-01-01T00:00:00Z\")`.",
                 )),
-        )),
+        ).force_new()),
     )
-}
+    }
 
-// ---- validate --------------------------------------------------------------------------------
-
-fn validate(config: &Value) -> Diagnostics {
-    let mut diags = common::validate_common(config);
-    if let Some(r) = config.get_str("resource") {
-        if let Err(e) = IapResource::parse(r) {
+    fn validate(config: &Model, _: ClientCapabilities) -> Diagnostics {
+        let mut diags = common::validate_common(&Attr::Null, &config.ignore_checks);
+        if let Some(Err(e)) = config.resource.get().map(|r| IapResource::parse(r)) {
             diags.attribute_error(
                 AttributePath::attr("resource"),
                 "Invalid IAP resource name",
                 e,
             );
         }
-    }
-    if let Some(role) = config.get_str("role") {
-        let valid = (role.starts_with("roles/") && role.len() > "roles/".len())
-            || (role.starts_with("projects/") || role.starts_with("organizations/"))
-                && role.contains("/roles/");
-        if !valid || role.contains(char::is_whitespace) {
-            diags.attribute_error(
-                AttributePath::attr("role"),
-                "Invalid role",
-                format!("{role:?} is not a role name such as roles/iap.httpsResourceAccessor or projects/PROJECT/roles/CUSTOM."),
-            );
-        }
-    }
-    let members = config.get("members");
-    if members.is_known() && !members.is_null() && members.elements().is_empty() {
-        // Applying an empty binding would remove it, and the next read would lose the resource.
-        diags.attribute_error(
-            AttributePath::attr("members"),
-            "No members",
-            "members is empty. An IAM binding needs at least one member; to remove the binding, remove this resource.",
-        );
-    }
-    if members.is_known() {
-        let known: Vec<&str> = members.strings();
-        let ignore = validation::ignored(config);
-        diags.extend(validation::report(
-            validation::member_format(&known),
-            &ignore,
-        ));
-        diags.extend(validation::report(
-            validation::public_member(&known),
-            &ignore,
-        ));
-    }
-    let condition = config.get("condition");
-    if let Value::Object(_) = condition {
-        for field in ["title", "expression"] {
-            if condition
-                .get_str(field)
-                .is_some_and(|t| t.trim().is_empty())
-            {
+        if let Some(role) = config.role.get() {
+            let valid = (role.starts_with("roles/") && role.len() > "roles/".len())
+                || (role.starts_with("projects/") || role.starts_with("organizations/"))
+                    && role.contains("/roles/");
+            if !valid || role.contains(char::is_whitespace) {
                 diags.attribute_error(
-                    AttributePath::attr("condition").then_attr(field),
-                    "Empty condition field",
-                    format!("The condition's {field} must not be empty."),
+                    AttributePath::attr("role"),
+                    "Invalid role",
+                    format!("{role:?} is not a role name such as roles/iap.httpsResourceAccessor or projects/PROJECT/roles/CUSTOM."),
                 );
             }
         }
-        if condition.get_str("title").is_some_and(|t| t.len() > 100) {
+        if config.members.get().is_some_and(BTreeSet::is_empty) {
+            // Applying an empty binding would remove it, and the next read would lose the resource.
             diags.attribute_error(
-                AttributePath::attr("condition").then_attr("title"),
-                "Condition title too long",
-                "IAM limits condition titles to 100 characters.",
+                AttributePath::attr("members"),
+                "No members",
+                "members is empty. An IAM binding needs at least one member; to remove the binding, remove this resource.",
             );
         }
-    }
-    diags
-}
-
-// ---- plan ------------------------------------------------------------------------------------
-
-/// The condition block as an IAM condition (`None` when unset).
-fn condition_of(value: &Value) -> Option<google::Condition> {
-    let c = value.get("condition");
-    let title = c.get_str("title")?;
-    let mut condition = google::Condition::new(title, c.get_str("expression").unwrap_or_default());
-    condition.description = c.get_str("description").map(str::to_string);
-    Some(condition)
-}
-
-fn role_of(value: &Value) -> String {
-    value.get_str("role").unwrap_or(DEFAULT_ROLE).to_string()
-}
-
-fn binding_id(resource: &str, role: &str, title: Option<&str>) -> String {
-    match title {
-        Some(t) => format!("{resource} {role} {t}"),
-        None => format!("{resource} {role}"),
-    }
-}
-
-/// The IAP resource with its project written as a number: one name for one policy, whichever form
-/// the configuration uses. It keys the read cache and the write lock.
-async fn canonical(ctx: &Context, resource: &str) -> Result<IapResource, Diagnostic> {
-    let parsed = IapResource::parse(resource).map_err(|e| {
-        Diagnostic::error("Invalid IAP resource name", e).at(AttributePath::attr("resource"))
-    })?;
-    if names::is_project_number(&parsed.project) {
-        return Ok(parsed);
-    }
-    let project = ctx.project_info(&parsed.project).await.map_err(|e| {
-        common::api_error(&format!("read project {}", parsed.project), &e)
-            .at(AttributePath::attr("resource"))
-    })?;
-    Ok(parsed.with_project(&project.project_number))
-}
-
-async fn plan(ctx: &Context, req: &mut PlanRequest) -> Diagnostics {
-    let mut diags = Diagnostics::new();
-    if req.planned_state.is_null() {
-        return diags;
-    }
-    let config = req.config.clone();
-    let prior = req.prior_state.clone();
-    let planned = &mut req.planned_state;
-    if config.get("role").is_null() {
-        planned.set_attr("role", Value::from(DEFAULT_ROLE));
-    }
-    let Some(resource) = config.get_str("resource").map(str::to_string) else {
-        return diags;
-    };
-    let target = match canonical(ctx, &resource).await {
-        Ok(t) => t,
-        Err(d) => {
-            diags.push(d);
-            return diags;
+        if let Some(members) = known_members(&config.members) {
+            let known: Vec<&str> = members.iter().map(String::as_str).collect();
+            let ignore = common::ignored(&config.ignore_checks);
+            diags.extend(validation::report(
+                validation::member_format(&known),
+                &ignore,
+            ));
+            diags.extend(validation::report(
+                validation::public_member(&known),
+                &ignore,
+            ));
         }
-    };
-    // The same policy written with the project id instead of its number (or back) is no change.
-    if let Some(prior_resource) = prior.get_str("resource") {
-        if prior_resource != resource {
-            if let Ok(prior_target) = canonical(ctx, prior_resource).await {
-                if prior_target == target {
-                    planned.set_attr("resource", Value::from(prior_resource));
-                    req.requires_replace
-                        .retain(|p| *p != AttributePath::attr("resource"));
+        if let Some(condition) = config.condition.get() {
+            for (field, value) in [
+                ("title", &condition.title),
+                ("expression", &condition.expression),
+            ] {
+                if value.get().is_some_and(|t| t.trim().is_empty()) {
+                    diags.attribute_error(
+                        AttributePath::attr("condition").then_attr(field),
+                        "Empty condition field",
+                        format!("The condition's {field} must not be empty."),
+                    );
                 }
             }
+            if condition.title.get().is_some_and(|t| t.len() > 100) {
+                diags.attribute_error(
+                    AttributePath::attr("condition").then_attr("title"),
+                    "Condition title too long",
+                    "IAM limits condition titles to 100 characters.",
+                );
+            }
+        }
+        diags
+    }
+
+    async fn plan(&self, ctx: &Context, plan: &mut Plan<Model>) -> Diagnostics {
+        let Some(resource) = plan.config.resource.get().cloned() else {
+            return Diagnostics::new();
+        };
+        let target = match common::canonical(ctx, &resource).await {
+            Ok(t) => t,
+            Err(d) => return d.into(),
+        };
+        // The same policy written with the project id instead of its number (or back) is no change.
+        let prior_resource = plan.prior.as_ref().and_then(|p| p.resource.get()).cloned();
+        if let Some(prior_resource) = prior_resource.filter(|r| *r != resource) {
+            if common::canonical(ctx, &prior_resource)
+                .await
+                .is_ok_and(|t| t == target)
+            {
+                plan.planned.resource = Attr::Known(prior_resource);
+                plan.requires_replace
+                    .retain(|p| *p != AttributePath::attr("resource"));
+            }
+        }
+        let title = plan.config.title();
+        if let (Some(role), true) = (plan.planned.role.get(), title.is_known()) {
+            let resource = plan.planned.resource.get().unwrap_or(&resource);
+            plan.planned.id = Attr::Known(binding_id(resource, role, title.as_deref()));
+        }
+        let replacing = !plan.requires_replace.is_empty();
+        plan.planned.etag = match &plan.prior {
+            Some(prior) if !replacing && prior.members == plan.planned.members => {
+                prior.etag.clone()
+            }
+            _ => Attr::unknown(),
+        };
+        checks(ctx, &plan.config, &target).await
+    }
+
+    async fn create(&self, ctx: &Context, change: Change<'_, Model, ()>) -> Applied<Model> {
+        write(ctx, change).await
+    }
+
+    async fn read(&self, ctx: &Context, mut state: Model) -> Result<Read<Model>, Diagnostic> {
+        let Some(resource) = state.resource.get().cloned() else {
+            return Ok(Read::Found(state));
+        };
+        let key = common::canonical(ctx, &resource).await?.to_string();
+        let policy = match ctx
+            .policies
+            .get_or_fetch(&key, || ctx.clients.iap.iam_policy(&key))
+            .await
+        {
+            Ok(p) => p,
+            Err(e) if e.is_not_found() => {
+                return Ok(Read::Gone(Some(Diagnostic::warning(
+                    "IAP resource deleted outside Terraform",
+                    format!(
+                    "{resource} no longer exists, so this {TYPE_NAME} was removed from the state."
+                ),
+                ))))
+            }
+            Err(e) => {
+                return Err(common::api_error(
+                    &format!("read the IAM policy of {resource}"),
+                    &e,
+                ))
+            }
+        };
+        let role = state.role();
+        // After an import only the condition's title is known: match on it and read the rest.
+        let wanted = state.iam_condition();
+        let title_only = state
+            .condition
+            .get()
+            .is_some_and(|c| c.expression.is_null());
+        let binding = policy.bindings.iter().find(|b| {
+            b.role == role
+                && match (&wanted, &b.condition) {
+                    (None, None) => true,
+                    (Some(w), Some(c)) if title_only => w.title == c.title,
+                    (Some(w), Some(c)) => w.same_as(c),
+                    _ => false,
+                }
+        });
+        let Some(binding) = binding else {
+            return Ok(Read::Gone(None));
+        };
+        let normalized = |members: &mut dyn Iterator<Item = &String>| -> BTreeSet<String> {
+            members.map(|m| google::normalize_member(m)).collect()
+        };
+        let state_members = state.members.get().cloned().unwrap_or_default();
+        if normalized(&mut binding.members.iter()) != normalized(&mut state_members.iter()) {
+            state.members = Attr::Known(binding.members.iter().cloned().collect());
+        }
+        if let Some(c) = &binding.condition {
+            state.condition = Attr::Known(Condition {
+                title: Attr::from_option(c.title.clone()),
+                description: Attr::from_option(c.description.clone()),
+                expression: Attr::Known(c.expression.clone()),
+            });
+        }
+        let title = binding.condition.as_ref().and_then(|c| c.title.as_deref());
+        state.id = Attr::Known(binding_id(&resource, &role, title));
+        state.role = Attr::Known(role);
+        state.etag = Attr::from_option(policy.etag.clone());
+        Ok(Read::Found(state))
+    }
+
+    async fn delete(&self, ctx: &Context, delete: Delete<'_, Model, ()>) -> Deleted {
+        let Delete {
+            prior, deadline, ..
+        } = delete;
+        let resource = prior.resource.get().cloned().unwrap_or_default();
+        let target = common::canonical(ctx, &resource).await?;
+        let key = target.to_string();
+        let (role, condition) = (prior.role(), prior.iam_condition());
+        let removed = ctx
+            .clients
+            .iap
+            .modify_iam_policy(&key, deadline, |policy| {
+                policy.set_binding(&role, condition.as_ref(), &[])
+            })
+            .await;
+        match removed {
+            Ok(policy) => ctx.policies.put(&key, policy),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => {
+                ctx.policies.invalidate(&key);
+                let doing = format!("remove the {role} binding from {target}");
+                return Err(common::api_error(&doing, &e));
+            }
+        }
+        Ok(())
+    }
+
+    async fn import(&self, _: &Context, id: &str) -> Result<Model, Diagnostic> {
+        let (resource, role, title) = names::parse_access_binding_id(id)
+            .map_err(|e| Diagnostic::error("Invalid import id", e))?;
+        let resource = resource.to_string();
+        Ok(Model {
+            id: Attr::Known(binding_id(&resource, &role, title.as_deref())),
+            resource: Attr::Known(resource),
+            role: Attr::Known(role),
+            members: Attr::Known(BTreeSet::new()),
+            condition: Attr::from_option(title.map(|t| Condition {
+                title: Attr::Known(t),
+                ..Condition::default()
+            })),
+            ..Model::default()
+        })
+    }
+}
+
+/// Sets this binding (role, condition) to the planned members, keeping every other binding.
+async fn write(ctx: &Context, change: Change<'_, Model, ()>) -> Applied<Model> {
+    let Change {
+        prior,
+        mut planned,
+        deadline,
+        ..
+    } = change;
+    let resource = planned.resource.get().cloned().unwrap_or_default();
+    let target = match common::canonical(ctx, &resource).await {
+        Ok(t) => t,
+        Err(d) => return Err(Failure::new(prior, d)),
+    };
+    let key = target.to_string();
+    let (role, condition) = (planned.role(), planned.iam_condition());
+    let members: Vec<String> = planned
+        .members
+        .get()
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+    let written = ctx
+        .clients
+        .iap
+        .modify_iam_policy(&key, deadline, |policy| {
+            policy.set_binding(&role, condition.as_ref(), &members)
+        })
+        .await;
+    match written {
+        Ok(policy) => {
+            planned.etag = Attr::from_option(policy.etag.clone());
+            if planned.id.is_unknown() {
+                let title = condition.as_ref().and_then(|c| c.title.as_deref());
+                planned.id = Attr::Known(binding_id(&resource, &role, title));
+            }
+            ctx.policies.put(&key, policy);
+            Ok(planned)
+        }
+        Err(e) => {
+            ctx.policies.invalidate(&key);
+            let d = common::api_error(&format!("set the {role} binding on {target}"), &e);
+            Err(Failure::new(prior, d))
         }
     }
-    // A different condition is a different binding: replace.
-    if !prior.is_null()
-        && prior.get("condition") != config.get("condition")
-        && config.get("condition").is_wholly_known()
-    {
-        let path = AttributePath::attr("condition");
-        if !req.requires_replace.contains(&path) {
-            req.requires_replace.push(path);
-        }
-    }
-    let role = planned.get_str("role").map(str::to_string);
-    let title = config.get("condition").get("title");
-    if let (Some(role), true) = (role, title.is_known()) {
-        let resource = planned.get_str("resource").unwrap_or(&resource).to_string();
-        planned.set_attr(
-            "id",
-            Value::string(binding_id(&resource, &role, title.as_str())),
-        );
-    }
-    let replacing = !req.requires_replace.is_empty();
-    if prior.is_null() || replacing || prior.get("members") != planned.get("members") {
-        planned.set_attr("etag", Value::unknown());
-    } else {
-        // The generic plan may have marked it unknown for a replacement this plan just ruled out.
-        planned.set_attr("etag", prior.get("etag").clone());
-    }
-    diags.extend(checks(ctx, &config, &target).await);
-    diags
 }
 
 /// Plan-time checks that need the API: the IAP resource's target must exist.
-async fn checks(ctx: &Context, config: &Value, target: &IapResource) -> Diagnostics {
-    let ignore = validation::ignored(config);
+async fn checks(ctx: &Context, config: &Model, target: &IapResource) -> Diagnostics {
+    let ignore = common::ignored(&config.ignore_checks);
     let project = &target.project;
     let key = target.to_string();
     let exists = ctx
         .targets
-        .get_or_fetch(&key, || target_exists(ctx, target))
+        .get_or_fetch(&key, || common::target_exists(ctx, target))
         .await;
     match exists {
         Ok(true) => validation::report(oauth_findings(ctx, config, target).await, &ignore),
@@ -264,476 +425,23 @@ async fn checks(ctx: &Context, config: &Value, target: &IapResource) -> Diagnost
 /// be read (or is unknown at plan) yields no finding.
 async fn oauth_findings(
     ctx: &Context,
-    config: &Value,
+    config: &Model,
     target: &IapResource,
 ) -> Vec<validation::Finding> {
-    let members = config.get("members");
-    if !members.is_wholly_known() {
+    let Some(members) = config.members.get() else {
         return vec![];
-    }
+    };
     let custom = ctx
         .custom_oauth_clients
-        .get_or_fetch(&target.to_string(), || custom_oauth_client(ctx, target))
+        .get_or_fetch(&target.to_string(), || {
+            common::custom_oauth_client(ctx, target)
+        })
         .await;
     if !matches!(custom, Ok(false)) {
         return vec![];
     }
     match ctx.organization_domain(&target.project).await {
-        Ok(Some(domain)) => validation::managed_oauth_external(&members.strings(), &domain),
+        Ok(Some(domain)) => validation::managed_oauth_external(&strs(members), &domain),
         _ => vec![],
-    }
-}
-
-/// Whether the IAP resource has a custom OAuth client as Google reports it now: the backend
-/// service's `iap.oauth2ClientId`, or the IAP settings' `accessSettings.oauthSettings.clientId`.
-async fn custom_oauth_client(ctx: &Context, target: &IapResource) -> Result<bool, google::Error> {
-    let project = target.project.as_str();
-    let backend = match &target.target {
-        IapTarget::CloudRun { .. } => None,
-        IapTarget::BackendService { name } => {
-            Some(google::BackendServiceRef::global(project, name.as_str()))
-        }
-        IapTarget::RegionBackendService { region, name } => Some(
-            google::BackendServiceRef::regional(project, region.as_str(), name.as_str()),
-        ),
-    };
-    if let Some(r) = backend {
-        let backend = ctx.clients.compute.backend_service(&r).await?;
-        let client = backend
-            .iap
-            .as_ref()
-            .and_then(|i| i.oauth2_client_id.as_deref());
-        if client.is_some_and(|c| !c.trim().is_empty()) {
-            return Ok(true);
-        }
-    }
-    let settings = ctx.clients.iap.iap_settings(&target.to_string()).await?;
-    Ok(settings.oauth_client_id.is_some())
-}
-
-/// Whether the Cloud Run service or backend service behind an IAP resource exists.
-async fn target_exists(ctx: &Context, target: &IapResource) -> Result<bool, google::Error> {
-    let project = target.project.as_str();
-    let found = match &target.target {
-        IapTarget::CloudRun { region, service } => {
-            let name = google::ServiceName::new(project, region.as_str(), service.as_str());
-            ctx.clients.run.service(&name).await.map(|_| ())
-        }
-        IapTarget::BackendService { name } => ctx
-            .clients
-            .compute
-            .backend_service(&google::BackendServiceRef::global(project, name.as_str()))
-            .await
-            .map(|_| ()),
-        IapTarget::RegionBackendService { region, name } => ctx
-            .clients
-            .compute
-            .backend_service(&google::BackendServiceRef::regional(
-                project,
-                region.as_str(),
-                name.as_str(),
-            ))
-            .await
-            .map(|_| ()),
-    };
-    match found {
-        Ok(()) => Ok(true),
-        Err(e) if e.is_not_found() => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
-// ---- create, read, update, delete -------------------------------------------------------------
-
-async fn write(ctx: &Context, planned: &Value, prior: &Value, operation: &str) -> ApplyResponse {
-    let resource = planned.get_str("resource").unwrap_or_default().to_string();
-    let target = match canonical(ctx, &resource).await {
-        Ok(t) => t,
-        Err(d) => {
-            return ApplyResponse {
-                state: prior.clone(),
-                private: Vec::new(),
-                diagnostics: d.into(),
-            }
-        }
-    };
-    let key = target.to_string();
-    let role = role_of(planned);
-    let condition = condition_of(planned);
-    let members: Vec<String> = planned
-        .get("members")
-        .strings()
-        .into_iter()
-        .map(str::to_string)
-        .collect();
-    let deadline = common::deadline(planned, operation);
-    let result = ctx
-        .clients
-        .iap
-        .modify_iam_policy(&key, deadline, |policy| {
-            policy.set_binding(&role, condition.as_ref(), &members)
-        })
-        .await;
-    match result {
-        Ok(policy) => {
-            let mut state = planned.clone();
-            state.set_attr("etag", Value::opt_string(policy.etag.clone()));
-            ctx.policies.put(&key, policy);
-            ApplyResponse {
-                state: common::finalize(state),
-                private: Vec::new(),
-                diagnostics: Diagnostics::new(),
-            }
-        }
-        Err(e) => {
-            ctx.policies.invalidate(&key);
-            let state = if prior.is_null() {
-                Value::Null
-            } else {
-                prior.clone()
-            };
-            ApplyResponse {
-                state,
-                private: Vec::new(),
-                diagnostics: common::api_error(&format!("set the {role} binding on {target}"), &e)
-                    .into(),
-            }
-        }
-    }
-}
-
-async fn read(ctx: &Context, req: ReadRequest) -> ReadResponse {
-    let mut diagnostics = Diagnostics::new();
-    let state = req.state;
-    let Some(resource) = state.get_str("resource").map(str::to_string) else {
-        return ReadResponse {
-            state,
-            private: req.private,
-            diagnostics,
-        };
-    };
-    let target = match canonical(ctx, &resource).await {
-        Ok(t) => t,
-        Err(d) => {
-            diagnostics.push(d);
-            return ReadResponse {
-                state,
-                private: req.private,
-                diagnostics,
-            };
-        }
-    };
-    let key = target.to_string();
-    let policy = match ctx
-        .policies
-        .get_or_fetch(&key, || ctx.clients.iap.iam_policy(&key))
-        .await
-    {
-        Ok(p) => p,
-        Err(e) if e.is_not_found() => {
-            diagnostics.warning(
-                "IAP resource deleted outside Terraform",
-                format!(
-                    "{resource} no longer exists, so this {TYPE_NAME} was removed from the state."
-                ),
-            );
-            return ReadResponse {
-                state: Value::Null,
-                private: Vec::new(),
-                diagnostics,
-            };
-        }
-        Err(e) => {
-            diagnostics.push(common::api_error(
-                &format!("read the IAM policy of {resource}"),
-                &e,
-            ));
-            return ReadResponse {
-                state,
-                private: req.private,
-                diagnostics,
-            };
-        }
-    };
-    let role = role_of(&state);
-    // After an import only the condition's title is known: match on it and read the rest.
-    let wanted = condition_of(&state);
-    let binding = policy.bindings.iter().find(|b| {
-        b.role == role
-            && match (&wanted, &b.condition) {
-                (None, None) => true,
-                (Some(w), Some(c)) if state.get("condition").get("expression").is_null() => {
-                    w.title == c.title
-                }
-                (Some(w), Some(c)) => w.same_as(c),
-                _ => false,
-            }
-    });
-    let Some(binding) = binding else {
-        return ReadResponse {
-            state: Value::Null,
-            private: Vec::new(),
-            diagnostics,
-        };
-    };
-    let mut next = state.clone();
-    let api_members: std::collections::BTreeSet<String> = binding
-        .members
-        .iter()
-        .map(|m| google::normalize_member(m))
-        .collect();
-    let state_members: std::collections::BTreeSet<String> = state
-        .get("members")
-        .strings()
-        .into_iter()
-        .map(google::normalize_member)
-        .collect();
-    if api_members != state_members {
-        next.set_attr(
-            "members",
-            Value::string_set(binding.members.iter().cloned()),
-        );
-    }
-    if let Some(c) = &binding.condition {
-        next.set_attr(
-            "condition",
-            Value::object([
-                ("title", Value::opt_string(c.title.clone())),
-                ("description", Value::opt_string(c.description.clone())),
-                ("expression", Value::from(c.expression.as_str())),
-            ]),
-        );
-    }
-    next.set_attr("role", Value::from(role.as_str()));
-    next.set_attr("etag", Value::opt_string(policy.etag.clone()));
-    next.set_attr(
-        "id",
-        Value::string(binding_id(
-            &resource,
-            &role,
-            binding.condition.as_ref().and_then(|c| c.title.as_deref()),
-        )),
-    );
-    ReadResponse {
-        state: common::finalize(next),
-        private: req.private,
-        diagnostics,
-    }
-}
-
-async fn delete(ctx: &Context, req: DeleteRequest) -> ApplyResponse {
-    let prior = req.prior_state;
-    let resource = prior.get_str("resource").unwrap_or_default().to_string();
-    let target = match canonical(ctx, &resource).await {
-        Ok(t) => t,
-        Err(d) => {
-            return ApplyResponse {
-                state: prior.clone(),
-                private: Vec::new(),
-                diagnostics: d.into(),
-            }
-        }
-    };
-    let key = target.to_string();
-    let role = role_of(&prior);
-    let condition = condition_of(&prior);
-    let deadline = common::deadline(&prior, "delete");
-    match ctx
-        .clients
-        .iap
-        .modify_iam_policy(&key, deadline, |policy| {
-            policy.set_binding(&role, condition.as_ref(), &[])
-        })
-        .await
-    {
-        Ok(policy) => {
-            ctx.policies.put(&key, policy);
-            ApplyResponse::default()
-        }
-        Err(e) if e.is_not_found() => ApplyResponse::default(),
-        Err(e) => {
-            ctx.policies.invalidate(&key);
-            ApplyResponse {
-                state: prior.clone(),
-                private: Vec::new(),
-                diagnostics: common::api_error(
-                    &format!("remove the {role} binding from {target}"),
-                    &e,
-                )
-                .into(),
-            }
-        }
-    }
-}
-
-#[async_trait]
-impl Resource<Context> for AccessBinding {
-    fn type_name(&self) -> &'static str {
-        TYPE_NAME
-    }
-
-    fn schema(&self) -> Schema {
-        schema()
-    }
-
-    fn validate(&self, req: &ValidateRequest) -> Diagnostics {
-        validate(&req.config)
-    }
-
-    async fn modify_plan(&self, ctx: &Context, req: &mut PlanRequest) -> Diagnostics {
-        plan(ctx, req).await
-    }
-
-    async fn create(&self, ctx: &Context, req: ApplyRequest) -> ApplyResponse {
-        write(ctx, &req.planned_state, &Value::Null, "create").await
-    }
-
-    async fn read(&self, ctx: &Context, req: ReadRequest) -> ReadResponse {
-        read(ctx, req).await
-    }
-
-    async fn update(&self, ctx: &Context, req: ApplyRequest) -> ApplyResponse {
-        write(ctx, &req.planned_state, &req.prior_state, "update").await
-    }
-
-    async fn delete(&self, ctx: &Context, req: DeleteRequest) -> ApplyResponse {
-        delete(ctx, req).await
-    }
-
-    async fn import(&self, _ctx: &Context, id: &str) -> ImportResponse {
-        let mut diagnostics = Diagnostics::new();
-        let (resource, role, title) = match parse_import_id(id) {
-            Ok(parts) => parts,
-            Err(e) => {
-                diagnostics.error("Invalid import id", e);
-                return ImportResponse {
-                    diagnostics,
-                    ..ImportResponse::default()
-                };
-            }
-        };
-        let mut state = schema().block.empty_value();
-        state.set_attr("resource", Value::string(resource.to_string()));
-        state.set_attr("role", Value::from(role.as_str()));
-        state.set_attr("members", Value::Set(vec![]));
-        if let Some(t) = &title {
-            state.set_attr(
-                "condition",
-                Value::object([
-                    ("title", Value::from(t.as_str())),
-                    ("description", Value::Null),
-                    ("expression", Value::Null),
-                ]),
-            );
-        }
-        state.set_attr(
-            "id",
-            Value::string(binding_id(&resource.to_string(), &role, title.as_deref())),
-        );
-        ImportResponse {
-            state,
-            private: Vec::new(),
-            diagnostics,
-        }
-    }
-}
-
-// ---- import ----------------------------------------------------------------------------------
-
-/// Parses `RESOURCE ROLE` or `RESOURCE ROLE CONDITION_TITLE` (the title may contain spaces).
-pub fn parse_import_id(id: &str) -> Result<(IapResource, String, Option<String>), String> {
-    let mut parts = id.splitn(3, ' ');
-    let (Some(resource), Some(role)) = (parts.next(), parts.next()) else {
-        return Err(format!(
-            "{id:?} is not an access binding id. Use \"RESOURCE ROLE\" or \"RESOURCE ROLE CONDITION_TITLE\", for example \"projects/my-project/iap_web/cloud_run-us-central1/services/hello roles/iap.httpsResourceAccessor\"."
-        ));
-    };
-    let resource = IapResource::parse(resource)?;
-    if !role.starts_with("roles/") && !role.contains("/roles/") {
-        return Err(format!(
-            "{role:?} is not a role name such as roles/iap.httpsResourceAccessor."
-        ));
-    }
-    let title = parts
-        .next()
-        .map(str::to_string)
-        .filter(|t| !t.trim().is_empty());
-    Ok((resource, role.to_string(), title))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn import_ids_with_and_without_condition() {
-        let (r, role, title) = parse_import_id(
-            "projects/p-123456/iap_web/compute/services/web roles/iap.httpsResourceAccessor",
-        )
-        .expect("parses");
-        assert_eq!(
-            r.to_string(),
-            "projects/p-123456/iap_web/compute/services/web"
-        );
-        assert_eq!((role.as_str(), title), (DEFAULT_ROLE, None));
-        let (_, _, title) = parse_import_id(
-            "projects/p-123456/iap_web/compute/services/web roles/iap.httpsResourceAccessor office hours",
-        )
-        .expect("parses");
-        assert_eq!(title.as_deref(), Some("office hours"));
-        for bad in [
-            "",
-            "projects/p-123456/iap_web/compute/services/web",
-            "nonsense roles/x",
-            "projects/p-123456/iap_web/compute/services/web viewer",
-        ] {
-            assert!(parse_import_id(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn validate_points_at_each_bad_attribute() {
-        let mut config = schema().block.empty_value();
-        config.set_attr(
-            "resource",
-            Value::from("projects/p-123456/iap_web/cloud-run-us-central1/services/x"),
-        );
-        config.set_attr("role", Value::from("viewer"));
-        config.set_attr(
-            "members",
-            Value::string_set(["allUsers", "user:Bob@example.com"]),
-        );
-        config.set_attr("ignore_checks", Value::string_set(["nope"]));
-        let diags = validate(&config);
-        let paths: Vec<String> = diags
-            .iter()
-            .filter_map(|d| d.path.as_ref())
-            .map(|p| p.to_string())
-            .collect();
-        for expected in [
-            "resource",
-            "role",
-            "members[\"allUsers\"]",
-            "members[\"user:Bob@example.com\"]",
-            "ignore_checks[\"nope\"]",
-        ] {
-            assert!(
-                paths.iter().any(|p| p == expected),
-                "{expected} not in {paths:?}"
-            );
-        }
-        config.set_attr("ignore_checks", Value::string_set(["public_member"]));
-        config.set_attr("members", Value::string_set(["allUsers"]));
-        config.set_attr(
-            "resource",
-            Value::from("projects/p-123456/iap_web/compute/services/x"),
-        );
-        config.set_attr("role", Value::Null);
-        assert!(
-            validate(&config).is_empty(),
-            "ignored check must not report"
-        );
-        config.set_attr("members", Value::unknown());
-        assert!(validate(&config).is_empty(), "unknown members are skipped");
     }
 }

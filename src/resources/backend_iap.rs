@@ -1,17 +1,20 @@
 //! `iaprun_backend_iap`: IAP enabled on a load balancer backend service (global or regional) that
 //! fronts Cloud Run through serverless NEGs, with an optional custom OAuth client.
 
-use async_trait::async_trait;
+use std::collections::BTreeSet;
 
-use super::common;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::common::{self, Agent, Private};
+use super::Context;
+use crate::framework::timeouts::{timeouts_block, Timeouts};
 use crate::framework::{
-    ApplyRequest, ApplyResponse, Attribute, AttributePath, Block, DeleteRequest, Diagnostic,
-    Diagnostics, ImportResponse, PlanRequest, ReadRequest, ReadResponse, Resource, Schema,
-    ValidateRequest, Value,
+    Applied, Attr, Attribute, AttributePath, Block, Change, ClientCapabilities, Delete, Deleted,
+    Diagnostic, Diagnostics, Failure, Plan, Read, Resource, Schema,
 };
 use crate::google::{self, BackendServiceRef, IapPatch, Scope, ServiceName};
 use crate::names;
-use crate::provider::Context;
 use crate::validation::{
     self,
     facts::{BackendFacts, NegFacts},
@@ -22,10 +25,82 @@ pub struct BackendIap;
 
 pub const TYPE_NAME: &str = "iaprun_backend_iap";
 
-// ---- schema ----------------------------------------------------------------------------------
+/// Config, plan and state of one `iaprun_backend_iap`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Model {
+    pub id: Attr<String>,
+    pub backend_service: Attr<String>,
+    pub region: Attr<String>,
+    pub project: Attr<String>,
+    pub oauth2_client_id: Attr<String>,
+    pub oauth2_client_secret: Attr<String>,
+    pub oauth2_client_secret_wo: Attr<String>,
+    pub oauth2_client_secret_wo_version: Attr<serde_json::Number>,
+    pub grant_iap_invoker: Attr<bool>,
+    pub ignore_checks: Attr<BTreeSet<String>>,
+    pub project_number: Attr<String>,
+    pub iap_resource_name: Attr<String>,
+    pub load_balancing_scheme: Attr<String>,
+    pub cloud_run_services: Attr<Vec<String>>,
+    pub iap_enabled: Attr<bool>,
+    pub oauth2_client_secret_sha256: Attr<String>,
+    pub timeouts: Attr<Timeouts>,
+}
 
-fn schema() -> Schema {
-    Schema::new(
+impl Model {
+    /// The backend service this instance designates, when its project and name are known.
+    fn backend_ref(&self) -> Option<BackendServiceRef> {
+        let (project, name) = (
+            self.project.get()?.as_str(),
+            self.backend_service.get()?.as_str(),
+        );
+        match &self.region {
+            Attr::Null => Some(BackendServiceRef::global(project, name)),
+            Attr::Known(region) => {
+                Some(BackendServiceRef::regional(project, region.as_str(), name))
+            }
+            Attr::Unknown(_) => None,
+        }
+    }
+
+    fn set_identity(&mut self, r: &BackendServiceRef, project_number: &str) {
+        self.id = Attr::Known(r.to_string());
+        self.project_number = project_number.into();
+        let resource = google::backend_service_resource(project_number, region_of(r), &r.name);
+        self.iap_resource_name = Attr::Known(resource);
+    }
+
+    /// The client secret the configuration gives (state-stored or write-only), if any.
+    fn configured_secret(&self) -> &Attr<String> {
+        match &self.oauth2_client_secret {
+            Attr::Null => &self.oauth2_client_secret_wo,
+            secret => secret,
+        }
+    }
+
+    /// What the last read learned about the backend and the services behind it.
+    fn set_read(&mut self, backend: &google::BackendService, facts: &BackendFacts) {
+        self.load_balancing_scheme = Attr::from_option(backend.load_balancing_scheme.clone());
+        self.cloud_run_services = Attr::Known(facts.services().map(|s| s.label()).collect());
+    }
+}
+
+fn region_of(r: &BackendServiceRef) -> Option<&str> {
+    match &r.scope {
+        Scope::Region(region) => Some(region),
+        Scope::Global => None,
+    }
+}
+
+#[async_trait]
+impl Resource<Context> for BackendIap {
+    type Model = Model;
+    type Private = Private;
+    const TYPE_NAME: &'static str = TYPE_NAME;
+
+    fn schema() -> Schema {
+        Schema::new(
         0,
         Block::new(
             "Enables Identity-Aware Proxy on a load balancer backend service that fronts Cloud Run through serverless NEGs. Uses the Google-managed OAuth client unless `oauth2_client_id` is set, grants the IAP service agent `roles/run.invoker` on every Cloud Run service behind the backend, and checks the load balancer for known pitfalls at plan time. Destroying it disables IAP on the backend.",
@@ -64,54 +139,159 @@ fn schema() -> Schema {
         .attribute(Attribute::string_list("cloud_run_services").computed().description(
             "The Cloud Run services behind the backend's serverless NEGs, as `location/name`.",
         ))
-        .attribute(Attribute::bool("iap_enabled").computed().description(
-            "Whether IAP is enabled on the backend service as last read. A change made outside Terraform shows as drift and the next apply restores it.",
-        ))
+        .attribute(common::iap_enabled_attribute("backend service"))
         .attribute(Attribute::string("oauth2_client_secret_sha256").computed().description(
             "SHA-256 of the OAuth client secret as the API reports it; a secret rotated outside Terraform changes it.",
         ))
-        .block(crate::framework::schema::timeouts_block(true, true, true)),
+        .block(timeouts_block(true, true, true)),
     )
+    }
+
+    fn validate(config: &Model, _: ClientCapabilities) -> Diagnostics {
+        let mut diags = common::validate_common(&config.project, &config.ignore_checks);
+        common::check_name(&mut diags, "backend_service", &config.backend_service);
+        common::check_name(&mut diags, "region", &config.region);
+        diags.extend(validate_client(config));
+        diags
+    }
+
+    async fn plan(&self, ctx: &Context, plan: &mut Plan<Model>) -> Diagnostics {
+        let (config, planned) = (&plan.config, &mut plan.planned);
+        let mut diags = common::plan_project(ctx, &config.project, &mut planned.project);
+        planned.iap_enabled = Attr::Known(true);
+        planned.oauth2_client_secret_sha256 =
+            match (&config.oauth2_client_id, config.configured_secret()) {
+                (Attr::Null, _) => Attr::Null,
+                (_, Attr::Known(secret)) => Attr::Known(secret_sha256(secret)),
+                _ => Attr::unknown(),
+            };
+        // Unknown until apply: checked then, when Terraform plans again.
+        let Some(r) = planned.backend_ref().filter(|_| !diags.has_errors()) else {
+            return diags;
+        };
+        let number = match common::project_number(ctx, &r.project).await {
+            Ok(n) => n,
+            Err(d) => return d.at(AttributePath::attr("project")).into(),
+        };
+        planned.set_identity(&r, &number);
+        // Access bindings planned after this one judge their members by the client configured here.
+        if let (Some(resource), true) = (
+            planned.iap_resource_name.get(),
+            config.oauth2_client_id.is_known(),
+        ) {
+            ctx.custom_oauth_clients
+                .put(resource, !config.oauth2_client_id.is_null());
+        }
+        let facts = match backend_facts(ctx, &r).await {
+            Ok(f) => f,
+            Err(e) => {
+                let d = common::api_error(&format!("read backend service {r}"), &e);
+                return d.at(AttributePath::attr("backend_service")).into();
+            }
+        };
+        if let Some((_, facts)) = &facts {
+            planned.load_balancing_scheme = Attr::Known(facts.scheme.clone());
+            planned.cloud_run_services = Attr::Known(facts.services().map(|s| s.label()).collect());
+        }
+        let grant = planned.grant_iap_invoker.get().copied();
+        let facts = facts.as_ref().map(|(_, f)| f);
+        diags.extend(checks(ctx, &config.ignore_checks, &r, facts, &number, grant).await);
+        diags
+    }
+
+    async fn create(&self, ctx: &Context, change: Change<'_, Model, Private>) -> Applied<Model> {
+        converge(ctx, change).await
+    }
+
+    async fn read(&self, ctx: &Context, mut state: Model) -> Result<Read<Model>, Diagnostic> {
+        let Some(r) = state.backend_ref() else {
+            return Ok(Read::Found(state));
+        };
+        let (backend, facts) = match backend_facts(ctx, &r).await {
+            Ok(Some(found)) => found,
+            Ok(None) => {
+                return Ok(Read::Gone(Some(Diagnostic::warning(
+                    "Backend service deleted outside Terraform",
+                    format!("The backend service {r} no longer exists, so {TYPE_NAME} was removed from the state."),
+                ))))
+            }
+            Err(e) => return Err(common::api_error(&format!("read backend service {r}"), &e)),
+        };
+        let number =
+            common::recorded_project_number(ctx, &state.project_number, &r.project).await?;
+        state.set_identity(&r, &number);
+        let iap = backend.iap.clone().unwrap_or_default();
+        state.iap_enabled = Attr::Known(iap.is_enabled());
+        let client = iap.oauth2_client_id.filter(|c| !c.trim().is_empty());
+        state.oauth2_client_id = Attr::from_option(client);
+        state.oauth2_client_secret_sha256 = Attr::from_option(iap.oauth2_client_secret_sha256);
+        state.set_read(&backend, &facts);
+        Ok(Read::Found(state))
+    }
+
+    async fn delete(&self, ctx: &Context, delete: Delete<'_, Model, Private>) -> Deleted {
+        let Delete {
+            prior,
+            deadline,
+            private,
+        } = delete;
+        let Some(r) = prior.backend_ref() else {
+            return Ok(());
+        };
+        let off = IapPatch {
+            enabled: false,
+            ..IapPatch::default()
+        };
+        match ctx
+            .clients
+            .compute
+            .patch_backend_service_iap(&r, &off, deadline)
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => {
+                return Err(common::api_error(
+                    &format!("disable IAP on backend service {r}"),
+                    &e,
+                ))
+            }
+        }
+        common::revoke_grants(ctx, private, deadline).await
+    }
+
+    async fn import(&self, ctx: &Context, id: &str) -> Result<Model, Diagnostic> {
+        let parsed = names::parse_backend_service_id(id)
+            .map_err(|e| Diagnostic::error("Invalid import id", e))?;
+        let Some(project) = ctx.project(parsed.project.as_deref()) else {
+            return Err(Diagnostic::error(
+                "Incomplete import id",
+                format!("{id:?} lacks the project and the provider sets no default. Use projects/PROJECT/global/backendServices/NAME."),
+            ));
+        };
+        Ok(Model {
+            backend_service: parsed.name.as_str().into(),
+            region: Attr::from_option(parsed.region),
+            project: project.into(),
+            grant_iap_invoker: Attr::Known(true),
+            ..Model::default()
+        })
+    }
 }
 
-// ---- validate --------------------------------------------------------------------------------
-
-fn validate(config: &Value, write_only_allowed: bool) -> Diagnostics {
-    let mut diags = common::validate_common(config);
-    diags.extend(common::validate_timeouts(config));
-    if let Some(n) = config.get_str("backend_service") {
-        if !names::is_compute_name(n) {
-            diags.attribute_error(
-                AttributePath::attr("backend_service"),
-                "Invalid backend service name",
-                format!("{n:?} is not a backend service name: lower-case letters, digits and hyphens, starting with a letter, at most 63 characters. Give the name, not its URL."),
-            );
-        }
-    }
-    if let Some(r) = config.get_str("region") {
-        if !names::is_region(r) {
-            diags.attribute_error(
-                AttributePath::attr("region"),
-                "Invalid region",
-                format!("{r:?} is not a region such as us-central1. Leave region unset for a global backend service."),
-            );
-        }
-    }
-    let id = config.get("oauth2_client_id");
-    let secret = config.get("oauth2_client_secret");
-    let secret_wo = config.get("oauth2_client_secret_wo");
+/// The custom OAuth client: id and secret together, one kind of secret, no empty id.
+fn validate_client(config: &Model) -> Diagnostics {
+    let mut diags = Diagnostics::new();
+    let (id, secret, secret_wo) = (
+        &config.oauth2_client_id,
+        &config.oauth2_client_secret,
+        &config.oauth2_client_secret_wo,
+    );
     if !secret.is_null() && !secret_wo.is_null() {
         diags.attribute_error(
             AttributePath::attr("oauth2_client_secret_wo"),
             "Conflicting secrets",
             "Set either oauth2_client_secret or oauth2_client_secret_wo, not both.",
-        );
-    }
-    if !secret_wo.is_null() && !write_only_allowed {
-        diags.attribute_error(
-            AttributePath::attr("oauth2_client_secret_wo"),
-            "Write-only attributes not supported",
-            "This Terraform version does not support write-only attributes (Terraform 1.11+ does). Use oauth2_client_secret instead, or upgrade Terraform.",
         );
     }
     if id.is_null() && (!secret.is_null() || !secret_wo.is_null()) {
@@ -134,19 +314,14 @@ fn validate(config: &Value, write_only_allowed: bool) -> Diagnostics {
             "A custom OAuth client needs its secret: set oauth2_client_secret (or oauth2_client_secret_wo on Terraform 1.11+).",
         );
     }
-    if let Some(i) = id.as_str() {
-        if i.trim().is_empty() {
-            diags.attribute_error(
-                AttributePath::attr("oauth2_client_id"),
-                "Empty OAuth client id",
-                "Leave oauth2_client_id unset (null) to use the Google-managed OAuth client; an empty string is not a client id.",
-            );
-        }
+    if id.get().is_some_and(|i| i.trim().is_empty()) {
+        diags.attribute_error(
+            AttributePath::attr("oauth2_client_id"),
+            "Empty OAuth client id",
+            "Leave oauth2_client_id unset (null) to use the Google-managed OAuth client; an empty string is not a client id.",
+        );
     }
-    if !config.get("oauth2_client_secret_wo_version").is_null()
-        && secret_wo.is_null()
-        && secret_wo.is_known()
-    {
+    if !config.oauth2_client_secret_wo_version.is_null() && secret_wo.is_null() {
         diags.attribute_error(
             AttributePath::attr("oauth2_client_secret_wo_version"),
             "Version without a write-only secret",
@@ -154,47 +329,6 @@ fn validate(config: &Value, write_only_allowed: bool) -> Diagnostics {
         );
     }
     diags
-}
-
-// ---- plan ------------------------------------------------------------------------------------
-
-/// The backend service this instance designates, when its project and name are known.
-fn backend_ref(value: &Value) -> Option<BackendServiceRef> {
-    let project = value.get_str("project")?;
-    let name = value.get_str("backend_service")?;
-    match value.get("region") {
-        Value::Null => Some(BackendServiceRef::global(project, name)),
-        Value::String(region) => Some(BackendServiceRef::regional(project, region.as_str(), name)),
-        _ => None,
-    }
-}
-
-fn region_of(r: &BackendServiceRef) -> Option<&str> {
-    match &r.scope {
-        Scope::Region(region) => Some(region),
-        Scope::Global => None,
-    }
-}
-
-fn set_identity(state: &mut Value, r: &BackendServiceRef, project_number: &str) {
-    state.set_attr("id", Value::string(r.to_string()));
-    state.set_attr("project_number", Value::from(project_number));
-    state.set_attr(
-        "iap_resource_name",
-        Value::string(google::backend_service_resource(
-            project_number,
-            region_of(r),
-            &r.name,
-        )),
-    );
-}
-
-/// The client secret the configuration gives (state-stored or write-only), if any.
-fn configured_secret(config: &Value) -> &Value {
-    match config.get("oauth2_client_secret") {
-        Value::Null => config.get("oauth2_client_secret_wo"),
-        secret => secret,
-    }
 }
 
 /// SHA-256 of a secret in lower-case hex, as Compute reports `oauth2ClientSecretSha256`.
@@ -215,7 +349,7 @@ async fn backend_facts(
     };
     let mut negs = Vec::new();
     for group in &backend.backend_groups {
-        let Some((project, region, name)) = neg_parts(group) else {
+        let Some((project, region, name)) = google::neg_parts(group) else {
             continue;
         };
         let neg = match ctx
@@ -247,7 +381,7 @@ async fn backend_facts(
             service,
         });
     }
-    let https_frontend = https_frontend(ctx, r, &backend).await;
+    let https_frontend = ctx.clients.compute.https_frontend(r, &backend).await;
     let facts = BackendFacts {
         name: r.name.clone(),
         region: region_of(r).map(str::to_string),
@@ -266,141 +400,16 @@ async fn backend_facts(
     Ok(Some((backend, facts)))
 }
 
-/// `(project, region, name)` of a serverless NEG URL (full or partial).
-fn neg_parts(url: &str) -> Option<(String, String, String)> {
-    let path = &url[url.find("projects/")?..];
-    let parts: Vec<&str> = path.split('/').collect();
-    match parts.as_slice() {
-        ["projects", p, "regions", r, "networkEndpointGroups", n] => {
-            Some((p.to_string(), r.to_string(), n.to_string()))
-        }
-        _ => None,
-    }
-}
-
-/// Whether an HTTPS forwarding rule reaches the backend (rule → target HTTPS proxy → URL map);
-/// `None` when the chain could not be read.
-async fn https_frontend(
-    ctx: &Context,
-    r: &BackendServiceRef,
-    backend: &google::BackendService,
-) -> Option<bool> {
-    let compute = &ctx.clients.compute;
-    let self_link = backend.self_link.clone().unwrap_or_else(|| r.to_string());
-    let rules = compute.forwarding_rules(&r.project, &r.scope).await.ok()?;
-    for rule in rules.iter().filter(|rule| rule.is_https()) {
-        let Some(target) = &rule.target else { continue };
-        let Some(proxy_name) = target.rsplit('/').next() else {
-            continue;
-        };
-        let Ok(proxy) = compute
-            .target_https_proxy(&r.project, &r.scope, proxy_name)
-            .await
-        else {
-            continue;
-        };
-        let Some(map_name) = proxy.url_map.as_deref().and_then(|u| u.rsplit('/').next()) else {
-            continue;
-        };
-        let Ok(map) = compute.url_map(&r.project, &r.scope, map_name).await else {
-            continue;
-        };
-        if map
-            .backend_services()
-            .iter()
-            .any(|s| google::same_resource(s, &self_link))
-        {
-            return Some(true);
-        }
-    }
-    Some(false)
-}
-
-async fn plan(ctx: &Context, req: &mut PlanRequest) -> Diagnostics {
-    let mut diags = Diagnostics::new();
-    if req.planned_state.is_null() {
-        return diags;
-    }
-    let config = req.config.clone();
-    let planned = &mut req.planned_state;
-    common::plan_project(ctx, &config, planned, &mut diags);
-    if config.get("grant_iap_invoker").is_null() {
-        planned.set_attr("grant_iap_invoker", Value::Bool(true));
-    }
-    planned.set_attr("iap_enabled", Value::Bool(true));
-    let sha = match (config.get("oauth2_client_id"), configured_secret(&config)) {
-        (Value::Null, _) => Value::Null,
-        (_, Value::String(secret)) => Value::string(secret_sha256(secret)),
-        _ => Value::unknown(),
-    };
-    planned.set_attr("oauth2_client_secret_sha256", sha);
-    if diags.has_errors() {
-        return diags;
-    }
-    let Some(r) = backend_ref(planned) else {
-        return diags; // unknown until apply: checked then, when Terraform plans again
-    };
-    let project = match ctx.project_info(&r.project).await {
-        Ok(p) => p,
-        Err(e) => {
-            diags.push(
-                common::api_error(&format!("read project {}", r.project), &e)
-                    .at(AttributePath::attr("project")),
-            );
-            return diags;
-        }
-    };
-    set_identity(planned, &r, &project.project_number);
-    // Access bindings planned after this one judge their members by the client configured here.
-    if let Some(resource) = planned.get_str("iap_resource_name") {
-        let client = config.get("oauth2_client_id");
-        if client.is_known() {
-            ctx.custom_oauth_clients.put(resource, !client.is_null());
-        }
-    }
-    let facts = match backend_facts(ctx, &r).await {
-        Ok(f) => f,
-        Err(e) => {
-            diags.push(
-                common::api_error(&format!("read backend service {r}"), &e)
-                    .at(AttributePath::attr("backend_service")),
-            );
-            return diags;
-        }
-    };
-    if let Some((_, facts)) = &facts {
-        planned.set_attr("load_balancing_scheme", Value::string(facts.scheme.clone()));
-        planned.set_attr(
-            "cloud_run_services",
-            Value::string_list(facts.services().map(|s| s.label())),
-        );
-    }
-    let grant = planned.get("grant_iap_invoker").as_bool();
-    diags.extend(
-        checks(
-            ctx,
-            &config,
-            &r,
-            facts.as_ref().map(|(_, f)| f),
-            &project.project_number,
-            grant,
-        )
-        .await,
-    );
-    diags
-}
-
 /// The plan-time checks of a backend service with IAP (read-only API calls).
 async fn checks(
     ctx: &Context,
-    config: &Value,
+    ignore_checks: &Attr<BTreeSet<String>>,
     r: &BackendServiceRef,
     facts: Option<&BackendFacts>,
     project_number: &str,
     grant: Option<bool>,
 ) -> Diagnostics {
-    use crate::validation::{backend, service};
-    let ignore = validation::ignored(config);
+    let ignore = common::ignored(ignore_checks);
     let mut findings = common::project_findings(ctx, &r.project, false).await;
     let Some(facts) = facts else {
         let where_ = match region_of(r) {
@@ -415,72 +424,29 @@ async fn checks(
         ));
         return validation::report(findings, &ignore);
     };
-    findings.extend(backend::passthrough_lb(facts));
-    findings.extend(backend::cdn_enabled(facts));
-    findings.extend(backend::http2_classic_lb(facts));
-    findings.extend(backend::envoy_jwt_header(facts));
-    findings.extend(backend::run_app_bypass(facts));
-    findings.extend(backend::neg_mismatch(facts));
-    findings.extend(backend::no_https_frontend(facts));
-    let service_key = |s: &validation::facts::RunServiceFacts| {
-        format!("{project_number}/{}/{}", s.location, s.name)
-    };
-    let behind: Vec<String> = facts.services().map(service_key).collect();
+    let key = |s| validation::backend::service_key(project_number, s);
+    let behind: Vec<String> = facts.services().map(key).collect();
     let planned_direct = ctx.plan_backend_iap(&r.to_string(), &behind);
-    findings.extend(service::double_iap(
-        facts,
-        |s| s.iap_enabled || planned_direct.contains(&service_key(s)),
-        AttributePath::attr("backend_service"),
-    ));
-    for s in facts.services() {
-        findings.extend(service::public_invoker(
-            s,
-            AttributePath::attr("backend_service"),
-        ));
-        if let Some(grant) = grant {
-            findings.extend(service::missing_invoker(s, project_number, grant));
-        }
-    }
+    let checks = validation::backend::backend_iap(facts, project_number, grant, &planned_direct);
+    findings.extend(checks);
     validation::report(findings, &ignore)
 }
 
-// ---- create, read, update, delete -------------------------------------------------------------
+// ---- create and update ------------------------------------------------------------------------
 
-async fn converge(
-    ctx: &Context,
-    prior: &Value,
-    planned: &Value,
-    config: &Value,
-    private: &[u8],
-    operation: &str,
-) -> ApplyResponse {
-    let mut private = common::Private::decode(private);
-    let Some(r) = backend_ref(planned) else {
-        let d = Diagnostic::error(
-            "Incomplete plan",
-            "project and backend_service must be known at apply. This is a bug in the provider.",
-        );
-        return ApplyResponse {
-            state: prior.clone(),
-            private: private.encode(),
-            diagnostics: d.into(),
-        };
+async fn converge(ctx: &Context, change: Change<'_, Model, Private>) -> Applied<Model> {
+    let (prior, planned, config) = (change.prior, change.planned, change.config);
+    let (deadline, private) = (change.deadline, change.private);
+    let Some(r) = planned.backend_ref() else {
+        return Err(common::incomplete_plan(
+            prior,
+            "project and backend_service",
+        ));
     };
-    let deadline = common::deadline(config, operation);
-    let fail = |state: &Value, private: &common::Private, d: Diagnostic| ApplyResponse {
-        state: common::finalize(state.clone()),
-        private: private.encode(),
-        diagnostics: d.into(),
-    };
-    let project = match ctx.project_info(&r.project).await {
-        Ok(p) => p,
-        Err(e) => {
-            return fail(
-                prior,
-                &private,
-                common::api_error(&format!("read project {}", r.project), &e),
-            )
-        }
+    let creating = prior.is_none();
+    let number = match common::project_number(ctx, &r.project).await {
+        Ok(n) => n,
+        Err(d) => return Err(Failure::new(prior, d)),
     };
     let (backend, facts) = match backend_facts(ctx, &r).await {
         Ok(Some(found)) => found,
@@ -488,105 +454,54 @@ async fn converge(
             let d = Diagnostic::error(
                 "Backend service not found",
                 format!("The backend service {r} does not exist."),
-            )
-            .at(AttributePath::attr("backend_service"));
-            return fail(prior, &private, d);
+            );
+            return Err(Failure::new(
+                prior,
+                d.at(AttributePath::attr("backend_service")),
+            ));
         }
         Err(e) => {
-            return fail(
-                prior,
-                &private,
-                common::api_error(&format!("read backend service {r}"), &e),
-            )
+            let d = common::api_error(&format!("read backend service {r}"), &e);
+            return Err(Failure::new(prior, d));
         }
     };
-    let mut state = if prior.is_null() {
-        Value::Null
-    } else {
-        prior.clone()
-    };
+    let mut state = prior;
     let mut next = planned.clone();
-    set_identity(&mut next, &r, &project.project_number);
-    let grant = planned.get("grant_iap_invoker").as_bool().unwrap_or(true);
-    let agent_member = format!(
-        "serviceAccount:{}",
-        google::iap_service_agent_email(&project.project_number)
-    );
+    next.set_identity(&r, &number);
+    let grant = planned.grant_iap_invoker.or(true);
     if grant {
-        if let Err(e) = ctx
-            .clients
-            .service_usage
-            .iap_service_agent(&r.project, &project.project_number, deadline)
-            .await
-        {
-            return fail(
-                &state,
-                &private,
-                common::api_error("provision the IAP service agent", &e),
-            );
+        let agent = Agent::new(&r.project, &number);
+        if let Err(d) = agent.provision(ctx, deadline).await {
+            return Err(Failure::new(state, d));
         }
         for s in facts.services() {
             let name = ServiceName::new(r.project.as_str(), s.location.as_str(), s.name.as_str());
-            match common::grant_invoker(ctx, &name, &agent_member, deadline).await {
-                // A create that finds IAP already on adopts the agent's grants: they are what an
-                // interrupted earlier apply of this resource left (see docs/reliability.md).
-                Ok(added) if added || (prior.is_null() && facts.iap_enabled) => {
-                    private
-                        .invoker_grants
-                        .insert(name.to_string(), agent_member.clone());
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    return fail(
-                        &state,
-                        &private,
-                        common::api_error(
-                            &format!("grant roles/run.invoker on {name} to the IAP service agent"),
-                            &e,
-                        ),
-                    );
-                }
+            // A create that finds IAP already on adopts the agent's grants: they are what an
+            // interrupted earlier apply of this resource left (see docs/reliability.md).
+            let adopt = async { creating && facts.iap_enabled };
+            if let Err(d) = agent.grant(ctx, &name, adopt, private, deadline).await {
+                return Err(Failure::new(state, d));
             }
-            if state.is_null() {
-                // A grant exists now: record the object so a failure below leaves nothing unknown.
-                state = next.clone();
-                state.set_attr("iap_enabled", Value::Bool(facts.iap_enabled));
-                state.set_attr("oauth2_client_secret_sha256", Value::Null);
-            }
+            // A grant exists now: record the object so a failure below leaves nothing unknown.
+            state.get_or_insert_with(|| Model {
+                iap_enabled: Attr::Known(facts.iap_enabled),
+                oauth2_client_secret_sha256: Attr::Null,
+                ..next.clone()
+            });
         }
-    } else {
-        let grants: Vec<(String, String)> = private
-            .invoker_grants
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        for (key, member) in grants {
-            let Ok(name) = parse_service_key(&key) else {
-                continue;
-            };
-            if let Err(e) = common::revoke_invoker(ctx, &name, &member, deadline).await {
-                return fail(
-                    &state,
-                    &private,
-                    common::api_error(
-                        &format!("remove the invoker grant this resource added on {name}"),
-                        &e,
-                    ),
-                );
-            }
-            private.invoker_grants.remove(&key);
-        }
+    } else if let Err(d) = common::revoke_grants(ctx, private, deadline).await {
+        return Err(Failure::new(state, d));
     }
     let had_custom_client = backend
         .iap
         .as_ref()
         .and_then(|i| i.oauth2_client_id.as_deref())
         .is_some_and(|c| !c.trim().is_empty());
-    let patch = match config.get_str("oauth2_client_id") {
+    let patch = match config.oauth2_client_id.get() {
         Some(id) => IapPatch {
             enabled: true,
-            oauth2_client_id: Some(id.to_string()),
-            oauth2_client_secret: configured_secret(config).as_str().map(str::to_string),
+            oauth2_client_id: Some(id.clone()),
+            oauth2_client_secret: config.configured_secret().get().cloned(),
         },
         // Back to the Google-managed client: the custom one must be cleared explicitly.
         None if had_custom_client => IapPatch {
@@ -606,301 +521,33 @@ async fn converge(
         .await
     {
         Ok(updated) => {
-            let iap = updated.iap.clone().unwrap_or_default();
-            if next.get("load_balancing_scheme").is_unknown() {
-                next.set_attr(
-                    "load_balancing_scheme",
-                    Value::opt_string(updated.load_balancing_scheme.clone()),
-                );
-            }
-            if next.get("cloud_run_services").is_unknown() {
-                next.set_attr(
-                    "cloud_run_services",
-                    Value::string_list(facts.services().map(|s| s.label())),
-                );
-            }
-            if next.get("oauth2_client_secret_sha256").is_unknown() {
-                next.set_attr(
-                    "oauth2_client_secret_sha256",
-                    Value::opt_string(iap.oauth2_client_secret_sha256.clone()),
-                );
-            }
-            ApplyResponse {
-                state: common::finalize(next),
-                private: private.encode(),
-                diagnostics: Diagnostics::new(),
-            }
-        }
-        Err(e) => {
-            if prior.is_null() {
-                // A failed create undoes its grants and leaves no state: a tainted object would
-                // be replaced, and Terraform hands the destroy half of a replacement no private
-                // state, so the grants recorded there would be left behind.
-                let mut rolled_back = true;
-                for (key, member) in private.invoker_grants.clone() {
-                    let revoked = match parse_service_key(&key) {
-                        Ok(name) => common::revoke_invoker(ctx, &name, &member, deadline)
-                            .await
-                            .is_ok(),
-                        Err(_) => false,
-                    };
-                    if revoked {
-                        private.invoker_grants.remove(&key);
-                    } else {
-                        rolled_back = false;
-                    }
-                }
-                if rolled_back {
-                    state = Value::Null;
-                }
-            }
-            fail(
-                &state,
-                &private,
-                common::api_error(&format!("enable IAP on backend service {r}"), &e),
-            )
-        }
-    }
-}
-
-/// Parses the `project/location/name` keys of [`common::Private::invoker_grants`].
-fn parse_service_key(key: &str) -> Result<ServiceName, String> {
-    let parsed = names::parse_service_id(key)?;
-    match (parsed.project, parsed.location) {
-        (Some(p), Some(l)) => Ok(ServiceName::new(p, l, parsed.service)),
-        _ => Err(format!("{key:?} is not a full service name")),
-    }
-}
-
-async fn read(ctx: &Context, req: ReadRequest) -> ReadResponse {
-    let mut diagnostics = Diagnostics::new();
-    let mut state = req.state.clone();
-    let Some(r) = backend_ref(&state) else {
-        return ReadResponse {
-            state,
-            private: req.private,
-            diagnostics,
-        };
-    };
-    let (backend, facts) = match backend_facts(ctx, &r).await {
-        Ok(Some(found)) => found,
-        Ok(None) => {
-            diagnostics.warning(
-                "Backend service deleted outside Terraform",
-                format!("The backend service {r} no longer exists, so {TYPE_NAME} was removed from the state."),
-            );
-            return ReadResponse {
-                state: Value::Null,
-                private: Vec::new(),
-                diagnostics,
-            };
-        }
-        Err(e) => {
-            diagnostics.push(common::api_error(&format!("read backend service {r}"), &e));
-            return ReadResponse {
-                state,
-                private: req.private,
-                diagnostics,
-            };
-        }
-    };
-    let project_number = match state.get_str("project_number") {
-        Some(n) => n.to_string(),
-        None => match ctx.project_info(&r.project).await {
-            Ok(p) => p.project_number.clone(),
-            Err(e) => {
-                diagnostics.push(common::api_error(
-                    &format!("read project {}", r.project),
-                    &e,
-                ));
-                return ReadResponse {
-                    state,
-                    private: req.private,
-                    diagnostics,
-                };
-            }
-        },
-    };
-    set_identity(&mut state, &r, &project_number);
-    let iap = backend.iap.clone().unwrap_or_default();
-    state.set_attr("iap_enabled", Value::Bool(iap.is_enabled()));
-    state.set_attr(
-        "oauth2_client_id",
-        Value::opt_string(
-            iap.oauth2_client_id
+            let sha = updated
+                .iap
                 .clone()
-                .filter(|c| !c.trim().is_empty()),
-        ),
-    );
-    state.set_attr(
-        "oauth2_client_secret_sha256",
-        Value::opt_string(iap.oauth2_client_secret_sha256.clone()),
-    );
-    state.set_attr(
-        "load_balancing_scheme",
-        Value::opt_string(backend.load_balancing_scheme.clone()),
-    );
-    state.set_attr(
-        "cloud_run_services",
-        Value::string_list(facts.services().map(|s| s.label())),
-    );
-    if state.get("grant_iap_invoker").is_null() {
-        state.set_attr("grant_iap_invoker", Value::Bool(true));
-    }
-    ReadResponse {
-        state: common::finalize(state),
-        private: req.private,
-        diagnostics,
-    }
-}
-
-async fn delete(ctx: &Context, req: DeleteRequest) -> ApplyResponse {
-    let prior = req.prior_state;
-    let mut private = common::Private::decode(&req.prior_private);
-    let Some(r) = backend_ref(&prior) else {
-        return ApplyResponse::default();
-    };
-    let deadline = common::deadline(&prior, "delete");
-    let fail = |d: Diagnostic, private: &common::Private| ApplyResponse {
-        state: prior.clone(),
-        private: private.encode(),
-        diagnostics: d.into(),
-    };
-    match ctx
-        .clients
-        .compute
-        .patch_backend_service_iap(
-            &r,
-            &IapPatch {
-                enabled: false,
-                ..IapPatch::default()
-            },
-            deadline,
-        )
-        .await
-    {
-        Ok(_) => {}
-        Err(e) if e.is_not_found() => {}
+                .unwrap_or_default()
+                .oauth2_client_secret_sha256;
+            if next.load_balancing_scheme.is_unknown() {
+                next.load_balancing_scheme =
+                    Attr::from_option(updated.load_balancing_scheme.clone());
+            }
+            if next.cloud_run_services.is_unknown() {
+                next.cloud_run_services =
+                    Attr::Known(facts.services().map(|s| s.label()).collect());
+            }
+            if next.oauth2_client_secret_sha256.is_unknown() {
+                next.oauth2_client_secret_sha256 = Attr::from_option(sha);
+            }
+            Ok(next)
+        }
         Err(e) => {
-            return fail(
-                common::api_error(&format!("disable IAP on backend service {r}"), &e),
-                &private,
-            )
+            // A failed create undoes its grants and leaves no state: a tainted object would
+            // be replaced, and Terraform hands the destroy half of a replacement no private
+            // state, so the grants recorded there would be left behind.
+            if creating && common::revoke_grants(ctx, private, deadline).await.is_ok() {
+                state = None;
+            }
+            let d = common::api_error(&format!("enable IAP on backend service {r}"), &e);
+            Err(Failure::new(state, d))
         }
-    }
-    let grants: Vec<(String, String)> = private
-        .invoker_grants
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    for (key, member) in grants {
-        let Ok(name) = parse_service_key(&key) else {
-            continue;
-        };
-        if let Err(e) = common::revoke_invoker(ctx, &name, &member, deadline).await {
-            return fail(
-                common::api_error(
-                    &format!("remove the invoker grant this resource added on {name}"),
-                    &e,
-                ),
-                &private,
-            );
-        }
-        private.invoker_grants.remove(&key);
-    }
-    ApplyResponse::default()
-}
-
-// ---- import ----------------------------------------------------------------------------------
-
-fn import(ctx: &Context, id: &str) -> ImportResponse {
-    let mut diagnostics = Diagnostics::new();
-    let parsed = match names::parse_backend_service_id(id) {
-        Ok(p) => p,
-        Err(e) => {
-            diagnostics.error("Invalid import id", e);
-            return ImportResponse {
-                diagnostics,
-                ..ImportResponse::default()
-            };
-        }
-    };
-    let Some(project) = ctx.project(parsed.project.as_deref()) else {
-        diagnostics.error(
-            "Incomplete import id",
-            format!("{id:?} lacks the project and the provider sets no default. Use projects/PROJECT/global/backendServices/NAME."),
-        );
-        return ImportResponse {
-            diagnostics,
-            ..ImportResponse::default()
-        };
-    };
-    let mut state = schema().block.empty_value();
-    state.set_attr("backend_service", Value::from(parsed.name.as_str()));
-    state.set_attr("region", Value::opt_string(parsed.region.clone()));
-    state.set_attr("project", Value::from(project));
-    state.set_attr("grant_iap_invoker", Value::Bool(true));
-    ImportResponse {
-        state,
-        private: Vec::new(),
-        diagnostics,
-    }
-}
-
-#[async_trait]
-impl Resource<Context> for BackendIap {
-    fn type_name(&self) -> &'static str {
-        TYPE_NAME
-    }
-
-    fn schema(&self) -> Schema {
-        schema()
-    }
-
-    fn validate(&self, req: &ValidateRequest) -> Diagnostics {
-        validate(
-            &req.config,
-            req.client_capabilities.write_only_attributes_allowed,
-        )
-    }
-
-    async fn modify_plan(&self, ctx: &Context, req: &mut PlanRequest) -> Diagnostics {
-        plan(ctx, req).await
-    }
-
-    async fn create(&self, ctx: &Context, req: ApplyRequest) -> ApplyResponse {
-        converge(
-            ctx,
-            &Value::Null,
-            &req.planned_state,
-            &req.config,
-            &req.planned_private,
-            "create",
-        )
-        .await
-    }
-
-    async fn read(&self, ctx: &Context, req: ReadRequest) -> ReadResponse {
-        read(ctx, req).await
-    }
-
-    async fn update(&self, ctx: &Context, req: ApplyRequest) -> ApplyResponse {
-        converge(
-            ctx,
-            &req.prior_state,
-            &req.planned_state,
-            &req.config,
-            &req.planned_private,
-            "update",
-        )
-        .await
-    }
-
-    async fn delete(&self, ctx: &Context, req: DeleteRequest) -> ApplyResponse {
-        delete(ctx, req).await
-    }
-
-    async fn import(&self, ctx: &Context, id: &str) -> ImportResponse {
-        import(ctx, id)
     }
 }

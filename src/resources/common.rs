@@ -1,12 +1,19 @@
-//! Pieces the three resources share: common attributes, defaults, the not-yet-implemented stub.
+//! Pieces every resource type shares, once: common attributes and checks, the project lookup, the
+//! IAP service agent and the invoker grants it is given, and the reads plan-time checks need.
 
-use std::time::{Duration, Instant};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
 
-use crate::framework::{Attribute, AttributePath, Diagnostic, Diagnostics, Value};
-use crate::google;
-use crate::names;
-use crate::provider::{parse_duration, Context};
+use super::context::Context;
+use crate::framework::{Attr, Attribute, AttributePath, Diagnostic, Diagnostics, Failure};
+use crate::google::{self, ServiceName};
+use crate::names::{self, IapResource, IapTarget};
 use crate::validation::{self, facts::RunServiceFacts, Finding};
+
+/// The role the IAP service agent needs on Cloud Run services.
+pub const INVOKER_ROLE: &str = "roles/run.invoker";
+
+// ---- attributes ----------------------------------------------------------------------------
 
 /// The `project` attribute: optional, defaults to the provider's project, forces replacement.
 pub fn project_attribute() -> Attribute {
@@ -24,10 +31,17 @@ pub fn ignore_checks_attribute() -> Attribute {
     )
 }
 
-/// The `grant_iap_invoker` attribute.
+/// The `grant_iap_invoker` attribute, `true` unless set.
 pub fn grant_iap_invoker_attribute(what: &str) -> Attribute {
-    Attribute::bool("grant_iap_invoker").optional().computed().description(format!(
+    Attribute::bool("grant_iap_invoker").optional().computed().default(true).description(format!(
         "Grant `roles/run.invoker` on {what} to the IAP service agent `service-PROJECT_NUMBER@gcp-sa-iap.iam.gserviceaccount.com`, provisioning the agent first. Defaults to `true`. Without this grant users who pass IAP get 403 \"Your client does not have permission to get URL\"."
+    ))
+}
+
+/// The computed `iap_enabled` attribute of an IAP-protected `what`.
+pub fn iap_enabled_attribute(what: &str) -> Attribute {
+    Attribute::bool("iap_enabled").computed().description(format!(
+        "Whether IAP is enabled on the {what} as last read. A change made outside Terraform shows as drift and the next apply restores it."
     ))
 }
 
@@ -38,62 +52,77 @@ pub fn id_attribute(format: &str) -> Attribute {
         .description(format!("Identifier of the resource: `{format}`."))
 }
 
+// ---- checks --------------------------------------------------------------------------------
+
+/// The check names `ignore_checks` turns off (none while unknown).
+pub fn ignored(ignore_checks: &Attr<BTreeSet<String>>) -> BTreeSet<String> {
+    ignore_checks.get().cloned().unwrap_or_default()
+}
+
 /// Checks shared by every resource: `ignore_checks` names and a valid `project`.
-pub fn validate_common(config: &Value) -> Diagnostics {
-    let mut diags = validation::ignore_checks_known(config);
-    if let Some(p) = config.get_str("project") {
-        if !names::is_project(p) {
-            diags.attribute_error(
-                AttributePath::attr("project"),
-                "Invalid project",
-                format!("{p:?} is not a project id or number: a project id has 6 to 30 lower-case letters, digits or hyphens and starts with a letter."),
-            );
-        }
+pub fn validate_common(
+    project: &Attr<String>,
+    ignore_checks: &Attr<BTreeSet<String>>,
+) -> Diagnostics {
+    let mut diags = validation::ignore_checks_known(&ignored(ignore_checks));
+    if let Some(p) = project.get().filter(|p| !names::is_project(p)) {
+        diags.attribute_error(
+            AttributePath::attr("project"),
+            "Invalid project",
+            format!("{p:?} is not a project id or number: a project id has 6 to 30 lower-case letters, digits or hyphens and starts with a letter."),
+        );
     }
     diags
 }
 
-/// Fills `project` from the provider when the config leaves it null; an error when neither has one.
-pub fn plan_project(ctx: &Context, config: &Value, planned: &mut Value, diags: &mut Diagnostics) {
-    if !config.get("project").is_null() {
+/// How each name attribute is checked: (attribute, valid, summary, what is wrong with the value).
+type NameRule = (&'static str, fn(&str) -> bool, &'static str, &'static str);
+
+const NAME_RULES: [NameRule; 4] = [
+    ("service", names::is_run_service, "Invalid service name", "is not a Cloud Run service name: lower-case letters, digits and hyphens, starting with a letter, at most 49 characters. Give the name, not the full resource path."),
+    ("location", names::is_region, "Invalid location", "is not a region such as us-central1; Cloud Run services live in regions, not zones."),
+    ("backend_service", names::is_compute_name, "Invalid backend service name", "is not a backend service name: lower-case letters, digits and hyphens, starting with a letter, at most 63 characters. Give the name, not its URL."),
+    ("region", names::is_region, "Invalid region", "is not a region such as us-central1. Leave region unset for a global backend service."),
+];
+
+/// An error on the name attribute `attribute` when its value is known and not a valid name.
+pub fn check_name(diags: &mut Diagnostics, attribute: &str, value: &Attr<String>) {
+    let Some((_, valid, summary, why)) = NAME_RULES.iter().find(|r| r.0 == attribute) else {
         return;
+    };
+    if let Some(v) = value.get().filter(|v| !valid(v)) {
+        let path = AttributePath::attr(attribute);
+        diags.attribute_error(path, *summary, format!("{v:?} {why}"));
+    }
+}
+
+/// Plans `project` from the provider when the config leaves it null; an error when neither has one.
+pub fn plan_project(
+    ctx: &Context,
+    config: &Attr<String>,
+    planned: &mut Attr<String>,
+) -> Diagnostics {
+    if !config.is_null() {
+        return Diagnostics::new();
     }
     match ctx.project(None) {
-        Some(p) => planned.set_attr("project", Value::from(p)),
-        None => diags.attribute_error(
-            AttributePath::attr("project"),
+        Some(p) => {
+            *planned = Attr::from(p);
+            Diagnostics::new()
+        }
+        None => Diagnostic::error(
             "No project",
             "Set project on this resource or in the provider block (or GOOGLE_PROJECT in the environment).",
-        ),
+        )
+        .at(AttributePath::attr("project"))
+        .into(),
     }
 }
 
-/// The timeout for `operation` ("create", "update", "delete") from the `timeouts` block.
-pub fn timeout(config_or_state: &Value, operation: &str) -> Duration {
-    config_or_state
-        .get("timeouts")
-        .get_str(operation)
-        .and_then(parse_duration)
-        .unwrap_or(Duration::from_secs(20 * 60))
-}
-
-/// Checks the `timeouts` block's durations.
-pub fn validate_timeouts(config: &Value) -> Diagnostics {
-    let mut diags = Diagnostics::new();
-    if let Value::Object(t) = config.get("timeouts") {
-        for (name, v) in t {
-            if let Some(text) = v.as_str() {
-                if parse_duration(text).is_none_or(|d| d.is_zero()) {
-                    diags.attribute_error(
-                        AttributePath::attr("timeouts").then_attr(name),
-                        "Invalid duration",
-                        format!("{text:?} is not a positive duration such as 30s, 10m or 1h."),
-                    );
-                }
-            }
-        }
-    }
-    diags
+/// The failure of an apply whose plan left `what` unknown: a provider bug.
+pub fn incomplete_plan<M>(prior: Option<M>, what: &str) -> Failure<M> {
+    let detail = format!("{what} must be known at apply. This is a bug in the provider.");
+    Failure::new(prior, Diagnostic::error("Incomplete plan", detail))
 }
 
 /// A diagnostic for a failed API call: what was being done, and Google's own message.
@@ -101,50 +130,56 @@ pub fn api_error(doing: &str, error: &google::Error) -> Diagnostic {
     Diagnostic::error(format!("Failed to {doing}"), format!("{error}"))
 }
 
-/// The deadline of an operation, from `timeouts`.
-pub fn deadline(config_or_state: &Value, operation: &str) -> Instant {
-    Instant::now() + timeout(config_or_state, operation)
-}
+// ---- the project ---------------------------------------------------------------------------
 
-/// Replaces whatever is still unknown (values only the API could have told) with null, so a
-/// returned state is always wholly known.
-pub fn finalize(value: Value) -> Value {
-    match value {
-        Value::Unknown(_) => Value::Null,
-        Value::Object(m) => Value::Object(m.into_iter().map(|(k, v)| (k, finalize(v))).collect()),
-        Value::List(v) => Value::List(v.into_iter().map(finalize).collect()),
-        Value::Set(v) => Value::set(v.into_iter().map(finalize)),
-        Value::Map(m) => Value::Map(m.into_iter().map(|(k, v)| (k, finalize(v))).collect()),
-        other => other,
+/// The number of a project given by id or number, read once per process.
+pub async fn project_number(ctx: &Context, project: &str) -> Result<String, Diagnostic> {
+    match ctx.project_info(project).await {
+        Ok(p) => Ok(p.project_number.clone()),
+        Err(e) => Err(api_error(&format!("read project {project}"), &e)),
     }
 }
 
-/// Private state: what this resource instance did that the API cannot tell (for example which
-/// grants it added), kept by Terraform next to the state.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Private {
-    /// Members this resource added as roles/run.invoker, by Cloud Run service (`project/location/name`).
-    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub invoker_grants: std::collections::BTreeMap<String, String>,
+/// The project number a state already records, else looked up.
+pub async fn recorded_project_number(
+    ctx: &Context,
+    recorded: &Attr<String>,
+    project: &str,
+) -> Result<String, Diagnostic> {
+    match recorded.get() {
+        Some(n) => Ok(n.clone()),
+        None => project_number(ctx, project).await,
+    }
 }
 
-impl Private {
-    pub fn decode(bytes: &[u8]) -> Self {
-        serde_json::from_slice(bytes).unwrap_or_default()
+/// Project-level checks: the IAP API is enabled and, for direct IAP, the project has an organization.
+pub async fn project_findings(ctx: &Context, project: &str, direct: bool) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    if let Ok(state) = ctx
+        .clients
+        .service_usage
+        .service_state(project, google::IAP_SERVICE)
+        .await
+    {
+        findings.extend(validation::target::iap_api_disabled(project, Some(&state)));
     }
-
-    pub fn encode(&self) -> Vec<u8> {
-        if *self == Private::default() {
-            return Vec::new();
+    if direct {
+        if let Ok(info) = ctx.project_info(project).await {
+            findings.extend(validation::target::no_organization(
+                project,
+                Some(info.parent.is_some()),
+            ));
         }
-        serde_json::to_vec(self).unwrap_or_default()
     }
+    findings
 }
+
+// ---- target reads --------------------------------------------------------------------------
 
 /// Reads what the checks need to know about a Cloud Run service; `None` when it does not exist.
 pub async fn run_service_facts(
     ctx: &Context,
-    name: &google::ServiceName,
+    name: &ServiceName,
 ) -> Result<Option<RunServiceFacts>, google::Error> {
     let service = match ctx.clients.run.service(name).await {
         Ok(s) => s,
@@ -183,66 +218,206 @@ pub fn service_facts(
     }
 }
 
-/// The role the IAP service agent needs on Cloud Run services.
-pub const INVOKER_ROLE: &str = "roles/run.invoker";
-
-/// Grants roles/run.invoker on a service to `member`; true when this call added it.
-pub async fn grant_invoker(
-    ctx: &Context,
-    name: &google::ServiceName,
-    member: &str,
-    deadline: Instant,
-) -> Result<bool, google::Error> {
-    let mut added = false;
-    ctx.clients
-        .run
-        .modify_iam_policy(name, deadline, |policy| {
-            added = policy.add_member(INVOKER_ROLE, member, None);
-            added
-        })
-        .await?;
-    Ok(added)
-}
-
-/// Removes roles/run.invoker of `member` from a service (a missing service is fine).
-pub async fn revoke_invoker(
-    ctx: &Context,
-    name: &google::ServiceName,
-    member: &str,
-    deadline: Instant,
-) -> Result<(), google::Error> {
-    match ctx
-        .clients
-        .run
-        .modify_iam_policy(name, deadline, |policy| {
-            policy.remove_member(INVOKER_ROLE, member, None)
-        })
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) if e.is_not_found() => Ok(()),
+/// Whether the Cloud Run service or backend service behind an IAP resource exists.
+pub async fn target_exists(ctx: &Context, target: &IapResource) -> Result<bool, google::Error> {
+    let project = target.project.as_str();
+    let found = match &target.target {
+        IapTarget::CloudRun { region, service } => {
+            let name = google::ServiceName::new(project, region.as_str(), service.as_str());
+            ctx.clients.run.service(&name).await.map(|_| ())
+        }
+        IapTarget::BackendService { name } => ctx
+            .clients
+            .compute
+            .backend_service(&google::BackendServiceRef::global(project, name.as_str()))
+            .await
+            .map(|_| ()),
+        IapTarget::RegionBackendService { region, name } => ctx
+            .clients
+            .compute
+            .backend_service(&google::BackendServiceRef::regional(
+                project,
+                region.as_str(),
+                name.as_str(),
+            ))
+            .await
+            .map(|_| ()),
+    };
+    match found {
+        Ok(()) => Ok(true),
+        Err(e) if e.is_not_found() => Ok(false),
         Err(e) => Err(e),
     }
 }
 
-/// Project-level checks: the IAP API is enabled and, for direct IAP, the project has an organization.
-pub async fn project_findings(ctx: &Context, project: &str, direct: bool) -> Vec<Finding> {
-    let mut findings = Vec::new();
-    if let Ok(state) = ctx
-        .clients
-        .service_usage
-        .service_state(project, google::IAP_SERVICE)
-        .await
-    {
-        findings.extend(validation::target::iap_api_disabled(project, Some(&state)));
-    }
-    if direct {
-        if let Ok(info) = ctx.project_info(project).await {
-            findings.extend(validation::target::no_organization(
-                project,
-                Some(info.parent.is_some()),
-            ));
+/// Whether the IAP resource has a custom OAuth client as Google reports it now: the backend
+/// service's `iap.oauth2ClientId`, or the IAP settings' `accessSettings.oauthSettings.clientId`.
+pub async fn custom_oauth_client(
+    ctx: &Context,
+    target: &IapResource,
+) -> Result<bool, google::Error> {
+    let project = target.project.as_str();
+    let backend = match &target.target {
+        IapTarget::CloudRun { .. } => None,
+        IapTarget::BackendService { name } => {
+            Some(google::BackendServiceRef::global(project, name.as_str()))
+        }
+        IapTarget::RegionBackendService { region, name } => Some(
+            google::BackendServiceRef::regional(project, region.as_str(), name.as_str()),
+        ),
+    };
+    if let Some(r) = backend {
+        let backend = ctx.clients.compute.backend_service(&r).await?;
+        let client = backend
+            .iap
+            .as_ref()
+            .and_then(|i| i.oauth2_client_id.as_deref());
+        if client.is_some_and(|c| !c.trim().is_empty()) {
+            return Ok(true);
         }
     }
-    findings
+    let settings = ctx.clients.iap.iap_settings(&target.to_string()).await?;
+    Ok(settings.oauth_client_id.is_some())
+}
+
+/// The IAP resource with its project written as a number: one name for one policy, whichever form
+/// the configuration uses. It keys the read cache and the write lock.
+pub async fn canonical(ctx: &Context, resource: &str) -> Result<IapResource, Diagnostic> {
+    let parsed = IapResource::parse(resource).map_err(|e| {
+        Diagnostic::error("Invalid IAP resource name", e).at(AttributePath::attr("resource"))
+    })?;
+    if names::is_project_number(&parsed.project) {
+        return Ok(parsed);
+    }
+    let project = ctx.project_info(&parsed.project).await.map_err(|e| {
+        api_error(&format!("read project {}", parsed.project), &e)
+            .at(AttributePath::attr("resource"))
+    })?;
+    Ok(parsed.with_project(&project.project_number))
+}
+
+// ---- the IAP service agent -----------------------------------------------------------------
+
+/// Private state: what this resource instance did that the API cannot tell, kept by Terraform
+/// next to the state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Private {
+    /// Members this resource added as roles/run.invoker, by Cloud Run service (`project/location/name`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub invoker_grants: BTreeMap<String, String>,
+}
+
+/// The IAP service agent of one project.
+pub struct Agent {
+    pub project: String,
+    pub project_number: String,
+    /// `serviceAccount:service-{number}@gcp-sa-iap.iam.gserviceaccount.com`.
+    pub member: String,
+}
+
+impl Agent {
+    pub fn new(project: &str, project_number: &str) -> Self {
+        Self {
+            project: project.to_string(),
+            project_number: project_number.to_string(),
+            member: format!(
+                "serviceAccount:{}",
+                google::iap_service_agent_email(project_number)
+            ),
+        }
+    }
+
+    /// Creates the agent if the project does not have it yet, and waits for it.
+    pub async fn provision(&self, ctx: &Context, deadline: Instant) -> Result<(), Diagnostic> {
+        ctx.clients
+            .service_usage
+            .iap_service_agent(&self.project, &self.project_number, deadline)
+            .await
+            .map(drop)
+            .map_err(|e| api_error("provision the IAP service agent", &e))
+    }
+
+    /// Grants the agent roles/run.invoker on `service`, recording it in `private` when this call
+    /// added it or `adopt` says it is this resource's own from an interrupted earlier apply.
+    pub async fn grant(
+        &self,
+        ctx: &Context,
+        service: &ServiceName,
+        adopt: impl std::future::Future<Output = bool>,
+        private: &mut Private,
+        deadline: Instant,
+    ) -> Result<(), Diagnostic> {
+        let mut added = false;
+        ctx.clients
+            .run
+            .modify_iam_policy(service, deadline, |policy| {
+                added = policy.add_member(INVOKER_ROLE, &self.member, None);
+                added
+            })
+            .await
+            .map_err(|e| {
+                api_error(
+                    &format!("grant roles/run.invoker on {service} to the IAP service agent"),
+                    &e,
+                )
+            })?;
+        if added || adopt.await {
+            private
+                .invoker_grants
+                .insert(service.to_string(), self.member.clone());
+        }
+        Ok(())
+    }
+
+    /// Whether the agent holds roles/run.invoker on `service` now (false when unreadable).
+    pub async fn granted(
+        &self,
+        ctx: &Context,
+        service: &ServiceName,
+    ) -> Result<bool, google::Error> {
+        let policy = ctx.clients.run.iam_policy(service).await?;
+        Ok(policy.has_member(INVOKER_ROLE, &self.member, None))
+    }
+}
+
+/// Removes every invoker grant `private` records, forgetting each one removed; the first failure
+/// is returned after trying them all.
+pub async fn revoke_grants(
+    ctx: &Context,
+    private: &mut Private,
+    deadline: Instant,
+) -> Result<(), Diagnostic> {
+    let mut first_error = None;
+    for (key, member) in private.invoker_grants.clone() {
+        let Ok(name) = parse_service_key(&key) else {
+            continue;
+        };
+        let revoked = ctx
+            .clients
+            .run
+            .modify_iam_policy(&name, deadline, |policy| {
+                policy.remove_member(INVOKER_ROLE, &member, None)
+            })
+            .await;
+        match revoked {
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => {
+                let doing = format!("remove the invoker grant this resource added on {name}");
+                first_error.get_or_insert(api_error(&doing, &e));
+                continue;
+            }
+        }
+        private.invoker_grants.remove(&key);
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// Parses the `project/location/name` keys of [`Private::invoker_grants`].
+fn parse_service_key(key: &str) -> Result<ServiceName, String> {
+    let parsed = names::parse_service_id(key)?;
+    match (parsed.project, parsed.location) {
+        (Some(p), Some(l)) => Ok(ServiceName::new(p, l, parsed.service)),
+        _ => Err(format!("{key:?} is not a full service name")),
+    }
 }

@@ -1,23 +1,34 @@
-//! The resource types, one file each, in the same section order: schema, validate, plan, create,
-//! read, update, delete, import.
+//! The resource types, one file each: a typed model, a schema and short calls to Google.
+//! Everything Terraform semantics need beyond that is the engine's ([`crate::framework::server`]);
+//! what several types share is in [`common`]; the run-time context is [`Context`].
+//!
+//! A new type goes in its own file here, with one registration line below and its example folder
+//! under `examples/resources/` (or `examples/data-sources/`).
 
 use std::sync::Arc;
 
-use crate::framework::Resource;
-use crate::provider::Context;
+use crate::framework::{typed, AnyDataSource, AnyResource};
 
 pub mod access_binding;
 pub mod audit;
 pub mod backend_iap;
 pub mod cache;
 mod common;
+mod context;
 pub mod service_iap;
 
+pub use context::Context;
+
 /// Every resource type the provider serves.
-pub fn all() -> Vec<Arc<dyn Resource<Context>>> {
+pub fn all() -> Vec<Arc<dyn AnyResource<Context>>> {
     vec![
-        Arc::new(service_iap::ServiceIap),
-        Arc::new(backend_iap::BackendIap),
-        Arc::new(access_binding::AccessBinding),
+        typed(service_iap::ServiceIap),
+        typed(backend_iap::BackendIap),
+        typed(access_binding::AccessBinding),
     ]
+}
+
+/// Every data source the provider serves.
+pub fn data_sources() -> Vec<Arc<dyn AnyDataSource<Context>>> {
+    vec![]
 }

@@ -1,6 +1,7 @@
 //! Checks on a load balancer backend service with IAP and on what fronts it.
 
-use super::facts::BackendFacts;
+use super::facts::{BackendFacts, RunServiceFacts};
+use super::service;
 use super::Finding;
 use crate::framework::AttributePath;
 
@@ -319,4 +320,41 @@ mod fixtures {
             ..Default::default()
         }
     }
+}
+
+/// The key of a Cloud Run service in the record of IAP planned in this run.
+pub fn service_key(project_number: &str, s: &RunServiceFacts) -> String {
+    format!("{project_number}/{}/{}", s.location, s.name)
+}
+
+/// Every check of a backend service with IAP and the services behind it; `planned_direct` are
+/// those services (by [`service_key`]) planned with direct IAP in this run.
+pub fn backend_iap(
+    facts: &BackendFacts,
+    project_number: &str,
+    grant: Option<bool>,
+    planned_direct: &[String],
+) -> Vec<Finding> {
+    let mut findings = passthrough_lb(facts);
+    findings.extend(cdn_enabled(facts));
+    findings.extend(http2_classic_lb(facts));
+    findings.extend(envoy_jwt_header(facts));
+    findings.extend(run_app_bypass(facts));
+    findings.extend(neg_mismatch(facts));
+    findings.extend(no_https_frontend(facts));
+    findings.extend(service::double_iap(
+        facts,
+        |s| s.iap_enabled || planned_direct.contains(&service_key(project_number, s)),
+        AttributePath::attr("backend_service"),
+    ));
+    for s in facts.services() {
+        findings.extend(service::public_invoker(
+            s,
+            AttributePath::attr("backend_service"),
+        ));
+        if let Some(grant) = grant {
+            findings.extend(service::missing_invoker(s, project_number, grant));
+        }
+    }
+    findings
 }

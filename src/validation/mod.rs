@@ -11,7 +11,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::framework::{AttributePath, Diagnostic, Diagnostics, Severity, Value};
+use crate::framework::{AttributePath, Diagnostic, Diagnostics, Severity};
 
 /// One entry of the catalogue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,16 +239,6 @@ impl Finding {
     }
 }
 
-/// The check names a resource's `ignore_checks` turns off (unknown or null: none).
-pub fn ignored(config: &Value) -> BTreeSet<String> {
-    config
-        .get("ignore_checks")
-        .strings()
-        .into_iter()
-        .map(str::to_string)
-        .collect()
-}
-
 /// Turns findings into diagnostics, dropping those whose check is in `ignore`.
 pub fn report(
     findings: impl IntoIterator<Item = Finding>,
@@ -262,10 +252,10 @@ pub fn report(
 }
 
 /// `ignore_checks` may only name checks of the catalogue.
-pub fn ignore_checks_known(config: &Value) -> Diagnostics {
+pub fn ignore_checks_known(names: &BTreeSet<String>) -> Diagnostics {
     let mut diags = Diagnostics::new();
-    for name in config.get("ignore_checks").strings() {
-        if !CATALOGUE.iter().any(|c| c.name == name) {
+    for name in names {
+        if !CATALOGUE.iter().any(|c| c.name == *name) {
             let known: Vec<&str> = CATALOGUE.iter().map(|c| c.name).collect();
             diags.attribute_error(
                 AttributePath::attr("ignore_checks").then_key(name),
@@ -300,10 +290,7 @@ mod catalogue_tests {
 
     #[test]
     fn unknown_ignore_names_are_errors_on_the_element() {
-        let config = Value::object([(
-            "ignore_checks",
-            Value::string_set(["cdn_enabled", "no_such_check"]),
-        )]);
+        let config: BTreeSet<String> = ["cdn_enabled", "no_such_check"].map(String::from).into();
         let diags = ignore_checks_known(&config);
         assert_eq!(diags.len(), 1);
         let d = diags.iter().next().expect("one diagnostic");

@@ -250,3 +250,20 @@ mod double_iap_tests {
         assert!(double_iap(&backend, |_| false, AttributePath::attr("backend_service")).is_empty());
     }
 }
+
+/// Every check of a Cloud Run service with IAP enabled directly; `fronting` are the backends
+/// planned with IAP in front of it.
+pub fn direct_iap(
+    facts: &RunServiceFacts,
+    fronting: &[String],
+    project_number: &str,
+    grant: Option<bool>,
+) -> Vec<Finding> {
+    let mut findings = double_iap_planned(facts, fronting);
+    findings.extend(http2_direct(facts));
+    findings.extend(public_invoker(facts, AttributePath::attr("service")));
+    if let Some(grant) = grant {
+        findings.extend(missing_invoker(facts, project_number, grant));
+    }
+    findings
+}

@@ -3,9 +3,10 @@
 #![allow(dead_code, unused_imports)] // Each test module uses a different part.
 
 pub mod plugin;
+pub mod python;
 pub mod reattach;
 pub mod terraform;
 
 pub use plugin::{ClientIdentity, Launch, PluginProcess};
 pub use reattach::Reattached;
-pub use terraform::{terraform_binaries, Run, Terraform, Workspace};
+pub use terraform::{newest, terraform_binaries, Run, Terraform, Workspace};

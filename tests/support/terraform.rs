@@ -69,6 +69,14 @@ pub fn terraform_binaries() -> Vec<Terraform> {
         .clone()
 }
 
+/// The newest Terraform available (the one on PATH when there is one).
+pub fn newest() -> Terraform {
+    terraform_binaries()
+        .into_iter()
+        .next()
+        .expect("a terraform binary")
+}
+
 fn version_of(path: &Path) -> Option<String> {
     let output = Command::new(path)
         .args(["version", "-json"])
@@ -149,10 +157,11 @@ fn oldest_supported() -> Result<Terraform, String> {
 }
 
 /// An exclusive advisory lock on a file, released on drop.
-struct FileLock(fs::File);
+pub struct FileLock(fs::File);
 
 impl FileLock {
-    fn acquire(path: &Path) -> Result<Self, String> {
+    /// Blocks until the lock on `path` (created if missing) is held.
+    pub fn acquire(path: &Path) -> Result<Self, String> {
         use std::os::fd::AsRawFd;
         let file = fs::OpenOptions::new()
             .create(true)

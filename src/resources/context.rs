@@ -1,0 +1,143 @@
+//! The run-time context resources run with: API clients, the provider's defaults, reads coalesced
+//! within one provider process, and what other resources plan in this run.
+
+use std::sync::Arc;
+
+use super::cache::Coalesced;
+use crate::google;
+
+/// What every resource receives once the provider block is configured.
+pub struct Context {
+    /// The provider's default project, if any.
+    default_project: Option<String>,
+    /// The provider's default region, if any.
+    default_region: Option<String>,
+    pub clients: google::Clients,
+    /// Projects by id or number, read once per process.
+    projects: Coalesced<Arc<google::Project>>,
+    /// IAP policies by canonical resource name, for refresh; writes always read afresh.
+    pub policies: Coalesced<google::Policy>,
+    /// Whether the target of an IAP resource exists, by canonical resource name (plan-time checks).
+    pub targets: Coalesced<bool>,
+    /// Whether an IAP resource uses a custom OAuth client, by canonical resource name; a backend
+    /// planned in this process records its configured client here (plan-time checks).
+    pub custom_oauth_clients: Coalesced<bool>,
+    /// The domain of the organization above a project (`None`: no organization), by project.
+    pub organization_domains: Coalesced<Option<String>>,
+    /// IAP this plan switches on, so `double_iap` sees both layers before either is applied.
+    planned_iap: std::sync::Mutex<PlannedIap>,
+}
+
+/// IAP planned in this process: Cloud Run services with direct IAP, and the services behind each
+/// backend with IAP. Keys are `{project_number}/{location}/{service}`.
+#[derive(Debug, Default)]
+struct PlannedIap {
+    direct: std::collections::BTreeSet<String>,
+    behind: std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("default_project", &self.default_project)
+            .field("default_region", &self.default_region)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    /// A context over ready clients.
+    pub fn new(
+        default_project: Option<String>,
+        default_region: Option<String>,
+        clients: google::Clients,
+    ) -> Self {
+        Self {
+            default_project,
+            default_region,
+            clients,
+            projects: Coalesced::default(),
+            policies: Coalesced::default(),
+            targets: Coalesced::default(),
+            custom_oauth_clients: Coalesced::default(),
+            organization_domains: Coalesced::default(),
+            planned_iap: Default::default(),
+        }
+    }
+
+    /// The project to use: the resource's own, else the provider's.
+    pub fn project<'a>(&'a self, configured: Option<&'a str>) -> Option<&'a str> {
+        configured.or(self.default_project.as_deref())
+    }
+
+    /// The region to use: the resource's own, else the provider's.
+    pub fn region<'a>(&'a self, configured: Option<&'a str>) -> Option<&'a str> {
+        configured.or(self.default_region.as_deref())
+    }
+
+    /// The project (number, parent) behind an id or number, read once per process.
+    pub async fn project_info(&self, project: &str) -> Result<Arc<google::Project>, google::Error> {
+        self.projects
+            .get_or_fetch(project, || async {
+                self.clients
+                    .resource_manager
+                    .project(project)
+                    .await
+                    .map(Arc::new)
+            })
+            .await
+    }
+}
+
+impl Context {
+    fn planned(&self) -> std::sync::MutexGuard<'_, PlannedIap> {
+        self.planned_iap
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Records that this plan enables direct IAP on `service` and returns the backend services
+    /// planned with IAP in front of it. Recording first means that of two resources planned at the
+    /// same time, at least the later one sees the other.
+    pub fn plan_direct_iap(&self, service: &str) -> Vec<String> {
+        let mut planned = self.planned();
+        planned.direct.insert(service.to_string());
+        planned
+            .behind
+            .iter()
+            .filter(|(_, services)| services.contains(service))
+            .map(|(backend, _)| backend.clone())
+            .collect()
+    }
+
+    /// Records that this plan enables IAP on `backend` in front of `services` and returns those of
+    /// them planned with direct IAP.
+    pub fn plan_backend_iap(&self, backend: &str, services: &[String]) -> Vec<String> {
+        let mut planned = self.planned();
+        planned
+            .behind
+            .insert(backend.to_string(), services.iter().cloned().collect());
+        services
+            .iter()
+            .filter(|s| planned.direct.contains(*s))
+            .cloned()
+            .collect()
+    }
+
+    /// The primary domain of the organization above `project`, read once per process.
+    pub async fn organization_domain(
+        &self,
+        project: &str,
+    ) -> Result<Option<String>, google::Error> {
+        let info = self.project_info(project).await?;
+        self.organization_domains
+            .get_or_fetch(&info.project_number, || async {
+                let rm = &self.clients.resource_manager;
+                match rm.organization_of(&info).await? {
+                    Some(org) => rm.organization_domain(&org).await,
+                    None => Ok(None),
+                }
+            })
+            .await
+    }
+}
