@@ -8,7 +8,8 @@ use std::path::Path;
 
 use crate::framework::{Attribute, Block, Nesting, Provider, Schema, Type};
 use crate::provider::IaprunProvider;
-use crate::validation::CATALOGUE;
+use crate::validation::exposure::AUDIT_RULES;
+use crate::validation::{Check, CATALOGUE};
 
 /// Every generated file: (path relative to the repository root, content).
 pub fn render_all(repo: &Path) -> Result<Vec<(String, String)>, String> {
@@ -205,6 +206,14 @@ fn render_block_body(out: &mut String, block: &Block, anchor_prefix: &str) {
     }
 }
 
+fn severity_label(check: &Check) -> &'static str {
+    if check.severity == crate::framework::Severity::Error {
+        "error"
+    } else {
+        "warning"
+    }
+}
+
 fn render_checks() -> String {
     let mut out = String::from(
         "---\npage_title: \"Plan-time checks - iaprun\"\ndescription: |-\n  The known limitations of IAP in front of Cloud Run that the provider checks at plan time.\n---\n\n",
@@ -212,29 +221,36 @@ fn render_checks() -> String {
     out.push_str("# Plan-time checks\n\nEvery resource of this provider checks the setup it manages against the known limitations of Identity-Aware Proxy in front of Cloud Run, at `terraform plan` (and again at apply when a value was unknown at plan). Each finding is a diagnostic on the attribute at fault. Turn a check off for one resource with `ignore_checks = [\"NAME\"]`; an unknown name is an error.\n\n");
     out.push_str("| name | severity | what it catches |\n|---|---|---|\n");
     for c in CATALOGUE {
-        let sev = if c.severity == crate::framework::Severity::Error {
-            "error"
-        } else {
-            "warning"
-        };
         writeln!(
             out,
-            "| [`{}`](#{}) | {sev} | {} |",
-            c.name, c.name, c.catches
+            "| [`{}`](#{}) | {} | {} |",
+            c.name,
+            c.name,
+            severity_label(c),
+            c.catches
         )
         .ok();
     }
     out.push('\n');
     for c in CATALOGUE {
-        let sev = if c.severity == crate::framework::Severity::Error {
-            "error"
-        } else {
-            "warning"
-        };
         writeln!(
             out,
-            "## {}\n\n- Severity: {sev}\n- Catches: {}\n- What breaks: {}\n- Source: {}\n- Fix: {}\n- Ignore: `ignore_checks = [\"{}\"]`\n",
-            c.name, c.catches, c.consequence, c.source, c.fix, c.name
+            "## {}\n\n- Severity: {}\n- Catches: {}\n- What breaks: {}\n- Source: {}\n- Fix: {}\n- Ignore: `ignore_checks = [\"{}\"]`\n",
+            c.name, severity_label(c), c.catches, c.consequence, c.source, c.fix, c.name
+        )
+        .ok();
+    }
+    out.push_str("## Audit-only rules\n\nThe [`iaprun_audit`](data-sources/audit.md) data source applies the checks above to every Cloud Run service of a project, and two rules that need the whole project in view. No resource reports them, so `ignore_checks` does not take their names.\n\n");
+    for c in AUDIT_RULES {
+        writeln!(
+            out,
+            "### {}\n\n- Severity: {}\n- Catches: {}\n- What breaks: {}\n- Source: {}\n- Fix: {}\n",
+            c.name,
+            severity_label(c),
+            c.catches,
+            c.consequence,
+            c.source,
+            c.fix
         )
         .ok();
     }

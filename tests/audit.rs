@@ -1,6 +1,8 @@
 //! data "iaprun_audit": the collector and its rules against a world of 21 Cloud Run services in two
 //! regions, built through the real REST APIs, where each finding has a near miss; compute's
-//! aggregatedList in the emulator; the calls the audit makes (each policy once, nothing mutating).
+//! aggregatedList in the emulator; the calls the audit makes (each policy once, nothing mutating);
+//! the data source through terraform: examples/audit's check block warns in plan about exactly the
+//! exposed services of a world built in the same configuration, and it reads on Terraform 1.0.3.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -10,7 +12,8 @@ use iaprun::google::{Clients, Config};
 use iaprun::resources::audit::collect;
 use iaprun::validation::audit::{evaluate, Report};
 
-use crate::world::{World, PROJECT, REGION};
+use crate::support::{terraform_binaries, Workspace};
+use crate::world::{provider_header, World, PROJECT, REGION};
 
 /// The second audited region.
 pub const OTHER_REGION: &str = "europe-west1";
@@ -544,4 +547,278 @@ async fn the_emulator_serves_aggregated_lists_in_googles_shape_page_by_page() {
         "{:#?}",
         world.emulator.response_problems()
     );
+}
+
+// ---- end to end: the data source through terraform -------------------------------------------
+
+/// Replays world.json (the steps of [`world_steps`]) against the emulator named by
+/// IAPRUN_EMULATOR_HOST, as another tool in the same configuration would; the IAP agent's member
+/// comes from generateServiceIdentity's answer.
+const WORLD_SCRIPT: &str = r#"#!/usr/bin/env bash
+set -euo pipefail
+api="http://${IAPRUN_EMULATOR_HOST:?}"
+agent=""
+while IFS= read -r step; do
+  method=$(jq -r .method <<<"$step")
+  path=$(jq -r .path <<<"$step")
+  body=$(jq -c .body <<<"$step")
+  body=${body//IAP_AGENT/$agent}
+  args=(-fsS -X "$method" -H "Authorization: Bearer world-builder" -H "Content-Type: application/json")
+  if [ "$body" != null ]; then args+=(-d "$body"); fi
+  answer=$(curl "${args[@]}" "$api$path")
+  case "$path" in
+    *:generateServiceIdentity) agent="serviceAccount:$(jq -r .response.email <<<"$answer")" ;;
+  esac
+done < <(jq -c '.[]' world.json)
+"#;
+
+/// Findings by service from a `findings` list as Terraform outputs it.
+fn findings_from_output(findings: &Value) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for f in findings.as_array().expect("findings is a list") {
+        out.entry(f["service"].as_str().expect("service").to_string())
+            .or_default()
+            .push(f["check"].as_str().expect("check").to_string());
+    }
+    out.values_mut().for_each(|v| v.sort_unstable());
+    out
+}
+
+fn expected_strings(with_other_region: bool) -> BTreeMap<String, Vec<String>> {
+    expected_findings(with_other_region)
+        .into_iter()
+        .map(|(k, v)| (k, v.into_iter().map(str::to_string).collect()))
+        .collect()
+}
+
+/// The configuration that builds the world next to examples/audit/main.tf: another tool's work in
+/// the same configuration, as the google provider's would be.
+const WORLD_TF: &str = r#"
+resource "terraform_data" "world" {
+  provisioner "local-exec" {
+    command = "bash world.sh"
+  }
+}
+"#;
+
+#[test]
+fn the_example_check_block_warns_about_every_exposed_service_in_plan_and_reads_change_nothing() {
+    let terraform = terraform_binaries()
+        .into_iter()
+        .find(|t| t.minor_version() >= (1, 5))
+        .expect("Terraform 1.5+ on PATH for check blocks");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let world = runtime.block_on(World::start());
+    let example = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/audit/main.tf"),
+    )
+    .expect("examples/audit/main.tf");
+    let mut ws = Workspace::new(&terraform, &example);
+    ws.env("IAPRUN_EMULATOR_HOST", &world.host());
+    ws.write("world.tf", WORLD_TF);
+    ws.write("world.sh", WORLD_SCRIPT);
+    ws.write(
+        "world.json",
+        &serde_json::to_string_pretty(&world_steps()).expect("steps"),
+    );
+    ws.write(
+        "terraform.tfvars",
+        &format!("project = \"{PROJECT}\"\nregions = [\"{REGION}\", \"{OTHER_REGION}\"]\n"),
+    );
+    ws.init();
+    ws.run(&[
+        "apply",
+        "-auto-approve",
+        "-input=false",
+        "-no-color",
+        "-target=terraform_data.world",
+    ])
+    .expect_success();
+
+    // The plan reads the audit: the check block's assertion is a warning naming each exposed
+    // service (and no near miss), the output table lists every service, and nothing is written.
+    world.emulator.clear_requests();
+    let plan = ws.plan_json().expect_success();
+    let lines = plan.json_lines();
+    let checks: Vec<String> = lines
+        .iter()
+        .filter(|l| {
+            l["type"] == "diagnostic"
+                && l["diagnostic"]["summary"] == "Check block assertion failed"
+        })
+        .map(|l| {
+            assert_eq!(l["diagnostic"]["severity"], "warning", "{l}");
+            l["diagnostic"]["detail"]
+                .as_str()
+                .expect("detail")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(checks.len(), 1, "{plan}");
+    let exposed_line = checks[0].as_str();
+    let exposed: BTreeSet<&str> = exposed_line
+        .split("without IAP: ")
+        .nth(1)
+        .and_then(|rest| rest.split(". ").next())
+        .expect("the list of services")
+        .split(", ")
+        .map(str::trim)
+        .collect();
+    let expected: BTreeSet<String> = [
+        "open",
+        "lb-public",
+        "two-doors",
+        "bypass",
+        "public-iap",
+        "public-member",
+    ]
+    .iter()
+    .map(|s| format!("{REGION}/{s}"))
+    .chain([format!("{OTHER_REGION}/eu-open")])
+    .collect();
+    assert_eq!(
+        exposed,
+        expected.iter().map(String::as_str).collect::<BTreeSet<_>>(),
+        "{exposed_line}"
+    );
+    assert!(
+        world.mutating_requests().is_empty(),
+        "{:?}",
+        world.mutating_requests()
+    );
+    assert!(
+        !world.emulator.requests().is_empty(),
+        "the plan read the audit"
+    );
+    world.assert_conformant();
+
+    ws.apply().expect_success();
+    let outputs = ws.run(&["output", "-json"]).expect_success().json();
+    assert_eq!(
+        findings_from_output(&outputs["findings"]["value"]),
+        expected_strings(true)
+    );
+    let table = outputs["audit"]["value"].as_str().expect("the table");
+    assert_eq!(table.lines().count(), 1 + 21, "{table}");
+    let doors = table
+        .lines()
+        .find(|l| l.starts_with("us-central1/two-doors "))
+        .expect("a line for two-doors");
+    assert!(
+        doors.contains("load-balancer") && doors.ends_with("unprotected_path"),
+        "{doors}"
+    );
+    for near in NEAR_MISSES {
+        let line = table
+            .lines()
+            .find(|l| l.starts_with(&format!("{REGION}/{near} ")))
+            .unwrap_or_else(|| panic!("{near} in {table}"));
+        assert_eq!(
+            line.split_whitespace().count(),
+            3,
+            "a near miss has no findings: {line}"
+        );
+    }
+}
+
+#[test]
+fn the_data_source_reads_on_every_terraform_with_the_provider_region_by_default() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let world = runtime.block_on(World::start());
+    // Terraform 1.0.3 has no terraform_data to build the world in the same run: built before.
+    runtime.block_on(build(&world));
+    for terraform in terraform_binaries() {
+        world.emulator.clear_requests();
+        let config = format!(
+            r#"{}
+data "iaprun_audit" "project" {{}}
+
+output "findings" {{
+  value = data.iaprun_audit.project.findings
+}}
+
+output "regions" {{
+  value = data.iaprun_audit.project.regions
+}}
+"#,
+            provider_header("")
+        );
+        let mut ws = Workspace::new(&terraform, &config);
+        ws.env("IAPRUN_EMULATOR_HOST", &world.host());
+        ws.init();
+        ws.apply().expect_success();
+        let outputs = ws.run(&["output", "-json"]).expect_success().json();
+        assert_eq!(
+            findings_from_output(&outputs["findings"]["value"]),
+            expected_strings(false),
+            "Terraform {}",
+            terraform.version
+        );
+        assert_eq!(outputs["regions"]["value"], json!([REGION]));
+        assert!(
+            world.mutating_requests().is_empty(),
+            "Terraform {}: {:?}",
+            terraform.version,
+            world.mutating_requests()
+        );
+    }
+}
+
+#[test]
+fn bad_regions_and_projects_are_refused_on_the_attribute_before_any_call() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let world = runtime.block_on(World::start());
+    let terraform = terraform_binaries()
+        .into_iter()
+        .next()
+        .expect("a terraform binary");
+    let config = format!(
+        r#"{}
+data "iaprun_audit" "regions" {{
+  regions = ["{REGION}", "Not A Region"]
+}}
+
+data "iaprun_audit" "none" {{
+  regions = []
+}}
+
+data "iaprun_audit" "project" {{
+  project = "Bad_Project"
+}}
+"#,
+        provider_header("")
+    );
+    let mut ws = Workspace::new(&terraform, &config);
+    ws.env("IAPRUN_EMULATOR_HOST", &world.host());
+    ws.init();
+    let run = ws.validate_json();
+    let result = run.json();
+    let found: BTreeSet<(String, String)> = result["diagnostics"]
+        .as_array()
+        .expect("diagnostics")
+        .iter()
+        .map(|d| {
+            (
+                d["summary"].as_str().unwrap_or_default().to_string(),
+                d["snippet"]["code"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string(),
+            )
+        })
+        .collect();
+    let expected: BTreeSet<(String, String)> = [
+        (
+            "Invalid region",
+            format!("regions = [\"{REGION}\", \"Not A Region\"]"),
+        ),
+        ("No region", "regions = []".to_string()),
+        ("Invalid project", "project = \"Bad_Project\"".to_string()),
+    ]
+    .into_iter()
+    .map(|(s, c)| (s.to_string(), c))
+    .collect();
+    assert_eq!(found, expected, "{run}");
+    assert!(world.emulator.requests().is_empty());
 }

@@ -169,9 +169,10 @@ fn quickstart_script_names_the_failing_step() {
     );
 }
 
-/// Resource examples follow the registry layout: resource.tf without a provider block. They are
-/// validated together with examples/provider/provider.tf, as the docs show them.
-const RESOURCE_EXAMPLES: &str = "examples/resources/";
+/// Resource and data source examples follow the registry layout: resource.tf (data-source.tf)
+/// without a provider block. They are validated together with examples/provider/provider.tf, as
+/// the docs show them.
+const RESOURCE_EXAMPLES: [&str; 2] = ["examples/resources/", "examples/data-sources/"];
 
 /// Whether an example needs Terraform 1.11+ (write-only attributes) and `terraform` is older.
 fn needs_write_only(dir: &str, terraform: &Terraform) -> bool {
@@ -205,6 +206,7 @@ fn every_example_validates() {
         "examples/resources/iaprun_service_iap",
         "examples/resources/iaprun_backend_iap",
         "examples/resources/iaprun_access_binding",
+        "examples/data-sources/iaprun_audit",
     ] {
         assert!(dirs.iter().any(|d| d == expected), "{expected} in {dirs:?}");
     }
@@ -214,7 +216,10 @@ fn every_example_validates() {
         let mut failures = Vec::new();
         for dir in &dirs {
             ws.enter(dir);
-            if dir.starts_with(RESOURCE_EXAMPLES) {
+            if RESOURCE_EXAMPLES
+                .iter()
+                .any(|prefix| dir.starts_with(prefix))
+            {
                 fs::copy(
                     repo().join("examples/provider/provider.tf"),
                     ws.dir().join("provider.tf"),
@@ -222,9 +227,14 @@ fn every_example_validates() {
                 .expect("copy provider.tf");
             }
             if needs_check_blocks(dir, &terraform) {
-                // Older Terraform refuses the configuration by its required_version, clearly.
+                // Older Terraform refuses the configuration clearly: the check block, or the
+                // required_version that declares it.
                 let init = ws.run(&["init", "-input=false", "-no-color"]);
-                if init.success() || !init.stderr.contains("Unsupported Terraform Core version") {
+                let refused = init.stderr.contains("Unsupported Terraform Core version")
+                    || init
+                        .stderr
+                        .contains("Blocks of type \"check\" are not expected here");
+                if init.success() || !refused {
                     failures.push(format!(
                         "{dir} on Terraform {}: expected the required_version refusal, got {init}",
                         terraform.version
@@ -283,9 +293,9 @@ fn every_example_validates() {
 fn import_examples_name_resources_their_example_declares() {
     for dir in example_dirs()
         .iter()
-        .filter(|d| d.starts_with(RESOURCE_EXAMPLES))
+        .filter(|d| d.starts_with(RESOURCE_EXAMPLES[0]))
     {
-        let resource_type = dir.trim_start_matches(RESOURCE_EXAMPLES);
+        let resource_type = dir.trim_start_matches(RESOURCE_EXAMPLES[0]);
         let config = fs::read_to_string(repo().join(dir).join("resource.tf")).expect("resource.tf");
         let imports = fs::read_to_string(repo().join(dir).join("import.sh")).expect("import.sh");
         let commands: Vec<&str> = imports

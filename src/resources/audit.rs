@@ -1,20 +1,248 @@
 //! `data "iaprun_audit"`: the IAP exposure of every Cloud Run service of a project.
 //!
-//! Reading gathers the facts with a bounded number of read-only calls: the project (for its number),
-//! one paged Run `services.list` per region, one paged compute `aggregatedList` each for network
-//! endpoint groups and backend services (every region at once), then each IAM policy once, at most
-//! [`POLICY_READS_IN_FLIGHT`] at a time: the Run policy of every service, the IAP policy of every
-//! service with direct IAP and of every backend with IAP in front of an audited service. The
-//! evaluation is [`crate::validation::audit::evaluate`].
+//! Reading gathers the facts with a bounded number of read-only calls ([`collect`]): the project
+//! (for its number), one paged Run `services.list` per region, one paged compute `aggregatedList`
+//! each for network endpoint groups and backend services (every region at once), then each IAM
+//! policy once, at most [`POLICY_READS_IN_FLIGHT`] at a time: the Run policy of every service, the
+//! IAP policy of every service with direct IAP and of every backend with IAP in front of an audited
+//! service. The evaluation is [`crate::validation::audit::evaluate`].
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use futures::stream::{self, StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
 
-use super::common::{service_facts, INVOKER_ROLE};
+use super::common::{api_error, service_facts, INVOKER_ROLE};
+use super::Context;
+use crate::framework::{
+    Attr, Attribute, AttributePath, Block, DataSource, Diagnostic, Diagnostics, Schema, Severity,
+    Type,
+};
 use crate::google::{self, Clients, Policy};
-use crate::validation::audit::{AuditedBackend, AuditedService, ProjectFacts};
+use crate::names;
+use crate::validation::audit::{
+    evaluate, AuditFinding, AuditedBackend, AuditedService, ProjectFacts, ServiceReport,
+};
 use crate::validation::facts::{BackendFacts, NegFacts};
+
+/// The data source.
+pub struct Audit;
+
+/// Its configuration and result.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuditModel {
+    pub project: Attr<String>,
+    pub regions: Attr<Vec<String>>,
+    pub services: Attr<Vec<ServiceModel>>,
+    pub findings: Attr<Vec<FindingModel>>,
+}
+
+/// One Cloud Run service in `services`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ServiceModel {
+    pub name: String,
+    pub location: String,
+    pub uri: Option<String>,
+    pub ingress: String,
+    pub default_uri_disabled: bool,
+    pub iap_enabled: bool,
+    pub public_invoker: Option<bool>,
+    pub agent_has_invoker: Option<bool>,
+    pub backends: Vec<BackendModel>,
+    pub jwt_audiences: Vec<String>,
+    pub findings: Vec<FindingModel>,
+}
+
+/// A load balancer backend that reaches a service.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BackendModel {
+    pub name: String,
+    pub region: Option<String>,
+    pub load_balancing_scheme: String,
+    pub iap_enabled: bool,
+}
+
+/// One finding.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct FindingModel {
+    pub service: String,
+    pub check: String,
+    pub severity: String,
+    pub summary: String,
+    pub detail: String,
+}
+
+fn object(fields: &[(&str, Type)]) -> Type {
+    Type::Object(
+        fields
+            .iter()
+            .map(|(name, ty)| (name.to_string(), ty.clone()))
+            .collect(),
+    )
+}
+
+fn finding_type() -> Type {
+    object(&[
+        ("service", Type::String),
+        ("check", Type::String),
+        ("severity", Type::String),
+        ("summary", Type::String),
+        ("detail", Type::String),
+    ])
+}
+
+fn service_type() -> Type {
+    let backend = object(&[
+        ("name", Type::String),
+        ("region", Type::String),
+        ("load_balancing_scheme", Type::String),
+        ("iap_enabled", Type::Bool),
+    ]);
+    object(&[
+        ("name", Type::String),
+        ("location", Type::String),
+        ("uri", Type::String),
+        ("ingress", Type::String),
+        ("default_uri_disabled", Type::Bool),
+        ("iap_enabled", Type::Bool),
+        ("public_invoker", Type::Bool),
+        ("agent_has_invoker", Type::Bool),
+        ("backends", Type::list(backend)),
+        ("jwt_audiences", Type::list(Type::String)),
+        ("findings", Type::list(finding_type())),
+    ])
+}
+
+impl From<&AuditFinding> for FindingModel {
+    fn from(f: &AuditFinding) -> Self {
+        FindingModel {
+            service: f.service.clone(),
+            check: f.check.to_string(),
+            severity: match f.severity {
+                Severity::Error => "error",
+                Severity::Warning => "warning",
+            }
+            .to_string(),
+            summary: f.summary.clone(),
+            detail: f.detail.clone(),
+        }
+    }
+}
+
+impl From<&ServiceReport> for ServiceModel {
+    fn from(s: &ServiceReport) -> Self {
+        ServiceModel {
+            name: s.name.clone(),
+            location: s.location.clone(),
+            uri: s.uri.clone(),
+            ingress: s.ingress.clone(),
+            default_uri_disabled: s.default_uri_disabled,
+            iap_enabled: s.iap_enabled,
+            public_invoker: s.public_invoker,
+            agent_has_invoker: s.agent_has_invoker,
+            backends: s
+                .backends
+                .iter()
+                .map(|b| BackendModel {
+                    name: b.name.clone(),
+                    region: b.region.clone(),
+                    load_balancing_scheme: b.scheme.clone(),
+                    iap_enabled: b.iap_enabled,
+                })
+                .collect(),
+            jwt_audiences: s.jwt_audiences.clone(),
+            findings: s.findings.iter().map(FindingModel::from).collect(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl DataSource<Context> for Audit {
+    type Model = AuditModel;
+    const TYPE_NAME: &'static str = "iaprun_audit";
+
+    fn schema() -> Schema {
+        let project = Attribute::string("project").optional().computed();
+        let regions = Attribute::string_list("regions").optional().computed();
+        let services = Attribute::new("services", Type::list(service_type())).computed();
+        let findings = Attribute::new("findings", Type::list(finding_type())).computed();
+        Schema::new(
+            0,
+            Block::new("The IAP exposure of every Cloud Run service of a project, whoever deployed it. For each service: its ingress, run.app URL, IAP on the service and on each load balancer backend that reaches it through a serverless NEG, its invokers and JWT audiences, and the findings of the plan-time checks applied to what exists, plus `unprotected_path` (a load balancer path without IAP to a service IAP guards elsewhere) and `no_iap` (reachable from the internet with no IAP and no invoker restriction). Read-only; meant for `check` blocks (Terraform 1.5+) and outputs. The calls are bounded: one Run list per region, one compute aggregatedList each for serverless NEGs and backend services, and each IAM policy once, 32 at a time.")
+                .attribute(project.description("Project whose Cloud Run services are audited (id or number). Defaults to the provider's `project`."))
+                .attribute(regions.description("Regions whose Cloud Run services are audited. Defaults to the provider's `region`."))
+                .attribute(services.description("Every Cloud Run service of the regions, sorted by location and name: `name`, `location`, `uri`, `ingress` (`INGRESS_TRAFFIC_*`), `default_uri_disabled`, `iap_enabled` (direct IAP), `public_invoker` (allUsers/allAuthenticatedUsers hold roles/run.invoker or invoker IAM is disabled; null when the policy cannot be read), `agent_has_invoker` (the IAP service agent holds roles/run.invoker; null when unknown), `backends` (each backend service reaching it through a serverless NEG: `name`, `region` (null when global), `load_balancing_scheme`, `iap_enabled`), `jwt_audiences` (the `aud` of the IAP JWT on each path with IAP) and `findings` (as in `findings`)."))
+                .attribute(findings.description("Every finding: `service` (`location/name`), `check` (a check name of the provider's checks table, `unprotected_path` or `no_iap`), `severity` (`error` or `warning`), `summary` (what was found on this service) and `detail` (what breaks, the fix and the source).")),
+        )
+    }
+
+    fn validate(config: &AuditModel) -> Diagnostics {
+        let mut diags = Diagnostics::new();
+        if let Some(p) = config.project.get().filter(|p| !names::is_project(p)) {
+            diags.attribute_error(
+                AttributePath::attr("project"),
+                "Invalid project",
+                format!("{p:?} is not a project id or number: a project id has 6 to 30 lower-case letters, digits or hyphens and starts with a letter."),
+            );
+        }
+        if let Some(regions) = config.regions.get() {
+            if regions.is_empty() {
+                diags.attribute_error(
+                    AttributePath::attr("regions"),
+                    "No region",
+                    "List at least one region, or leave regions out to audit the provider's region.",
+                );
+            }
+            for (i, region) in regions.iter().enumerate() {
+                if !names::is_region(region) {
+                    diags.attribute_error(
+                        AttributePath::attr("regions").then_index(i as i64),
+                        "Invalid region",
+                        format!("{region:?} is not a region name such as us-central1."),
+                    );
+                }
+            }
+        }
+        diags
+    }
+
+    async fn read(&self, ctx: &Context, mut config: AuditModel) -> Result<AuditModel, Diagnostics> {
+        let Some(project) = ctx.project(config.project.as_deref()).map(str::to_string) else {
+            return Err(Diagnostic::error(
+                "No project",
+                "Set project on this data source or in the provider block (or GOOGLE_PROJECT in the environment).",
+            )
+            .at(AttributePath::attr("project"))
+            .into());
+        };
+        let regions = match config.regions.get() {
+            Some(regions) => regions.clone(),
+            None => match ctx.region(None) {
+                Some(region) => vec![region.to_string()],
+                None => {
+                    return Err(Diagnostic::error(
+                        "No region",
+                        "Set regions on this data source or region in the provider block (or GOOGLE_REGION in the environment).",
+                    )
+                    .at(AttributePath::attr("regions"))
+                    .into())
+                }
+            },
+        };
+        let facts = collect(&ctx.clients, &project, &regions)
+            .await
+            .map_err(|e| Diagnostics::from(api_error(&format!("audit project {project}"), &e)))?;
+        let report = evaluate(&facts);
+        config.project = Attr::Known(project);
+        config.regions = Attr::Known(regions);
+        config.services = Attr::Known(report.services.iter().map(ServiceModel::from).collect());
+        config.findings = Attr::Known(report.findings.iter().map(FindingModel::from).collect());
+        Ok(config)
+    }
+}
+
+// ---- collecting the facts ------------------------------------------------------------------
 
 /// IAM policy reads in flight at once.
 pub const POLICY_READS_IN_FLIGHT: usize = 32;

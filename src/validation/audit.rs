@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use super::facts::{BackendFacts, RunServiceFacts};
 use super::{backend, exposure, public_member, service, Finding};
-use crate::framework::{AttributePath, Severity};
+use crate::framework::Severity;
 
 /// A Cloud Run service as audited.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -119,11 +119,6 @@ pub fn backend_jwt_audience(project_number: &str, region: Option<&str>, id: &str
     }
 }
 
-/// The attribute the data source reports findings under (the checks want a path; none is at fault).
-fn at_services() -> AttributePath {
-    AttributePath::attr("services")
-}
-
 /// The backend restricted to the NEGs that point at `run` (so each check speaks of that service).
 fn restricted_to(backend: &BackendFacts, run: &RunServiceFacts) -> BackendFacts {
     BackendFacts {
@@ -157,44 +152,42 @@ fn public_members_of(members: Option<&Vec<String>>, resource: &str) -> Vec<Findi
         .collect()
 }
 
-/// The findings on one service, given the backends that reach it.
+/// The findings on one service, given the backends that reach it: the resources' lists of checks
+/// for each layer where IAP is on (a backend with IAP in front of it, direct IAP), applied as if
+/// nothing granted the agent its role, then the audit-only rules. A finding two layers both report
+/// (the invoker checks) is kept once.
 fn service_findings(
     facts: &ProjectFacts,
     audited: &AuditedService,
     reaching: &[&AuditedBackend],
 ) -> Vec<Finding> {
     let run = &audited.run;
+    let number = facts.project_number.as_str();
     let mut out = Vec::new();
-    let mut guarded_by_lb = false;
     for b in reaching.iter().filter(|b| b.facts.iap_enabled) {
-        guarded_by_lb = true;
-        let only = restricted_to(&b.facts, run);
-        out.extend(backend::passthrough_lb(&only));
-        out.extend(backend::cdn_enabled(&only));
-        out.extend(backend::http2_classic_lb(&only));
-        out.extend(backend::envoy_jwt_header(&only));
-        out.extend(backend::run_app_bypass(&only));
-        out.extend(backend::no_https_frontend(&only));
-        out.extend(service::double_iap(&only, |s| s.iap_enabled, at_services()));
+        out.extend(backend::backend_iap(
+            &restricted_to(&b.facts, run),
+            number,
+            Some(false),
+            &[],
+        ));
         out.extend(public_members_of(
             b.iap_members.as_ref(),
             &format!("backend service {}", exposure::backend_label(&b.facts)),
         ));
     }
     if run.iap_enabled {
-        out.extend(service::http2_direct(run));
+        out.extend(service::direct_iap(run, &[], number, Some(false)));
         out.extend(public_members_of(
             audited.iap_members.as_ref(),
             &format!("Cloud Run service {}", run.label()),
         ));
     }
-    if run.iap_enabled || guarded_by_lb {
-        out.extend(service::public_invoker(run, at_services()));
-        out.extend(service::missing_invoker(run, &facts.project_number, false));
-    }
     let reaching_facts: Vec<&BackendFacts> = reaching.iter().map(|b| &b.facts).collect();
     out.extend(exposure::unprotected_path(run, &reaching_facts));
     out.extend(exposure::no_iap(run, &reaching_facts));
+    let mut seen = std::collections::BTreeSet::new();
+    out.retain(|f| seen.insert((f.check, f.detail.clone())));
     out
 }
 
