@@ -9,7 +9,7 @@ use std::path::Path;
 use crate::framework::{Attribute, Block, Nesting, Provider, Schema, Type};
 use crate::provider::IaprunProvider;
 use crate::validation::exposure::AUDIT_RULES;
-use crate::validation::{Check, CATALOGUE};
+use crate::validation::CATALOGUE;
 
 /// Every generated file: (path relative to the repository root, content).
 pub fn render_all(repo: &Path) -> Result<Vec<(String, String)>, String> {
@@ -206,14 +206,6 @@ fn render_block_body(out: &mut String, block: &Block, anchor_prefix: &str) {
     }
 }
 
-fn severity_label(check: &Check) -> &'static str {
-    if check.severity == crate::framework::Severity::Error {
-        "error"
-    } else {
-        "warning"
-    }
-}
-
 fn render_checks() -> String {
     let mut out = String::from(
         "---\npage_title: \"Plan-time checks - iaprun\"\ndescription: |-\n  The known limitations of IAP in front of Cloud Run that the provider checks at plan time.\n---\n\n",
@@ -226,7 +218,7 @@ fn render_checks() -> String {
             "| [`{}`](#{}) | {} | {} |",
             c.name,
             c.name,
-            severity_label(c),
+            c.severity.as_str(),
             c.catches
         )
         .ok();
@@ -236,7 +228,7 @@ fn render_checks() -> String {
         writeln!(
             out,
             "## {}\n\n- Severity: {}\n- Catches: {}\n- What breaks: {}\n- Source: {}\n- Fix: {}\n- Ignore: `ignore_checks = [\"{}\"]`\n",
-            c.name, severity_label(c), c.catches, c.consequence, c.source, c.fix, c.name
+            c.name, c.severity.as_str(), c.catches, c.consequence, c.source, c.fix, c.name
         )
         .ok();
     }
@@ -246,7 +238,7 @@ fn render_checks() -> String {
             out,
             "### {}\n\n- Severity: {}\n- Catches: {}\n- What breaks: {}\n- Source: {}\n- Fix: {}\n",
             c.name,
-            severity_label(c),
+            c.severity.as_str(),
             c.catches,
             c.consequence,
             c.source,

@@ -247,8 +247,8 @@ pub fn world_steps() -> Vec<Value> {
 
 /// The checks each service must get (`location/name` → sorted check names); every other service
 /// of the audited regions gets none.
-pub fn expected_findings(with_other_region: bool) -> BTreeMap<String, Vec<&'static str>> {
-    let mut expected: BTreeMap<String, Vec<&'static str>> = [
+pub fn expected_findings(with_other_region: bool) -> BTreeMap<String, Vec<String>> {
+    let mut expected: BTreeMap<String, Vec<String>> = [
         ("open", vec!["no_iap"]),
         ("lb-public", vec!["no_iap"]),
         ("two-doors", vec!["unprotected_path"]),
@@ -264,10 +264,13 @@ pub fn expected_findings(with_other_region: bool) -> BTreeMap<String, Vec<&'stat
         ("ghost", vec!["neg_mismatch"]),
     ]
     .into_iter()
-    .map(|(name, checks)| (format!("{REGION}/{name}"), checks))
+    .map(|(name, checks)| {
+        let checks = checks.into_iter().map(str::to_string).collect();
+        (format!("{REGION}/{name}"), checks)
+    })
     .collect();
     if with_other_region {
-        expected.insert(format!("{OTHER_REGION}/eu-open"), vec!["no_iap"]);
+        expected.insert(format!("{OTHER_REGION}/eu-open"), vec!["no_iap".into()]);
     }
     expected
 }
@@ -303,10 +306,12 @@ pub async fn build(world: &World) {
 }
 
 /// Findings by service, each service's check names sorted.
-pub fn findings_by_service(report: &Report) -> BTreeMap<String, Vec<&'static str>> {
-    let mut out: BTreeMap<String, Vec<&'static str>> = BTreeMap::new();
+pub fn findings_by_service(report: &Report) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for f in &report.findings {
-        out.entry(f.service.clone()).or_default().push(f.check);
+        out.entry(f.service.clone())
+            .or_default()
+            .push(f.check.clone());
     }
     out.values_mut().for_each(|v| v.sort_unstable());
     out
@@ -584,13 +589,6 @@ fn findings_from_output(findings: &Value) -> BTreeMap<String, Vec<String>> {
     out
 }
 
-fn expected_strings(with_other_region: bool) -> BTreeMap<String, Vec<String>> {
-    expected_findings(with_other_region)
-        .into_iter()
-        .map(|(k, v)| (k, v.into_iter().map(str::to_string).collect()))
-        .collect()
-}
-
 /// The configuration that builds the world next to examples/audit/main.tf: another tool's work in
 /// the same configuration, as the google provider's would be.
 const WORLD_TF: &str = r#"
@@ -696,7 +694,7 @@ fn the_example_check_block_warns_about_every_exposed_service_in_plan_and_reads_c
     let outputs = ws.run(&["output", "-json"]).expect_success().json();
     assert_eq!(
         findings_from_output(&outputs["findings"]["value"]),
-        expected_strings(true)
+        expected_findings(true)
     );
     let table = outputs["audit"]["value"].as_str().expect("the table");
     assert_eq!(table.lines().count(), 1 + 21, "{table}");
@@ -750,7 +748,7 @@ output "regions" {{
         let outputs = ws.run(&["output", "-json"]).expect_success().json();
         assert_eq!(
             findings_from_output(&outputs["findings"]["value"]),
-            expected_strings(false),
+            expected_findings(false),
             "Terraform {}",
             terraform.version
         );

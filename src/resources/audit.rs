@@ -15,8 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::common::{api_error, service_facts, INVOKER_ROLE};
 use super::Context;
 use crate::framework::{
-    Attr, Attribute, AttributePath, Block, DataSource, Diagnostic, Diagnostics, Schema, Severity,
-    Type,
+    Attr, Attribute, AttributePath, Block, DataSource, Diagnostic, Diagnostics, Schema, Type,
 };
 use crate::google::{self, Clients, Policy};
 use crate::names;
@@ -34,43 +33,8 @@ pub struct Audit;
 pub struct AuditModel {
     pub project: Attr<String>,
     pub regions: Attr<Vec<String>>,
-    pub services: Attr<Vec<ServiceModel>>,
-    pub findings: Attr<Vec<FindingModel>>,
-}
-
-/// One Cloud Run service in `services`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct ServiceModel {
-    pub name: String,
-    pub location: String,
-    pub uri: Option<String>,
-    pub ingress: String,
-    pub default_uri_disabled: bool,
-    pub iap_enabled: bool,
-    pub public_invoker: Option<bool>,
-    pub agent_has_invoker: Option<bool>,
-    pub backends: Vec<BackendModel>,
-    pub jwt_audiences: Vec<String>,
-    pub findings: Vec<FindingModel>,
-}
-
-/// A load balancer backend that reaches a service.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct BackendModel {
-    pub name: String,
-    pub region: Option<String>,
-    pub load_balancing_scheme: String,
-    pub iap_enabled: bool,
-}
-
-/// One finding.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct FindingModel {
-    pub service: String,
-    pub check: String,
-    pub severity: String,
-    pub summary: String,
-    pub detail: String,
+    pub services: Attr<Vec<ServiceReport>>,
+    pub findings: Attr<Vec<AuditFinding>>,
 }
 
 fn object(fields: &[(&str, Type)]) -> Type {
@@ -82,6 +46,7 @@ fn object(fields: &[(&str, Type)]) -> Type {
     )
 }
 
+/// The type of [`AuditFinding`].
 fn finding_type() -> Type {
     object(&[
         ("service", Type::String),
@@ -92,6 +57,7 @@ fn finding_type() -> Type {
     ])
 }
 
+/// The type of [`ServiceReport`].
 fn service_type() -> Type {
     let backend = object(&[
         ("name", Type::String),
@@ -112,49 +78,6 @@ fn service_type() -> Type {
         ("jwt_audiences", Type::list(Type::String)),
         ("findings", Type::list(finding_type())),
     ])
-}
-
-impl From<&AuditFinding> for FindingModel {
-    fn from(f: &AuditFinding) -> Self {
-        FindingModel {
-            service: f.service.clone(),
-            check: f.check.to_string(),
-            severity: match f.severity {
-                Severity::Error => "error",
-                Severity::Warning => "warning",
-            }
-            .to_string(),
-            summary: f.summary.clone(),
-            detail: f.detail.clone(),
-        }
-    }
-}
-
-impl From<&ServiceReport> for ServiceModel {
-    fn from(s: &ServiceReport) -> Self {
-        ServiceModel {
-            name: s.name.clone(),
-            location: s.location.clone(),
-            uri: s.uri.clone(),
-            ingress: s.ingress.clone(),
-            default_uri_disabled: s.default_uri_disabled,
-            iap_enabled: s.iap_enabled,
-            public_invoker: s.public_invoker,
-            agent_has_invoker: s.agent_has_invoker,
-            backends: s
-                .backends
-                .iter()
-                .map(|b| BackendModel {
-                    name: b.name.clone(),
-                    region: b.region.clone(),
-                    load_balancing_scheme: b.scheme.clone(),
-                    iap_enabled: b.iap_enabled,
-                })
-                .collect(),
-            jwt_audiences: s.jwt_audiences.clone(),
-            findings: s.findings.iter().map(FindingModel::from).collect(),
-        }
-    }
 }
 
 #[async_trait::async_trait]
@@ -236,8 +159,8 @@ impl DataSource<Context> for Audit {
         let report = evaluate(&facts);
         config.project = Attr::Known(project);
         config.regions = Attr::Known(regions);
-        config.services = Attr::Known(report.services.iter().map(ServiceModel::from).collect());
-        config.findings = Attr::Known(report.findings.iter().map(FindingModel::from).collect());
+        config.services = Attr::Known(report.services);
+        config.findings = Attr::Known(report.findings);
         Ok(config)
     }
 }

@@ -6,9 +6,10 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 use super::facts::{BackendFacts, RunServiceFacts};
 use super::{backend, exposure, public_member, service, Finding};
-use crate::framework::Severity;
 
 /// A Cloud Run service as audited.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -40,12 +41,14 @@ pub struct ProjectFacts {
     pub backends: Vec<AuditedBackend>,
 }
 
-/// One finding of the audit, on one service (`location/name`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One finding of the audit, on one service (`location/name`). The data source outputs it as is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditFinding {
     pub service: String,
-    pub check: &'static str,
-    pub severity: Severity,
+    /// The check's name.
+    pub check: String,
+    /// `error` or `warning`.
+    pub severity: String,
     /// What was found, specific to this service.
     pub summary: String,
     /// What breaks, the fix and the source (from the catalogue).
@@ -56,8 +59,8 @@ impl AuditFinding {
     fn new(service: &str, finding: Finding) -> Self {
         AuditFinding {
             service: service.to_string(),
-            check: finding.check,
-            severity: finding.severity(),
+            check: finding.check.to_string(),
+            severity: finding.severity().as_str().to_string(),
             detail: finding.explanation(),
             summary: finding.detail,
         }
@@ -65,17 +68,17 @@ impl AuditFinding {
 }
 
 /// A load balancer path to a service: a backend service over one of its serverless NEGs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackendPath {
     pub name: String,
     /// `None` for a global backend service.
     pub region: Option<String>,
-    pub scheme: String,
+    pub load_balancing_scheme: String,
     pub iap_enabled: bool,
 }
 
-/// What the audit reports about one Cloud Run service.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the audit reports about one Cloud Run service. The data source outputs it as is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceReport {
     pub name: String,
     pub location: String,
@@ -247,7 +250,7 @@ pub fn evaluate(facts: &ProjectFacts) -> Report {
                 .map(|b| BackendPath {
                     name: b.facts.name.clone(),
                     region: b.facts.region.clone(),
-                    scheme: b.facts.scheme.clone(),
+                    load_balancing_scheme: b.facts.scheme.clone(),
                     iap_enabled: b.facts.iap_enabled,
                 })
                 .collect(),
@@ -334,12 +337,12 @@ mod tests {
         }
     }
 
-    fn checks_on(report: &Report, service: &str) -> Vec<&'static str> {
+    fn checks_on<'a>(report: &'a Report, service: &str) -> Vec<&'a str> {
         report
             .findings
             .iter()
             .filter(|f| f.service == format!("us-central1/{service}"))
-            .map(|f| f.check)
+            .map(|f| f.check.as_str())
             .collect()
     }
 
@@ -383,7 +386,7 @@ mod tests {
         assert_eq!(checks_on(&report, "ghost"), vec!["neg_mismatch"]);
         let public = report.findings.iter().find(|f| f.check == "no_iap");
         let public = public.expect("no_iap");
-        assert_eq!(public.severity, Severity::Error);
+        assert_eq!(public.severity, "error");
         assert!(public.summary.contains("us-central1/public"));
         assert!(public.detail.starts_with("What breaks: "));
         assert!(public.detail.contains("\nFix: "));
