@@ -8,6 +8,7 @@ use std::path::Path;
 
 use crate::framework::{Attribute, Block, Nesting, Provider, Schema, Type};
 use crate::provider::IaprunProvider;
+use crate::validation::exposure::AUDIT_RULES;
 use crate::validation::CATALOGUE;
 
 /// Every generated file: (path relative to the repository root, content).
@@ -255,29 +256,36 @@ fn render_checks() -> String {
     out.push_str("## The checks\n\n");
     out.push_str("| name | severity | what it catches |\n|---|---|---|\n");
     for c in CATALOGUE {
-        let sev = if c.severity == crate::framework::Severity::Error {
-            "error"
-        } else {
-            "warning"
-        };
         writeln!(
             out,
-            "| [`{}`](#{}) | {sev} | {} |",
-            c.name, c.name, c.catches
+            "| [`{}`](#{}) | {} | {} |",
+            c.name,
+            c.name,
+            c.severity.as_str(),
+            c.catches
         )
         .ok();
     }
     out.push('\n');
     for c in CATALOGUE {
-        let sev = if c.severity == crate::framework::Severity::Error {
-            "error"
-        } else {
-            "warning"
-        };
         writeln!(
             out,
-            "## {}\n\n- Severity: {sev}\n- Catches: {}\n- What breaks: {}\n- Source: {}\n- Fix: {}\n- Ignore: `ignore_checks = [\"{}\"]`\n",
-            c.name, c.catches, c.consequence, c.source, c.fix, c.name
+            "## {}\n\n- Severity: {}\n- Catches: {}\n- What breaks: {}\n- Source: {}\n- Fix: {}\n- Ignore: `ignore_checks = [\"{}\"]`\n",
+            c.name, c.severity.as_str(), c.catches, c.consequence, c.source, c.fix, c.name
+        )
+        .ok();
+    }
+    out.push_str("## Audit-only rules\n\nThe [`iaprun_audit`](data-sources/audit.md) data source applies the checks above to every Cloud Run service of a project, and two rules that need the whole project in view. No resource reports them, so `ignore_checks` does not take their names.\n\n");
+    for c in AUDIT_RULES {
+        writeln!(
+            out,
+            "### {}\n\n- Severity: {}\n- Catches: {}\n- What breaks: {}\n- Source: {}\n- Fix: {}\n",
+            c.name,
+            c.severity.as_str(),
+            c.catches,
+            c.consequence,
+            c.source,
+            c.fix
         )
         .ok();
     }

@@ -24,6 +24,8 @@ mod client_libraries;
 mod seed;
 // The Google API clients against the emulator: typed calls, errors, retries, operations, conflicts, tokens.
 mod google_client;
+// data "iaprun_audit": every finding on its service, near misses clean, bounded read-only calls.
+mod audit;
 // Every known-limitation check fires on the attribute at fault, near misses stay silent, nothing changes.
 mod checks;
 // The newcomer's path: quickstart script end to end, every example validated, examples applied.

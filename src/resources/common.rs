@@ -196,16 +196,31 @@ pub async fn run_service_facts(
         Err(e) if e.is_permission_denied() => None,
         Err(e) => return Err(e),
     };
-    Ok(Some(RunServiceFacts {
-        location: name.location.clone(),
-        name: name.service.clone(),
+    Ok(Some(service_facts(
+        &name.location,
+        &name.service,
+        &service,
+        invoker_members,
+    )))
+}
+
+/// The check facts of a Cloud Run service as read, with its invoker members (`None`: unknown).
+pub fn service_facts(
+    location: &str,
+    name: &str,
+    service: &google::RunService,
+    invoker_members: Option<Vec<String>>,
+) -> RunServiceFacts {
+    RunServiceFacts {
+        location: location.to_string(),
+        name: name.to_string(),
         iap_enabled: service.iap_enabled,
         ingress: service.ingress.clone().unwrap_or_default(),
         default_uri_disabled: service.default_uri_disabled,
         invoker_iam_disabled: service.invoker_iam_disabled,
         h2c: service.uses_h2c(),
         invoker_members,
-    }))
+    }
 }
 
 /// Whether the Cloud Run service or backend service behind an IAP resource exists.
