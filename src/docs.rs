@@ -8,6 +8,7 @@ use std::path::Path;
 
 use crate::framework::{Attribute, Block, Nesting, Provider, Schema, Type};
 use crate::provider::IaprunProvider;
+use crate::validation::exposure::AUDIT_RULES;
 use crate::validation::CATALOGUE;
 
 /// Every generated file: (path relative to the repository root, content).
@@ -205,36 +206,86 @@ fn render_block_body(out: &mut String, block: &Block, anchor_prefix: &str) {
     }
 }
 
+/// When the checks run, the one-run fix path and composing with the google provider (DESIGN.md §5).
+const WHEN_CHECKS_RUN: &str = r#"## When checks run
+
+- **At validate**: the checks that need only the configuration (`member_format`, `public_member`, `binding_conflict`).
+- **At plan**, against what exists:
+  - a create, or a change the configuration asks for: an error finding fails the plan;
+  - a resource that exists and whose configuration did not change (a refresh, the repair of drift, the plan Terraform runs before `terraform destroy`): findings are shown as warnings, so they never block a destroy or an unrelated change;
+  - an object that does not exist yet, because the configuration creates it in the same run (a reference or `depends_on` orders the two): no finding. Values derived from it are `(known after apply)` and the plan shows the create.
+- **At apply**, right before the first change (agent provisioning, the IAP flag, a grant, a binding): every live check runs again on a fresh read, and an error finding stops the apply with nothing changed. `target_missing` is reported only here: the object is still missing when the resource is about to change it.
+- **Destroy** never runs the checks. One case to know: a plain `terraform destroy` first plans the whole configuration, and a resource whose create was stopped by a finding (so it is not in the state) is planned as a create again, which stops on the same finding. `terraform destroy -refresh=false` skips that plan.
+
+## Fixing a finding in the same run: `checks_after`
+
+A finding that the same run fixes (turning Cloud CDN off, changing the ingress, granting the invoker in another resource) would fail the plan, because the plan sees the objects as they are now. Give the IAP resource the value that changes, in `checks_after`:
+
+```hcl
+resource "google_compute_backend_service" "app" {
+  name       = "app-backend"
+  enable_cdn = false # was true: cdn_enabled until this is applied
+  # ...
+}
+
+resource "iaprun_backend_iap" "app" {
+  backend_service = google_compute_backend_service.app.name
+  checks_after    = [tostring(google_compute_backend_service.app.enable_cdn)]
+}
+```
+
+While any value of `checks_after` is unknown at plan, or differs from the value recorded by the last apply (always so on create), the live checks do not run at plan. They run at apply, after the resources the values come from (the reference orders them), on a fresh read, before this resource changes anything. The path defers the checks; it never skips them: if the run does not fix the finding, the apply stops on it with nothing changed. Leave `checks_after` in place: once its value stops changing, plans check as usual. Any value works, for example the `id` of a `terraform_data` with `triggers_replace` on what the fix changes.
+
+## Composing with `google_cloud_run_v2_service`
+
+The google provider's `iap_enabled` on `google_cloud_run_v2_service` is Optional but not Computed, and its update sends the whole service. Left unset, it means "IAP off": every apply that changes the service for another reason (a new image) turns IAP off again, the next refresh of `iaprun_service_iap` shows the drift, and its apply turns IAP back on. IAP flips on alternate applies, and is off in between. The two must agree:
+
+- set `iap_enabled = true` on the `google_cloud_run_v2_service` too (then `iaprun_service_iap` adds what the google provider does not: the agent's grant, the checks and the IAP resource name for bindings), or
+- add `lifecycle { ignore_changes = [iap_enabled] }` to it, so the google provider keeps the value it reads.
+
+Reference the service (`service = google_cloud_run_v2_service.app.name`) so Terraform creates it before `iaprun_service_iap`. For its part, `iaprun_service_iap` writes the service only when `iapEnabled` must change, with the service's etag (a concurrent change by the google provider makes it re-read, never overwrite), and it never claims the agent's grant when one exists already (for example from `google_cloud_run_service_iam_binding`): destroying it leaves that grant alone.
+
+"#;
+
 fn render_checks() -> String {
     let mut out = String::from(
         "---\npage_title: \"Plan-time checks - iaprun\"\ndescription: |-\n  The known limitations of IAP in front of Cloud Run that the provider checks at plan time.\n---\n\n",
     );
-    out.push_str("# Plan-time checks\n\nEvery resource of this provider checks the setup it manages against the known limitations of Identity-Aware Proxy in front of Cloud Run, at `terraform plan` (and again at apply when a value was unknown at plan). Each finding is a diagnostic on the attribute at fault. Turn a check off for one resource with `ignore_checks = [\"NAME\"]`; an unknown name is an error.\n\n");
+    out.push_str("# Plan-time checks\n\nEvery resource of this provider checks the setup it manages against the known limitations of Identity-Aware Proxy in front of Cloud Run, at `terraform plan` and again at apply, right before the first change (see [When checks run](#when-checks-run)). Each finding is a diagnostic on the attribute at fault. Turn a check off for one resource with `ignore_checks = [\"NAME\"]`; an unknown name is an error.\n\n");
+    out.push_str(WHEN_CHECKS_RUN);
+    out.push_str("## The checks\n\n");
     out.push_str("| name | severity | what it catches |\n|---|---|---|\n");
     for c in CATALOGUE {
-        let sev = if c.severity == crate::framework::Severity::Error {
-            "error"
-        } else {
-            "warning"
-        };
         writeln!(
             out,
-            "| [`{}`](#{}) | {sev} | {} |",
-            c.name, c.name, c.catches
+            "| [`{}`](#{}) | {} | {} |",
+            c.name,
+            c.name,
+            c.severity.as_str(),
+            c.catches
         )
         .ok();
     }
     out.push('\n');
     for c in CATALOGUE {
-        let sev = if c.severity == crate::framework::Severity::Error {
-            "error"
-        } else {
-            "warning"
-        };
         writeln!(
             out,
-            "## {}\n\n- Severity: {sev}\n- Catches: {}\n- What breaks: {}\n- Source: {}\n- Fix: {}\n- Ignore: `ignore_checks = [\"{}\"]`\n",
-            c.name, c.catches, c.consequence, c.source, c.fix, c.name
+            "## {}\n\n- Severity: {}\n- Catches: {}\n- What breaks: {}\n- Source: {}\n- Fix: {}\n- Ignore: `ignore_checks = [\"{}\"]`\n",
+            c.name, c.severity.as_str(), c.catches, c.consequence, c.source, c.fix, c.name
+        )
+        .ok();
+    }
+    out.push_str("## Audit-only rules\n\nThe [`iaprun_audit`](data-sources/audit.md) data source applies the checks above to every Cloud Run service of a project, and two rules that need the whole project in view. No resource reports them, so `ignore_checks` does not take their names.\n\n");
+    for c in AUDIT_RULES {
+        writeln!(
+            out,
+            "### {}\n\n- Severity: {}\n- Catches: {}\n- What breaks: {}\n- Source: {}\n- Fix: {}\n",
+            c.name,
+            c.severity.as_str(),
+            c.catches,
+            c.consequence,
+            c.source,
+            c.fix
         )
         .ok();
     }

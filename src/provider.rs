@@ -123,6 +123,10 @@ impl std::fmt::Debug for CredentialSource {
 pub struct Settings {
     pub project: Option<String>,
     pub region: Option<String>,
+    /// The provider block's `project` / `region` is unknown at plan (it comes from a resource
+    /// not yet applied): resources defaulting to it plan an unknown value, not the environment's.
+    pub project_unknown: bool,
+    pub region_unknown: bool,
     pub credentials: CredentialSource,
     /// Custom endpoints by attribute name; `None` uses Google's.
     pub endpoints: [(&'static str, Option<String>); 5],
@@ -144,8 +148,15 @@ impl Settings {
                 .or_else(|| vars.iter().find_map(|v| env(v)))
                 .filter(|s| !s.is_empty())
         };
-        let project = setting("project", &PROJECT_ENV);
-        let region = setting("region", &REGION_ENV);
+        // An unknown value is not "unset": the environment must not stand in for it.
+        let project = match config.get("project").is_unknown() {
+            true => None,
+            false => setting("project", &PROJECT_ENV),
+        };
+        let region = match config.get("region").is_unknown() {
+            true => None,
+            false => setting("region", &REGION_ENV),
+        };
         if let Some(p) = project.as_deref().filter(|p| !names::is_project(p)) {
             diags.attribute_error(
                 AttributePath::attr("project"),
@@ -176,6 +187,8 @@ impl Settings {
             return Err(diags);
         }
         Ok(Settings {
+            project_unknown: config.get("project").is_unknown(),
+            region_unknown: config.get("region").is_unknown(),
             project,
             region,
             credentials,
@@ -282,11 +295,7 @@ pub fn client_config(settings: &Settings, terraform_version: &str) -> google::Co
     if settings.emulator_host.is_none() {
         for (name, url) in &settings.endpoints {
             let Some(url) = url else { continue };
-            let url = if url.ends_with('/') {
-                url.clone()
-            } else {
-                format!("{url}/")
-            };
+            let url = google::endpoint_base(url, *name == "compute_custom_endpoint");
             match *name {
                 "run_custom_endpoint" => endpoints.run = url,
                 "iap_custom_endpoint" => endpoints.iap = url,
@@ -349,11 +358,10 @@ impl Provider for IaprunProvider {
             })?;
         let stop = clients.stop_handle();
         *self.stop.lock().unwrap_or_else(|p| p.into_inner()) = Some(stop);
-        Ok(Context::new(
-            settings.project.clone(),
-            settings.region.clone(),
-            clients,
-        ))
+        Ok(
+            Context::new(settings.project.clone(), settings.region.clone(), clients)
+                .with_unknown_defaults(settings.project_unknown, settings.region_unknown),
+        )
     }
 
     fn resources(&self) -> Vec<Arc<dyn AnyResource<Context>>> {
@@ -412,6 +420,23 @@ mod tests {
             (s.project.as_deref(), s.region.as_deref()),
             (Some("from-env"), Some("europe-west1"))
         );
+    }
+
+    #[test]
+    fn an_unknown_project_or_region_is_not_replaced_by_the_environment() {
+        let mut unknown = config(&[]);
+        unknown.set_attr("project", Value::unknown());
+        unknown.set_attr("region", Value::unknown());
+        let s = Settings::from_config(
+            &unknown,
+            &env(&[
+                ("GOOGLE_PROJECT", "from-env"),
+                ("GOOGLE_REGION", "europe-west1"),
+            ]),
+        )
+        .expect("valid");
+        assert!(s.project_unknown && s.region_unknown);
+        assert_eq!((s.project, s.region), (None, None));
     }
 
     #[test]

@@ -145,7 +145,6 @@ fn corpus() -> Vec<Case> {
         case("empty resource", "resource", binding_resource("")),
         case("very long resource", "resource", binding_resource(&format!("projects/{PROJECT}/iap_web/compute/services/{long}"))),
         case("app engine resource", "resource", binding_resource(&format!("projects/{PROJECT}/iap_web/appengine-x/services/default"))),
-        case("resource of a missing service", "resource", binding_resource(&resource_name("no-such-service"))),
         // conditions
         case("empty condition title", "title", binding_condition("", "request.time < timestamp(\\\"2030-01-01T00:00:00Z\\\")")),
         case("empty condition expression", "expression", binding_condition("t", "")),
@@ -168,12 +167,10 @@ fn corpus() -> Vec<Case> {
         case("service ending with a hyphen", "service", service_iap("  service = \"hello-\"")),
         case("empty service", "service", service_iap("  service = \"\"")),
         case("unicode service", "service", service_iap("  service = \"héllo\"")),
-        case("missing service", "service", service_iap("  service = \"no-such-service\"")),
         // backend service names
         case("backend with underscore", "backend_service", backend_iap("  backend_service = \"web_backend\"")),
         case("backend as a URL", "backend_service", backend_iap(&format!("  backend_service = \"https://www.googleapis.com/compute/v1/projects/{PROJECT}/global/backendServices/web\""))),
         case("backend starting with a digit", "backend_service", backend_iap("  backend_service = \"1web\"")),
-        case("missing backend", "backend_service", backend_iap("  backend_service = \"no-such-backend\"")),
         // conflicting and incomplete settings
         case("secret without client id", "oauth2_client_secret", backend_iap("  backend_service      = \"web\"\n  oauth2_client_secret = var.secret")),
         case("client id without secret", "oauth2_client_id", backend_iap("  backend_service  = \"web\"\n  oauth2_client_id = \"1234-x.apps.googleusercontent.com\"")),

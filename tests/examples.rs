@@ -43,7 +43,7 @@ fn example_dirs() -> Vec<String> {
 }
 
 /// Copies the files of `from` (recursively) into `to`.
-fn copy_tree(from: &Path, to: &Path) {
+pub(crate) fn copy_tree(from: &Path, to: &Path) {
     fs::create_dir_all(to).expect("create destination");
     for entry in fs::read_dir(from).expect("read source directory") {
         let path = entry.expect("directory entry").path();
@@ -169,9 +169,10 @@ fn quickstart_script_names_the_failing_step() {
     );
 }
 
-/// Resource examples follow the registry layout: resource.tf without a provider block. They are
-/// validated together with examples/provider/provider.tf, as the docs show them.
-const RESOURCE_EXAMPLES: &str = "examples/resources/";
+/// Resource and data source examples follow the registry layout: resource.tf (data-source.tf)
+/// without a provider block. They are validated together with examples/provider/provider.tf, as
+/// the docs show them.
+const RESOURCE_EXAMPLES: [&str; 2] = ["examples/resources/", "examples/data-sources/"];
 
 /// Whether an example needs Terraform 1.11+ (write-only attributes) and `terraform` is older.
 fn needs_write_only(dir: &str, terraform: &Terraform) -> bool {
@@ -180,6 +181,16 @@ fn needs_write_only(dir: &str, terraform: &Terraform) -> bool {
         .filter_map(|e| fs::read_to_string(e.expect("entry").path()).ok())
         .any(|text| text.contains("_wo "));
     uses_write_only && terraform.minor_version() < (1, 11)
+}
+
+/// Whether an example needs Terraform 1.5+ (`check` blocks, declared with `required_version`) and
+/// `terraform` is older.
+fn needs_check_blocks(dir: &str, terraform: &Terraform) -> bool {
+    let uses_checks = fs::read_dir(repo().join(dir))
+        .expect("example directory")
+        .filter_map(|e| fs::read_to_string(e.expect("entry").path()).ok())
+        .any(|text| text.contains("\ncheck \""));
+    uses_checks && terraform.minor_version() < (1, 5)
 }
 
 #[test]
@@ -193,11 +204,13 @@ fn every_example_validates() {
         "examples/modules/composition",
         "examples/modules/iap-access",
         "examples/resources/iaprun_access_member",
+        "examples/audit",
         "examples/resources/iaprun_service_iap",
         "examples/resources/iaprun_backend_iap",
         "examples/resources/iaprun_access_binding",
         "examples/resources/iaprun_iap_settings",
         "examples/external-users",
+        "examples/data-sources/iaprun_audit",
     ] {
         assert!(dirs.iter().any(|d| d == expected), "{expected} in {dirs:?}");
     }
@@ -207,12 +220,31 @@ fn every_example_validates() {
         let mut failures = Vec::new();
         for dir in &dirs {
             ws.enter(dir);
-            if dir.starts_with(RESOURCE_EXAMPLES) {
+            if RESOURCE_EXAMPLES
+                .iter()
+                .any(|prefix| dir.starts_with(prefix))
+            {
                 fs::copy(
                     repo().join("examples/provider/provider.tf"),
                     ws.dir().join("provider.tf"),
                 )
                 .expect("copy provider.tf");
+            }
+            if needs_check_blocks(dir, &terraform) {
+                // Older Terraform refuses the configuration clearly: the check block, or the
+                // required_version that declares it.
+                let init = ws.run(&["init", "-input=false", "-no-color"]);
+                let refused = init.stderr.contains("Unsupported Terraform Core version")
+                    || init
+                        .stderr
+                        .contains("Blocks of type \"check\" are not expected here");
+                if init.success() || !refused {
+                    failures.push(format!(
+                        "{dir} on Terraform {}: expected the required_version refusal, got {init}",
+                        terraform.version
+                    ));
+                }
+                continue;
             }
             ws.init();
             let run = ws.validate_json();
@@ -265,9 +297,9 @@ fn every_example_validates() {
 fn import_examples_name_resources_their_example_declares() {
     for dir in example_dirs()
         .iter()
-        .filter(|d| d.starts_with(RESOURCE_EXAMPLES))
+        .filter(|d| d.starts_with(RESOURCE_EXAMPLES[0]))
     {
-        let resource_type = dir.trim_start_matches(RESOURCE_EXAMPLES);
+        let resource_type = dir.trim_start_matches(RESOURCE_EXAMPLES[0]);
         let config = fs::read_to_string(repo().join(dir).join("resource.tf")).expect("resource.tf");
         let imports = fs::read_to_string(repo().join(dir).join("import.sh")).expect("import.sh");
         let commands: Vec<&str> = imports
@@ -499,17 +531,13 @@ fn readme_lists_every_check_with_its_severity_in_catalogue_order() {
                 .then(|| (name.to_string(), severity.to_string()))
         })
         .collect();
+    // The catalogue's table, then the audit's ("Audit a project").
     let catalogue: Vec<(String, String)> = iaprun::validation::CATALOGUE
         .iter()
-        .map(|c| {
-            let severity = match c.severity {
-                iaprun::framework::Severity::Error => "error",
-                iaprun::framework::Severity::Warning => "warning",
-            };
-            (c.name.to_string(), severity.to_string())
-        })
+        .chain(iaprun::validation::exposure::AUDIT_RULES)
+        .map(|c| (c.name.to_string(), c.severity.as_str().to_string()))
         .collect();
-    assert_eq!(rows, catalogue, "README.md's checks table");
+    assert_eq!(rows, catalogue, "README.md's checks tables");
     assert!(
         readme.contains("(docs/checks.md)"),
         "README links the catalogue"

@@ -106,6 +106,9 @@ fn resource_attributes(resource_type: &str) -> Vec<Expected> {
             string("jwt_audience", Mode::Computed),
             string("iap_service_agent", Mode::Computed),
             string("uri", Mode::Computed),
+            // Issue 16: what the resource added, in state; issue 15: the one-run fix path.
+            attr("invoker_grants", Mode::Computed, string_set()),
+            attr("checks_after", Mode::Optional, json!(["list", "string"])),
         ],
         "iaprun_backend_iap" => vec![
             string("backend_service", Mode::Required),
@@ -135,6 +138,8 @@ fn resource_attributes(resource_type: &str) -> Vec<Expected> {
                 Mode::Computed,
                 json!(["list", "string"]),
             ),
+            attr("invoker_grants", Mode::Computed, string_set()),
+            attr("checks_after", Mode::Optional, json!(["list", "string"])),
         ],
         "iaprun_access_binding" => vec![
             string("resource", Mode::Required),

@@ -26,6 +26,8 @@ mod client_libraries;
 mod seed;
 // The Google API clients against the emulator: typed calls, errors, retries, operations, conflicts, tokens.
 mod google_client;
+// data "iaprun_audit": every finding on its service, near misses clean, bounded read-only calls.
+mod audit;
 // Every known-limitation check fires on the attribute at fault, near misses stay silent, nothing changes.
 mod checks;
 // The newcomer's path: quickstart script end to end, every example validated, examples applied.
@@ -36,5 +38,9 @@ mod reliability;
 mod bad_input;
 // Untrusted wire input: DynamicValue bytes and Google API answers never panic (proptest).
 mod wire_input;
+// One configuration creates the services, the load balancer and the IAP; checks wait for apply.
+mod composition;
+// Replacement on effective changes, grants recorded and never leaked, drift, propagation, endpoints.
+mod lifecycle;
 // Release archives (scripts/dist.sh): registry names, SHA256SUMS, signature, the packed mirror installed.
 mod dist;

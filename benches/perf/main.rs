@@ -3,9 +3,10 @@
 //! scale, API calls, apply latency and growth. Prints one table with the targets.
 //!
 //! `cargo bench --bench perf` (cargo builds the release binaries first). `BENCH_QUICK=1` runs
-//! fewer repetitions; `BENCH_REPORT=docs/performance.md` also writes the table and the machine
+//! fewer repetitions; `BENCH_ONLY=audit` runs only figure 8 (the audit at scale, no terraform); `BENCH_REPORT=docs/performance.md` also writes the table and the machine
 //! into that file, between its `<!-- perf:begin -->` and `<!-- perf:end -->` markers.
 
+mod audit;
 mod plugin;
 mod setup;
 mod world;
@@ -122,6 +123,16 @@ fn main() {
 }
 
 fn run() -> Result<(), String> {
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("audit") {
+        let row = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?
+            .block_on(audit::audit_at_scale())?;
+        println!("\n{}", render(&[row]));
+        return Ok(());
+    }
     let effort = Effort::from_env();
     let ours = setup::our_provider();
     let go = setup::go_provider()?;
@@ -151,6 +162,7 @@ fn run() -> Result<(), String> {
         rows.push(schema_round_trip(&effort, &ours, &go, &client, scratch.path()).await?);
         rows.extend(at_scale(&effort, &terraform, &ours, &go).await?);
         rows.push(apply_latency(&terraform, &ours, &go).await?);
+        rows.push(audit::audit_at_scale().await?);
         Ok::<_, String>(())
     })?;
 

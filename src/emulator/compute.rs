@@ -235,6 +235,7 @@ macro_rules! compute_routes {
 pub(crate) const ROUTES: &[Route] = compute_routes![
     "compute.backendServices.get" => get(BackendService, false),
     "compute.backendServices.list" => list(BackendService, false),
+    "compute.backendServices.aggregatedList" => aggregated_list(BackendService, false),
     "compute.backendServices.insert" => insert(BackendService, false),
     "compute.backendServices.patch" => patch(BackendService, false),
     "compute.backendServices.update" => update(BackendService, false),
@@ -245,6 +246,7 @@ pub(crate) const ROUTES: &[Route] = compute_routes![
     "compute.regionBackendServices.patch" => patch(BackendService, true),
     "compute.regionBackendServices.update" => update(BackendService, true),
     "compute.regionBackendServices.delete" => delete(BackendService, true),
+    "compute.networkEndpointGroups.aggregatedList" => aggregated_list(NetworkEndpointGroup, false),
     "compute.regionNetworkEndpointGroups.get" => get(NetworkEndpointGroup, true),
     "compute.regionNetworkEndpointGroups.list" => list(NetworkEndpointGroup, true),
     "compute.regionNetworkEndpointGroups.insert" => insert(NetworkEndpointGroup, true),
@@ -1101,6 +1103,25 @@ fn matches(value: &Value, clauses: &[Clause]) -> bool {
     })
 }
 
+/// The slice of `total` items a list call asks for: from `pageToken` (an offset), `maxResults`
+/// items (500 at most, compute's limit).
+fn page_bounds(call: &Call<'_>, total: usize) -> Result<(usize, usize), ApiError> {
+    let start = match call.query("pageToken").filter(|t| !t.is_empty()) {
+        Some(token) => token
+            .parse::<usize>()
+            .map_err(|_| ApiError::invalid("Invalid value for field 'pageToken'."))?,
+        None => 0,
+    };
+    let size = call
+        .query("maxResults")
+        .and_then(|m| m.parse::<usize>().ok())
+        .filter(|m| *m > 0)
+        .unwrap_or(500)
+        .min(500);
+    let start = start.min(total);
+    Ok((start, start.saturating_add(size).min(total)))
+}
+
 fn list(
     world: &mut World,
     call: &Call<'_>,
@@ -1117,19 +1138,7 @@ fn list(
         .map(|(k, v)| render_resource(world, call, k, v))
         .filter(|v| matches(v, &clauses))
         .collect();
-    let start = match call.query("pageToken").filter(|t| !t.is_empty()) {
-        Some(token) => token
-            .parse::<usize>()
-            .map_err(|_| ApiError::invalid("Invalid value for field 'pageToken'."))?,
-        None => 0,
-    };
-    let size = call
-        .query("maxResults")
-        .and_then(|m| m.parse::<usize>().ok())
-        .filter(|m| *m > 0)
-        .unwrap_or(500)
-        .min(500);
-    let end = start.saturating_add(size).min(items.len());
+    let (start, end) = page_bounds(call, items.len())?;
     let scope_path = if regional {
         format!("regions/{region}")
     } else {
@@ -1142,6 +1151,66 @@ fn list(
     if start < end {
         out.insert("items".into(), Value::Array(items[start..end].to_vec()));
     }
+    if end < items.len() {
+        out.insert("nextPageToken".into(), json!(end.to_string()));
+    }
+    out.insert("selfLink".into(), json!(self_link(call, &list_path)));
+    Ok(Outcome::Json(Value::Object(out)))
+}
+
+/// `{collection}.aggregatedList`: every resource of the kind in the project, global and regional,
+/// grouped by scope (`global`, `regions/{r}`), paged across scopes by `maxResults`. A scope the
+/// kind is known in but with nothing on this page answers Google's `NO_RESULTS_ON_PAGE` warning.
+fn aggregated_list(
+    world: &mut World,
+    call: &Call<'_>,
+    kind: Kind,
+    _regional: bool,
+) -> Result<Outcome, ApiError> {
+    let (project, _) = scope(world, call, false)?;
+    let clauses = parse_filter(call.query("filter").unwrap_or(""))?;
+    let items: Vec<(String, Value)> = world
+        .compute
+        .resources
+        .iter()
+        .filter(|(k, _)| k.project == project && k.kind == kind)
+        .map(|(k, v)| (k.scope(), render_resource(world, call, k, v)))
+        .filter(|(_, v)| matches(v, &clauses))
+        .collect();
+    let (start, end) = page_bounds(call, items.len())?;
+    let mut scopes: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    if kind == BackendService {
+        scopes.insert("global".into(), Vec::new());
+    }
+    for (scope, _) in &items {
+        scopes.entry(scope.clone()).or_default();
+    }
+    for (scope, item) in &items[start..end] {
+        scopes.entry(scope.clone()).or_default().push(item.clone());
+    }
+    let scoped: Map<String, Value> = scopes
+        .into_iter()
+        .map(|(scope, list)| {
+            let entry = if list.is_empty() {
+                json!({"warning": {
+                    "code": "NO_RESULTS_ON_PAGE",
+                    "message": format!("There are no results for scope '{scope}' on this page."),
+                    "data": [{"key": "scope", "value": scope}],
+                }})
+            } else {
+                json!({ kind.collection(): list })
+            };
+            (scope, entry)
+        })
+        .collect();
+    let list_path = format!("projects/{project}/aggregated/{}", kind.collection());
+    let mut out = Map::new();
+    out.insert(
+        "kind".into(),
+        json!(format!("{}AggregatedList", kind.kind_string())),
+    );
+    out.insert("id".into(), json!(list_path));
+    out.insert("items".into(), Value::Object(scoped));
     if end < items.len() {
         out.insert("nextPageToken".into(), json!(end.to_string()));
     }

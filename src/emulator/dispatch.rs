@@ -69,6 +69,15 @@ impl<'a> Call<'a> {
         self.op_fault.map_or(0, |f| f.polls)
     }
 
+    /// Until when a service agent this call provisions stays unusable in IAM policies, if a
+    /// propagation fault fired.
+    pub fn agent_usable_at(&self) -> Option<Instant> {
+        self.op_fault
+            .map(|f| f.agent_propagation)
+            .filter(|d| !d.is_zero())
+            .map(|d| self.now + d)
+    }
+
     /// The injected failure of the operation this call starts, if any: (google.rpc.Code, message).
     pub fn operation_error(&self) -> Option<(i32, String)> {
         self.op_fault.and_then(|f| f.error.clone())

@@ -29,6 +29,10 @@ pub enum FaultKind {
     Delay,
     /// Drop the connection without any answer.
     Reset,
+    /// The matching `generateServiceIdentity` that provisions a new service agent succeeds, but IAM
+    /// writes naming that agent fail with 400 "Service account ... does not exist." for
+    /// `delay_ms` (Google's agents take a while to propagate).
+    AgentPropagation,
 }
 
 /// A fault, as posted to `/__emulator/faults`.
@@ -100,7 +104,7 @@ impl FaultSpec {
     fn is_operation(&self) -> bool {
         matches!(
             self.kind,
-            FaultKind::OperationError | FaultKind::OperationDelay
+            FaultKind::OperationError | FaultKind::OperationDelay | FaultKind::AgentPropagation
         )
     }
 
@@ -138,6 +142,8 @@ pub(crate) struct OpFault {
     pub error: Option<(i32, String)>,
     pub extra_delay: Duration,
     pub polls: u32,
+    /// How long a service agent this call provisions stays unusable in IAM policies.
+    pub agent_propagation: Duration,
 }
 
 /// The faults that fired for one request.
@@ -186,6 +192,9 @@ impl Faults {
         }
         if matches!(spec.kind, FaultKind::Delay) && spec.delay_ms.is_none() {
             return Err("a delay fault needs \"delay_ms\"".into());
+        }
+        if spec.kind == FaultKind::AgentPropagation && spec.delay_ms.is_none() {
+            return Err("an agent_propagation fault needs \"delay_ms\"".into());
         }
         if spec.kind == FaultKind::OperationDelay && spec.delay_ms.is_none() && spec.polls.is_none()
         {
@@ -288,6 +297,13 @@ impl Faults {
                         error: None,
                         extra_delay: Duration::from_millis(spec.delay_ms.unwrap_or(0)),
                         polls: spec.polls.unwrap_or(0),
+                        ..OpFault::default()
+                    })
+                }
+                FaultKind::AgentPropagation => {
+                    fired.operation = Some(OpFault {
+                        agent_propagation: Duration::from_millis(spec.delay_ms.unwrap_or(0)),
+                        ..OpFault::default()
                     })
                 }
                 _ => fired.terminal = Some(spec.clone()),
@@ -353,6 +369,35 @@ mod tests {
         );
         assert!(faults.fire("PATCH", "/v2/x", true).operation.is_some());
         assert!(faults.fire("PATCH", "/v2/x", true).operation.is_none());
+    }
+
+    #[test]
+    fn agent_propagation_rides_on_the_provisioning_call() {
+        let mut faults = Faults::default();
+        assert!(faults
+            .add(FaultSpec::new(FaultKind::AgentPropagation))
+            .is_err());
+        faults
+            .add(FaultSpec {
+                path_regex: Some(":generateServiceIdentity$".into()),
+                delay_ms: Some(10_000),
+                ..FaultSpec::new(FaultKind::AgentPropagation)
+            })
+            .unwrap();
+        assert!(faults
+            .fire("POST", "/v1/x:setIamPolicy", true)
+            .operation
+            .is_none());
+        let fired = faults
+            .fire(
+                "POST",
+                "/v1beta1/projects/p/services/iap.googleapis.com:generateServiceIdentity",
+                true,
+            )
+            .operation
+            .expect("the provisioning call carries the fault");
+        assert_eq!(fired.agent_propagation, Duration::from_secs(10));
+        assert!(fired.error.is_none() && fired.extra_delay.is_zero());
     }
 
     #[test]

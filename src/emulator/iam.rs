@@ -287,7 +287,11 @@ pub(crate) fn normalize_member(member: &str, rules: &MemberRules<'_>) -> Result<
             if kind == "serviceAccount" {
                 if let Some((number, service)) = parse_agent_email(&email) {
                     if let Some(project) = rules.projects.by_number(&number) {
-                        if !project.agents.contains(&service) {
+                        let propagating = project
+                            .agents_propagating
+                            .get(&service)
+                            .is_some_and(|at| std::time::Instant::now() < *at);
+                        if !project.agents.contains(&service) || propagating {
                             return Err(ApiError::invalid(format!(
                                 "Service account {email} does not exist."
                             )));

@@ -20,6 +20,16 @@ pub(crate) const ROUTES: &[Route] = &[
         "cloudresourcemanager.organizations.get",
         v1_organization,
     ),
+    (
+        "v1",
+        "cloudresourcemanager.projects.getIamPolicy",
+        v1_get_iam_policy,
+    ),
+    (
+        "v1",
+        "cloudresourcemanager.projects.setIamPolicy",
+        v1_set_iam_policy,
+    ),
     ("v3", "cloudresourcemanager.projects.get", v3_project),
     (
         "v3",
@@ -158,4 +168,37 @@ fn v3_organization(world: &mut World, call: &Call<'_>) -> Result<Outcome, ApiErr
         "updateTime": "2020-01-01T00:00:00Z",
         "etag": format!("W/\"{id}\""),
     })))
+}
+
+/// projects.getIamPolicy (v1): the project's own policy (`options.requestedPolicyVersion` in the body).
+fn v1_get_iam_policy(world: &mut World, call: &Call<'_>) -> Result<Outcome, ApiError> {
+    let requested = call
+        .body
+        .get("options")
+        .and_then(|o| o.get("requestedPolicyVersion"))
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    let project = project(world, call, call.param("resource")?)?;
+    project.policy.render(requested).map(Outcome::Json)
+}
+
+/// projects.setIamPolicy (v1), with the etag and member rules of every IAM policy.
+fn v1_set_iam_policy(world: &mut World, call: &Call<'_>) -> Result<Outcome, ApiError> {
+    let (id, mut policy) = {
+        let project = project(world, call, call.param("resource")?)?;
+        (project.id.clone(), project.policy.clone())
+    };
+    let etag = super::iam::new_etag(world.next_seq());
+    policy.apply(
+        call.body.get("policy"),
+        call.body.get("updateMask").and_then(Value::as_str),
+        etag,
+        &super::run::member_rules(world, &id),
+    )?;
+    let rendered = policy.render(3)?;
+    let wall = call.timestamp();
+    if let Ok(p) = world.projects.resolve(&id, &wall) {
+        p.policy = policy;
+    }
+    Ok(Outcome::Json(rendered))
 }

@@ -301,7 +301,10 @@ fn generate_service_identity(world: &mut World, call: &Call<'_>) -> Result<Outco
     }
     let wall = call.timestamp();
     if let Ok(p) = world.projects.resolve(&project, &wall) {
-        p.agents.insert(service.clone());
+        let new = p.agents.insert(service.clone());
+        if let (true, Some(at)) = (new, call.agent_usable_at()) {
+            p.agents_propagating.insert(service.clone(), at);
+        }
     }
     let email = agent_email(&service, &number);
     let digest = Sha256::digest(email.as_bytes());

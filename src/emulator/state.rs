@@ -54,6 +54,10 @@ pub(crate) struct Project {
     pub services: BTreeMap<String, bool>,
     /// Services whose service agent exists (generateServiceIdentity was called, or admin seeded it).
     pub agents: BTreeSet<String>,
+    /// The project's own IAM policy (projects.getIamPolicy / setIamPolicy).
+    pub policy: super::iam::Policy,
+    /// Agents still propagating (an `agent_propagation` fault): unusable in IAM policies until then.
+    pub agents_propagating: BTreeMap<String, std::time::Instant>,
     /// Organization policy `iam.allowedPolicyMemberDomains`: reject allUsers/allAuthenticatedUsers.
     pub restrict_public_members: bool,
     pub create_time: String,
@@ -222,6 +226,8 @@ impl Projects {
                 organization_domain: DEFAULT_ORGANIZATION_DOMAIN.to_string(),
                 services: BTreeMap::new(),
                 agents: BTreeSet::new(),
+                agents_propagating: BTreeMap::new(),
+                policy: Default::default(),
                 restrict_public_members: false,
                 create_time: wall.to_string(),
             },

@@ -9,6 +9,16 @@ pub enum Severity {
     Warning,
 }
 
+impl Severity {
+    /// `error` or `warning`, as the docs and the audit's findings spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        }
+    }
+}
+
 /// One finding: a short summary, a detail with cause and fix, and the attribute at fault if any.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {

@@ -1,5 +1,5 @@
-//! Compute Engine v1: backend services (get, IAP patch), serverless NEGs, URL maps, target
-//! proxies and forwarding rules.
+//! Compute Engine v1: backend services (get, aggregated list, IAP patch), serverless NEGs (get,
+//! aggregated list), URL maps, target proxies and forwarding rules.
 
 use std::fmt;
 use std::sync::Arc;
@@ -242,6 +242,16 @@ impl BackendService {
     pub fn iap_enabled(&self) -> bool {
         self.iap.as_ref().is_some_and(BackendServiceIap::is_enabled)
     }
+
+    /// The region of a regional backend service (the last segment of its `region` URL).
+    pub fn region_name(&self) -> Option<&str> {
+        self.region.as_deref().map(last_segment)
+    }
+}
+
+/// The last path segment of a compute URL (`.../regions/us-central1` → `us-central1`).
+fn last_segment(url: &str) -> &str {
+    url.trim_end_matches('/').rsplit('/').next().unwrap_or(url)
 }
 
 /// A network endpoint group (serverless NEGs point at a Cloud Run service).
@@ -284,6 +294,11 @@ struct NegWire {
 }
 
 impl NetworkEndpointGroup {
+    /// The NEG's region (the last segment of its `region` URL); `None` for zonal or global NEGs.
+    pub fn region_name(&self) -> Option<&str> {
+        self.region.as_deref().map(last_segment)
+    }
+
     fn from_value(raw: Value) -> Result<NetworkEndpointGroup, Error> {
         let w: NegWire = serde_json::from_value(raw.clone())
             .map_err(|e| Error::decode("compute network endpoint group", e))?;
@@ -490,53 +505,132 @@ impl ComputeClient {
         self.transport.send(call).await
     }
 
-    async fn list(
-        &self,
-        project: &str,
-        scope: &Scope,
-        collection: &str,
-    ) -> Result<Vec<Value>, Error> {
-        let mut items = Vec::new();
+    /// Every page of a compute list at `url` (`maxResults` and `pageToken` added), each checked to
+    /// be a JSON object. `what` names the list in errors.
+    async fn pages(&self, what: &str, url: reqwest::Url) -> Result<Vec<Value>, Error> {
+        let mut pages = Vec::new();
         let mut token: Option<String> = None;
         for _ in 0..MAX_PAGES {
-            let mut url = self.url(project, scope, &[collection]);
+            let mut page_url = url.clone();
             {
-                let mut query = url.query_pairs_mut();
+                let mut query = page_url.query_pairs_mut();
                 query.append_pair("maxResults", PAGE_SIZE);
                 if let Some(token) = &token {
                     query.append_pair("pageToken", token);
                 }
             }
-            let page = self.transport.send(Call::get(Api::Compute, url)).await?;
+            let page = self
+                .transport
+                .send(Call::get(Api::Compute, page_url))
+                .await?;
             // Anything but an object is a broken answer, not an empty page.
             if !page.is_object() {
-                return Err(Error::decode(collection, "the page is not a JSON object"));
-            }
-            match page.get("items") {
-                None | Some(Value::Null) => {}
-                Some(Value::Array(page_items)) => items.extend(page_items.iter().cloned()),
-                Some(_) => return Err(Error::decode(collection, "items is not a list")),
+                return Err(Error::decode(what, "the page is not a JSON object"));
             }
             let next = page
                 .get("nextPageToken")
                 .and_then(Value::as_str)
                 .filter(|t| !t.is_empty())
                 .map(str::to_string);
+            pages.push(page);
             if next.is_some() && next == token {
                 return Err(Error::decode(
-                    collection,
+                    what,
                     "the same page token was returned twice",
                 ));
             }
             match next {
                 Some(next) => token = Some(next),
-                None => return Ok(items),
+                None => return Ok(pages),
             }
         }
         Err(Error::decode(
-            collection,
+            what,
             format!("more than {MAX_PAGES} pages of results"),
         ))
+    }
+
+    async fn list(
+        &self,
+        project: &str,
+        scope: &Scope,
+        collection: &str,
+    ) -> Result<Vec<Value>, Error> {
+        let url = self.url(project, scope, &[collection]);
+        let mut items = Vec::new();
+        for page in self.pages(collection, url).await? {
+            match page.get("items") {
+                None | Some(Value::Null) => {}
+                Some(Value::Array(page_items)) => items.extend(page_items.iter().cloned()),
+                Some(_) => return Err(Error::decode(collection, "items is not a list")),
+            }
+        }
+        Ok(items)
+    }
+
+    /// `{collection}.aggregatedList`: every page of `projects/{project}/aggregated/{collection}`,
+    /// each item with its scope (`global`, `regions/{r}`, `zones/{z}`). Scopes answering only a
+    /// `warning` (no results) are skipped. Without `returnPartialSuccess` an unreachable scope
+    /// fails the call rather than leaving a silent gap.
+    async fn aggregated(
+        &self,
+        project: &str,
+        collection: &str,
+    ) -> Result<Vec<(String, Value)>, Error> {
+        let what = format!("{collection} aggregated list");
+        let url = self
+            .base
+            .join(["projects", project, "aggregated", collection]);
+        let mut items = Vec::new();
+        for page in self.pages(&what, url).await? {
+            match page.get("items") {
+                None | Some(Value::Null) => {}
+                Some(Value::Object(scopes)) => {
+                    for (scope, scoped) in scopes {
+                        match scoped.get(collection) {
+                            None | Some(Value::Null) => {}
+                            Some(Value::Array(list)) => {
+                                items.extend(list.iter().map(|item| (scope.clone(), item.clone())))
+                            }
+                            Some(_) => {
+                                return Err(Error::decode(
+                                    &what,
+                                    format!("items[{scope:?}].{collection} is not a list"),
+                                ))
+                            }
+                        }
+                    }
+                }
+                Some(_) => return Err(Error::decode(&what, "items is not an object")),
+            }
+        }
+        Ok(items)
+    }
+
+    /// backendServices.aggregatedList: every backend service of the project, global and
+    /// regional, in one paged call.
+    pub async fn backend_services_aggregated(
+        &self,
+        project: &str,
+    ) -> Result<Vec<BackendService>, Error> {
+        self.aggregated(project, "backendServices")
+            .await?
+            .into_iter()
+            .map(|(_, raw)| BackendService::from_value(raw))
+            .collect()
+    }
+
+    /// networkEndpointGroups.aggregatedList: every NEG of the project (serverless NEGs are in
+    /// `regions/{r}` scopes), in one paged call.
+    pub async fn network_endpoint_groups_aggregated(
+        &self,
+        project: &str,
+    ) -> Result<Vec<NetworkEndpointGroup>, Error> {
+        self.aggregated(project, "networkEndpointGroups")
+            .await?
+            .into_iter()
+            .map(|(_, raw)| NetworkEndpointGroup::from_value(raw))
+            .collect()
     }
 
     /// backendServices.get / regionBackendServices.get.
@@ -639,6 +733,36 @@ impl ComputeClient {
             .get(project, &scope, &["networkEndpointGroups", name])
             .await?;
         NetworkEndpointGroup::from_value(raw)
+    }
+
+    /// backendServices.list / regionBackendServices.list (all pages).
+    pub async fn backend_services(
+        &self,
+        project: &str,
+        scope: &Scope,
+    ) -> Result<Vec<BackendService>, Error> {
+        self.list(project, scope, "backendServices")
+            .await?
+            .into_iter()
+            .map(BackendService::from_value)
+            .collect()
+    }
+
+    /// regionNetworkEndpointGroups.list (all pages).
+    pub async fn network_endpoint_groups(
+        &self,
+        project: &str,
+        region: &str,
+    ) -> Result<Vec<NetworkEndpointGroup>, Error> {
+        self.list(
+            project,
+            &Scope::Region(region.to_string()),
+            "networkEndpointGroups",
+        )
+        .await?
+        .into_iter()
+        .map(NetworkEndpointGroup::from_value)
+        .collect()
     }
 
     /// urlMaps.get / regionUrlMaps.get.
@@ -849,6 +973,75 @@ mod tests {
         assert!(!same_resource(
             "projects/p/global/backendServices/bs",
             "projects/p/global/backendServices/bs2"
+        ));
+    }
+
+    #[tokio::test]
+    async fn aggregated_lists_follow_pages_across_scopes_and_skip_warnings() {
+        use crate::google::testutil::{Reply, Stub};
+        let stub = Stub::start(|seen, _| {
+            let page = if seen.query.contains("pageToken=t1") {
+                json!({"items": {
+                    "regions/europe-west1": {"backendServices": [
+                        {"name": "eu", "region": "https://www.googleapis.com/compute/v1/projects/p/regions/europe-west1"}]},
+                    "global": {"warning": {"code": "NO_RESULTS_ON_PAGE", "message": "none"}}}})
+            } else {
+                json!({"items": {
+                    "global": {"backendServices": [{"name": "web", "iap": {"enabled": true}}]},
+                    "regions/us-central1": {"warning": {"code": "NO_RESULTS_ON_PAGE", "message": "none"}}},
+                    "nextPageToken": "t1"})
+            };
+            Reply::json(200, page)
+        })
+        .await;
+        let clients = stub.clients();
+        let all = clients
+            .compute
+            .backend_services_aggregated("p")
+            .await
+            .expect("two pages");
+        let names: Vec<(&str, Option<&str>)> = all
+            .iter()
+            .map(|b| (b.name.as_str(), b.region_name()))
+            .collect();
+        assert_eq!(names, vec![("web", None), ("eu", Some("europe-west1"))]);
+        assert!(all[0].iap_enabled());
+        let seen = stub.seen();
+        assert_eq!(seen.len(), 2);
+        assert_eq!(
+            seen[0].path,
+            "/compute/v1/projects/p/aggregated/backendServices"
+        );
+        assert!(
+            seen[0].query.contains("maxResults=500"),
+            "{}",
+            seen[0].query
+        );
+        assert!(seen[1].query.contains("pageToken=t1"));
+
+        let looping =
+            Stub::start(|_, _| Reply::json(200, json!({"items": {}, "nextPageToken": "same"})))
+                .await;
+        let err = looping
+            .clients()
+            .compute
+            .network_endpoint_groups_aggregated("p")
+            .await
+            .expect_err("a repeated token is not followed forever");
+        assert!(err.to_string().contains("same page token"), "{err}");
+        let bad = Stub::start(|_, _| {
+            Reply::json(
+                200,
+                json!({"items": {"global": {"networkEndpointGroups": {"a": 1}}}}),
+            )
+        })
+        .await;
+        assert!(matches!(
+            bad.clients()
+                .compute
+                .network_endpoint_groups_aggregated("p")
+                .await,
+            Err(Error::Decode { .. })
         ));
     }
 

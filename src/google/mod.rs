@@ -121,6 +121,40 @@ impl Endpoints {
     }
 }
 
+/// A custom endpoint as the base URL the clients join their paths to: with a trailing `/`, and
+/// for every API but compute without a trailing API version segment (`v1/`, `v2/`, `v1beta1/`),
+/// since the clients add the version themselves. The google provider's `GOOGLE_*_CUSTOM_ENDPOINT`
+/// values carry it (`https://run.googleapis.com/v2/`); compute's base includes `compute/v1/`.
+pub fn endpoint_base(url: &str, compute: bool) -> String {
+    let mut base = url.trim_end_matches('/').to_string();
+    if !compute {
+        if let Some((head, last)) = base.rsplit_once('/') {
+            if is_api_version(last) && !head.ends_with(':') && !head.ends_with('/') {
+                base = head.to_string();
+            }
+        }
+    }
+    base.push('/');
+    base
+}
+
+/// `v1`, `v2`, `v3`, `v1beta1`, `v2alpha`, ...
+fn is_api_version(segment: &str) -> bool {
+    let Some(rest) = segment.strip_prefix('v') else {
+        return false;
+    };
+    let digits = rest.chars().take_while(char::is_ascii_digit).count();
+    if digits == 0 {
+        return false;
+    }
+    let tail = &rest[digits..];
+    let tail = tail
+        .strip_prefix("alpha")
+        .or_else(|| tail.strip_prefix("beta"))
+        .unwrap_or(tail);
+    tail.chars().all(|c| c.is_ascii_digit())
+}
+
 /// Where access tokens come from.
 #[derive(Clone)]
 pub enum Credentials {
@@ -232,6 +266,52 @@ mod tests {
         let g = Endpoints::google();
         assert_eq!(g.compute, "https://compute.googleapis.com/compute/v1/");
         assert_eq!(g.run, "https://run.googleapis.com/");
+    }
+
+    #[test]
+    fn custom_endpoints_lose_the_version_the_clients_add() {
+        let cases = [
+            ("http://127.0.0.1:9/v2/", false, "http://127.0.0.1:9/"),
+            (
+                "https://run.googleapis.com/v2",
+                false,
+                "https://run.googleapis.com/",
+            ),
+            (
+                "https://iap.googleapis.com/v1/",
+                false,
+                "https://iap.googleapis.com/",
+            ),
+            (
+                "https://serviceusage.googleapis.com/v1beta1/",
+                false,
+                "https://serviceusage.googleapis.com/",
+            ),
+            (
+                "https://private.example.com/run/",
+                false,
+                "https://private.example.com/run/",
+            ),
+            (
+                "https://run.googleapis.com/",
+                false,
+                "https://run.googleapis.com/",
+            ),
+            (
+                "http://127.0.0.1:9/compute/v1/",
+                true,
+                "http://127.0.0.1:9/compute/v1/",
+            ),
+            (
+                "http://127.0.0.1:9/compute/v1",
+                true,
+                "http://127.0.0.1:9/compute/v1/",
+            ),
+            ("http://v1/", false, "http://v1/"),
+        ];
+        for (url, compute, want) in cases {
+            assert_eq!(endpoint_base(url, compute), want, "{url}");
+        }
     }
 
     #[test]

@@ -107,6 +107,20 @@ impl ResourceManagerClient {
         })
     }
 
+    /// projects.getIamPolicy (v1, a read-only POST; version 3 requested): the project's own policy,
+    /// where a role granted reaches every resource of the project.
+    pub async fn project_iam_policy(&self, project: &str) -> Result<super::iam::Policy, Error> {
+        let url = self.base.join(with_verb(
+            &["v1"],
+            &format!("projects/{project}"),
+            "getIamPolicy",
+        ));
+        let call = Call::post(Api::ResourceManager, url)
+            .body(serde_json::json!({ "options": { "requestedPolicyVersion": 3 } }))
+            .replay(Replay::Safe);
+        self.transport.send_as(call).await
+    }
+
     /// The organization id above a project (through its folders), `None` without one. Reads the
     /// parent from projects.get and, for a project in a folder, projects.getAncestry (v1).
     pub async fn organization_of(&self, project: &Project) -> Result<Option<String>, Error> {

@@ -1,4 +1,4 @@
-//! Cloud Run Admin API v2: services (get, IAP toggle by full-object PATCH) and service IAM.
+//! Cloud Run Admin API v2: services (get, list, IAP toggle by full-object PATCH) and service IAM.
 
 use std::fmt;
 use std::sync::Arc;
@@ -55,6 +55,21 @@ impl fmt::Display for ServiceName {
             self.project, self.location, self.service
         )
     }
+}
+
+/// Services asked for per page of services.list (the API documents no maximum).
+const LIST_PAGE_SIZE: &str = "100";
+/// A list longer than this many pages is treated as a server bug, not followed forever.
+const MAX_PAGES: usize = 1000;
+
+/// One page of services.list.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListPage {
+    #[serde(default)]
+    services: Option<Vec<Value>>,
+    #[serde(default)]
+    next_page_token: Option<String>,
 }
 
 /// A Cloud Run service: the fields the provider reads, plus the whole object.
@@ -174,6 +189,11 @@ impl RunService {
         })
     }
 
+    /// The service id: the last segment of `name`.
+    pub fn service_id(&self) -> &str {
+        self.name.rsplit('/').next().unwrap_or_default()
+    }
+
     /// Whether any container port is `h2c` (end-to-end HTTP/2).
     pub fn uses_h2c(&self) -> bool {
         self.ports.iter().any(|p| p.name.as_deref() == Some("h2c"))
@@ -202,6 +222,43 @@ impl RunClient {
         let call = Call::get(Api::Run, self.base.join(name.segments()));
         let raw = self.transport.send(call).await?;
         RunService::from_value(raw)
+    }
+
+    /// services.list of one location, every page (`pageSize` [`LIST_PAGE_SIZE`]).
+    pub async fn services(&self, project: &str, location: &str) -> Result<Vec<RunService>, Error> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let mut url =
+                self.base
+                    .join(["v2", "projects", project, "locations", location, "services"]);
+            {
+                let mut query = url.query_pairs_mut();
+                query.append_pair("pageSize", LIST_PAGE_SIZE);
+                if let Some(token) = &token {
+                    query.append_pair("pageToken", token);
+                }
+            }
+            let page: ListPage = self.transport.send_as(Call::get(Api::Run, url)).await?;
+            for raw in page.services.unwrap_or_default() {
+                out.push(RunService::from_value(raw)?);
+            }
+            let next = page.next_page_token.filter(|t| !t.is_empty());
+            if next.is_some() && next == token {
+                return Err(Error::decode(
+                    "Cloud Run services list",
+                    "the same page token was returned twice",
+                ));
+            }
+            match next {
+                Some(next) => token = Some(next),
+                None => return Ok(out),
+            }
+        }
+        Err(Error::decode(
+            "Cloud Run services list",
+            format!("more than {MAX_PAGES} pages of results"),
+        ))
     }
 
     /// Turns direct IAP on or off: GET, set `iapEnabled`, PATCH the full object with its
@@ -405,6 +462,34 @@ mod tests {
         let nulls = RunService::from_value(json!({"iapEnabled": null, "template": null}))
             .expect("nulls are absent values");
         assert!(!nulls.iap_enabled);
+    }
+
+    #[tokio::test]
+    async fn services_list_follows_every_page() {
+        use crate::google::testutil::{Reply, Stub};
+        let stub = Stub::start(|seen, _| {
+            let page = if seen.query.contains("pageToken=next") {
+                json!({"services": [{"name": "projects/p/locations/l/services/b", "iapEnabled": true}]})
+            } else {
+                json!({"services": [{"name": "projects/p/locations/l/services/a"}], "nextPageToken": "next"})
+            };
+            Reply::json(200, page)
+        })
+        .await;
+        let listed = stub
+            .clients()
+            .run
+            .services("p", "l")
+            .await
+            .expect("two pages");
+        let ids: Vec<&str> = listed.iter().map(RunService::service_id).collect();
+        assert_eq!(ids, vec!["a", "b"]);
+        assert!(listed[1].iap_enabled);
+        let seen = stub.seen();
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[0].path, "/v2/projects/p/locations/l/services");
+        assert!(seen[0].query.contains("pageSize=100"), "{}", seen[0].query);
+        assert!(seen[1].query.contains("pageToken=next"));
     }
 
     #[test]

@@ -81,9 +81,20 @@ pub(crate) fn is_transient_server_error(error: &ApiError) -> bool {
 }
 
 /// 429 RESOURCE_EXHAUSTED is how Google signals per-minute rate limits; they clear on their
-/// own, usually with a RetryInfo delay to honour.
+/// own, usually with a RetryInfo delay to honour. A 429 whose ErrorInfo names another reason is
+/// a hard quota (`QUOTA_EXCEEDED`, compute's `quotaExceeded`, ...): waiting does not lift it
+/// within a run, so it is not retried (the google provider's `Is429RetryableQuotaError` rule:
+/// retry only rate limits, ErrorInfo `RATE_LIMIT_EXCEEDED`). A 429 without a reason, or one that
+/// says when to retry (RetryInfo), is taken as a rate limit.
 pub(crate) fn is_rate_limited(error: &ApiError) -> bool {
-    error.http_status == 429
+    if error.http_status != 429 {
+        return false;
+    }
+    match error.reason.as_deref() {
+        None => true,
+        Some("RATE_LIMIT_EXCEEDED" | "rateLimitExceeded" | "userRateLimitExceeded") => true,
+        Some(_) => error.retry_delay.is_some(),
+    }
 }
 
 /// Compute reports rate limits and its concurrent-operations quota as 403 (`rateLimitExceeded`,

@@ -322,16 +322,35 @@ impl Resource<Context> for AccessBinding {
             Ok(None) => return Diagnostics::new(),
             Err(d) => return d,
         };
+        // A role removed from the configuration falls back to the default: another binding.
+        common::replace_on_change(
+            plan.prior.as_ref().map(|p| &p.role),
+            &plan.planned.role,
+            "role",
+            &mut plan.requires_replace,
+        );
         let title = plan.config.title();
         if let (Some(role), true) = (plan.planned.role.get(), title.is_known()) {
             let resource = plan.planned.resource.get().unwrap_or(&resource);
             plan.planned.id = Attr::Known(binding_id(resource, role, title.as_deref()));
         }
         let replacing = !plan.requires_replace.is_empty();
+        let intent = |m: &Model| {
+            (
+                m.resource.clone(),
+                m.role.clone(),
+                m.members.clone(),
+                m.condition.clone(),
+                m.ignore_checks.clone(),
+            )
+        };
+        let intent_changed = plan
+            .prior
+            .as_ref()
+            .is_some_and(|p| intent(p) != intent(&plan.planned));
+        // Any write returns the policy's new etag, which other writers of the policy move too.
         plan.planned.etag = match &plan.prior {
-            Some(prior) if !replacing && prior.members == plan.planned.members => {
-                prior.etag.clone()
-            }
+            Some(prior) if !replacing && !intent_changed => prior.etag.clone(),
             _ => Attr::unknown(),
         };
         let ignore = common::ignored(&plan.config.ignore_checks);
@@ -360,7 +379,12 @@ impl Resource<Context> for AccessBinding {
             (Attr::Known(_), Some(m)) => m.iter().map(String::as_str).collect(),
             _ => vec![],
         };
-        diags.extend(checks(ctx, &known, &ignore, &target).await);
+        let at =
+            validation::timing::at_plan(plan.prior.is_none() || replacing, false, intent_changed);
+        match checks(ctx, &known, &target, false).await {
+            Ok(findings) => diags.extend(validation::timing::report_at_plan(findings, &ignore, at)),
+            Err(d) => diags.push(d),
+        }
         diags
     }
 
@@ -455,6 +479,21 @@ async fn write(ctx: &Context, change: Change<'_, Model, ()>) -> Applied<Model> {
         Ok(t) => t,
         Err(d) => return Err(Failure::new(prior, d)),
     };
+    // Right before the write, on a fresh read: nothing changes while an error finding holds.
+    let members: Vec<&str> = planned
+        .members
+        .get()
+        .into_iter()
+        .flatten()
+        .map(String::as_str)
+        .collect();
+    let found = match checks(ctx, &members, &target, true).await {
+        Ok(findings) => validation::report(findings, &common::ignored(&planned.ignore_checks)),
+        Err(d) => return Err(Failure::new(prior, d)),
+    };
+    if let Some(d) = found.into_iter().find(Diagnostic::is_error) {
+        return Err(Failure::new(prior, d));
+    }
     let key = target.to_string();
     let (role, condition) = (planned.role(), planned.iam_condition());
     let members: Vec<String> = planned
@@ -489,39 +528,43 @@ async fn write(ctx: &Context, change: Change<'_, Model, ()>) -> Applied<Model> {
     }
 }
 
-/// Plan-time checks that need the API: the IAP resource's target must exist, and members outside
-/// the organization are refused under the Google-managed OAuth client.
+/// The live checks: the IAP resource's target must exist (an error only at apply: at plan the
+/// configuration may still create it), and the OAuth client suits the members.
 pub(super) async fn checks(
     ctx: &Context,
     members: &[&str],
-    ignore: &BTreeSet<String>,
     target: &IapResource,
-) -> Diagnostics {
+    at_apply: bool,
+) -> Result<Vec<validation::Finding>, Diagnostic> {
     let project = &target.project;
     let key = target.to_string();
-    let exists = ctx
-        .targets
-        .get_or_fetch(&key, || common::target_exists(ctx, target))
-        .await;
+    let exists = if at_apply {
+        common::target_exists(ctx, target).await
+    } else {
+        ctx.targets
+            .get_or_fetch(&key, || common::target_exists(ctx, target))
+            .await
+    };
     match exists {
-        Ok(true) => validation::report(oauth_findings(ctx, members, target).await, ignore),
+        Ok(true) => Ok(oauth_findings(ctx, members, target).await),
+        Ok(false) if !at_apply => Ok(vec![]),
         Ok(false) => {
             let (kind, name) = match &target.target {
                 IapTarget::CloudRun { service, .. } => ("Cloud Run service", service),
                 IapTarget::BackendService { name }
                 | IapTarget::RegionBackendService { name, .. } => ("backend service", name),
             };
-            let f = validation::target::target_missing(
+            Ok(vec![validation::target::target_missing(
                 kind,
                 name,
                 &format!("project {project}"),
                 AttributePath::attr("resource"),
-            );
-            validation::report([f], ignore)
+            )])
         }
-        Err(e) => common::api_error(&format!("look up the target of {target}"), &e)
-            .at(AttributePath::attr("resource"))
-            .into(),
+        Err(e) => Err(
+            common::api_error(&format!("look up the target of {target}"), &e)
+                .at(AttributePath::attr("resource")),
+        ),
     }
 }
 

@@ -159,16 +159,17 @@ impl Resource<Context> for AccessMember {
             .map(String::as_str)
             .into_iter()
             .collect();
-        let checks = binding::checks(ctx, &members, &ignore, &target).await;
-        diags.extend(checks.into_iter().map(|mut d| {
-            if d.path
-                .as_ref()
-                .is_some_and(|p| p.to_string().starts_with("members"))
-            {
-                d.path = Some(AttributePath::attr("member"));
-            }
-            d
-        }));
+        // Every attribute forces replacement: any plan with a prior state and no replacement is a refresh.
+        let at = validation::timing::at_plan(
+            plan.prior.is_none() || !plan.requires_replace.is_empty(),
+            false,
+            false,
+        );
+        let checks = match binding::checks(ctx, &members, &target, false).await {
+            Ok(findings) => validation::timing::report_at_plan(findings, &ignore, at),
+            Err(d) => d.into(),
+        };
+        diags.extend(checks.into_iter().map(on_member));
         diags
     }
 
@@ -183,8 +184,20 @@ impl Resource<Context> for AccessMember {
         let target = common::canonical(ctx, &resource)
             .await
             .map_err(|d| Failure::new(prior.clone(), d))?;
+        // Right before the write, on a fresh read: nothing changes while an error finding holds.
+        let member = planned.member();
+        let found = binding::checks(ctx, &[member.as_str()], &target, true)
+            .await
+            .map_err(|d| Failure::new(prior.clone(), d))?;
+        let ignore = common::ignored(&planned.ignore_checks);
+        if let Some(d) = validation::report(found, &ignore)
+            .into_iter()
+            .find(Diagnostic::is_error)
+        {
+            return Err(Failure::new(prior, on_member(d)));
+        }
         let key = target.to_string();
-        let (role, member) = (planned.role(), planned.member());
+        let role = planned.role();
         let condition = binding::iam_condition(&planned.condition);
         let written = ctx
             .clients
@@ -281,4 +294,15 @@ impl Resource<Context> for AccessMember {
         model.id = Attr::Known(model.id(&resource.to_string(), title.as_deref()));
         Ok(model)
     }
+}
+
+/// The member checks are written for a binding's `members`; here they belong on `member`.
+fn on_member(mut d: Diagnostic) -> Diagnostic {
+    if d.path
+        .as_ref()
+        .is_some_and(|p| p.to_string().starts_with("members"))
+    {
+        d.path = Some(AttributePath::attr("member"));
+    }
+    d
 }

@@ -46,6 +46,9 @@ pub struct Model {
     pub load_balancing_scheme: Attr<String>,
     pub cloud_run_services: Attr<Vec<String>>,
     pub iap_enabled: Attr<bool>,
+    pub iap_invoker_granted: Attr<bool>,
+    pub invoker_grants: Attr<BTreeSet<String>>,
+    pub checks_after: Attr<Vec<String>>,
     pub oauth2_client_secret_sha256: Attr<String>,
     pub timeouts: Attr<Timeouts>,
 }
@@ -73,6 +76,19 @@ impl Model {
         self.iap_resource_name = Attr::Known(resource);
     }
 
+    /// What the configuration asks for: a change in it is a change the user makes.
+    fn intent(&self) -> impl PartialEq + '_ {
+        (
+            (&self.backend_service, &self.region, &self.project),
+            (&self.oauth2_client_id, &self.oauth2_client_secret),
+            (
+                &self.oauth2_client_secret_wo_version,
+                &self.grant_iap_invoker,
+            ),
+            (&self.ignore_checks, &self.timeouts),
+        )
+    }
+
     /// The client secret the configuration gives (state-stored or write-only), if any.
     fn configured_secret(&self) -> &Attr<String> {
         match &self.oauth2_client_secret {
@@ -81,7 +97,6 @@ impl Model {
         }
     }
 
-    /// What the last read learned about the backend and the services behind it.
     /// `backend_service_id` and `jwt_audience` from the backend service as read.
     fn set_audience(
         &mut self,
@@ -98,6 +113,7 @@ impl Model {
         );
     }
 
+    /// What the last read learned about the backend and the services behind it.
     fn set_read(&mut self, backend: &google::BackendService, facts: &BackendFacts) {
         self.load_balancing_scheme = Attr::from_option(backend.load_balancing_scheme.clone());
         self.cloud_run_services = Attr::Known(facts.services().map(|s| s.label()).collect());
@@ -164,7 +180,12 @@ impl Resource<Context> for BackendIap {
             "The Cloud Run services behind the backend's serverless NEGs, as `location/name`.",
         ))
         .attribute(common::iap_enabled_attribute("backend service"))
-        .attribute(Attribute::string("oauth2_client_secret_sha256").computed().description(
+        .attribute(Attribute::bool("iap_invoker_granted").computed().description(
+            "Whether the IAP service agent holds `roles/run.invoker` on every Cloud Run service behind the backend, as last read. A grant removed outside Terraform, or a serverless NEG added later, shows as drift and the next apply grants it.",
+        ))
+        .attribute(common::invoker_grants_attribute())
+        .attribute(common::checks_after_attribute())
+        .attribute(Attribute::string("oauth2_client_secret_sha256").computed().sensitive().description(
             "SHA-256 of the OAuth client secret as the API reports it; a secret rotated outside Terraform changes it.",
         ))
         .block(timeouts_block(true, true, true)),
@@ -181,6 +202,7 @@ impl Resource<Context> for BackendIap {
 
     async fn plan(&self, ctx: &Context, plan: &mut Plan<Model>) -> Diagnostics {
         let (config, planned) = (&plan.config, &mut plan.planned);
+        let prior = plan.prior.as_ref();
         let mut diags = common::plan_project(ctx, &config.project, &mut planned.project);
         planned.iap_enabled = Attr::Known(true);
         planned.oauth2_client_secret_sha256 =
@@ -189,9 +211,52 @@ impl Resource<Context> for BackendIap {
                 (_, Attr::Known(secret)) => Attr::Known(secret_sha256(secret)),
                 _ => Attr::unknown(),
             };
-        // Unknown until apply: checked then, when Terraform plans again.
-        let Some(r) = planned.backend_ref().filter(|_| !diags.has_errors()) else {
+        let replace = &mut plan.requires_replace;
+        common::plan_project_identity(
+            ctx,
+            prior.map(|p| &p.project),
+            &config.project,
+            &mut planned.project,
+            replace,
+        )
+        .await;
+        let replacing = !replace.is_empty();
+        let grant = planned.grant_iap_invoker.get().copied();
+        match grant {
+            Some(true) => planned.iap_invoker_granted = Attr::Known(true),
+            _ if prior.is_none_or(|p| p.grant_iap_invoker.get() != Some(&false)) => {
+                planned.iap_invoker_granted = Attr::unknown()
+            }
+            _ => {}
+        }
+        let intent_changed = prior.is_some_and(|p| p.intent() != planned.intent());
+        let changing = prior.is_none_or(|p| {
+            replacing
+                || intent_changed
+                || p.iap_enabled != planned.iap_enabled
+                || p.iap_invoker_granted != planned.iap_invoker_granted
+                || p.oauth2_client_secret_sha256 != planned.oauth2_client_secret_sha256
+                || p.checks_after != planned.checks_after
+        });
+        if changing {
+            // What the backend fronts is read at apply: a NEG added in this run (before the
+            // apply reaches this resource) must not make the final plan differ from this one.
+            planned.cloud_run_services = Attr::unknown();
+            planned.invoker_grants = Attr::unknown();
+            if replacing || planned.load_balancing_scheme.is_null() {
+                planned.load_balancing_scheme = Attr::unknown();
+            }
+        }
+        if replacing {
+            planned.id = Attr::unknown();
+            planned.project_number = Attr::unknown();
+            planned.iap_resource_name = Attr::unknown();
+        }
+        if diags.has_errors() {
             return diags;
+        }
+        let Some(r) = planned.backend_ref() else {
+            return diags; // unknown until apply: checked then, when Terraform plans again
         };
         let number = match common::project_number(ctx, &r.project).await {
             Ok(n) => n,
@@ -206,6 +271,15 @@ impl Resource<Context> for BackendIap {
             ctx.custom_oauth_clients
                 .put(resource, !config.oauth2_client_id.is_null());
         }
+        let deferred = validation::timing::checks_after_deferred(
+            prior.map(|p| &p.checks_after),
+            &planned.checks_after,
+        );
+        let at =
+            validation::timing::at_plan(prior.is_none() || replacing, deferred, intent_changed);
+        if at == validation::timing::AtPlan::Deferred {
+            return diags;
+        }
         let facts = match backend_facts(ctx, &r).await {
             Ok(f) => f,
             Err(e) => {
@@ -213,14 +287,16 @@ impl Resource<Context> for BackendIap {
                 return d.at(AttributePath::attr("backend_service")).into();
             }
         };
-        if let Some((backend, facts)) = &facts {
-            planned.set_audience(&r, &number, backend);
-            planned.load_balancing_scheme = Attr::Known(facts.scheme.clone());
-            planned.cloud_run_services = Attr::Known(facts.services().map(|s| s.label()).collect());
-        }
-        let grant = planned.grant_iap_invoker.get().copied();
-        let facts = facts.as_ref().map(|(_, f)| f);
-        diags.extend(checks(ctx, &config.ignore_checks, &r, facts, &number, grant).await);
+        let Some((_, facts)) = facts else {
+            // Not there yet: the configuration may create it in this run; checked at apply.
+            return diags;
+        };
+        let findings = checks(ctx, &r, &facts, &number, grant).await;
+        diags.extend(validation::timing::report_at_plan(
+            findings,
+            &common::ignored(&config.ignore_checks),
+            at,
+        ));
         diags
     }
 
@@ -252,6 +328,16 @@ impl Resource<Context> for BackendIap {
         state.oauth2_client_id = Attr::from_option(client);
         state.oauth2_client_secret_sha256 = Attr::from_option(iap.oauth2_client_secret_sha256);
         state.set_read(&backend, &facts);
+        // The facts carry each service's invoker members already: no second policy read.
+        let agent = Agent::new(&r.project, &number);
+        let granted = facts
+            .services()
+            .all(|s| s.has_invoker(&agent.member) == Some(true));
+        state.iap_invoker_granted = Attr::Known(granted);
+        if state.invoker_grants.is_null() {
+            // A state from before grants were recorded in it, or an import, which added nothing.
+            state.invoker_grants = Attr::Known(BTreeSet::new());
+        }
         Ok(Read::Found(state))
     }
 
@@ -283,7 +369,20 @@ impl Resource<Context> for BackendIap {
                 ))
             }
         }
-        common::revoke_grants(ctx, private, deadline).await
+        let agent = Agent::new(
+            &r.project,
+            prior.project_number.as_deref().unwrap_or_default(),
+        );
+        let mut grants = common::recorded_grants(Some(&prior.invoker_grants), private);
+        common::release_grants(
+            ctx,
+            &agent.member,
+            &mut grants,
+            |_| false,
+            Some(Some(&r)),
+            deadline,
+        )
+        .await
     }
 
     async fn import(&self, ctx: &Context, id: &str) -> Result<Model, Diagnostic> {
@@ -426,98 +525,117 @@ async fn backend_facts(
     Ok(Some((backend, facts)))
 }
 
-/// The plan-time checks of a backend service with IAP (read-only API calls).
+/// The live checks of a backend service with IAP (read-only API calls).
 async fn checks(
     ctx: &Context,
-    ignore_checks: &Attr<BTreeSet<String>>,
     r: &BackendServiceRef,
-    facts: Option<&BackendFacts>,
+    facts: &BackendFacts,
     project_number: &str,
     grant: Option<bool>,
-) -> Diagnostics {
-    let ignore = common::ignored(ignore_checks);
+) -> Vec<validation::Finding> {
     let mut findings = common::project_findings(ctx, &r.project, false).await;
-    let Some(facts) = facts else {
-        let where_ = match region_of(r) {
-            Some(region) => format!("region {region} of project {}", r.project),
-            None => format!("project {} (global)", r.project),
-        };
-        findings.push(validation::target::target_missing(
-            "backend service",
-            &r.name,
-            &where_,
-            AttributePath::attr("backend_service"),
-        ));
-        return validation::report(findings, &ignore);
-    };
     let key = |s| validation::backend::service_key(project_number, s);
     let behind: Vec<String> = facts.services().map(key).collect();
     let planned_direct = ctx.plan_backend_iap(&r.to_string(), &behind);
-    let checks = validation::backend::backend_iap(facts, project_number, grant, &planned_direct);
-    findings.extend(checks);
-    validation::report(findings, &ignore)
+    let project_invokers = common::project_invokers(ctx, &r.project, grant).await;
+    findings.extend(validation::backend::backend_iap(
+        facts,
+        project_number,
+        grant,
+        &planned_direct,
+        project_invokers.as_deref(),
+    ));
+    findings
+}
+
+/// `target_missing` for a backend service still missing at apply.
+fn backend_missing(r: &BackendServiceRef) -> validation::Finding {
+    let where_ = match region_of(r) {
+        Some(region) => format!("region {region} of project {}", r.project),
+        None => format!("project {} (global)", r.project),
+    };
+    validation::target::target_missing(
+        "backend service",
+        &r.name,
+        &where_,
+        AttributePath::attr("backend_service"),
+    )
 }
 
 // ---- create and update ------------------------------------------------------------------------
 
+/// Applies the desired state (create or update): the live checks on a fresh read first (an error
+/// finding stops it with nothing changed), then IAP on the backend, then the agent's grant on every
+/// Cloud Run service behind it. On failure the returned state tells what really exists.
 async fn converge(ctx: &Context, change: Change<'_, Model, Private>) -> Applied<Model> {
-    let (prior, planned, config) = (change.prior, change.planned, change.config);
-    let (deadline, private) = (change.deadline, change.private);
+    let Change {
+        prior,
+        planned,
+        config,
+        deadline,
+        private,
+    } = change;
     let Some(r) = planned.backend_ref() else {
         return Err(common::incomplete_plan(
             prior,
             "project and backend_service",
         ));
     };
-    let creating = prior.is_none();
     let number = match common::project_number(ctx, &r.project).await {
         Ok(n) => n,
         Err(d) => return Err(Failure::new(prior, d)),
     };
+    let grant = planned.grant_iap_invoker.or(true);
+    let ignore = common::ignored(&planned.ignore_checks);
+    // Right before the first change, on a fresh read: nothing changes while an error finding holds.
     let (backend, facts) = match backend_facts(ctx, &r).await {
         Ok(Some(found)) => found,
         Ok(None) => {
-            let d = Diagnostic::error(
-                "Backend service not found",
-                format!("The backend service {r} does not exist."),
-            );
-            return Err(Failure::new(
-                prior,
-                d.at(AttributePath::attr("backend_service")),
-            ));
+            let found = validation::report([backend_missing(&r)], &ignore);
+            let d = found.into_iter().next().unwrap_or_else(|| {
+                Diagnostic::error(
+                    "Backend service not found",
+                    format!("The backend service {r} does not exist."),
+                )
+            });
+            return Err(Failure::new(prior, d));
         }
         Err(e) => {
             let d = common::api_error(&format!("read backend service {r}"), &e);
             return Err(Failure::new(prior, d));
         }
     };
-    let mut state = prior;
+    let found = validation::report(checks(ctx, &r, &facts, &number, Some(grant)).await, &ignore);
+    if let Some(d) = found.into_iter().find(Diagnostic::is_error) {
+        return Err(Failure::new(prior, d));
+    }
     let mut next = planned.clone();
     next.set_identity(&r, &number);
     next.set_audience(&r, &number, &backend);
-    let grant = planned.grant_iap_invoker.or(true);
+    let agent = Agent::new(&r.project, &number);
+    let behind: Vec<ServiceName> = facts
+        .services()
+        .map(|s| ServiceName::new(r.project.as_str(), s.location.as_str(), s.name.as_str()))
+        .collect();
+    let mut grants = common::recorded_grants(prior.as_ref().map(|p| &p.invoker_grants), private);
+    // Recorded in state from now on.
+    private.invoker_grants.clear();
+    let services: Vec<String> = facts.services().map(|s| s.label()).collect();
+    // What exists after a failure part-way, IAP being on.
+    let record = |next: &Model, grants: &BTreeSet<String>| {
+        let mut state = next.clone();
+        state.iap_enabled = Attr::Known(true);
+        state.iap_invoker_granted = Attr::Known(false);
+        state.invoker_grants = Attr::Known(grants.clone());
+        state.cloud_run_services = Attr::Known(services.clone());
+        state.load_balancing_scheme = Attr::from_option(backend.load_balancing_scheme.clone());
+        state.oauth2_client_secret_sha256 = Attr::Null;
+        state
+    };
     if grant {
-        let agent = Agent::new(&r.project, &number);
         if let Err(d) = agent.provision(ctx, deadline).await {
-            return Err(Failure::new(state, d));
+            return Err(Failure::new(prior, d));
         }
-        for s in facts.services() {
-            let name = ServiceName::new(r.project.as_str(), s.location.as_str(), s.name.as_str());
-            // A create that finds IAP already on adopts the agent's grants: they are what an
-            // interrupted earlier apply of this resource left (see docs/reliability.md).
-            let adopt = async { creating && facts.iap_enabled };
-            if let Err(d) = agent.grant(ctx, &name, adopt, private, deadline).await {
-                return Err(Failure::new(state, d));
-            }
-            // A grant exists now: record the object so a failure below leaves nothing unknown.
-            state.get_or_insert_with(|| Model {
-                iap_enabled: Attr::Known(facts.iap_enabled),
-                oauth2_client_secret_sha256: Attr::Null,
-                ..next.clone()
-            });
-        }
-    } else if let Err(d) = common::revoke_grants(ctx, private, deadline).await {
-        return Err(Failure::new(state, d));
     }
     let had_custom_client = backend
         .iap
@@ -541,40 +659,88 @@ async fn converge(ctx: &Context, change: Change<'_, Model, Private>) -> Applied<
             ..IapPatch::default()
         },
     };
-    match ctx
+    // IAP first: should the run stop before the grants, the next apply finds them missing and
+    // adds (and records) them; a grant it finds is never claimed.
+    let updated = match ctx
         .clients
         .compute
         .patch_backend_service_iap(&r, &patch, deadline)
         .await
     {
-        Ok(updated) => {
-            let sha = updated
-                .iap
-                .clone()
-                .unwrap_or_default()
-                .oauth2_client_secret_sha256;
-            if next.load_balancing_scheme.is_unknown() {
-                next.load_balancing_scheme =
-                    Attr::from_option(updated.load_balancing_scheme.clone());
-            }
-            if next.cloud_run_services.is_unknown() {
-                next.cloud_run_services =
-                    Attr::Known(facts.services().map(|s| s.label()).collect());
-            }
-            if next.oauth2_client_secret_sha256.is_unknown() {
-                next.oauth2_client_secret_sha256 = Attr::from_option(sha);
-            }
-            Ok(next)
-        }
+        Ok(updated) => updated,
         Err(e) => {
-            // A failed create undoes its grants and leaves no state: a tainted object would
-            // be replaced, and Terraform hands the destroy half of a replacement no private
-            // state, so the grants recorded there would be left behind.
-            if creating && common::revoke_grants(ctx, private, deadline).await.is_ok() {
-                state = None;
-            }
             let d = common::api_error(&format!("enable IAP on backend service {r}"), &e);
-            Err(Failure::new(state, d))
+            // The change may have landed (an operation that timed out): report what is there.
+            let on = ctx
+                .clients
+                .compute
+                .backend_service(&r)
+                .await
+                .ok()
+                .map(|b| b.iap_enabled());
+            let keep = |p: &mut Model, on: Option<bool>| {
+                p.iap_enabled = on.map_or(p.iap_enabled.clone(), Attr::Known);
+                p.invoker_grants = Attr::Known(grants.clone());
+            };
+            let landed = || record(&next, &grants);
+            let state = common::after_failed_enable(prior, on, landed, keep);
+            return Err(Failure::new(state, d));
+        }
+    };
+    if grant {
+        for name in &behind {
+            match agent.grant(ctx, name, deadline).await {
+                Ok(true) => {
+                    grants.insert(name.to_string());
+                }
+                Ok(false) => {}
+                Err(d) => return Err(Failure::new(Some(record(&next, &grants)), d)),
+            }
         }
     }
+    // Grants it added that it no longer needs: on services no longer behind the backend (unless
+    // another IAP path needs them), or all of them once grant_iap_invoker is false.
+    let behind_keys: BTreeSet<String> = behind.iter().map(|n| n.to_string()).collect();
+    let released = if grant {
+        let keep = |k: &str| behind_keys.contains(k);
+        common::release_grants(
+            ctx,
+            &agent.member,
+            &mut grants,
+            keep,
+            Some(Some(&r)),
+            deadline,
+        )
+        .await
+    } else {
+        common::release_grants(ctx, &agent.member, &mut grants, |_| false, None, deadline).await
+    };
+    if let Err(d) = released {
+        return Err(Failure::new(Some(record(&next, &grants)), d));
+    }
+    let sha = updated
+        .iap
+        .clone()
+        .unwrap_or_default()
+        .oauth2_client_secret_sha256;
+    next.load_balancing_scheme = Attr::from_option(updated.load_balancing_scheme.clone());
+    next.cloud_run_services = Attr::Known(services.clone());
+    if next.oauth2_client_secret_sha256.is_unknown() {
+        next.oauth2_client_secret_sha256 = Attr::from_option(sha);
+    }
+    let granted = grant || agent_granted_everywhere(ctx, &agent, &behind).await;
+    next.iap_enabled = Attr::Known(true);
+    next.iap_invoker_granted = Attr::Known(granted);
+    next.invoker_grants = Attr::Known(grants);
+    Ok(next)
+}
+
+/// Whether the agent holds roles/run.invoker on every one of `services` (false when unreadable).
+async fn agent_granted_everywhere(ctx: &Context, agent: &Agent, services: &[ServiceName]) -> bool {
+    for name in services {
+        if !agent.granted(ctx, name).await.unwrap_or(false) {
+            return false;
+        }
+    }
+    true
 }

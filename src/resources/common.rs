@@ -2,7 +2,7 @@
 //! IAP service agent and the invoker grants it is given, and the reads plan-time checks need.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::context::Context;
 use crate::framework::{Attr, Attribute, AttributePath, Diagnostic, Diagnostics, Failure};
@@ -105,6 +105,11 @@ pub fn plan_project(
     if !config.is_null() {
         return Diagnostics::new();
     }
+    if ctx.project_unknown() {
+        // The provider's project comes from a resource not applied yet: not the environment's.
+        *planned = Attr::unknown();
+        return Diagnostics::new();
+    }
     match ctx.project(None) {
         Some(p) => {
             *planned = Attr::from(p);
@@ -191,16 +196,31 @@ pub async fn run_service_facts(
         Err(e) if e.is_permission_denied() => None,
         Err(e) => return Err(e),
     };
-    Ok(Some(RunServiceFacts {
-        location: name.location.clone(),
-        name: name.service.clone(),
+    Ok(Some(service_facts(
+        &name.location,
+        &name.service,
+        &service,
+        invoker_members,
+    )))
+}
+
+/// The check facts of a Cloud Run service as read, with its invoker members (`None`: unknown).
+pub fn service_facts(
+    location: &str,
+    name: &str,
+    service: &google::RunService,
+    invoker_members: Option<Vec<String>>,
+) -> RunServiceFacts {
+    RunServiceFacts {
+        location: location.to_string(),
+        name: name.to_string(),
         iap_enabled: service.iap_enabled,
         ingress: service.ingress.clone().unwrap_or_default(),
         default_uri_disabled: service.default_uri_disabled,
         invoker_iam_disabled: service.invoker_iam_disabled,
         h2c: service.uses_h2c(),
         invoker_members,
-    }))
+    }
 }
 
 /// Whether the Cloud Run service or backend service behind an IAP resource exists.
@@ -322,36 +342,45 @@ impl Agent {
             .map_err(|e| api_error("provision the IAP service agent", &e))
     }
 
-    /// Grants the agent roles/run.invoker on `service`, recording it in `private` when this call
-    /// added it or `adopt` says it is this resource's own from an interrupted earlier apply.
+    /// Grants the agent roles/run.invoker on `service`; true when this call added it (a grant
+    /// found in place is somebody else's and never claimed). Right after the agent is provisioned
+    /// IAM may not know it yet (400 "Service account ... does not exist"): retried until `deadline`,
+    /// then the error names the agent.
     pub async fn grant(
         &self,
         ctx: &Context,
         service: &ServiceName,
-        adopt: impl std::future::Future<Output = bool>,
-        private: &mut Private,
         deadline: Instant,
-    ) -> Result<(), Diagnostic> {
-        let mut added = false;
-        ctx.clients
-            .run
-            .modify_iam_policy(service, deadline, |policy| {
-                added = policy.add_member(INVOKER_ROLE, &self.member, None);
-                added
-            })
-            .await
-            .map_err(|e| {
-                api_error(
-                    &format!("grant roles/run.invoker on {service} to the IAP service agent"),
-                    &e,
-                )
-            })?;
-        if added || adopt.await {
-            private
-                .invoker_grants
-                .insert(service.to_string(), self.member.clone());
+    ) -> Result<bool, Diagnostic> {
+        let mut pause = Duration::from_millis(500);
+        loop {
+            let mut added = false;
+            let result = ctx
+                .clients
+                .run
+                .modify_iam_policy(service, deadline, |policy| {
+                    added = policy.add_member(INVOKER_ROLE, &self.member, None);
+                    added
+                })
+                .await;
+            let doing = format!("grant roles/run.invoker on {service} to the IAP service agent");
+            match result {
+                Ok(_) => return Ok(added),
+                Err(e) if is_agent_not_propagated(&e) => {
+                    if Instant::now() + pause >= deadline {
+                        let e = e.with_hint(format!(
+                            "The IAP service agent {} was still unknown to IAM when the timeout ran out; Google takes a while to propagate a new agent. Apply again, or raise the resource's timeouts",
+                            self.member
+                        ));
+                        return Err(api_error(&doing, &e));
+                    }
+                    tracing::debug!(%service, agent = %self.member, "IAP service agent not propagated yet; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => return Err(api_error(&doing, &e)),
+            }
         }
-        Ok(())
     }
 
     /// Whether the agent holds roles/run.invoker on `service` now (false when unreadable).
@@ -365,23 +394,136 @@ impl Agent {
     }
 }
 
-/// Removes every invoker grant `private` records, forgetting each one removed; the first failure
-/// is returned after trying them all.
-pub async fn revoke_grants(
+/// Whether an error says the IAP service agent named in a policy does not exist yet: Google
+/// propagates a just-provisioned agent for a while (400 "Service account ... does not exist").
+fn is_agent_not_propagated(error: &google::Error) -> bool {
+    error.http_status() == Some(400) && {
+        let message = error.message();
+        message.contains("does not exist") && message.contains("gcp-sa-iap")
+    }
+}
+
+/// The grants an earlier apply recorded: the state's `invoker_grants`, and those a state written
+/// by an older version kept in private state (they move to the state on the next apply).
+pub fn recorded_grants(
+    state: Option<&Attr<BTreeSet<String>>>,
+    private: &Private,
+) -> BTreeSet<String> {
+    let mut grants = state.and_then(Attr::get).cloned().unwrap_or_default();
+    grants.extend(
+        private
+            .invoker_grants
+            .keys()
+            .filter_map(|k| parse_service_key(k).ok())
+            .map(|s| s.to_string()),
+    );
+    grants
+}
+
+/// The IAP-enabled paths that still route to a Cloud Run service: its own direct IAP (when
+/// `direct`) and every backend service with IAP on (global, or in the service's region) over a
+/// serverless NEG for it, except `except`. Described for diagnostics.
+pub async fn iap_paths_to(
     ctx: &Context,
-    private: &mut Private,
+    name: &ServiceName,
+    direct: bool,
+    except: Option<&google::BackendServiceRef>,
+) -> Result<Vec<String>, google::Error> {
+    let mut paths = Vec::new();
+    if direct {
+        match ctx.clients.run.service(name).await {
+            Ok(s) if s.iap_enabled => paths.push(format!("direct IAP on {name}")),
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => return Ok(paths),
+            Err(e) => return Err(e),
+        }
+    }
+    let compute = &ctx.clients.compute;
+    let negs: Vec<String> = compute
+        .network_endpoint_groups(&name.project, &name.location)
+        .await?
+        .into_iter()
+        .filter(|n| {
+            n.cloud_run.as_ref().and_then(|r| r.service.as_deref()) == Some(name.service.as_str())
+        })
+        .map(|n| n.name)
+        .collect();
+    if negs.is_empty() {
+        return Ok(paths);
+    }
+    for scope in [
+        google::Scope::Global,
+        google::Scope::Region(name.location.clone()),
+    ] {
+        for backend in compute.backend_services(&name.project, &scope).await? {
+            let this = match &scope {
+                google::Scope::Global => {
+                    google::BackendServiceRef::global(name.project.as_str(), backend.name.as_str())
+                }
+                google::Scope::Region(r) => google::BackendServiceRef::regional(
+                    name.project.as_str(),
+                    r.as_str(),
+                    backend.name.as_str(),
+                ),
+            };
+            if except.is_some_and(|e| e.to_string() == this.to_string()) || !backend.iap_enabled() {
+                continue;
+            }
+            let fronts = backend.backend_groups.iter().any(|g| {
+                let mut parts = g.rsplit('/');
+                let neg = parts.next().unwrap_or_default();
+                let _collection = parts.next();
+                parts.next() == Some(name.location.as_str()) && negs.iter().any(|n| n == neg)
+            });
+            if fronts {
+                paths.push(format!("backend service {this} (IAP on)"));
+            }
+        }
+    }
+    Ok(paths)
+}
+
+/// Removes the recorded grants of `member` but those `keep` names (forgetting each one removed),
+/// except, when `except` is given, where another IAP-enabled path than `except` still routes to
+/// the service: such a grant stays, and is
+/// forgotten too (whoever manages that path owns it now). A lookup failure keeps the grant:
+/// removing access someone may need is worse than leaving it. The first failure is returned after
+/// trying them all.
+pub async fn release_grants(
+    ctx: &Context,
+    member: &str,
+    grants: &mut BTreeSet<String>,
+    keep: impl Fn(&str) -> bool,
+    except: Option<Option<&google::BackendServiceRef>>,
     deadline: Instant,
 ) -> Result<(), Diagnostic> {
     let mut first_error = None;
-    for (key, member) in private.invoker_grants.clone() {
+    for key in grants.clone() {
+        if keep(&key) {
+            continue;
+        }
         let Ok(name) = parse_service_key(&key) else {
+            grants.remove(&key);
             continue;
         };
+        // `except: None`: revoke regardless (the resource stops granting, by configuration).
+        let still_needed = match except {
+            None => false,
+            Some(except) => match iap_paths_to(ctx, &name, true, except).await {
+                Ok(paths) => !paths.is_empty(),
+                Err(_) => true,
+            },
+        };
+        if still_needed {
+            tracing::info!(service = %name, "invoker grant kept: another IAP-enabled path still routes to the service");
+            grants.remove(&key);
+            continue;
+        }
         let revoked = ctx
             .clients
             .run
             .modify_iam_policy(&name, deadline, |policy| {
-                policy.remove_member(INVOKER_ROLE, &member, None)
+                policy.remove_member(INVOKER_ROLE, member, None)
             })
             .await;
         match revoked {
@@ -393,9 +535,91 @@ pub async fn revoke_grants(
                 continue;
             }
         }
-        private.invoker_grants.remove(&key);
+        grants.remove(&key);
     }
     first_error.map_or(Ok(()), Err)
+}
+
+/// The unconditional `roles/run.invoker` members of a project's own policy, read only when
+/// `missing_invoker` can fire (`grant_iap_invoker` false); `None` when not read or unreadable.
+pub async fn project_invokers(
+    ctx: &Context,
+    project: &str,
+    grant: Option<bool>,
+) -> Option<Vec<String>> {
+    if grant != Some(false) {
+        return None;
+    }
+    ctx.clients
+        .resource_manager
+        .project_iam_policy(project)
+        .await
+        .ok()
+        .map(|p| p.members(INVOKER_ROLE, None))
+}
+
+/// Plans `project` for an attribute that defaults to the provider's: an effective change (a new
+/// provider default) replaces the resource; a project id and its number name the same project and
+/// change nothing.
+pub async fn plan_project_identity(
+    ctx: &Context,
+    prior: Option<&Attr<String>>,
+    config: &Attr<String>,
+    planned: &mut Attr<String>,
+    requires_replace: &mut Vec<AttributePath>,
+) {
+    let path = AttributePath::attr("project");
+    let (Some(before), Some(now)) = (prior.and_then(Attr::get), planned.get()) else {
+        return;
+    };
+    if before == now {
+        return;
+    }
+    let same = match (ctx.project_info(before).await, ctx.project_info(now).await) {
+        (Ok(a), Ok(b)) => a.project_number == b.project_number,
+        _ => false,
+    };
+    if same {
+        requires_replace.retain(|p| *p != path);
+        if config.is_null() {
+            *planned = Attr::Known(before.clone());
+        }
+    } else if !requires_replace.contains(&path) {
+        requires_replace.push(path);
+    }
+}
+
+/// A different effective value of `attribute` (`location`, `role`: their defaults may change)
+/// replaces the resource.
+pub fn replace_on_change<T: PartialEq>(
+    prior: Option<&Attr<T>>,
+    planned: &Attr<T>,
+    attribute: &str,
+    requires_replace: &mut Vec<AttributePath>,
+) {
+    let path = AttributePath::attr(attribute);
+    let changed = match (prior.and_then(Attr::get), planned.get()) {
+        (Some(before), Some(now)) => before != now,
+        _ => false,
+    };
+    if changed && !requires_replace.contains(&path) {
+        requires_replace.push(path);
+    }
+}
+
+/// The `invoker_grants` attribute: the grants this resource added, recorded in state so that a
+/// destroy (a replacement's destroy half included) can undo exactly them.
+pub fn invoker_grants_attribute() -> Attribute {
+    Attribute::string_set("invoker_grants").computed().description(
+        "The Cloud Run services (`projects/{project}/locations/{location}/services/{name}`) on which this resource added `roles/run.invoker` for the IAP service agent. Destroying the resource removes exactly these grants (a grant that existed before is never claimed), unless another IAP-enabled path still routes to the service.",
+    )
+}
+
+/// The `checks_after` attribute: the one-run fix path (docs/checks.md).
+pub fn checks_after_attribute() -> Attribute {
+    Attribute::string_list("checks_after").optional().description(
+        "Values of the resources whose change in this run fixes a finding (for example `[tostring(google_compute_backend_service.app.enable_cdn)]` or a `terraform_data` id). While one is unknown at plan, or differs from the last apply, the live checks wait for apply and run there on a fresh read, after those resources, before any change. See the one-run fix path in the checks documentation.",
+    )
 }
 
 /// Parses the `project/location/name` keys of [`Private::invoker_grants`].
@@ -404,5 +628,24 @@ fn parse_service_key(key: &str) -> Result<ServiceName, String> {
     match (parsed.project, parsed.location) {
         (Some(p), Some(l)) => Ok(ServiceName::new(p, l, parsed.service)),
         _ => Err(format!("{key:?} is not a full service name")),
+    }
+}
+
+/// The state a failed switch of IAP to on leaves: on create, the object `landed` describes when
+/// the change landed anyway (`on`: IAP as read after the failure, e.g. an operation that timed
+/// out) and nothing otherwise; on update, the prior object as `keep` corrects it.
+pub fn after_failed_enable<M>(
+    prior: Option<M>,
+    on: Option<bool>,
+    landed: impl FnOnce() -> M,
+    keep: impl FnOnce(&mut M, Option<bool>),
+) -> Option<M> {
+    match prior {
+        None if on == Some(true) => Some(landed()),
+        None => None,
+        Some(mut p) => {
+            keep(&mut p, on);
+            Some(p)
+        }
     }
 }

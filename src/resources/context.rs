@@ -12,6 +12,9 @@ pub struct Context {
     default_project: Option<String>,
     /// The provider's default region, if any.
     default_region: Option<String>,
+    /// The provider block's project / region is unknown at plan (it comes from a resource not
+    /// applied yet): resources that default to it plan an unknown value, not the environment's.
+    unknown_defaults: (bool, bool),
     pub clients: google::Clients,
     /// Projects by id or number, read once per process.
     projects: Coalesced<Arc<google::Project>>,
@@ -58,6 +61,7 @@ impl Context {
         Self {
             default_project,
             default_region,
+            unknown_defaults: (false, false),
             clients,
             projects: Coalesced::default(),
             policies: Coalesced::default(),
@@ -67,6 +71,22 @@ impl Context {
             planned_iap: Default::default(),
             planned_access: Default::default(),
         }
+    }
+
+    /// Marks the provider's project and/or region as unknown in this plan.
+    pub fn with_unknown_defaults(mut self, project: bool, region: bool) -> Self {
+        self.unknown_defaults = (project, region);
+        self
+    }
+
+    /// Whether the provider's project is unknown in this plan.
+    pub fn project_unknown(&self) -> bool {
+        self.unknown_defaults.0
+    }
+
+    /// Whether the provider's region is unknown in this plan.
+    pub fn region_unknown(&self) -> bool {
+        self.unknown_defaults.1
     }
 
     /// The project to use: the resource's own, else the provider's.

@@ -7,10 +7,11 @@
 
 use std::sync::Arc;
 
-use crate::framework::{typed, AnyDataSource, AnyResource};
+use crate::framework::{typed, typed_data_source, AnyDataSource, AnyResource};
 
 pub mod access_binding;
 pub mod access_member;
+pub mod audit;
 pub mod backend_iap;
 pub mod cache;
 mod common;
@@ -33,5 +34,5 @@ pub fn all() -> Vec<Arc<dyn AnyResource<Context>>> {
 
 /// Every data source the provider serves.
 pub fn data_sources() -> Vec<Arc<dyn AnyDataSource<Context>>> {
-    vec![]
+    vec![typed_data_source(audit::Audit)]
 }

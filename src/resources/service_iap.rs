@@ -39,6 +39,8 @@ pub struct Model {
     pub uri: Attr<String>,
     pub iap_enabled: Attr<bool>,
     pub iap_invoker_granted: Attr<bool>,
+    pub invoker_grants: Attr<BTreeSet<String>>,
+    pub checks_after: Attr<Vec<String>>,
     pub timeouts: Attr<Timeouts>,
 }
 
@@ -51,6 +53,14 @@ impl Model {
             location.as_str(),
             self.service.get()?.as_str(),
         ))
+    }
+
+    /// What the configuration asks for: a change in it is a change the user makes.
+    fn intent(&self) -> impl PartialEq + '_ {
+        (
+            (&self.service, &self.location, &self.project),
+            (&self.grant_iap_invoker, &self.ignore_checks, &self.timeouts),
+        )
     }
 
     /// Fills the identity attributes that follow from the project number.
@@ -106,6 +116,8 @@ impl Resource<Context> for ServiceIap {
         .attribute(Attribute::bool("iap_invoker_granted").computed().description(
             "Whether the IAP service agent holds `roles/run.invoker` on the service as last read.",
         ))
+        .attribute(common::invoker_grants_attribute())
+        .attribute(common::checks_after_attribute())
         .block(timeouts_block(true, true, true)),
     )
     }
@@ -119,8 +131,11 @@ impl Resource<Context> for ServiceIap {
 
     async fn plan(&self, ctx: &Context, plan: &mut Plan<Model>) -> Diagnostics {
         let (config, planned) = (&plan.config, &mut plan.planned);
+        let prior = plan.prior.as_ref();
         let mut diags = common::plan_project(ctx, &config.project, &mut planned.project);
-        if config.location.is_null() {
+        if config.location.is_null() && ctx.region_unknown() {
+            planned.location = Attr::unknown();
+        } else if config.location.is_null() {
             match ctx.region(None) {
                 Some(region) => planned.location = region.into(),
                 None => diags.attribute_error(
@@ -130,12 +145,33 @@ impl Resource<Context> for ServiceIap {
                 ),
             }
         }
+        // A new provider default is a new target: replace, never move IAP in place.
+        let replace = &mut plan.requires_replace;
+        common::plan_project_identity(
+            ctx,
+            prior.map(|p| &p.project),
+            &config.project,
+            &mut planned.project,
+            replace,
+        )
+        .await;
+        common::replace_on_change(
+            prior.map(|p| &p.location),
+            &planned.location,
+            "location",
+            replace,
+        );
+        let replacing = !replace.is_empty();
+        if replacing {
+            planned.id = Attr::unknown();
+            planned.project_number = Attr::unknown();
+            planned.iap_resource_name = Attr::unknown();
+            planned.iap_service_agent = Attr::unknown();
+            planned.uri = Attr::unknown();
+        }
         let grant = planned.grant_iap_invoker.get().copied();
         planned.iap_enabled = Attr::Known(true);
-        let prior_grant = plan
-            .prior
-            .as_ref()
-            .map(|p| p.grant_iap_invoker.get().copied());
+        let prior_grant = prior.map(|p| p.grant_iap_invoker.get().copied());
         match grant {
             Some(true) => planned.iap_invoker_granted = Attr::Known(true),
             // Turning the grant off may revoke it; otherwise whoever manages the grant keeps it as read.
@@ -144,16 +180,41 @@ impl Resource<Context> for ServiceIap {
             }
             _ => {}
         }
-        // Unknown until apply: checked then, when Terraform plans again.
-        let Some(name) = planned.service_name().filter(|_| !diags.has_errors()) else {
+        let intent_changed = prior.is_some_and(|p| p.intent() != planned.intent());
+        let changing = prior.is_none_or(|p| {
+            replacing
+                || intent_changed
+                || p.iap_enabled != planned.iap_enabled
+                || p.iap_invoker_granted != planned.iap_invoker_granted
+        });
+        if changing {
+            // What this resource adds is learnt at apply.
+            planned.invoker_grants = Attr::unknown();
+        }
+        if diags.has_errors() {
             return diags;
+        }
+        let Some(name) = planned.service_name() else {
+            return diags; // unknown until apply: checked then, when Terraform plans again
         };
-        match common::project_number(ctx, &name.project).await {
-            Ok(number) => {
-                planned.set_identity(&name, &number);
-                diags.extend(checks(ctx, &config.ignore_checks, &name, &number, grant).await);
-            }
-            Err(d) => diags.push(d.at(AttributePath::attr("project"))),
+        let number = match common::project_number(ctx, &name.project).await {
+            Ok(n) => n,
+            Err(d) => return d.at(AttributePath::attr("project")).into(),
+        };
+        planned.set_identity(&name, &number);
+        let deferred = validation::timing::checks_after_deferred(
+            prior.map(|p| &p.checks_after),
+            &planned.checks_after,
+        );
+        let at =
+            validation::timing::at_plan(prior.is_none() || replacing, deferred, intent_changed);
+        match checks(ctx, &name, &number, grant, false).await {
+            Ok(findings) => diags.extend(validation::timing::report_at_plan(
+                findings,
+                &common::ignored(&config.ignore_checks),
+                at,
+            )),
+            Err(d) => diags.push(d),
         }
         diags
     }
@@ -189,6 +250,11 @@ impl Resource<Context> for ServiceIap {
             )
         })?;
         state.iap_invoker_granted = Attr::Known(granted);
+        if state.invoker_grants.is_null() {
+            // A state from before grants were recorded in it (the private state still holds
+            // them until the next apply), or an import, which added nothing.
+            state.invoker_grants = Attr::Known(BTreeSet::new());
+        }
         Ok(Read::Found(state))
     }
 
@@ -216,7 +282,20 @@ impl Resource<Context> for ServiceIap {
                 ))
             }
         }
-        common::revoke_grants(ctx, private, deadline).await
+        let agent = Agent::new(
+            &name.project,
+            prior.project_number.as_deref().unwrap_or_default(),
+        );
+        let mut grants = common::recorded_grants(Some(&prior.invoker_grants), private);
+        common::release_grants(
+            ctx,
+            &agent.member,
+            &mut grants,
+            |_| false,
+            Some(None),
+            deadline,
+        )
+        .await
     }
 
     async fn import(&self, ctx: &Context, id: &str) -> Result<Model, Diagnostic> {
@@ -241,28 +320,43 @@ impl Resource<Context> for ServiceIap {
     }
 }
 
-/// The plan-time checks of a service with direct IAP (read-only API calls).
+/// The live checks of a service with direct IAP (read-only API calls). `at_apply`: a missing
+/// service is an error only then (at plan the configuration may still create it).
 async fn checks(
     ctx: &Context,
-    ignore_checks: &Attr<BTreeSet<String>>,
     name: &ServiceName,
     project_number: &str,
     grant: Option<bool>,
-) -> Diagnostics {
-    let ignore = common::ignored(ignore_checks);
+    at_apply: bool,
+) -> Result<Vec<validation::Finding>, Diagnostic> {
     let mut findings = common::project_findings(ctx, &name.project, true).await;
     match common::run_service_facts(ctx, name).await {
-        Ok(None) => findings.push(validation::target::target_missing(
+        Ok(None) if at_apply => findings.push(validation::target::target_missing(
             "Cloud Run service",
             &name.service,
             &format!("{} of project {}", name.location, name.project),
             AttributePath::attr("service"),
         )),
+        Ok(None) => return Ok(vec![]),
         Ok(Some(facts)) => {
             let key = format!("{project_number}/{}/{}", name.location, name.service);
-            let fronting = ctx.plan_direct_iap(&key);
-            let checks = validation::service::direct_iap(&facts, &fronting, project_number, grant);
-            findings.extend(checks);
+            let mut fronting = ctx.plan_direct_iap(&key);
+            // Seen from the service: a live IAP-enabled backend in front of it.
+            if let Ok(paths) = common::iap_paths_to(ctx, name, false, None).await {
+                fronting.extend(
+                    paths
+                        .iter()
+                        .map(|p| p.trim_start_matches("backend service ").to_string()),
+                );
+            }
+            let project_invokers = common::project_invokers(ctx, &name.project, grant).await;
+            findings.extend(validation::service::direct_iap(
+                &facts,
+                &fronting,
+                project_number,
+                grant,
+                project_invokers.as_deref(),
+            ));
             if findings.iter().any(|f| f.check == "no_organization")
                 && has_custom_client(ctx, name, project_number).await
             {
@@ -271,12 +365,13 @@ async fn checks(
             }
         }
         Err(e) => {
-            return common::api_error(&format!("read Cloud Run service {name}"), &e)
-                .at(AttributePath::attr("service"))
-                .into()
+            return Err(
+                common::api_error(&format!("read Cloud Run service {name}"), &e)
+                    .at(AttributePath::attr("service")),
+            )
         }
     }
-    validation::report(findings, &ignore)
+    Ok(findings)
 }
 
 /// Whether the service's IAP settings name a custom OAuth client (known from a settings resource
@@ -295,77 +390,106 @@ async fn has_custom_client(ctx: &Context, name: &ServiceName, project_number: &s
 
 // ---- create and update ------------------------------------------------------------------------
 
-/// Applies the desired state (create or update) step by step; on failure the returned state tells
-/// what really exists so the next apply converges.
+/// Applies the desired state (create or update): the live checks on a fresh read first (an error
+/// finding stops it with nothing changed), then IAP on, then the agent's grant. On failure the
+/// returned state tells what really exists, the grants added included.
 async fn converge(ctx: &Context, change: Change<'_, Model, Private>) -> Applied<Model> {
-    let (planned, deadline, private) = (change.planned, change.deadline, change.private);
+    let Change {
+        prior,
+        planned,
+        deadline,
+        private,
+        ..
+    } = change;
     let Some(name) = planned.service_name() else {
         return Err(common::incomplete_plan(
-            change.prior,
+            prior,
             "project, location and service",
         ));
     };
-    let creating = change.prior.is_none();
-    // What exists before this apply changes anything.
-    let mut state = change.prior;
     let number = match common::project_number(ctx, &name.project).await {
         Ok(n) => n,
-        Err(d) => return Err(Failure::new(state, d)),
+        Err(d) => return Err(Failure::new(prior, d)),
     };
+    let grant = planned.grant_iap_invoker.or(true);
+    // Right before the first change, on a fresh read: nothing changes while an error finding holds.
+    match checks(ctx, &name, &number, Some(grant), true).await {
+        Ok(findings) => {
+            let found = validation::report(findings, &common::ignored(&planned.ignore_checks));
+            if let Some(d) = found.into_iter().find(Diagnostic::is_error) {
+                return Err(Failure::new(prior, d));
+            }
+        }
+        Err(d) => return Err(Failure::new(prior, d)),
+    }
     let mut next = planned.clone();
     next.set_identity(&name, &number);
     let agent = Agent::new(&name.project, &number);
-    let grant = planned.grant_iap_invoker.or(true);
+    let key = name.to_string();
+    let mut grants = common::recorded_grants(prior.as_ref().map(|p| &p.invoker_grants), private);
+    // Recorded in state from now on.
+    private.invoker_grants.clear();
+    // What exists after a failure part-way, IAP being on.
+    let record = |next: &Model, grants: &BTreeSet<String>| {
+        let mut state = next.clone();
+        state.iap_enabled = Attr::Known(true);
+        state.uri = Attr::from_option(state.uri.get().cloned());
+        state.iap_invoker_granted = Attr::Known(grants.contains(&key));
+        state.invoker_grants = Attr::Known(grants.clone());
+        state
+    };
     if grant {
-        // A create that finds IAP already on adopts the agent's grant: it is what an
-        // interrupted earlier apply of this resource left (see docs/reliability.md).
-        let adopt = async {
-            creating
-                && ctx
-                    .clients
-                    .run
-                    .service(&name)
-                    .await
-                    .is_ok_and(|s| s.iap_enabled)
-        };
-        let granted = match agent.provision(ctx, deadline).await {
-            Ok(()) => agent.grant(ctx, &name, adopt, private, deadline).await,
-            Err(d) => Err(d),
-        };
-        if let Err(d) = granted {
-            return Err(Failure::new(state, d));
+        if let Err(d) = agent.provision(ctx, deadline).await {
+            return Err(Failure::new(prior, d));
         }
-        // The grant exists now: record the object so a failure below leaves nothing unknown to Terraform.
-        let recorded = state.get_or_insert_with(|| Model {
-            iap_enabled: Attr::Known(false),
-            uri: Attr::Null,
-            ..next.clone()
-        });
-        recorded.iap_invoker_granted = Attr::Known(true);
-    } else if let Err(d) = common::revoke_grants(ctx, private, deadline).await {
-        return Err(Failure::new(state, d));
     }
-    match ctx.clients.run.set_iap_enabled(&name, true, deadline).await {
-        Ok(service) => {
-            next.uri = Attr::from_option(service.uri.clone());
-            if !grant {
-                let granted = agent.granted(ctx, &name).await.unwrap_or(false);
-                next.iap_invoker_granted = Attr::Known(granted);
-            }
-            Ok(next)
-        }
+    // IAP first: should the run stop before the grant, the next apply finds IAP on and no grant,
+    // and adds (and records) it; a grant it finds is never claimed.
+    let service = match ctx.clients.run.set_iap_enabled(&name, true, deadline).await {
+        Ok(service) => service,
         Err(e) => {
             let mut d = common::api_error(&format!("enable IAP on Cloud Run service {name}"), &e);
             if e.is_not_found() {
                 d = d.at(AttributePath::attr("service"));
             }
-            // A failed create undoes its grant and leaves no state: a tainted object would be
-            // replaced, and Terraform hands the destroy half of a replacement no private
-            // state, so the grant recorded there would be left behind.
-            if creating && common::revoke_grants(ctx, private, deadline).await.is_ok() {
-                state = None;
-            }
-            Err(Failure::new(state, d))
+            // The change may have landed (an operation that timed out): report what is there.
+            let on = ctx
+                .clients
+                .run
+                .service(&name)
+                .await
+                .ok()
+                .map(|s| s.iap_enabled);
+            let keep = |p: &mut Model, on: Option<bool>| {
+                p.iap_enabled = on.map_or(p.iap_enabled.clone(), Attr::Known);
+                p.invoker_grants = Attr::Known(grants.clone());
+            };
+            let landed = || record(&next, &grants);
+            let state = common::after_failed_enable(prior, on, landed, keep);
+            return Err(Failure::new(state, d));
         }
+    };
+    next.uri = Attr::from_option(service.uri.clone());
+    if grant {
+        match agent.grant(ctx, &name, deadline).await {
+            Ok(true) => {
+                grants.insert(key.clone());
+            }
+            Ok(false) => {}
+            Err(d) => return Err(Failure::new(Some(record(&next, &grants)), d)),
+        }
+        next.iap_invoker_granted = Attr::Known(true);
+    } else {
+        let released =
+            common::release_grants(ctx, &agent.member, &mut grants, |_| false, None, deadline)
+                .await;
+        if let Err(d) = released {
+            return Err(Failure::new(Some(record(&next, &grants)), d));
+        }
+        let granted = agent.granted(ctx, &name).await.unwrap_or(false);
+        next.iap_invoker_granted = Attr::Known(granted);
     }
+    next.iap_enabled = Attr::Known(true);
+    next.invoker_grants = Attr::Known(grants);
+    Ok(next)
 }

@@ -328,12 +328,14 @@ pub fn service_key(project_number: &str, s: &RunServiceFacts) -> String {
 }
 
 /// Every check of a backend service with IAP and the services behind it; `planned_direct` are
-/// those services (by [`service_key`]) planned with direct IAP in this run.
+/// those services (by [`service_key`]) planned with direct IAP in this run; `project_invokers` the
+/// project's own invoker members when read.
 pub fn backend_iap(
     facts: &BackendFacts,
     project_number: &str,
     grant: Option<bool>,
     planned_direct: &[String],
+    project_invokers: Option<&[String]>,
 ) -> Vec<Finding> {
     let mut findings = passthrough_lb(facts);
     findings.extend(cdn_enabled(facts));
@@ -353,7 +355,12 @@ pub fn backend_iap(
             AttributePath::attr("backend_service"),
         ));
         if let Some(grant) = grant {
-            findings.extend(service::missing_invoker(s, project_number, grant));
+            findings.extend(service::missing_invoker_in_project(
+                s,
+                project_number,
+                grant,
+                project_invokers,
+            ));
         }
     }
     findings

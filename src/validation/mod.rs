@@ -176,9 +176,12 @@ pub const CATALOGUE: &[Check] = &[
     },
 ];
 
-/// The catalogue entry of a check name.
+/// The catalogue entry of a check name (the audit-only rules included).
 pub fn check(name: &str) -> Option<&'static Check> {
-    CATALOGUE.iter().find(|c| c.name == name)
+    CATALOGUE
+        .iter()
+        .chain(exposure::AUDIT_RULES)
+        .find(|c| c.name == name)
 }
 
 /// One problem a check found, before `ignore_checks` and severity are applied.
@@ -204,10 +207,25 @@ impl Finding {
         }
     }
 
+    /// The check's severity (an error for a name outside the catalogue).
+    pub fn severity(&self) -> Severity {
+        check(self.check).map_or(Severity::Error, |c| c.severity)
+    }
+
+    /// What breaks, the fix and the source, from the catalogue ("" for an unknown check).
+    pub fn explanation(&self) -> String {
+        check(self.check).map_or_else(String::new, |c| {
+            format!(
+                "What breaks: {}\nFix: {}\nSource: {}",
+                c.consequence, c.fix, c.source
+            )
+        })
+    }
+
     /// The diagnostic Terraform shows: summary naming the check, detail with cause, consequence and fix.
     pub fn to_diagnostic(&self) -> Diagnostic {
         let entry = check(self.check);
-        let severity = entry.map_or(Severity::Error, |c| c.severity);
+        let severity = self.severity();
         let summary = match entry {
             Some(c) => format!("{}: {}", c.name, c.catches.trim_end_matches('.')),
             None => self.check.to_string(),
@@ -215,8 +233,9 @@ impl Finding {
         let mut detail = self.detail.clone();
         if let Some(c) = entry {
             detail.push_str(&format!(
-                "\n\nWhat breaks: {}\nFix: {}\nSource: {}\nTo accept this risk, add \"{}\" to ignore_checks.",
-                c.consequence, c.fix, c.source, c.name
+                "\n\n{}\nTo accept this risk, add \"{}\" to ignore_checks.",
+                self.explanation(),
+                c.name
             ));
         }
         Diagnostic {
@@ -244,7 +263,7 @@ pub fn report(
 pub fn ignore_checks_known(names: &BTreeSet<String>) -> Diagnostics {
     let mut diags = Diagnostics::new();
     for name in names {
-        if check(name).is_none() {
+        if !CATALOGUE.iter().any(|c| c.name == *name) {
             let known: Vec<&str> = CATALOGUE.iter().map(|c| c.name).collect();
             diags.attribute_error(
                 AttributePath::attr("ignore_checks").then_key(name),
@@ -340,12 +359,15 @@ mod catalogue_tests {
 }
 
 mod access;
+pub mod audit;
 pub mod backend;
+pub mod exposure;
 pub mod facts;
 mod members;
 pub mod service;
 pub mod settings;
 pub mod target;
+pub mod timing;
 
 pub use access::{binding_conflict, AccessKind, PlannedAccess};
 pub use members::{managed_oauth_external, member_format, public_member};

@@ -117,6 +117,66 @@ pub fn missing_invoker(
     )]
 }
 
+/// `missing_invoker` when the project's own IAM policy is known too: the agent may hold
+/// `roles/run.invoker` on the project, as seed 001 tells users to grant it ("add the Cloud Run
+/// Invoker role to the principal" on the project's IAM page), which reaches every service. Reads:
+/// the project's IAM policy (`project_invokers`: the unconditional invoker members; `None` when
+/// the policy could not be read, which decides nothing).
+pub fn missing_invoker_in_project(
+    service: &RunServiceFacts,
+    project_number: &str,
+    grant_iap_invoker: bool,
+    project_invokers: Option<&[String]>,
+) -> Vec<Finding> {
+    let agent = format!("serviceAccount:{}", iap_service_agent(project_number));
+    if project_invokers.is_some_and(|ms| ms.iter().any(|m| m.eq_ignore_ascii_case(&agent))) {
+        return vec![];
+    }
+    missing_invoker(service, project_number, grant_iap_invoker)
+}
+
+#[cfg(test)]
+mod missing_invoker_in_project_tests {
+    use super::*;
+
+    #[test]
+    fn a_project_level_grant_to_the_agent_satisfies_it() {
+        let service = RunServiceFacts {
+            name: "hello".into(),
+            location: "us-central1".into(),
+            invoker_members: Some(vec![]),
+            ..Default::default()
+        };
+        let agent = "serviceAccount:service-42@gcp-sa-iap.iam.gserviceaccount.com".to_string();
+        let other = "user:someone@example.com".to_string();
+        assert!(missing_invoker_in_project(
+            &service,
+            "42",
+            false,
+            Some(std::slice::from_ref(&agent))
+        )
+        .is_empty());
+        assert!(missing_invoker_in_project(
+            &service,
+            "42",
+            false,
+            Some(&[agent
+                .to_uppercase()
+                .replace("SERVICEACCOUNT", "serviceAccount")])
+        )
+        .is_empty());
+        assert_eq!(
+            missing_invoker_in_project(&service, "42", false, Some(&[other])).len(),
+            1
+        );
+        assert_eq!(
+            missing_invoker_in_project(&service, "42", false, None).len(),
+            1
+        );
+        assert!(missing_invoker_in_project(&service, "42", true, None).is_empty());
+    }
+}
+
 #[cfg(test)]
 mod missing_invoker_tests {
     use super::*;
@@ -177,9 +237,9 @@ pub fn double_iap(
         .collect()
 }
 
-/// `double_iap`, seen from the Cloud Run service: a backend service planned with IAP in this run
-/// fronts the service that direct IAP is being enabled on (neither is applied yet, so the API cannot
-/// tell). Same source as [`double_iap`]. Reads: the backends' serverless NEGs `cloudRun.service`.
+/// `double_iap`, seen from the Cloud Run service: a backend service with IAP on (live, or planned in
+/// this run) fronts the service that direct IAP is being enabled on. Same source as [`double_iap`].
+/// Reads: serverless NEGs' `cloudRun.service` and the backend services over them.
 pub fn double_iap_planned(service: &RunServiceFacts, backends: &[String]) -> Vec<Finding> {
     if backends.is_empty() {
         return vec![];
@@ -188,7 +248,7 @@ pub fn double_iap_planned(service: &RunServiceFacts, backends: &[String]) -> Vec
         "double_iap",
         Some(AttributePath::attr("service")),
         format!(
-            "Cloud Run service {} gets IAP directly, and this plan also enables IAP on backend service {} in front of it.",
+            "Cloud Run service {} gets IAP directly, and IAP is on (or this plan turns it on) in front of it on backend service {}.",
             service.label(),
             backends.join(", ")
         ),
@@ -251,19 +311,26 @@ mod double_iap_tests {
     }
 }
 
-/// Every check of a Cloud Run service with IAP enabled directly; `fronting` are the backends
-/// planned with IAP in front of it.
+/// Every check of a Cloud Run service with IAP enabled directly; `fronting` are the backends with
+/// IAP in front of it (live, or planned in this run); `project_invokers` the project's own invoker
+/// members when read.
 pub fn direct_iap(
     facts: &RunServiceFacts,
     fronting: &[String],
     project_number: &str,
     grant: Option<bool>,
+    project_invokers: Option<&[String]>,
 ) -> Vec<Finding> {
     let mut findings = double_iap_planned(facts, fronting);
     findings.extend(http2_direct(facts));
     findings.extend(public_invoker(facts, AttributePath::attr("service")));
     if let Some(grant) = grant {
-        findings.extend(missing_invoker(facts, project_number, grant));
+        findings.extend(missing_invoker_in_project(
+            facts,
+            project_number,
+            grant,
+            project_invokers,
+        ));
     }
     findings
 }

@@ -2,6 +2,7 @@
 //! binary driven as go-plugin drives it, and in-process providers Terraform reattaches to.
 #![allow(dead_code, unused_imports)] // Each test module uses a different part.
 
+pub mod compose;
 pub mod plugin;
 pub mod python;
 pub mod reattach;

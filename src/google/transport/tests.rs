@@ -103,6 +103,21 @@ fn retry_predicates() {
     let limited = api_error(429, error_body(429, "RESOURCE_EXHAUSTED", None));
     assert!(is_rate_limited(&limited));
     assert!(is_retryable_api_error(Api::Iap, &limited));
+    let rate = api_error(
+        429,
+        error_body(429, "RESOURCE_EXHAUSTED", Some("RATE_LIMIT_EXCEEDED")),
+    );
+    assert!(is_retryable_api_error(Api::Run, &rate));
+    // A hard quota does not lift by waiting: reported at once.
+    for reason in ["QUOTA_EXCEEDED", "RESOURCE_EXHAUSTED"] {
+        let hard = api_error(429, error_body(429, "RESOURCE_EXHAUSTED", Some(reason)));
+        assert!(!is_rate_limited(&hard), "{reason}");
+        assert!(!is_retryable_api_error(Api::Run, &hard), "{reason}");
+    }
+    let compute_hard = api_error(429, compute_error(429, "quotaExceeded"));
+    assert!(!is_retryable_api_error(Api::Compute, &compute_hard));
+    let compute_rate = api_error(429, compute_error(429, "rateLimitExceeded"));
+    assert!(is_retryable_api_error(Api::Compute, &compute_rate));
 
     for reason in [
         "rateLimitExceeded",

@@ -1,0 +1,475 @@
+//! One configuration creates the Cloud Run services and the load balancer (terraform_data +
+//! curl, standing in for the google provider) and puts IAP on them: one plan, one apply, an empty
+//! re-plan; checks that wait for apply; destroy while a finding holds; the one-run fix path.
+
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use crate::support::compose::{
+    create_backend, create_https_frontend, create_neg, create_run_service, delete_load_balancer,
+    delete_run_service, provider_mutations, rest, rest_resource, terraform_with_terraform_data,
+};
+use crate::support::{terraform_binaries, Terraform, Workspace};
+use crate::world::{members_of, provider_header, World, PROJECT, REGION};
+
+const INVOKER: &str = "roles/run.invoker";
+const ACCESSOR: &str = "roles/iap.httpsResourceAccessor";
+
+/// `terraform_data` resources that create (and on destroy delete) two Cloud Run services: one for
+/// direct IAP ("direct-app"), one behind a global load balancer ("lb-app" → NEG → "lb-backend").
+fn world_resources(base: &str, lb_app: Value, scheme: &str) -> String {
+    let direct = rest_resource(
+        "direct_app",
+        base,
+        &[create_run_service(
+            PROJECT,
+            REGION,
+            "direct-app",
+            json!({"ingress": "INGRESS_TRAFFIC_ALL"}),
+        )],
+        &[delete_run_service(PROJECT, REGION, "direct-app")],
+        "",
+    );
+    let mut create = vec![
+        create_run_service(PROJECT, REGION, "lb-app", lb_app),
+        create_neg(PROJECT, REGION, "lb-app-neg", "lb-app"),
+        create_backend(
+            PROJECT,
+            REGION,
+            "lb-backend",
+            &["lb-app-neg"],
+            json!({"loadBalancingScheme": scheme}),
+        ),
+    ];
+    create.extend(create_https_frontend(PROJECT, "lb-backend", scheme));
+    let mut destroy = delete_load_balancer(PROJECT, REGION, "lb-backend", &["lb-app-neg"]);
+    destroy.push(delete_run_service(PROJECT, REGION, "lb-app"));
+    let lb = rest_resource("lb_app", base, &create, &destroy, "");
+    format!("{direct}\n{lb}")
+}
+
+/// The whole composition: the world above, IAP on both paths and a binding on each.
+fn composed_config(base: &str, lb_app: Value, scheme: &str) -> String {
+    let header = provider_header("");
+    let world = world_resources(base, lb_app, scheme);
+    format!(
+        r#"{header}
+{world}
+resource "iaprun_service_iap" "direct" {{
+  service    = "direct-app"
+  depends_on = [terraform_data.direct_app]
+}}
+
+resource "iaprun_backend_iap" "lb" {{
+  backend_service = "lb-backend"
+  ignore_checks   = ["envoy_jwt_header"]
+  depends_on      = [terraform_data.lb_app]
+}}
+
+resource "iaprun_access_binding" "direct" {{
+  resource = iaprun_service_iap.direct.iap_resource_name
+  members  = ["group:eng@example.com"]
+}}
+
+resource "iaprun_access_binding" "lb" {{
+  resource = iaprun_backend_iap.lb.iap_resource_name
+  members  = ["group:ops@example.com"]
+}}
+"#
+    )
+}
+
+fn workspace(terraform: &Terraform, world: &World, main_tf: &str) -> Workspace {
+    let mut ws = Workspace::new(terraform, main_tf);
+    ws.env("IAPRUN_EMULATOR_HOST", &world.host());
+    ws.init();
+    ws
+}
+
+#[track_caller]
+fn assert_plan(ws: &Workspace, expected_code: i32, context: &str) -> String {
+    let run = ws.plan_detailed_exitcode();
+    assert_eq!(run.code(), expected_code, "{context}:\n{run}");
+    run.stdout
+}
+
+/// Everything the composed configuration promises holds in the emulator.
+async fn assert_composed(world: &World) {
+    let agent = world.iap_agent();
+    let direct = world.run_service_json("direct-app").await;
+    assert_eq!(direct["iapEnabled"], true, "{direct}");
+    assert!(world
+        .run_members("direct-app", INVOKER)
+        .await
+        .contains(&agent));
+    assert!(world.run_members("lb-app", INVOKER).await.contains(&agent));
+    let backend = world.backend_json("lb-backend", None).await;
+    assert_eq!(backend["iap"]["enabled"], true, "{backend}");
+    let number = world.emulator.project_number(PROJECT).expect("number");
+    let direct_policy = world
+        .iap_policy(&format!(
+            "projects/{number}/iap_web/cloud_run-{REGION}/services/direct-app"
+        ))
+        .await;
+    assert_eq!(
+        members_of(&direct_policy, ACCESSOR),
+        vec!["group:eng@example.com"]
+    );
+    let lb_policy = world
+        .iap_policy(&format!(
+            "projects/{number}/iap_web/compute/services/lb-backend"
+        ))
+        .await;
+    assert_eq!(
+        members_of(&lb_policy, ACCESSOR),
+        vec!["group:ops@example.com"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_configuration_creates_the_services_the_load_balancer_and_the_iap() {
+    for terraform in terraform_with_terraform_data() {
+        let world = World::start().await;
+        let base = world.emulator.base_url();
+        let config = composed_config(&base, json!({}), "EXTERNAL_MANAGED");
+        let ws = workspace(&terraform, &world, &config);
+        let v = &terraform.version;
+
+        let plan = assert_plan(&ws, 2, &format!("{v}: one plan for everything"));
+        assert!(
+            plan.contains("iaprun_service_iap.direct will be created"),
+            "{plan}"
+        );
+        assert!(
+            plan.contains("iaprun_backend_iap.lb will be created"),
+            "{plan}"
+        );
+        assert!(
+            world.run_service_json("direct-app").await.is_null(),
+            "the plan built nothing"
+        );
+        ws.apply().expect_success();
+        assert_composed(&world).await;
+        assert_plan(&ws, 0, &format!("{v}: converged in one apply"));
+
+        let destroy = ws.destroy().expect_success();
+        assert!(
+            world.run_service_json("direct-app").await.is_null(),
+            "{destroy}"
+        );
+        assert!(
+            world.run_service_json("lb-app").await.is_null(),
+            "{destroy}"
+        );
+        world.assert_conformant();
+    }
+}
+
+/// The reusable module under examples/modules, twice, each on a service the configuration creates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_reusable_module_composes_with_services_created_in_the_same_run() {
+    for terraform in terraform_with_terraform_data() {
+        let world = World::start().await;
+        let base = world.emulator.base_url();
+        let header = provider_header("");
+        let resources = world_resources(&base, json!({}), "EXTERNAL_MANAGED");
+        let config = format!(
+            r#"{header}
+{resources}
+module "direct" {{
+  source     = "../examples/modules/iap-cloud-run"
+  mode       = "direct"
+  service    = "direct-app"
+  members    = ["group:eng@example.com"]
+  depends_on = [terraform_data.direct_app]
+}}
+
+module "lb" {{
+  source          = "../examples/modules/iap-cloud-run"
+  mode            = "backend"
+  backend_service = "lb-backend"
+  members         = ["group:ops@example.com"]
+  ignore_checks   = ["envoy_jwt_header"]
+  depends_on      = [terraform_data.lb_app]
+}}
+
+output "protected" {{
+  value = concat(module.direct.cloud_run_services, module.lb.cloud_run_services)
+}}
+"#
+        );
+        let mut ws = Workspace::new(&terraform, "");
+        crate::examples::copy_tree(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/modules"),
+            &ws.dir().join("examples/modules"),
+        );
+        ws.enter("root");
+        ws.write("main.tf", &config);
+        ws.env("IAPRUN_EMULATOR_HOST", &world.host());
+        ws.init();
+        let v = &terraform.version;
+
+        assert_plan(
+            &ws,
+            2,
+            &format!("{v}: the module plans on services still to be made"),
+        );
+        ws.apply().expect_success();
+        assert_composed(&world).await;
+        assert_plan(&ws, 0, &format!("{v}: converged in one apply"));
+        let outputs = ws.show_json()["values"]["outputs"]["protected"]["value"].clone();
+        assert_eq!(
+            outputs,
+            json!([format!("{REGION}/direct-app"), format!("{REGION}/lb-app")])
+        );
+        ws.destroy().expect_success();
+        assert!(world.run_service_json("lb-app").await.is_null());
+    }
+}
+
+/// The service the configuration creates speaks h2c behind a classic load balancer: the plan
+/// cannot know (nothing exists yet), the apply stops at `http2_classic_lb` before any change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn checks_deferred_to_apply_stop_it_before_any_change() {
+    for terraform in terraform_with_terraform_data() {
+        let world = World::start().await;
+        let base = world.emulator.base_url();
+        let h2c = json!({"template": {"containers": [{
+            "image": "us-docker.pkg.dev/cloudrun/container/hello",
+            "ports": [{"name": "h2c", "containerPort": 8080}]
+        }]}});
+        let config = composed_config(&base, h2c, "EXTERNAL");
+        let ws = workspace(&terraform, &world, &config);
+        let v = &terraform.version;
+
+        assert_plan(&ws, 2, &format!("{v}: nothing to check at plan yet"));
+        let apply = ws.apply();
+        assert!(!apply.success(), "{v}: {apply}");
+        let output = format!("{}{}", apply.stdout, apply.stderr);
+        assert!(output.contains("http2_classic_lb"), "{v}: {apply}");
+        assert!(
+            world.backend_json("lb-backend", None).await.is_object(),
+            "the configuration built the backend"
+        );
+        let touched: Vec<String> = provider_mutations(&world.emulator.requests())
+            .into_iter()
+            .filter(|m| m.contains("lb-backend") || m.contains("lb-app"))
+            .collect();
+        assert_eq!(
+            touched,
+            Vec::<String>::new(),
+            "{v}: nothing changed on the load balancer path: {apply}"
+        );
+        let backend = world.backend_json("lb-backend", None).await;
+        assert_ne!(backend["iap"]["enabled"], true, "{backend}");
+        assert!(!world
+            .run_members("lb-app", INVOKER)
+            .await
+            .contains(&world.iap_agent()));
+        // The backend's IAP was never created; a plain destroy would plan it again first (and stop
+        // on the finding, as every plan that creates it must): -refresh=false skips that plan.
+        ws.run(&[
+            "destroy",
+            "-auto-approve",
+            "-refresh=false",
+            "-input=false",
+            "-no-color",
+        ])
+        .expect_success();
+        assert!(world.run_service_json("lb-app").await.is_null());
+    }
+}
+
+/// A world where every IAP resource type is applied and then a live error finding holds for each:
+/// the backend's service switched to ingress ALL (`run_app_bypass`), the directly protected
+/// service put behind another IAP-enabled backend (`double_iap`), and for the binding's target
+/// the same `double_iap`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn destroy_succeeds_while_a_live_error_finding_holds() {
+    for terraform in terraform_binaries() {
+        let world = World::start().await;
+        world
+            .run_service("direct-app", json!({"ingress": "INGRESS_TRAFFIC_ALL"}))
+            .await;
+        world.run_service("lb-app", json!({})).await;
+        world.neg("lb-app-neg", "lb-app").await;
+        world
+            .backend("lb-backend", None, &["lb-app-neg"], json!({}))
+            .await;
+        world.https_frontend("lb-backend").await;
+        let header = provider_header("");
+        let config = format!(
+            r#"{header}
+resource "iaprun_service_iap" "direct" {{
+  service = "direct-app"
+}}
+
+resource "iaprun_backend_iap" "lb" {{
+  backend_service = "lb-backend"
+  ignore_checks   = ["envoy_jwt_header"]
+}}
+
+resource "iaprun_access_binding" "direct" {{
+  resource = iaprun_service_iap.direct.iap_resource_name
+  members  = ["group:eng@example.com"]
+}}
+"#
+        );
+        let ws = workspace(&terraform, &world, &config);
+        let v = &terraform.version;
+        ws.apply().expect_success();
+
+        // Out of band: the findings.
+        let mut service = world.run_service_json("lb-app").await;
+        service["ingress"] = json!("INGRESS_TRAFFIC_ALL");
+        for output_only in [
+            "uri",
+            "urls",
+            "conditions",
+            "terminalCondition",
+            "reconciling",
+        ] {
+            service.as_object_mut().map(|m| m.remove(output_only));
+        }
+        let (status, op) = world
+            .call("PATCH", &World::run_path("lb-app"), Some(service))
+            .await;
+        assert!(status.is_success(), "{op}");
+        world.neg("direct-app-neg", "direct-app").await;
+        world
+            .backend(
+                "other-backend",
+                None,
+                &["direct-app-neg"],
+                json!({"iap": {"enabled": true}}),
+            )
+            .await;
+        let plan = ws.run(&["plan", "-input=false", "-no-color"]);
+        let shown = format!("{}{}", plan.stdout, plan.stderr);
+        assert!(
+            shown.contains("run_app_bypass"),
+            "{v}: the finding holds: {plan}"
+        );
+        assert!(
+            shown.contains("double_iap"),
+            "{v}: the finding holds: {plan}"
+        );
+
+        world.emulator.clear_requests();
+        let destroy = ws.destroy();
+        assert!(
+            destroy.success(),
+            "{v}: destroy is never blocked by a finding: {destroy}"
+        );
+        assert_ne!(
+            world.run_service_json("direct-app").await["iapEnabled"],
+            true,
+            "{v}"
+        );
+        let backend = world.backend_json("lb-backend", None).await;
+        assert_ne!(backend["iap"]["enabled"], true, "{v}: {backend}");
+        assert!(!world
+            .run_members("lb-app", INVOKER)
+            .await
+            .contains(&world.iap_agent()));
+    }
+}
+
+/// The one-run fix path (docs/checks.md): the run that turns Cloud CDN off on the backend also
+/// puts IAP on it. `checks_after` carries the fixing resource's value; while it is unknown or
+/// changed at plan, the live checks wait for apply and run there, after the fix, before any change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_finding_is_fixed_in_the_same_run_that_applies_iap() {
+    for terraform in terraform_with_terraform_data() {
+        for fixes in [true, false] {
+            let world = World::start().await;
+            let base = world.emulator.base_url();
+            let header = provider_header("");
+            let mut create = vec![
+                create_run_service(PROJECT, REGION, "lb-app", json!({})),
+                create_neg(PROJECT, REGION, "lb-app-neg", "lb-app"),
+                create_backend(
+                    PROJECT,
+                    REGION,
+                    "lb-backend",
+                    &["lb-app-neg"],
+                    json!({"loadBalancingScheme": "EXTERNAL", "enableCDN": true}),
+                ),
+            ];
+            create.extend(create_https_frontend(PROJECT, "lb-backend", "EXTERNAL"));
+            let lb = rest_resource("lb", &base, &create, &[], "");
+            let ws = workspace(&terraform, &world, &format!("{header}\n{lb}"));
+            let v = &terraform.version;
+            ws.apply().expect_success();
+            assert_eq!(
+                world.backend_json("lb-backend", None).await["enableCDN"],
+                true
+            );
+
+            // Stands in for `enable_cdn = false` on google_compute_backend_service; the control
+            // run's stand-in changes nothing.
+            let cdn = if fixes { json!(false) } else { json!(true) };
+            let fixer = rest_resource(
+                "cdn_off",
+                &base,
+                &[rest(
+                    "PATCH",
+                    format!("/compute/v1/projects/{PROJECT}/global/backendServices/lb-backend"),
+                    Some(json!({"enableCDN": cdn})),
+                )],
+                &[],
+                "  depends_on = [terraform_data.lb]",
+            );
+            let iap = |checks_after: &str| {
+                format!(
+                    r#"{header}
+{lb}
+{fixer}
+resource "iaprun_backend_iap" "lb" {{
+  backend_service = "lb-backend"
+  depends_on      = [terraform_data.cdn_off]
+{checks_after}
+}}
+"#
+                )
+            };
+            // Without the path, the plan reports the finding the run would fix.
+            ws.write("main.tf", &iap(""));
+            let plan = ws.plan_detailed_exitcode();
+            assert_eq!(plan.code(), 1, "{v}: {plan}");
+            assert!(plan.stderr.contains("cdn_enabled"), "{v}: {plan}");
+
+            ws.write(
+                "main.tf",
+                &iap("  checks_after    = [terraform_data.cdn_off.id]"),
+            );
+            assert_plan(&ws, 2, &format!("{v}: the checks wait for apply"));
+            world.emulator.clear_requests();
+            let apply = ws.apply();
+            let backend = world.backend_json("lb-backend", None).await;
+            if fixes {
+                assert!(apply.success(), "{v}: {apply}");
+                assert_eq!(backend["enableCDN"], false, "{backend}");
+                assert_eq!(backend["iap"]["enabled"], true, "{backend}");
+                assert_plan(&ws, 0, &format!("{v}: converged"));
+            } else {
+                // The path defers the checks, it never skips them.
+                assert!(!apply.success(), "{v}: {apply}");
+                assert!(
+                    format!("{}{}", apply.stdout, apply.stderr).contains("cdn_enabled"),
+                    "{v}: {apply}"
+                );
+                let requests: Vec<_> = world
+                    .emulator
+                    .requests()
+                    .into_iter()
+                    .filter(|r| r.body.get("enableCDN").is_none()) // the stand-in's own PATCH
+                    .collect();
+                let changed = provider_mutations(&requests);
+                assert_eq!(changed, Vec::<String>::new(), "{v}: {apply}");
+                assert_ne!(backend["iap"]["enabled"], true, "{backend}");
+            }
+        }
+    }
+}

@@ -1,0 +1,808 @@
+//! Lifecycle truthfulness (DESIGN.md §5b): replacement on an effective change, grants recorded,
+//! never adopted and never leaked, backend grants that re-converge, a failed create that reports
+//! what exists, agent propagation, custom endpoints, and the smaller items of issue 16.
+
+use serde_json::{json, Value};
+
+use crate::support::compose::{
+    create_neg, create_run_service, rest, rest_resource, terraform_with_terraform_data,
+};
+use crate::support::{terraform_binaries, Terraform, Workspace};
+use crate::world::{members_of, provider_header, World, PROJECT, REGION};
+
+const INVOKER: &str = "roles/run.invoker";
+const ACCESSOR: &str = "roles/iap.httpsResourceAccessor";
+
+fn workspace(terraform: &Terraform, world: &World, main_tf: &str) -> Workspace {
+    let mut ws = Workspace::new(terraform, main_tf);
+    ws.env("IAPRUN_EMULATOR_HOST", &world.host());
+    ws.init();
+    ws
+}
+
+fn newest() -> Terraform {
+    terraform_binaries()
+        .into_iter()
+        .next()
+        .expect("a terraform binary")
+}
+
+#[track_caller]
+fn assert_plan(ws: &Workspace, expected_code: i32, context: &str) -> String {
+    let run = ws.plan_detailed_exitcode();
+    assert_eq!(run.code(), expected_code, "{context}:\n{run}");
+    format!("{}{}", run.stdout, run.stderr)
+}
+
+/// A provider block without project or region: both come from the environment.
+fn env_provider(resources: &str) -> String {
+    format!(
+        r#"
+terraform {{
+  required_providers {{
+    iaprun = {{ source = "iaprun/iaprun" }}
+  }}
+}}
+
+provider "iaprun" {{}}
+
+{resources}
+"#
+    )
+}
+
+/// The members of `role` on a Cloud Run service in any project and region.
+async fn run_members_in(world: &World, project: &str, region: &str, name: &str) -> Vec<String> {
+    let (status, policy) = world
+        .call(
+            "GET",
+            &format!("/v2/projects/{project}/locations/{region}/services/{name}:getIamPolicy"),
+            None,
+        )
+        .await;
+    assert!(status.is_success(), "{policy}");
+    members_of(&policy, INVOKER)
+}
+
+async fn run_iap_in(world: &World, project: &str, region: &str, name: &str) -> Value {
+    let (status, service) = world
+        .call(
+            "GET",
+            &format!("/v2/projects/{project}/locations/{region}/services/{name}"),
+            None,
+        )
+        .await;
+    assert!(status.is_success(), "{service}");
+    service["iapEnabled"].clone()
+}
+
+fn agent_of(world: &World, project: &str) -> String {
+    let number = world.emulator.project_number(project).expect("number");
+    format!("serviceAccount:service-{number}@gcp-sa-iap.iam.gserviceaccount.com")
+}
+
+// ---- replacement on an effective change ---------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_provider_project_or_region_replaces_and_the_old_target_is_left_clean() {
+    for terraform in terraform_binaries() {
+        let world = World::start().await;
+        let other = "other-project";
+        world
+            .run_service_in(PROJECT, REGION, "hello", json!({}))
+            .await;
+        world
+            .run_service_in(other, REGION, "hello", json!({}))
+            .await;
+        world
+            .run_service_in(other, "europe-west1", "hello", json!({}))
+            .await;
+        let config = env_provider(
+            r#"resource "iaprun_service_iap" "hello" {
+  service = "hello"
+}"#,
+        );
+        let mut ws = workspace(&terraform, &world, &config);
+        ws.env("GOOGLE_PROJECT", PROJECT)
+            .env("GOOGLE_REGION", REGION);
+        let v = &terraform.version;
+        ws.apply().expect_success();
+        assert_eq!(run_iap_in(&world, PROJECT, REGION, "hello").await, true);
+
+        // Another project through the provider default: a replacement, never an in-place move.
+        ws.env("GOOGLE_PROJECT", other);
+        let plan = assert_plan(&ws, 2, &format!("{v}: new provider project"));
+        assert!(plan.contains("must be replaced"), "{v}: {plan}");
+        ws.apply().expect_success();
+        assert_ne!(
+            run_iap_in(&world, PROJECT, REGION, "hello").await,
+            true,
+            "{v}"
+        );
+        assert!(
+            !run_members_in(&world, PROJECT, REGION, "hello")
+                .await
+                .contains(&agent_of(&world, PROJECT)),
+            "{v}: no grant of ours is left on the old service"
+        );
+        assert_eq!(run_iap_in(&world, other, REGION, "hello").await, true);
+        assert!(run_members_in(&world, other, REGION, "hello")
+            .await
+            .contains(&agent_of(&world, other)));
+
+        // The same project by its number: nothing to do.
+        let number = world.emulator.project_number(other).expect("number");
+        ws.env("GOOGLE_PROJECT", &number);
+        assert_plan(
+            &ws,
+            0,
+            &format!("{v}: project id and number are one project"),
+        );
+
+        // Another region through the provider default: a replacement too.
+        ws.env("GOOGLE_PROJECT", other)
+            .env("GOOGLE_REGION", "europe-west1");
+        let plan = assert_plan(&ws, 2, &format!("{v}: new provider region"));
+        assert!(plan.contains("must be replaced"), "{v}: {plan}");
+        ws.apply().expect_success();
+        assert_ne!(
+            run_iap_in(&world, other, REGION, "hello").await,
+            true,
+            "{v}"
+        );
+        assert!(!run_members_in(&world, other, REGION, "hello")
+            .await
+            .contains(&agent_of(&world, other)));
+        assert_eq!(
+            run_iap_in(&world, other, "europe-west1", "hello").await,
+            true
+        );
+        ws.destroy().expect_success();
+        assert_ne!(
+            run_iap_in(&world, other, "europe-west1", "hello").await,
+            true
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn removing_an_explicit_role_replaces_the_binding_and_revokes_the_old_role() {
+    for terraform in terraform_binaries() {
+        let world = World::start().await;
+        world.run_service("hello", json!({})).await;
+        let header = provider_header("");
+        let config = |role: &str| {
+            format!(
+                r#"{header}
+resource "iaprun_service_iap" "hello" {{
+  service = "hello"
+}}
+
+resource "iaprun_access_binding" "users" {{
+  resource = iaprun_service_iap.hello.iap_resource_name
+  members  = ["group:eng@example.com"]
+{role}
+}}
+"#
+            )
+        };
+        let ws = workspace(
+            &terraform,
+            &world,
+            &config(r#"  role     = "roles/iap.tunnelResourceAccessor""#),
+        );
+        let v = &terraform.version;
+        ws.apply().expect_success();
+        let number = world.emulator.project_number(PROJECT).expect("number");
+        let resource = format!("projects/{number}/iap_web/cloud_run-{REGION}/services/hello");
+        let policy = world.iap_policy(&resource).await;
+        assert_eq!(
+            members_of(&policy, "roles/iap.tunnelResourceAccessor"),
+            vec!["group:eng@example.com"]
+        );
+
+        ws.write("main.tf", &config(""));
+        let plan = assert_plan(&ws, 2, &format!("{v}: the default role is another binding"));
+        assert!(plan.contains("must be replaced"), "{v}: {plan}");
+        ws.apply().expect_success();
+        let policy = world.iap_policy(&resource).await;
+        assert_eq!(
+            members_of(&policy, "roles/iap.tunnelResourceAccessor"),
+            Vec::<String>::new(),
+            "{v}: the old role's access is revoked: {policy}"
+        );
+        assert_eq!(members_of(&policy, ACCESSOR), vec!["group:eng@example.com"]);
+        assert_plan(&ws, 0, &format!("{v}: converged"));
+    }
+}
+
+// ---- backend grants re-converge ------------------------------------------------------------------
+
+/// Adds a serverless NEG to a global backend service out of band.
+async fn add_neg_to_backend(world: &World, backend: &str, neg: &str) {
+    let current = world.backend_json(backend, None).await;
+    let mut backends = current["backends"].as_array().cloned().unwrap_or_default();
+    backends.push(json!({"group": format!("projects/{PROJECT}/regions/{REGION}/networkEndpointGroups/{neg}")}));
+    let (status, op) = world
+        .call(
+            "PATCH",
+            &format!("/compute/v1/projects/{PROJECT}/global/backendServices/{backend}"),
+            Some(json!({"fingerprint": current["fingerprint"], "backends": backends})),
+        )
+        .await;
+    assert!(status.is_success(), "{op}");
+    let link = op["selfLink"].as_str().expect("operation");
+    let path = &link[link.find("/compute/v1/").expect("compute path")..];
+    let (status, done) = world.call("POST", &format!("{path}/wait"), None).await;
+    assert!(status.is_success() && done.get("error").is_none(), "{done}");
+}
+
+/// Cloud Run service "app" behind global backend "web" (serverless NEG, HTTPS frontend), and a
+/// configuration that puts IAP on the backend.
+async fn backend_world(world: &World) -> String {
+    world.run_service("app", json!({})).await;
+    world.neg("app-neg", "app").await;
+    world.backend("web", None, &["app-neg"], json!({})).await;
+    world.https_frontend("web").await;
+    let header = provider_header("");
+    format!(
+        r#"{header}
+resource "iaprun_backend_iap" "web" {{
+  backend_service = "web"
+  ignore_checks   = ["envoy_jwt_header"]
+}}
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn backend_grants_drift_when_removed_and_a_later_neg_is_granted() {
+    for terraform in terraform_binaries() {
+        let world = World::start().await;
+        let config = backend_world(&world).await;
+        let ws = workspace(&terraform, &world, &config);
+        let v = &terraform.version;
+        ws.apply().expect_success();
+        let agent = world.iap_agent();
+        assert!(world.run_members("app", INVOKER).await.contains(&agent));
+
+        // Removed out of band: drift, and the next apply restores it.
+        world.set_run_members("app", INVOKER, &[]).await;
+        let plan = assert_plan(&ws, 2, &format!("{v}: the removed grant is drift"));
+        assert!(plan.contains("iap_invoker_granted"), "{v}: {plan}");
+        ws.apply().expect_success();
+        assert!(
+            world.run_members("app", INVOKER).await.contains(&agent),
+            "{v}"
+        );
+        assert_plan(&ws, 0, &format!("{v}: converged"));
+
+        // A NEG added later behind the backend: its service is granted on the next apply.
+        world.run_service("late", json!({})).await;
+        world.neg("late-neg", "late").await;
+        add_neg_to_backend(&world, "web", "late-neg").await;
+        assert_plan(&ws, 2, &format!("{v}: a new service behind the backend"));
+        ws.apply().expect_success();
+        assert!(
+            world.run_members("late", INVOKER).await.contains(&agent),
+            "{v}"
+        );
+        assert_plan(&ws, 0, &format!("{v}: converged"));
+        let state = ws.show_json();
+        let grants =
+            state["values"]["root_module"]["resources"][0]["values"]["invoker_grants"].clone();
+        assert_eq!(
+            grants,
+            json!([
+                format!("projects/{PROJECT}/locations/{REGION}/services/app"),
+                format!("projects/{PROJECT}/locations/{REGION}/services/late"),
+            ]),
+            "{v}: what it added is recorded in state"
+        );
+        ws.destroy().expect_success();
+        assert!(!world.run_members("app", INVOKER).await.contains(&agent));
+        assert!(!world.run_members("late", INVOKER).await.contains(&agent));
+    }
+}
+
+// ---- never claim, never leak ---------------------------------------------------------------------
+
+/// Google's own sample: IAP on the service and the agent's grant made by
+/// google_cloud_run_service_iam_binding. Then iaprun's resources come and go: the grant stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_grant_that_existed_before_create_survives_destroy_for_both_types() {
+    let world = World::start().await;
+    world
+        .run_service("direct", json!({"ingress": "INGRESS_TRAFFIC_ALL"}))
+        .await;
+    world.run_service("app", json!({})).await;
+    world.neg("app-neg", "app").await;
+    world.backend("web", None, &["app-neg"], json!({})).await;
+    world.https_frontend("web").await;
+    world.provision_iap_agent().await;
+    let agent = world.iap_agent();
+    world.set_run_members("direct", INVOKER, &[&agent]).await;
+    world.set_run_members("app", INVOKER, &[&agent]).await;
+    world.set_run_iap("direct", true).await;
+    let header = provider_header("");
+    let config = format!(
+        r#"{header}
+resource "iaprun_service_iap" "direct" {{
+  service = "direct"
+}}
+
+resource "iaprun_backend_iap" "web" {{
+  backend_service = "web"
+  ignore_checks   = ["envoy_jwt_header"]
+}}
+"#
+    );
+    let ws = workspace(&newest(), &world, &config);
+    ws.apply().expect_success();
+    let state = ws.show_json();
+    for r in state["values"]["root_module"]["resources"]
+        .as_array()
+        .expect("resources")
+    {
+        assert_eq!(
+            r["values"]["invoker_grants"],
+            json!([]),
+            "nothing claimed: {r}"
+        );
+    }
+    ws.destroy().expect_success();
+    assert_eq!(
+        world.run_members("direct", INVOKER).await,
+        vec![agent.clone()]
+    );
+    assert_eq!(world.run_members("app", INVOKER).await, vec![agent]);
+}
+
+/// Two IAP-enabled backends in front of one service: the one this resource manages goes, the
+/// other still needs the agent's grant, which stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_grant_still_needed_by_another_iap_path_survives_destroy() {
+    let world = World::start().await;
+    let config = backend_world(&world).await;
+    let ws = workspace(&newest(), &world, &config);
+    ws.apply().expect_success();
+    let agent = world.iap_agent();
+    assert!(world.run_members("app", INVOKER).await.contains(&agent));
+    // Another load balancer, IAP on, in front of the same service.
+    world
+        .backend(
+            "admin",
+            None,
+            &["app-neg"],
+            json!({"iap": {"enabled": true}}),
+        )
+        .await;
+    let destroy = ws.destroy().expect_success();
+    assert!(
+        world.run_members("app", INVOKER).await.contains(&agent),
+        "still needed by backend admin: {destroy}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rename_leaves_no_grant_and_no_iap_on_the_old_target() {
+    let world = World::start().await;
+    // Direct IAP moves from "one" to "two"; the load balancer IAP from web-a ("three") to web-b ("four").
+    for service in ["one", "two", "three", "four"] {
+        world.run_service(service, json!({})).await;
+    }
+    world.neg("three-neg", "three").await;
+    world.neg("four-neg", "four").await;
+    world
+        .backend("web-a", None, &["three-neg"], json!({}))
+        .await;
+    world.backend("web-b", None, &["four-neg"], json!({})).await;
+    world.https_frontend("web-a").await;
+    world.https_frontend("web-b").await;
+    let header = provider_header("");
+    let config = |service: &str, backend: &str| {
+        format!(
+            r#"{header}
+resource "iaprun_service_iap" "s" {{
+  service = "{service}"
+}}
+
+resource "iaprun_backend_iap" "b" {{
+  backend_service = "{backend}"
+  ignore_checks   = ["envoy_jwt_header"]
+}}
+"#
+        )
+    };
+    let ws = workspace(&newest(), &world, &config("one", "web-a"));
+    ws.apply().expect_success();
+    let agent = world.iap_agent();
+    assert!(world.run_members("one", INVOKER).await.contains(&agent));
+    assert!(world.run_members("three", INVOKER).await.contains(&agent));
+    ws.write("main.tf", &config("two", "web-b"));
+    ws.apply().expect_success();
+    assert_ne!(world.run_service_json("one").await["iapEnabled"], true);
+    assert!(!world.run_members("one", INVOKER).await.contains(&agent));
+    assert!(!world.run_members("three", INVOKER).await.contains(&agent));
+    assert_ne!(
+        world.backend_json("web-a", None).await["iap"]["enabled"],
+        true
+    );
+    assert!(world.run_members("two", INVOKER).await.contains(&agent));
+    assert!(world.run_members("four", INVOKER).await.contains(&agent));
+    ws.destroy().expect_success();
+    assert!(!world.run_members("two", INVOKER).await.contains(&agent));
+    assert!(!world.run_members("four", INVOKER).await.contains(&agent));
+}
+
+/// The grant fails after IAP went on (as a kill there would leave it): the state holds the object
+/// as it is, the next apply converges, destroy cleans up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_create_cut_off_after_iap_on_reports_it_and_the_next_apply_converges() {
+    for terraform in terraform_binaries() {
+        let world = World::start().await;
+        world.run_service("hello", json!({})).await;
+        let header = provider_header("");
+        let config = format!(
+            r#"{header}
+resource "iaprun_service_iap" "hello" {{
+  service = "hello"
+}}
+"#
+        );
+        let ws = workspace(&terraform, &world, &config);
+        let v = &terraform.version;
+        world
+            .emulator
+            .add_fault(
+                serde_json::from_value(json!({"kind": "status", "status": 400, "method": "POST",
+                    "path_regex": "/services/hello:setIamPolicy$", "message": "Injected failure."}))
+                .expect("fault"),
+            )
+            .expect("fault");
+        let apply = ws.apply();
+        assert!(!apply.success(), "{v}: {apply}");
+        assert_eq!(world.run_service_json("hello").await["iapEnabled"], true);
+        let state = ws.show_json();
+        let resource = &state["values"]["root_module"]["resources"][0];
+        assert_eq!(
+            resource["values"]["iap_enabled"], true,
+            "{v}: the state knows: {state}"
+        );
+        ws.apply().expect_success();
+        assert_plan(&ws, 0, &format!("{v}: converged"));
+        assert!(world
+            .run_members("hello", INVOKER)
+            .await
+            .contains(&world.iap_agent()));
+        ws.destroy().expect_success();
+        assert_ne!(world.run_service_json("hello").await["iapEnabled"], true);
+        assert!(!world
+            .run_members("hello", INVOKER)
+            .await
+            .contains(&world.iap_agent()));
+    }
+}
+
+// ---- propagation ---------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn grants_wait_out_agent_propagation_within_the_timeout() {
+    for (timeout, succeeds) in [
+        ("", true),
+        ("  timeouts {\n    create = \"4s\"\n  }", false),
+    ] {
+        let world = World::start().await;
+        world.run_service("hello", json!({})).await;
+        world
+            .emulator
+            .add_fault(
+                serde_json::from_value(json!({"kind": "agent_propagation", "delay_ms": 10000,
+                    "path_regex": ":generateServiceIdentity$"}))
+                .expect("fault"),
+            )
+            .expect("fault");
+        let header = provider_header("");
+        let config = format!(
+            r#"{header}
+resource "iaprun_service_iap" "hello" {{
+  service = "hello"
+{timeout}
+}}
+"#
+        );
+        let ws = workspace(&newest(), &world, &config);
+        let apply = ws.apply();
+        let agent = world.iap_agent();
+        let rejected = world
+            .emulator
+            .requests()
+            .iter()
+            .filter(|r| r.path.ends_with(":setIamPolicy") && r.status == 400)
+            .count();
+        assert!(rejected > 0, "the fault fired: {apply}");
+        if succeeds {
+            assert!(apply.success(), "{apply}");
+            assert!(world.run_members("hello", INVOKER).await.contains(&agent));
+        } else {
+            assert!(!apply.success(), "{apply}");
+            let email = agent.trim_start_matches("serviceAccount:");
+            assert!(
+                format!("{}{}", apply.stdout, apply.stderr)
+                    .replace('\n', " ")
+                    .contains(email),
+                "the error names the agent: {apply}"
+            );
+        }
+    }
+}
+
+// ---- custom endpoints ----------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_google_providers_custom_endpoint_variables_reach_the_apis() {
+    for terraform in terraform_binaries() {
+        let world = World::start().await;
+        world
+            .run_service("hello", json!({"ingress": "INGRESS_TRAFFIC_ALL"}))
+            .await;
+        world.run_service("app", json!({})).await;
+        world.neg("app-neg", "app").await;
+        world.backend("web", None, &["app-neg"], json!({})).await;
+        world.https_frontend("web").await;
+        let header = provider_header("");
+        let config = format!(
+            r#"{header}
+resource "iaprun_service_iap" "hello" {{
+  service = "hello"
+}}
+
+resource "iaprun_backend_iap" "web" {{
+  backend_service = "web"
+  ignore_checks   = ["envoy_jwt_header"]
+}}
+
+resource "iaprun_access_binding" "users" {{
+  resource = iaprun_service_iap.hello.iap_resource_name
+  members  = ["group:eng@example.com"]
+}}
+"#
+        );
+        let base = world.emulator.base_url();
+        let base = base.trim_end_matches('/');
+        let mut ws = Workspace::new(&terraform, &config);
+        ws.env("GOOGLE_OAUTH_ACCESS_TOKEN", "custom-endpoint-token")
+            .env(
+                "GOOGLE_CLOUD_RUN_V2_CUSTOM_ENDPOINT",
+                &format!("{base}/v2/"),
+            )
+            .env("GOOGLE_IAP_CUSTOM_ENDPOINT", &format!("{base}/v1/"))
+            .env(
+                "GOOGLE_COMPUTE_CUSTOM_ENDPOINT",
+                &format!("{base}/compute/v1/"),
+            )
+            .env(
+                "GOOGLE_SERVICE_USAGE_CUSTOM_ENDPOINT",
+                &format!("{base}/v1/"),
+            )
+            .env(
+                "GOOGLE_RESOURCE_MANAGER_CUSTOM_ENDPOINT",
+                &format!("{base}/v1/"),
+            );
+        ws.init();
+        let v = &terraform.version;
+        ws.apply().expect_success();
+        assert_plan(
+            &ws,
+            0,
+            &format!("{v}: read back through the same endpoints"),
+        );
+        assert_eq!(world.run_service_json("hello").await["iapEnabled"], true);
+        let doubled: Vec<String> = world
+            .emulator
+            .requests()
+            .into_iter()
+            .map(|r| r.path)
+            .filter(|p| p.contains("/v2/v2/") || p.contains("/v1/v1/"))
+            .collect();
+        assert_eq!(doubled, Vec::<String>::new(), "{v}");
+        ws.destroy().expect_success();
+    }
+}
+
+// ---- smaller items ------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn double_iap_is_seen_from_the_service_when_a_live_backend_fronts_it() {
+    let world = World::start().await;
+    world.run_service("hello", json!({})).await;
+    world.neg("hello-neg", "hello").await;
+    world
+        .backend(
+            "web",
+            None,
+            &["hello-neg"],
+            json!({"iap": {"enabled": true}}),
+        )
+        .await;
+    let header = provider_header("");
+    let config = format!(
+        r#"{header}
+resource "iaprun_service_iap" "hello" {{
+  service = "hello"
+}}
+"#
+    );
+    let ws = workspace(&newest(), &world, &config);
+    world.emulator.clear_requests();
+    let plan = ws.plan_detailed_exitcode();
+    assert_eq!(plan.code(), 1, "{plan}");
+    assert!(plan.stderr.contains("double_iap"), "{plan}");
+    assert!(plan.stderr.contains("web"), "names the backend: {plan}");
+    assert_eq!(world.mutating_requests(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn missing_invoker_accepts_a_project_level_grant_to_the_agent() {
+    let world = World::start().await;
+    world.run_service("hello", json!({})).await;
+    world.provision_iap_agent().await;
+    let header = provider_header("");
+    let config = format!(
+        r#"{header}
+resource "iaprun_service_iap" "hello" {{
+  service           = "hello"
+  grant_iap_invoker = false
+}}
+"#
+    );
+    let ws = workspace(&newest(), &world, &config);
+    let plan = ws.plan_detailed_exitcode();
+    assert_eq!(plan.code(), 1, "no grant anywhere: {plan}");
+    assert!(plan.stderr.contains("missing_invoker"), "{plan}");
+    // Seed 001: the agent gets Cloud Run Invoker on the project's IAM page.
+    let (status, policy) = world
+        .call(
+            "POST",
+            &format!("/v1/projects/{PROJECT}:getIamPolicy"),
+            Some(json!({})),
+        )
+        .await;
+    assert!(status.is_success(), "{policy}");
+    let (status, written) = world
+        .call(
+            "POST",
+            &format!("/v1/projects/{PROJECT}:setIamPolicy"),
+            Some(json!({"policy": {"etag": policy["etag"], "bindings": [{"role": INVOKER, "members": [world.iap_agent()]}]}})),
+        )
+        .await;
+    assert!(status.is_success(), "{written}");
+    let plan = ws.plan_detailed_exitcode();
+    assert_eq!(plan.code(), 2, "a working setup: {plan}");
+    assert!(!plan.stderr.contains("missing_invoker"), "{plan}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_secret_digest_is_sensitive() {
+    let world = World::start().await;
+    let ws = workspace(&newest(), &world, &provider_header(""));
+    let schema = ws.providers_schema_json();
+    let attribute = &schema["provider_schemas"]["registry.terraform.io/iaprun/iaprun"]
+        ["resource_schemas"]["iaprun_backend_iap"]["block"]["attributes"]
+        ["oauth2_client_secret_sha256"];
+    assert_eq!(attribute["sensitive"], true, "{attribute}");
+}
+
+/// Two bindings on one policy in one apply, one of them changing only `ignore_checks`: the other's
+/// write moves the policy's etag, which must not make the result inconsistent with the plan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_etag_moved_by_a_sibling_binding_is_no_inconsistent_result() {
+    for terraform in terraform_binaries() {
+        let world = World::start().await;
+        world.run_service("hello", json!({})).await;
+        let header = provider_header("");
+        let config = |members: &str, ignore: &str| {
+            format!(
+                r#"{header}
+resource "iaprun_service_iap" "hello" {{
+  service = "hello"
+}}
+
+resource "iaprun_access_binding" "a" {{
+  resource = iaprun_service_iap.hello.iap_resource_name
+  members  = [{members}]
+}}
+
+resource "iaprun_access_binding" "b" {{
+  resource      = iaprun_service_iap.hello.iap_resource_name
+  role          = "roles/iap.tunnelResourceAccessor"
+  members       = ["group:ops@example.com"]
+  ignore_checks = [{ignore}]
+}}
+"#
+            )
+        };
+        let ws = workspace(
+            &terraform,
+            &world,
+            &config(r#""group:eng@example.com""#, ""),
+        );
+        let v = &terraform.version;
+        ws.apply().expect_success();
+        ws.write(
+            "main.tf",
+            &config(
+                r#""group:eng@example.com", "user:new@example.com""#,
+                r#""managed_oauth_external""#,
+            ),
+        );
+        let apply = ws.apply();
+        assert!(apply.success(), "{v}: {apply}");
+        assert!(!apply.stderr.contains("inconsistent"), "{v}: {apply}");
+        assert_plan(&ws, 0, &format!("{v}: converged"));
+    }
+}
+
+/// A NEG added behind the backend in the same run, before the IAP resource is applied: the plan
+/// left `cloud_run_services` to apply, so Terraform's final plan agrees with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_neg_added_in_the_same_run_does_not_break_the_final_plan() {
+    for terraform in terraform_with_terraform_data() {
+        let world = World::start().await;
+        world.run_service("app", json!({})).await;
+        world.neg("app-neg", "app").await;
+        world.backend("web", None, &["app-neg"], json!({})).await;
+        world.https_frontend("web").await;
+        let base = world.emulator.base_url();
+        let header = provider_header("");
+        let adds = rest_resource(
+            "second",
+            &base,
+            &[
+                create_run_service(PROJECT, REGION, "second", json!({})),
+                create_neg(PROJECT, REGION, "second-neg", "second"),
+                rest(
+                    "PATCH",
+                    format!("/compute/v1/projects/{PROJECT}/global/backendServices/web"),
+                    Some(json!({"backends": [
+                        {"group": format!("projects/{PROJECT}/regions/{REGION}/networkEndpointGroups/app-neg")},
+                        {"group": format!("projects/{PROJECT}/regions/{REGION}/networkEndpointGroups/second-neg")}
+                    ]})),
+                ),
+            ],
+            &[],
+            "",
+        );
+        let config = format!(
+            r#"{header}
+{adds}
+resource "iaprun_backend_iap" "web" {{
+  backend_service = "web"
+  ignore_checks   = ["envoy_jwt_header"]
+  depends_on      = [terraform_data.second]
+}}
+"#
+        );
+        let ws = workspace(&terraform, &world, &config);
+        let v = &terraform.version;
+        ws.apply().expect_success();
+        let state = ws.show_json();
+        let web = state["values"]["root_module"]["resources"]
+            .as_array()
+            .expect("resources")
+            .iter()
+            .find(|r| r["type"] == "iaprun_backend_iap")
+            .cloned()
+            .expect("backend resource");
+        assert_eq!(
+            web["values"]["cloud_run_services"],
+            json!([format!("{REGION}/app"), format!("{REGION}/second")]),
+            "{v}"
+        );
+        assert!(world
+            .run_members("second", INVOKER)
+            .await
+            .contains(&world.iap_agent()));
+        assert_plan(&ws, 0, &format!("{v}: converged"));
+    }
+}
