@@ -150,7 +150,9 @@ impl Context {
 
     /// Records an access resource planned in this process and returns those recorded before it on
     /// the same (resource, role, condition). As with IAP, of two planned at once the later sees the
-    /// earlier.
+    /// earlier. An identical record is the same resource planned again (Terraform plans the create
+    /// half of a replacement a second time), never a conflict: two resources alike to the last
+    /// member are not told apart.
     pub fn plan_access(
         &self,
         access: crate::validation::PlannedAccess,
@@ -161,10 +163,12 @@ impl Context {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let others = planned
             .iter()
-            .filter(|o| o.same_binding(&access))
+            .filter(|o| o.same_binding(&access) && **o != access)
             .cloned()
             .collect();
-        planned.push(access);
+        if !planned.contains(&access) {
+            planned.push(access);
+        }
         others
     }
 
