@@ -1666,7 +1666,7 @@ async fn iap_settings() {
     );
     let (status, updated) = api
         .patch(
-            &format!("{name}?updateMask=accessSettings.oauthSettings.clientId,accessSettings.oauthSettings.clientSecret"),
+            &format!("{name}?updateMask=iapSettings.accessSettings.oauthSettings.clientId,iapSettings.accessSettings.oauthSettings.clientSecret"),
             json!({"accessSettings": {"oauthSettings": {"clientId": "cid", "clientSecret": "abc"}}}),
         )
         .await;
@@ -1680,7 +1680,112 @@ async fn iap_settings() {
     );
     let (_, read) = api.get(&name).await;
     assert_eq!(read["accessSettings"]["oauthSettings"]["clientId"], "cid");
+
+    // A masked update changes only the named fields; clearing the secret clears its hash.
+    let (status, updated) = api
+        .patch(
+            &format!("{name}?updateMask=iapSettings.accessSettings.corsSettings.allowHttpOptions,iapSettings.accessSettings.oauthSettings.clientSecret"),
+            json!({"accessSettings": {"corsSettings": {"allowHttpOptions": true}, "oauthSettings": {"clientId": "ignored"}}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(
+        updated["accessSettings"]["corsSettings"]["allowHttpOptions"],
+        true
+    );
+    assert_eq!(
+        updated["accessSettings"]["oauthSettings"],
+        json!({"clientId": "cid"})
+    );
+
+    // Unknown or output-only fields, and parts of the reauth settings, are refused and change
+    // nothing.
+    for mask in [
+        "iapSettings.accessSettings.noSuchSettings",
+        "iapSettings.accessSettings.oauthSettings.clientSecretSha256",
+        "iapSettings.accessSettings.reauthSettings.maxAge",
+    ] {
+        let (status, error) = api
+            .patch(
+                &format!("{name}?updateMask={mask}"),
+                json!({"accessSettings": {"reauthSettings": {"maxAge": "60s"}}}),
+            )
+            .await;
+        assert_eq!(status, 400, "{mask}: {error}");
+        assert_eq!(error["error"]["status"], "INVALID_ARGUMENT", "{mask}");
+    }
+    let (status, updated) = api
+        .patch(
+            &format!("{name}?updateMask=iapSettings.accessSettings.reauthSettings"),
+            json!({"accessSettings": {"reauthSettings": {"method": "LOGIN", "maxAge": "60s"}}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(
+        updated["accessSettings"]["reauthSettings"],
+        json!({"method": "LOGIN", "maxAge": "60s"})
+    );
+    assert_eq!(
+        updated["accessSettings"]["corsSettings"]["allowHttpOptions"],
+        true
+    );
+
+    // Client libraries send the path below the message, without the prefix.
+    let (status, updated) = api
+        .patch(
+            &format!("{name}?updateMask=applicationSettings.cookieDomain"),
+            json!({"applicationSettings": {"cookieDomain": "a.example.com"}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(
+        updated["applicationSettings"]["cookieDomain"],
+        "a.example.com"
+    );
+    assert_eq!(
+        updated["accessSettings"]["corsSettings"]["allowHttpOptions"],
+        true
+    );
+
+    // No mask replaces every setting.
+    let (status, updated) = api
+        .patch(
+            &name,
+            json!({"applicationSettings": {"cookieDomain": "example.com"}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{updated}");
+    assert!(updated.get("accessSettings").is_none(), "{updated}");
+    assert_eq!(
+        updated["applicationSettings"]["cookieDomain"],
+        "example.com"
+    );
+
+    // validateAttributeExpression: the documented form passes, a broken one is a 400.
+    let validate = format!("/v1/projects/{PROJECT}/iap_web/cloud_run-{REGION}/services/web:validateAttributeExpression");
+    let ok = "attributes.saml_attributes.filter(attribute, attribute.name in ['team'])";
+    let (status, body) = api
+        .post(
+            &format!("{validate}?expression={}", urlencode(ok)),
+            json!(null),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = api
+        .post(
+            &format!(
+                "{validate}?expression={}",
+                urlencode("attributes.x.filter(a,")
+            ),
+            json!(null),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
     api.assert_conformant();
+}
+
+fn urlencode(text: &str) -> String {
+    serde_urlencoded::to_string([("", text)]).expect("encodes")[1..].to_string()
 }
 
 #[tokio::test]

@@ -208,6 +208,8 @@ fn every_example_validates() {
         "examples/resources/iaprun_service_iap",
         "examples/resources/iaprun_backend_iap",
         "examples/resources/iaprun_access_binding",
+        "examples/resources/iaprun_iap_settings",
+        "examples/external-users",
         "examples/data-sources/iaprun_audit",
     ] {
         assert!(dirs.iter().any(|d| d == expected), "{expected} in {dirs:?}");
@@ -540,4 +542,50 @@ fn readme_lists_every_check_with_its_severity_in_catalogue_order() {
         readme.contains("(docs/checks.md)"),
         "README links the catalogue"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_users_example_applies_on_the_emulator_and_replans_empty() {
+    let example = fs::read_to_string(repo().join("examples/external-users/main.tf"))
+        .expect("examples/external-users/main.tf");
+    let terraform = crate::support::newest();
+    let world = World::start().await;
+    world.run_service("partner-portal", json!({})).await;
+    let mut ws = Workspace::new(&terraform, &example);
+    ws.env("IAPRUN_EMULATOR_HOST", &world.host());
+    ws.init();
+    let secret = "GOCSPX-example-secret";
+    let vars = [
+        "oauth_client_id=1234567890-abc.apps.googleusercontent.com",
+        &format!("oauth_client_secret={secret}")[..],
+    ];
+    let applied = apply_and_replan(&ws, &vars);
+    // The custom client is planned with the binding: managed_oauth_external stays quiet.
+    assert!(!applied.contains("managed_oauth_external"), "{applied}");
+    let resource = format!("projects/{PROJECT}/iap_web/cloud_run-{REGION}/services/partner-portal");
+    let number = world.emulator.project_number(PROJECT).expect("project");
+    let settings = world
+        .iap_settings(&resource.replace(PROJECT, &number))
+        .await;
+    let access = &settings["accessSettings"];
+    assert_eq!(
+        access["oauthSettings"]["clientId"],
+        "1234567890-abc.apps.googleusercontent.com"
+    );
+    assert!(
+        access["oauthSettings"]["clientSecretSha256"].is_string(),
+        "{settings}"
+    );
+    assert_eq!(
+        access["allowedDomainsSettings"]["domains"],
+        json!(["partner.example", "example.com"])
+    );
+    let state = fs::read_to_string(ws.dir().join("terraform.tfstate")).expect("state");
+    assert!(
+        !state.contains(secret),
+        "the write-only secret is in the state"
+    );
+    assert!(members_of(&world.iap_policy(&resource).await, ACCESSOR)
+        .contains(&"domain:partner.example".to_string()));
+    world.assert_conformant();
 }

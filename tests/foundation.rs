@@ -15,10 +15,11 @@ use crate::support::{
 use crate::world::{World, PROJECT, REGION};
 
 const SOURCE: &str = "registry.terraform.io/iaprun/iaprun";
-const RESOURCE_TYPES: [&str; 4] = [
+const RESOURCE_TYPES: [&str; 5] = [
     "iaprun_service_iap",
     "iaprun_backend_iap",
     "iaprun_access_binding",
+    "iaprun_iap_settings",
     "iaprun_access_member",
 ];
 
@@ -148,6 +149,10 @@ fn resource_attributes(resource_type: &str) -> Vec<Expected> {
             string("id", Mode::Computed),
             string("etag", Mode::Computed),
         ],
+        "iaprun_iap_settings" => vec![
+            string("resource", Mode::Required),
+            string("id", Mode::Computed),
+        ],
         "iaprun_access_member" => vec![
             string("resource", Mode::Required),
             string("role", Mode::Defaulted),
@@ -268,6 +273,16 @@ fn check_block_types(resource_type: &str, block: &Value, problems: &mut Vec<Stri
                 ("expression".into(), true, false, s()),
                 ("title".into(), true, false, s()),
             ],
+        ),
+        // The settings blocks mirror the API (DESIGN 4); the first holds one attribute of its own.
+        "iaprun_iap_settings" => (
+            vec!["access_settings", "application_settings", "timeouts"],
+            vec![(
+                "identity_sources".into(),
+                false,
+                true,
+                json!(["list", "string"]),
+            )],
         ),
         _ => (
             vec!["timeouts"],

@@ -16,6 +16,8 @@ mod access_binding;
 mod access_member;
 // iaprun_backend_iap end to end: global and regional backends, OAuth clients, drift, import, destroy.
 mod backend_iap;
+// iaprun_iap_settings end to end: update masks, drift, others' settings kept, import, the secret.
+mod iap_settings;
 // Schemas seen by every terraform, diagnostics on the attribute, plugin process: mTLS, Shutdown, SIGINT.
 mod foundation;
 // Google's own Python client libraries (REST) against the emulator; system parameters on the wire.

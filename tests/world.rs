@@ -352,6 +352,18 @@ impl World {
             .await;
     }
 
+    /// The IAP settings of an IAP resource (`projects/.../iap_web/...`) as the API returns them.
+    pub async fn iap_settings(&self, resource: &str) -> Value {
+        self.ok("GET", &format!("/v1/{resource}:iapSettings"), None)
+            .await
+    }
+
+    /// Updates IAP settings out of band: exactly the `iapSettings.`-prefixed `mask` paths.
+    pub async fn patch_iap_settings(&self, resource: &str, mask: &str, settings: Value) {
+        let path = format!("/v1/{resource}:iapSettings?updateMask={mask}");
+        self.ok("PATCH", &path, Some(settings)).await;
+    }
+
     /// Answers the given share of setIamPolicy calls with a stale-etag conflict (409 ABORTED), as
     /// a concurrent writer would cause, and clears the request log.
     pub fn inject_iam_conflicts(&self, probability: f64) {
@@ -390,6 +402,7 @@ impl World {
                 let read_only_post = r.path.ends_with(":getIamPolicy")
                     || r.path.ends_with(":testIamPermissions")
                     || r.path.ends_with(":getAncestry")
+                    || r.path.ends_with(":validateAttributeExpression")
                     || r.path.ends_with(":wait")
                     || r.path.ends_with("/wait");
                 r.method != "GET" && !read_only_post

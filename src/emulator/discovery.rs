@@ -570,6 +570,16 @@ impl Doc {
         self.schemas.get(name)
     }
 
+    /// The schema of the field at `path` (property names) below the schema `name`; `None` when
+    /// there is no such field.
+    pub fn field(&self, name: &str, path: &[&str]) -> Option<&Value> {
+        let mut current = self.schemas.get(name)?;
+        for part in path {
+            current = self.resolve(current).get("properties")?.get(*part)?;
+        }
+        Some(current)
+    }
+
     /// A system parameter of the API (declared at the document's top level), by name.
     pub(crate) fn system_parameter(&self, name: &str) -> Option<&Value> {
         self.parameters.get(name)

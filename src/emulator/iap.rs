@@ -13,7 +13,7 @@ use super::discovery::{discovery, Api};
 use super::dispatch::{Call, Outcome, Route};
 use super::error::ApiError;
 use super::iam::{self, Policy};
-use super::run::{member_rules, ServiceKey};
+use super::run::{camel, member_rules, ServiceKey};
 use super::state::World;
 
 /// The routes this module serves.
@@ -23,6 +23,7 @@ pub(crate) const ROUTES: &[Route] = &[
     ("v1", "iap.testIamPermissions", test_iam_permissions),
     ("v1", "iap.getIapSettings", get_settings),
     ("v1", "iap.updateIapSettings", update_settings),
+    ("v1", "iap.validateAttributeExpression", validate_expression),
 ];
 
 /// All IAP state, keyed by canonical resource name (`projects/{number}/iap_web/...`).
@@ -213,16 +214,17 @@ fn update_settings(world: &mut World, call: &Call<'_>) -> Result<Outcome, ApiErr
         Some(mask) => {
             let mut stored = existing;
             for path in mask.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-                let parts: Vec<&str> = path.split('.').collect();
-                if !matches!(
-                    parts.first(),
-                    Some(&"accessSettings") | Some(&"applicationSettings")
-                ) {
-                    return Err(ApiError::invalid(format!(
-                        "Invalid update_mask path '{path}' for IapSettings."
-                    )));
-                }
+                let parts = mask_path(doc, path)?;
+                let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
                 let value = lookup(&input, &parts).cloned();
+                if parts.last() == Some(&"clientSecret") && value.is_none() {
+                    // Clearing the input-only secret clears what is kept of it.
+                    let mut hash = parts.clone();
+                    if let Some(last) = hash.last_mut() {
+                        *last = "clientSecretSha256";
+                    }
+                    assign(&mut stored, &hash, None);
+                }
                 assign(&mut stored, &parts, value);
             }
             stored
@@ -242,19 +244,112 @@ fn update_settings(world: &mut World, call: &Call<'_>) -> Result<Outcome, ApiErr
     Ok(Outcome::Json(rendered))
 }
 
-/// `clientSecret` is input only: keep its SHA-256 (hex) as `clientSecretSha256`.
-fn hash_client_secret(settings: &mut Map<String, Value>) {
-    let oauth = settings
-        .get_mut("accessSettings")
-        .and_then(Value::as_object_mut)
-        .and_then(|a| a.get_mut("oauthSettings"))
-        .and_then(Value::as_object_mut);
-    if let Some(oauth) = oauth {
-        if let Some(Value::String(secret)) = oauth.remove("clientSecret") {
-            let digest = Sha256::digest(secret.as_bytes());
-            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-            oauth.insert("clientSecretSha256".into(), json!(hex));
+/// One `updateMask` path of updateIapSettings, as field names below `IapSettings`. The documented
+/// form carries the `iapSettings.` prefix; Google's client libraries send the path below the
+/// message (camelCase or snake_case), which is accepted too. It must name a field of the discovery
+/// document that is not output only, and name the reauth settings only as a whole ("All IAP reauth
+/// settings must always be set together, using the field mask:
+/// `iapSettings.accessSettings.reauthSettings`").
+fn mask_path(doc: Option<&super::discovery::Doc>, path: &str) -> Result<Vec<String>, ApiError> {
+    let bad = |why: &str| {
+        ApiError::invalid(format!(
+            "Invalid update_mask path '{path}' for IapSettings: {why}"
+        ))
+    };
+    let field = path
+        .strip_prefix("iapSettings.")
+        .or_else(|| path.strip_prefix("iap_settings."))
+        .unwrap_or(path);
+    let parts: Vec<String> = field.split('.').map(camel).collect();
+    let names: Vec<&str> = parts.iter().map(String::as_str).collect();
+    if names.len() > 2 && names.starts_with(&["accessSettings", "reauthSettings"]) {
+        return Err(bad("all IAP reauth settings must be set together, using the field mask iapSettings.accessSettings.reauthSettings."));
+    }
+    if let Some(doc) = doc {
+        match doc.field("IapSettings", &names) {
+            None => return Err(bad("no such field.")),
+            Some(f) if f.get("readOnly").and_then(Value::as_bool) == Some(true) => {
+                return Err(bad("the field is output only."))
+            }
+            Some(_) => {}
         }
+    }
+    Ok(parts)
+}
+
+/// `clientSecret` is input only: every one (the OAuth client's, the workforce pool's) is kept as
+/// its SHA-256 (hex), reported as `clientSecretSha256` beside it.
+fn hash_client_secret(settings: &mut Map<String, Value>) {
+    if let Some(Value::String(secret)) = settings.remove("clientSecret") {
+        let digest = Sha256::digest(secret.as_bytes());
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        settings.insert("clientSecretSha256".into(), json!(hex));
+    }
+    for child in settings.values_mut() {
+        if let Value::Object(child) = child {
+            hash_client_secret(child);
+        }
+    }
+}
+
+/// validateAttributeExpression: the expression must parse (brackets and string literals closed)
+/// and act on `attributes.`, the form the discovery document describes
+/// (`attributes.saml_attributes.filter(attribute, attribute.name in [...])`).
+fn validate_expression(world: &mut World, call: &Call<'_>) -> Result<Outcome, ApiError> {
+    resolve(world, call, call.param("name")?)?;
+    let expression = call.query("expression").unwrap_or_default();
+    cel_syntax(expression).map_err(ApiError::invalid)?;
+    if !expression.trim_start().starts_with("attributes.") {
+        return Err(ApiError::invalid(format!(
+            "Invalid attribute expression '{expression}': IAP attribute expressions select from attributes (attributes.saml_attributes or attributes.iap_attributes)."
+        )));
+    }
+    Ok(Outcome::Json(json!({})))
+}
+
+/// A syntax check of a CEL expression: not empty, brackets balanced, string literals closed.
+fn cel_syntax(expression: &str) -> Result<(), String> {
+    if expression.trim().is_empty() {
+        return Err("The attribute expression is empty.".into());
+    }
+    let mut open = Vec::new();
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for c in expression.chars() {
+        if let Some(q) = quote {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        match c {
+            '"' | '\'' => quote = Some(c),
+            '(' | '[' | '{' => open.push(c),
+            ')' | ']' | '}' => {
+                let wanted = match c {
+                    ')' => '(',
+                    ']' => '[',
+                    _ => '{',
+                };
+                if open.pop() != Some(wanted) {
+                    return Err(format!("Invalid attribute expression: unbalanced '{c}'."));
+                }
+            }
+            _ => {}
+        }
+    }
+    if quote.is_some() {
+        return Err("Invalid attribute expression: a string literal is not closed.".into());
+    }
+    match open.pop() {
+        Some(c) => Err(format!(
+            "Invalid attribute expression: '{c}' is not closed."
+        )),
+        None => Ok(()),
     }
 }
 
@@ -354,6 +449,19 @@ mod tests {
         );
         assert!(parse_kind("cloud-run-us-central1").is_none());
         assert!(parse_kind("appengine-x").is_none());
+    }
+
+    #[test]
+    fn cel() {
+        assert!(cel_syntax("attributes.saml_attributes.filter(a, a.name in [\"x\"])").is_ok());
+        assert!(
+            cel_syntax("f(\"a)\")").is_ok(),
+            "brackets inside strings do not count"
+        );
+        assert!(cel_syntax("  ").is_err());
+        assert!(cel_syntax("f(a").unwrap_err().contains("not closed"));
+        assert!(cel_syntax("f(a]").is_err());
+        assert!(cel_syntax("f(\"a)").unwrap_err().contains("string literal"));
     }
 
     #[test]

@@ -671,7 +671,8 @@ fn list(world: &mut World, call: &Call<'_>) -> Result<Outcome, ApiError> {
     Ok(Outcome::Json(Value::Object(out)))
 }
 
-fn camel(path: &str) -> String {
+/// snake_case to camelCase, as Google's JSON names fields.
+pub(crate) fn camel(path: &str) -> String {
     let mut out = String::new();
     let mut upper = false;
     for c in path.chars() {

@@ -58,6 +58,12 @@ fn plan_block(block: &Block, proposed: &Value, config: &Value, fresh_object: boo
         }
     }
     for b in &block.blocks {
+        if b.nesting == Nesting::Single && config.get(&b.type_name).is_null() {
+            // Terraform proposes the prior block for a single block removed from the
+            // configuration, then refuses a plan that keeps it ("config wants absence").
+            planned.set_attr(&b.type_name, Value::Null);
+            continue;
+        }
         if matches!(b.nesting, Nesting::Single | Nesting::Group) {
             let inner = proposed.get(&b.type_name);
             if !inner.is_null() && inner.is_known() {
@@ -149,6 +155,27 @@ mod tests {
             p.planned_state.get("id").is_unknown(),
             "a replacement gets a new id"
         );
+    }
+
+    #[test]
+    fn a_single_block_removed_from_the_config_is_planned_null() {
+        let timeouts = Value::object([
+            ("create", Value::from("1m")),
+            ("update", Value::Null),
+            ("delete", Value::Null),
+        ]);
+        let mut prior = obj(Value::from("x"), "s", Value::from("eu"), false);
+        prior.set_attr("timeouts", timeouts.clone());
+        let config = obj(Value::Null, "s", Value::Null, false);
+        // What Terraform proposes: the prior block, although the configuration has none.
+        let proposed = prior.clone();
+        let p = plan(&schema(), &prior, &proposed, &config);
+        assert!(p.planned_state.get("timeouts").is_null());
+
+        let mut config = config;
+        config.set_attr("timeouts", timeouts.clone());
+        let p = plan(&schema(), &prior, &prior, &config);
+        assert_eq!(p.planned_state.get("timeouts"), &timeouts);
     }
 
     #[test]

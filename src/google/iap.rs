@@ -114,12 +114,61 @@ impl IapClient {
         if !raw.is_object() {
             return Err(Error::decode("IAP settings", "not a JSON object"));
         }
+        Ok(IapSettings::from_raw(name, raw))
+    }
+
+    /// updateIapSettings (`PATCH v1/{name}:iapSettings`) of exactly the `mask` paths (each with the
+    /// `iapSettings.` prefix). Never called with an empty mask: no mask replaces every setting.
+    pub async fn update_iap_settings(
+        &self,
+        name: &str,
+        body: Value,
+        mask: &[String],
+        deadline: Instant,
+    ) -> Result<IapSettings, Error> {
+        if mask.is_empty() {
+            return Err(Error::decode("IAP settings update", "an empty update mask"));
+        }
+        let mut url = self.base.join(with_verb(&["v1"], name, "iapSettings"));
+        url.query_pairs_mut()
+            .append_pair("updateMask", &mask.join(","));
+        // The same masked body twice leaves the same settings: safe to repeat.
+        let call = Call::patch(Api::Iap, url)
+            .body(body)
+            .replay(Replay::Safe)
+            .deadline(Some(deadline));
+        let raw = self.transport.send(call).await?;
+        if !raw.is_object() {
+            return Err(Error::decode("IAP settings", "not a JSON object"));
+        }
+        Ok(IapSettings::from_raw(name, raw))
+    }
+
+    /// validateAttributeExpression: Ok when IAP accepts the CEL `expression` for `name`'s
+    /// attribute propagation; a 400 names what is wrong.
+    pub async fn validate_attribute_expression(
+        &self,
+        name: &str,
+        expression: &str,
+    ) -> Result<(), Error> {
+        let mut url = self
+            .base
+            .join(with_verb(&["v1"], name, "validateAttributeExpression"));
+        url.query_pairs_mut().append_pair("expression", expression);
+        // Read-only despite the POST.
+        let call = Call::post(Api::Iap, url).replay(Replay::Safe);
+        self.transport.send(call).await.map(drop)
+    }
+}
+
+impl IapSettings {
+    fn from_raw(name: &str, raw: Value) -> IapSettings {
         let oauth_client_id = raw
             .pointer("/accessSettings/oauthSettings/clientId")
             .and_then(Value::as_str)
             .filter(|s| !s.trim().is_empty())
             .map(str::to_string);
-        Ok(IapSettings {
+        IapSettings {
             name: raw
                 .get("name")
                 .and_then(Value::as_str)
@@ -127,7 +176,7 @@ impl IapClient {
                 .to_string(),
             oauth_client_id,
             raw,
-        })
+        }
     }
 }
 

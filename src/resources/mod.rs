@@ -16,6 +16,7 @@ pub mod backend_iap;
 pub mod cache;
 mod common;
 mod context;
+pub mod iap_settings;
 pub mod service_iap;
 
 pub use context::Context;
@@ -26,6 +27,7 @@ pub fn all() -> Vec<Arc<dyn AnyResource<Context>>> {
         typed(service_iap::ServiceIap),
         typed(backend_iap::BackendIap),
         typed(access_binding::AccessBinding),
+        typed(iap_settings::IapSettings),
         typed(access_member::AccessMember),
     ]
 }

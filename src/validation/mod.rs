@@ -124,7 +124,7 @@ pub const CATALOGUE: &[Check] = &[
         catches: "The Google-managed OAuth client is used while members are outside the project's organization.",
         consequence: "With the Google-managed OAuth client only users within the organization can sign in; outside members are refused.",
         source: "Seed 000: \"IAP uses a Google-managed OAuth client ... Only users within the organization can access the IAP-enabled application.\" The organization's domain comes from Resource Manager (organizations.get displayName).",
-        fix: "Configure a custom OAuth client (oauth2_client_id and secret) or IAP settings for external applications.",
+        fix: "Give the IAP resource a custom OAuth client: iaprun_iap_settings with access_settings { oauth_settings { client_id, client_secret_wo } } (or oauth2_client_id on iaprun_backend_iap). A binding whose resource is iaprun_iap_settings.NAME.resource is planned after the settings and sees the planned client.",
     },
     Check {
         name: "public_member",
@@ -164,7 +164,7 @@ pub const CATALOGUE: &[Check] = &[
         catches: "Direct IAP on a Cloud Run service in a project without an organization.",
         consequence: "Older Cloud Run IAP documentation required the project to be in an organization; newer documentation adds a no-organization mode that needs a custom OAuth setup.",
         source: "Cloud Run IAP documentation (preview era): the project must belong to an organization.",
-        fix: "Move the project into an organization, or configure IAP for external users with a custom OAuth client.",
+        fix: "Move the project into an organization, or give the service a custom OAuth client with iaprun_iap_settings (resource = this resource's iap_resource_name, access_settings { oauth_settings { client_id, client_secret_wo } }).",
     },
     Check {
         name: "binding_conflict",
@@ -365,6 +365,7 @@ pub mod exposure;
 pub mod facts;
 mod members;
 pub mod service;
+pub mod settings;
 pub mod target;
 pub mod timing;
 

@@ -72,7 +72,7 @@ pub fn no_organization(project: &str, has_parent: Option<bool>) -> Vec<Finding> 
         Some(false) => vec![Finding::new(
             "no_organization",
             Some(AttributePath::attr("project")),
-            format!("Project {project} does not belong to an organization (Resource Manager reports no parent). Older Cloud Run IAP documentation required an organization; current documentation also allows projects without one, with a custom OAuth setup."),
+            format!("Project {project} does not belong to an organization (Resource Manager reports no parent). Older Cloud Run IAP documentation required an organization; current documentation also allows projects without one, with a custom OAuth client in the service's IAP settings: iaprun_iap_settings with resource = this resource's iap_resource_name and access_settings {{ oauth_settings {{ client_id, client_secret_wo }} }}."),
         )],
         _ => vec![],
     }
@@ -88,6 +88,10 @@ mod no_organization_tests {
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].path, Some(AttributePath::attr("project")));
         assert!(f[0].detail.contains("Older"));
+        assert!(
+            f[0].detail.contains("iaprun_iap_settings"),
+            "points to the fix"
+        );
         assert!(no_organization("p", Some(true)).is_empty());
         assert!(no_organization("p", None).is_empty());
     }
