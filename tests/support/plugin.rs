@@ -1,10 +1,12 @@
 //! Starting the provider binary the way go-plugin does and talking gRPC to it without Terraform:
 //! the handshake environment, a go-plugin-like client certificate (ECDSA P-521, CA flag), the
-//! handshake line, and a TLS channel pinned to the server certificate it announced.
+//! handshake line, and a channel over the unix socket or TCP address it announced, with TLS
+//! pinned to the server certificate it announced.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -75,11 +77,22 @@ pub struct Launch {
     pub env: Vec<(String, String)>,
 }
 
+pub use iaprun::protocol::Address;
+
+/// The unix socket's path, panicking on a TCP address.
+#[track_caller]
+pub fn socket_path(address: &Address) -> &std::path::Path {
+    match address {
+        Address::Unix(path) => path,
+        Address::Tcp(address) => panic!("the plugin listens on TCP {address}, not a unix socket"),
+    }
+}
+
 /// What the handshake line said.
 #[derive(Debug, Clone)]
 pub struct Handshake {
     pub line: String,
-    pub address: SocketAddr,
+    pub address: Address,
     pub server_certificate: Option<Vec<u8>>,
     /// From spawning the process to reading the line.
     pub elapsed: Duration,
@@ -95,6 +108,16 @@ pub struct PluginProcess {
 
 /// Spawns the provider binary with `launch`'s environment and the cookie.
 pub fn spawn(launch: &Launch) -> Child {
+    command(launch)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the provider binary")
+}
+
+/// The provider binary with `launch`'s environment and the cookie, as go-plugin starts it.
+pub fn command(launch: &Launch) -> Command {
     let mut command = Command::new(provider_binary());
     for (key, _) in std::env::vars_os() {
         let key_text = key.to_string_lossy();
@@ -116,18 +139,22 @@ pub fn spawn(launch: &Launch) -> Child {
         command.env(key, value);
     }
     command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the provider binary")
 }
 
 impl PluginProcess {
     /// Starts the provider and reads its handshake line (panics after 60 s, Terraform's limit).
     pub fn start(launch: Launch) -> Self {
         let started = Instant::now();
-        let mut child = spawn(&launch);
+        let child = spawn(&launch);
+        Self::read_handshake(child, launch.client, started)
+    }
+
+    /// Takes over a started provider (stdout and stderr piped) and reads its handshake line.
+    pub fn read_handshake(
+        mut child: Child,
+        client: Option<Arc<ClientIdentity>>,
+        started: Instant,
+    ) -> Self {
         let stdout = child.stdout.take().expect("stdout");
         let (line_tx, line_rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -147,7 +174,7 @@ impl PluginProcess {
         Self {
             child,
             handshake,
-            client: launch.client,
+            client,
             stderr,
         }
     }
@@ -157,9 +184,14 @@ impl PluginProcess {
     pub async fn channel(&self) -> Result<Channel, tonic::transport::Error> {
         match (&self.handshake.server_certificate, &self.client) {
             (Some(server), Some(client)) => {
-                tls_channel(self.handshake.address, server.clone(), Some(client.clone())).await
+                tls_channel(
+                    &self.handshake.address,
+                    server.clone(),
+                    Some(client.clone()),
+                )
+                .await
             }
-            _ => plaintext_channel(self.handshake.address).await,
+            _ => plaintext_channel(&self.handshake.address).await,
         }
     }
 
@@ -173,7 +205,12 @@ impl PluginProcess {
             .server_certificate
             .clone()
             .expect("the provider announced a TLS certificate");
-        tls_channel(self.handshake.address, server, client).await
+        tls_channel(&self.handshake.address, server, client).await
+    }
+
+    /// The process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
     }
 
     /// Waits up to `limit` for the process to exit by itself.
@@ -239,16 +276,31 @@ pub fn read_all_stderr(child: &mut Child) -> String {
     text
 }
 
-/// Parses `1|5|tcp|ADDR|grpc|CERT`, asserting the fields Terraform checks.
+/// Parses `1|5|unix|PATH|grpc|CERT` or `1|5|tcp|IP:PORT|grpc|CERT`, asserting the fields
+/// Terraform checks.
 pub fn parse_handshake(line: &str, elapsed: Duration) -> Handshake {
     let fields: Vec<&str> = line.split('|').collect();
     assert_eq!(fields.len(), 6, "six fields in {line:?}");
     assert_eq!(fields[0], "1", "core protocol version");
     assert_eq!(fields[1], "5", "app protocol version");
-    assert_eq!(fields[2], "tcp", "network");
     assert_eq!(fields[4], "grpc", "protocol");
-    let address: SocketAddr = fields[3].parse().expect("address is IP:port");
-    assert!(address.ip().is_loopback(), "{address} is loopback");
+    let address = match fields[2] {
+        "unix" => {
+            let path = PathBuf::from(fields[3]);
+            assert!(
+                path.is_absolute(),
+                "{} is an absolute socket path",
+                fields[3]
+            );
+            Address::Unix(path)
+        }
+        "tcp" => {
+            let address: SocketAddr = fields[3].parse().expect("address is IP:port");
+            assert!(address.ip().is_loopback(), "{address} is loopback");
+            Address::Tcp(address)
+        }
+        other => panic!("network {other:?} in {line:?}: go-plugin knows tcp and unix"),
+    };
     let server_certificate = (!fields[5].is_empty()).then(|| {
         assert!(!fields[5].contains('='), "unpadded base64");
         base64::engine::general_purpose::STANDARD_NO_PAD
@@ -311,16 +363,50 @@ impl ServerCertVerifier for PinnedServer {
     }
 }
 
-async fn plaintext_channel(address: SocketAddr) -> Result<Channel, tonic::transport::Error> {
-    Endpoint::from_shared(format!("http://{address}"))
-        .expect("endpoint")
-        .connect()
+/// A byte stream a channel can run over: TCP or unix, with or without TLS.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Stream for T {}
+
+/// Opens a connection to `address`, as go-plugin's dialer does for each network.
+async fn connect(address: &Address) -> std::io::Result<Box<dyn Stream>> {
+    Ok(match address {
+        Address::Tcp(address) => {
+            let tcp = tokio::net::TcpStream::connect(address).await?;
+            tcp.set_nodelay(true)?;
+            Box::new(tcp)
+        }
+        Address::Unix(path) => Box::new(tokio::net::UnixStream::connect(path).await?),
+    })
+}
+
+/// A channel whose connections `open` makes (the URI only labels them).
+async fn channel_over<F, Fut>(open: F) -> Result<Channel, tonic::transport::Error>
+where
+    F: Fn() -> Fut + Send + Clone + 'static,
+    Fut: std::future::Future<Output = std::io::Result<Box<dyn Stream>>> + Send,
+{
+    let connect = tower::service_fn(move |_: Uri| {
+        let open = open.clone();
+        async move { open().await.map(hyper_util::rt::TokioIo::new) }
+    });
+    Endpoint::from_static("http://localhost")
+        .connect_with_connector(connect)
         .await
 }
 
-/// A channel over TLS (ALPN h2) that pins `server` and presents `client`, if any.
+/// A plaintext (h2c) channel to `address`.
+pub async fn plaintext_channel(address: &Address) -> Result<Channel, tonic::transport::Error> {
+    let address = address.clone();
+    channel_over(move || {
+        let address = address.clone();
+        async move { connect(&address).await }
+    })
+    .await
+}
+
+/// A channel over TLS (ALPN h2) to `address` that pins `server` and presents `client`, if any.
 pub async fn tls_channel(
-    address: SocketAddr,
+    address: &Address,
     server: Vec<u8>,
     client: Option<Arc<ClientIdentity>>,
 ) -> Result<Channel, tonic::transport::Error> {
@@ -345,19 +431,18 @@ pub async fn tls_channel(
     };
     config.alpn_protocols = vec![b"h2".to_vec()];
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let connect = tower::service_fn(move |_: Uri| {
-        let connector = connector.clone();
+    let address = address.clone();
+    channel_over(move || {
+        let (connector, address) = (connector.clone(), address.clone());
         async move {
-            let tcp = tokio::net::TcpStream::connect(address).await?;
+            let raw = connect(&address).await?;
+            // go-plugin's client names the server `localhost` whatever the network.
             let name = ServerName::try_from("localhost").expect("server name");
-            let tls = connector.connect(name, tcp).await?;
-            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
+            let tls: Box<dyn Stream> = Box::new(connector.connect(name, raw).await?);
+            Ok(tls)
         }
-    });
-    // The URI only labels the connection; the connector decides where it goes.
-    Endpoint::from_static("http://localhost")
-        .connect_with_connector(connect)
-        .await
+    })
+    .await
 }
 
 /// Unary gRPC calls by method path, with message types defined by the caller (tests do not see
@@ -440,6 +525,49 @@ pub mod messages {
         #[prost(int32, tag = "1")]
         pub status: i32,
     }
+}
+
+/// Whether a GetSchema call over a channel made by `connect` fails (at connect or at the call).
+async fn refused<F>(connect: F) -> Result<(), String>
+where
+    F: std::future::Future<Output = Result<Channel, tonic::transport::Error>>,
+{
+    let channel = match connect.await {
+        Err(_) => return Ok(()),
+        Ok(channel) => channel,
+    };
+    match get_schema(channel).await {
+        Err(_) => Ok(()),
+        Ok(answer) => Err(format!(
+            "the call succeeded with {} resource schemas",
+            answer.resource_schemas.len()
+        )),
+    }
+}
+
+/// Calls a provider started with AutoMTLS the ways a stranger could (TLS without a client
+/// certificate, with a certificate Terraform did not send, plaintext) over the network its
+/// handshake announced; returns a line for each attempt that got an answer.
+pub async fn strangers_admitted(provider: &PluginProcess) -> Vec<String> {
+    let stranger = Arc::new(ClientIdentity::generate());
+    let attempts = [
+        (
+            "no client certificate",
+            refused(provider.channel_as(None)).await,
+        ),
+        (
+            "another client certificate",
+            refused(provider.channel_as(Some(stranger))).await,
+        ),
+        (
+            "plaintext",
+            refused(plaintext_channel(&provider.handshake.address)).await,
+        ),
+    ];
+    attempts
+        .into_iter()
+        .filter_map(|(what, outcome)| outcome.err().map(|e| format!("{what}: {e}")))
+        .collect()
 }
 
 /// `tfplugin5.Provider/GetSchema`.
