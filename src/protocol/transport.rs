@@ -31,7 +31,6 @@ impl Listener for TcpListener {
     }
 }
 
-#[cfg(unix)]
 impl Listener for tokio::net::UnixListener {
     type Stream = tokio::net::UnixStream;
 
@@ -70,7 +69,6 @@ impl fmt::Display for Address {
 }
 
 /// A unix socket in its own directory; [`SocketDirectory::remove`] (or dropping it) deletes both.
-#[cfg(unix)]
 pub struct UnixSocket {
     pub listener: tokio::net::UnixListener,
     pub path: PathBuf,
@@ -78,10 +76,8 @@ pub struct UnixSocket {
 }
 
 /// The private directory holding the socket, removed with everything in it when dropped.
-#[cfg(unix)]
 pub struct SocketDirectory(tempfile::TempDir);
 
-#[cfg(unix)]
 impl SocketDirectory {
     /// Removes the directory now, logging (not failing) when that does not work.
     pub fn remove(self) {
@@ -105,7 +101,6 @@ pub fn socket_base(socket_dir: Option<&Path>) -> PathBuf {
 /// socket 0600, so no other user can reach it (go-plugin's clients authenticate the connection
 /// with mutual TLS on top). Fails when `base` does not exist or is not writable, when the path is
 /// too long for a socket address, or when the path could not be announced in the handshake line.
-#[cfg(unix)]
 pub fn bind_unix(base: &Path) -> std::io::Result<UnixSocket> {
     use std::os::unix::fs::PermissionsExt;
     let directory = tempfile::Builder::new()
@@ -139,7 +134,7 @@ fn announceable(path: &Path) -> std::io::Result<()> {
     }
 }
 
-#[cfg(all(test, unix))]
+#[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
