@@ -1,11 +1,15 @@
 //! `data "iaprun_audit"`: the IAP exposure of every Cloud Run service of a project.
 //!
 //! Reading gathers the facts with a bounded number of read-only calls ([`collect`]): the project
-//! (for its number), one paged Run `services.list` per region, one paged compute `aggregatedList`
-//! each for network endpoint groups and backend services (every region at once), then each IAM
-//! policy once, at most [`POLICY_READS_IN_FLIGHT`] at a time: the Run policy of every service, the
-//! IAP policy of every service with direct IAP and of every backend with IAP in front of an audited
-//! service. The evaluation is [`crate::validation::audit::evaluate`].
+//! (for its number and parent) and its organization (for its domain), one paged Run
+//! `services.list` per region, one paged compute `aggregatedList` each for network endpoint
+//! groups, backend services, forwarding rules, target HTTPS proxies and URL maps (every region at
+//! once) and the paged list of global forwarding rules (which has no aggregated form): a fixed
+//! number of lists whatever the number of services. Then each IAM policy once, at most
+//! [`POLICY_READS_IN_FLIGHT`] at a time: the Run policy of every service, the IAP policy of every
+//! service with direct IAP and of every backend with IAP in front of an audited service; last, the
+//! IAP settings of those IAP resources whose OAuth client decides a finding
+//! ([`settings_matter`]). The evaluation is [`crate::validation::audit::evaluate`].
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -93,7 +97,7 @@ impl DataSource<Context> for Audit {
         let findings = Attribute::new("findings", Type::list(finding_type())).computed();
         Schema::new(
             0,
-            Block::new("The IAP exposure of every Cloud Run service of a project, whoever deployed it. For each service: its ingress, run.app URL, IAP on the service and on each load balancer backend that reaches it through a serverless NEG, its invokers and JWT audiences, and the findings of the plan-time checks applied to what exists, plus `unprotected_path` (a load balancer path without IAP to a service IAP guards elsewhere) and `no_iap` (reachable from the internet with no IAP and no invoker restriction). Read-only; meant for `check` blocks (Terraform 1.5+) and outputs. The calls are bounded: one Run list per region, one compute aggregatedList each for serverless NEGs and backend services, and each IAM policy once, 32 at a time.")
+            Block::new("The IAP exposure of every Cloud Run service of a project, whoever deployed it. For each service: its ingress, run.app URL, IAP on the service and on each load balancer backend that reaches it through a serverless NEG, its invokers and JWT audiences, and the findings of the plan-time checks applied to what exists, plus `unprotected_path` (a load balancer path without IAP to a service IAP guards elsewhere) and `no_iap` (reachable from the internet with no IAP and no invoker restriction). Read-only; meant for `check` blocks (Terraform 1.5+) and outputs. The calls are bounded: the project and its organization, one Run list per region, six compute lists whatever the number of services (aggregatedList of serverless NEGs, backend services, forwarding rules, target HTTPS proxies and URL maps, and the list of global forwarding rules), each IAM policy once, 32 at a time, and the IAP settings of a protected resource only where its OAuth client decides a finding (a member outside the organization, or direct IAP in a project without one).")
                 .attribute(project.description("Project whose Cloud Run services are audited (id or number). Defaults to the provider's `project`."))
                 .attribute(regions.description("Regions whose Cloud Run services are audited. Defaults to the provider's `region`."))
                 .attribute(services.description("Every Cloud Run service of the regions, sorted by location and name: `name`, `location`, `uri`, `ingress` (`INGRESS_TRAFFIC_*`), `default_uri_disabled`, `iap_enabled` (direct IAP), `public_invoker` (allUsers/allAuthenticatedUsers hold roles/run.invoker or invoker IAM is disabled; null when the policy cannot be read), `agent_has_invoker` (the IAP service agent holds roles/run.invoker; null when unknown), `backends` (each backend service reaching it through a serverless NEG: `name`, `region` (null when global), `load_balancing_scheme`, `iap_enabled`), `jwt_audiences` (the `aud` of the IAP JWT on each path with IAP) and `findings` (as in `findings`)."))
