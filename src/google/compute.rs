@@ -597,15 +597,17 @@ impl ComputeClient {
         Ok(items)
     }
 
-    /// `{collection}.aggregatedList`: every page of `projects/{project}/aggregated/{collection}`,
-    /// each item with its scope (`global`, `regions/{r}`, `zones/{z}`). Scopes answering only a
-    /// `warning` (no results) are skipped. Without `returnPartialSuccess` an unreachable scope
-    /// fails the call rather than leaving a silent gap.
-    async fn aggregated(
+    /// `{collection}.aggregatedList`: every item of every page of
+    /// `projects/{project}/aggregated/{collection}`, whatever its scope (`global`, `regions/{r}`,
+    /// `zones/{z}`; each item names its own), read by `parse`. Scopes answering only a `warning`
+    /// (no results) are skipped. Without `returnPartialSuccess` an unreachable scope fails the
+    /// call rather than leaving a silent gap.
+    async fn aggregated<T>(
         &self,
         project: &str,
         collection: &str,
-    ) -> Result<Vec<(String, Value)>, Error> {
+        parse: fn(Value) -> Result<T, Error>,
+    ) -> Result<Vec<T>, Error> {
         let what = format!("{collection} aggregated list");
         let url = self
             .base
@@ -619,7 +621,9 @@ impl ComputeClient {
                         match scoped.get(collection) {
                             None | Some(Value::Null) => {}
                             Some(Value::Array(list)) => {
-                                items.extend(list.iter().map(|item| (scope.clone(), item.clone())))
+                                for item in list {
+                                    items.push(parse(item.clone())?);
+                                }
                             }
                             Some(_) => {
                                 return Err(Error::decode(
@@ -642,11 +646,8 @@ impl ComputeClient {
         &self,
         project: &str,
     ) -> Result<Vec<BackendService>, Error> {
-        self.aggregated(project, "backendServices")
-            .await?
-            .into_iter()
-            .map(|(_, raw)| BackendService::from_value(raw))
-            .collect()
+        self.aggregated(project, "backendServices", BackendService::from_value)
+            .await
     }
 
     /// networkEndpointGroups.aggregatedList: every NEG of the project (serverless NEGs are in
@@ -655,11 +656,12 @@ impl ComputeClient {
         &self,
         project: &str,
     ) -> Result<Vec<NetworkEndpointGroup>, Error> {
-        self.aggregated(project, "networkEndpointGroups")
-            .await?
-            .into_iter()
-            .map(|(_, raw)| NetworkEndpointGroup::from_value(raw))
-            .collect()
+        self.aggregated(
+            project,
+            "networkEndpointGroups",
+            NetworkEndpointGroup::from_value,
+        )
+        .await
     }
 
     /// backendServices.get / regionBackendServices.get.
@@ -924,11 +926,8 @@ impl ComputeClient {
         &self,
         project: &str,
     ) -> Result<Vec<ForwardingRule>, Error> {
-        self.aggregated(project, "forwardingRules")
-            .await?
-            .into_iter()
-            .map(|(_, raw)| ForwardingRule::from_value(raw))
-            .collect()
+        self.aggregated(project, "forwardingRules", ForwardingRule::from_value)
+            .await
     }
 
     /// targetHttpsProxies.aggregatedList: every target HTTPS proxy, global and regional, in one
@@ -937,20 +936,14 @@ impl ComputeClient {
         &self,
         project: &str,
     ) -> Result<Vec<TargetProxy>, Error> {
-        self.aggregated(project, "targetHttpsProxies")
-            .await?
-            .into_iter()
-            .map(|(_, raw)| TargetProxy::from_value(raw))
-            .collect()
+        self.aggregated(project, "targetHttpsProxies", TargetProxy::from_value)
+            .await
     }
 
     /// urlMaps.aggregatedList: every URL map, global and regional, in one paged call.
     pub async fn url_maps_aggregated(&self, project: &str) -> Result<Vec<UrlMap>, Error> {
-        self.aggregated(project, "urlMaps")
-            .await?
-            .into_iter()
-            .map(|(_, raw)| UrlMap::from_value(raw))
-            .collect()
+        self.aggregated(project, "urlMaps", UrlMap::from_value)
+            .await
     }
 
     /// The backend services of the project an HTTPS forwarding rule reaches ([`https_backends`]),

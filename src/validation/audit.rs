@@ -405,6 +405,18 @@ mod tests {
         }
     }
 
+    /// A project in an organization of domain example.com.
+    fn project(services: Vec<AuditedService>, backends: Vec<AuditedBackend>) -> ProjectFacts {
+        ProjectFacts {
+            project: "p".into(),
+            project_number: PN.into(),
+            has_organization: Some(true),
+            organization_domain: Some("example.com".into()),
+            services,
+            backends,
+        }
+    }
+
     fn checks_on<'a>(report: &'a Report, service: &str) -> Vec<&'a str> {
         report
             .findings
@@ -423,17 +435,11 @@ mod tests {
             s.invoker_members = Some(vec!["allUsers".into()]);
         });
         let direct = svc("direct", |s| s.iap_enabled = true);
-        let mut facts = ProjectFacts {
-            project: "p".into(),
-            project_number: PN.into(),
-            has_organization: Some(true),
-            organization_domain: Some("example.com".into()),
-            backends: vec![
-                lb("web", true, &[&guarded, &side]),
-                lb("other", false, &[&side, &direct]),
-            ],
-            services: vec![guarded, side, public, direct],
-        };
+        let backends = vec![
+            lb("web", true, &[&guarded, &side]),
+            lb("other", false, &[&side, &direct]),
+        ];
+        let mut facts = project(vec![guarded, side, public, direct], backends);
         // The NEG of a backend naming a service missing in its region.
         facts.backends[0].facts.negs.push(NegFacts {
             name: "ghost-neg".into(),
@@ -504,13 +510,8 @@ mod tests {
         cdn.facts.scheme = "EXTERNAL".into();
         let mut public_iap = svc("public-iap", |s| s.iap_enabled = true);
         public_iap.iap_members = Some(vec!["allUsers".into()]);
-        let facts = ProjectFacts {
-            project: "p".into(),
-            project_number: PN.into(),
-            has_organization: Some(true),
-            organization_domain: Some("example.com".into()),
-            backends: vec![cdn],
-            services: vec![
+        let facts = project(
+            vec![
                 h2c_direct,
                 h2c_plain,
                 no_agent,
@@ -519,7 +520,8 @@ mod tests {
                 double,
                 public_iap,
             ],
-        };
+            vec![cdn],
+        );
         let report = evaluate(&facts);
         assert_eq!(checks_on(&report, "h2c-direct"), vec!["http2_direct"]);
         assert!(checks_on(&report, "h2c-plain").is_empty());
