@@ -320,6 +320,13 @@ impl<M> Failure<M> {
     }
 }
 
+impl<M: Clone> Failure<M> {
+    /// For `map_err`: a failure before any change, which leaves `prior` as it was.
+    pub fn unchanged(prior: &Option<M>) -> impl FnOnce(Diagnostic) -> Self + '_ {
+        move |d| Self::new(prior.clone(), d)
+    }
+}
+
 /// The result of `create` and `update`: the new state, which must be wholly known.
 pub type Applied<M> = Result<M, Failure<M>>;
 

@@ -135,6 +135,31 @@ pub fn api_error(doing: &str, error: &google::Error) -> Diagnostic {
     Diagnostic::error(format!("Failed to {doing}"), format!("{error}"))
 }
 
+/// The result of a call on an object that may be gone: gone is `Ok(None)`, another error says
+/// what was being done.
+pub fn unless_gone<T>(
+    result: Result<T, google::Error>,
+    doing: impl FnOnce() -> String,
+) -> Result<Option<T>, Diagnostic> {
+    match result {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(api_error(&doing(), &e)),
+    }
+}
+
+/// The first error among the findings `ignore_checks` leaves: right before a change, it stops it.
+pub fn refuse(
+    findings: Vec<Finding>,
+    ignore_checks: &Attr<BTreeSet<String>>,
+) -> Result<(), Diagnostic> {
+    let found = validation::report(findings, &ignored(ignore_checks));
+    found
+        .into_iter()
+        .find(Diagnostic::is_error)
+        .map_or(Ok(()), Err)
+}
+
 // ---- the project ---------------------------------------------------------------------------
 
 /// The number of a project given by id or number, read once per process.
