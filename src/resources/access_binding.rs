@@ -602,12 +602,7 @@ async fn oauth_findings(
     if members.is_empty() {
         return vec![];
     }
-    let custom = ctx
-        .custom_oauth_clients
-        .get_or_fetch(&target.to_string(), || {
-            common::custom_oauth_client(ctx, target)
-        })
-        .await;
+    let custom = common::planned_custom_client(ctx, target).await;
     if !matches!(custom, Ok(false)) {
         return vec![];
     }
