@@ -4,23 +4,12 @@
 use std::collections::BTreeSet;
 use std::time::Instant;
 
-use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
-
-use super::common;
-use super::Context;
-use crate::framework::{
-    Applied, Attr, Attribute, AttributePath, Block, Change, ClientCapabilities, Delete, Deleted,
-    Diagnostic, Diagnostics, Failure, NestedBlock, Plan, Read, Resource, Schema, Value,
-};
-use crate::google;
-use crate::names::{self, IapResource, IapTarget};
-use crate::validation;
+use super::prelude::*;
+use crate::framework::Value;
+use crate::names::{IapResource, IapTarget};
 
 /// The resource type.
 pub struct AccessBinding;
-
-pub const TYPE_NAME: &str = "iaprun_access_binding";
 
 /// The role that lets a principal pass IAP.
 pub const DEFAULT_ROLE: &str = "roles/iap.httpsResourceAccessor";
@@ -293,7 +282,7 @@ impl Model {
 impl Resource<Context> for AccessBinding {
     type Model = Model;
     type Private = ();
-    const TYPE_NAME: &'static str = TYPE_NAME;
+    const TYPE_NAME: &'static str = "iaprun_access_binding";
 
     fn schema() -> Schema {
         Schema::new(
@@ -392,7 +381,7 @@ impl Resource<Context> for AccessBinding {
             return Ok(Read::Found(state));
         };
         let Some(policy) = refresh_policy(ctx, &resource).await? else {
-            return Ok(resource_gone(&resource, TYPE_NAME));
+            return Ok(resource_gone(&resource, Self::TYPE_NAME));
         };
         let Some(binding) = state.access.refresh(&policy, |_| true) else {
             return Ok(Read::Gone(None));

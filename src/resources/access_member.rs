@@ -1,24 +1,11 @@
 //! `iaprun_access_member`: one principal allowed through IAP. Adds exactly its member to the
 //! (role, condition) binding and removes exactly it; the form that composes across modules.
 
-use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
-
 use super::access_binding::{self as binding, Access};
-use super::common;
-use super::Context;
-use crate::framework::{
-    Applied, Attr, Attribute, AttributePath, Block, Change, ClientCapabilities, Delete, Deleted,
-    Diagnostic, Diagnostics, Failure, Plan, Read, Resource, Schema,
-};
-use crate::google;
-use crate::names;
-use crate::validation;
+use super::prelude::*;
 
 /// The resource type.
 pub struct AccessMember;
-
-pub const TYPE_NAME: &str = "iaprun_access_member";
 
 /// Config, plan and state of one `iaprun_access_member`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -47,7 +34,7 @@ impl Model {
 impl Resource<Context> for AccessMember {
     type Model = Model;
     type Private = ();
-    const TYPE_NAME: &'static str = TYPE_NAME;
+    const TYPE_NAME: &'static str = "iaprun_access_member";
 
     fn schema() -> Schema {
         Schema::new(
@@ -128,7 +115,7 @@ impl Resource<Context> for AccessMember {
             return Ok(Read::Found(state));
         };
         let Some(policy) = binding::refresh_policy(ctx, &resource).await? else {
-            return Ok(binding::resource_gone(&resource, TYPE_NAME));
+            return Ok(binding::resource_gone(&resource, Self::TYPE_NAME));
         };
         // Drift: the member left the binding (or the binding is gone); the plan adds it back.
         let member = google::normalize_member(&state.member());

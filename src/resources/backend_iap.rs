@@ -3,27 +3,13 @@
 
 use std::collections::BTreeSet;
 
-use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
-
-use super::common::{self, Agent, Iap, Private};
-use super::Context;
-use crate::framework::timeouts::timeouts_block;
-use crate::framework::{
-    Applied, Attr, Attribute, AttributePath, Block, Change, ClientCapabilities, Delete, Deleted,
-    Diagnostic, Diagnostics, Failure, Plan, Read, Resource, Schema,
-};
-use crate::google::{self, BackendServiceRef, IapPatch, Scope, ServiceName};
-use crate::names;
-use crate::validation::{
-    self,
-    facts::{BackendFacts, NegFacts},
-};
+use super::common::{Agent, Iap, Private};
+use super::prelude::*;
+use crate::google::{BackendServiceRef, IapPatch, Scope, ServiceName};
+use crate::validation::facts::{BackendFacts, NegFacts};
 
 /// The resource type.
 pub struct BackendIap;
-
-pub const TYPE_NAME: &str = "iaprun_backend_iap";
 
 /// Config, plan and state of one `iaprun_backend_iap`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -115,7 +101,7 @@ fn region_of(r: &BackendServiceRef) -> Option<&str> {
 impl Resource<Context> for BackendIap {
     type Model = Model;
     type Private = Private;
-    const TYPE_NAME: &'static str = TYPE_NAME;
+    const TYPE_NAME: &'static str = "iaprun_backend_iap";
 
     fn schema() -> Schema {
         Schema::new(
@@ -257,7 +243,10 @@ impl Resource<Context> for BackendIap {
             Ok(None) => {
                 return Ok(Read::Gone(Some(Diagnostic::warning(
                     "Backend service deleted outside Terraform",
-                    format!("The backend service {r} no longer exists, so {TYPE_NAME} was removed from the state."),
+                    format!(
+                    "The backend service {r} no longer exists, so {} was removed from the state.",
+                    Self::TYPE_NAME
+                ),
                 ))))
             }
             Err(e) => return Err(common::api_error(&format!("read backend service {r}"), &e)),
@@ -480,14 +469,9 @@ async fn converge(ctx: &Context, change: Change<'_, Model, Private>) -> Applied<
         deadline,
         private,
     } = change;
-    let Some(r) = planned.backend_ref() else {
-        return Err(common::incomplete_plan(
-            prior,
-            "project and backend_service",
-        ));
-    };
-    let number = common::project_number(ctx, &r.project).await;
-    let number = number.map_err(Failure::unchanged(&prior))?;
+    let target = (planned.backend_ref(), &planned.iap);
+    let (r, number) =
+        common::apply_target(ctx, &prior, target, "project and backend_service").await?;
     let grant = planned.iap.grant_iap_invoker.or(true);
     // Right before the first change, on a fresh read: nothing changes while an error finding holds.
     let (backend, facts) = match backend_facts(ctx, &r).await {

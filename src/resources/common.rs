@@ -120,10 +120,23 @@ pub fn check_name(diags: &mut Diagnostics, attribute: &str, value: &Attr<String>
     }
 }
 
-/// The failure of an apply whose plan left `what` unknown: a provider bug.
-pub fn incomplete_plan<M>(prior: Option<M>, what: &str) -> Failure<M> {
-    let detail = format!("{what} must be known at apply. This is a bug in the provider.");
-    Failure::new(prior, Diagnostic::error("Incomplete plan", detail))
+/// The target of an apply with its project number: the plan left it unknown only by a provider bug
+/// (`what`: the attributes it comes from, `planned` its project); an unreadable project changes
+/// nothing.
+pub async fn apply_target<M: Clone, T>(
+    ctx: &Context,
+    prior: &Option<M>,
+    (target, planned): (Option<T>, &Iap),
+    what: &str,
+) -> Result<(T, String), Failure<M>> {
+    let Some(target) = target else {
+        let detail = format!("{what} must be known at apply. This is a bug in the provider.");
+        let d = Diagnostic::error("Incomplete plan", detail);
+        return Err(Failure::new(prior.clone(), d));
+    };
+    let project = planned.project.as_deref().unwrap_or_default();
+    let number = project_number(ctx, project).await;
+    Ok((target, number.map_err(Failure::unchanged(prior))?))
 }
 
 /// A diagnostic for a failed API call: what was being done, and Google's own message.

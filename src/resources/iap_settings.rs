@@ -9,26 +9,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 
 use super::access_binding::{plan_resource, resource_gone, validate_target};
 use super::backend_iap::secret_sha256;
-use super::common;
-use super::Context;
-use crate::framework::timeouts::{timeouts_block, Timeouts};
-use crate::framework::{
-    Applied, Attr, Attribute, AttributePath, Block, Change, ClientCapabilities, Delete, Deleted,
-    Diagnostic, Diagnostics, Failure, NestedBlock, Plan, Read, Resource, Schema,
-};
+use super::prelude::*;
+use crate::framework::timeouts::Timeouts;
 use crate::names::IapResource;
 use crate::validation::settings as rules;
 
 /// The resource type.
 pub struct IapSettings;
-
-pub const TYPE_NAME: &str = "iaprun_iap_settings";
 
 /// Config, plan and state of one `iaprun_iap_settings`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -314,7 +305,7 @@ fn application_settings_block() -> NestedBlock {
 impl Resource<Context> for IapSettings {
     type Model = Model;
     type Private = ();
-    const TYPE_NAME: &'static str = TYPE_NAME;
+    const TYPE_NAME: &'static str = "iaprun_iap_settings";
 
     fn schema() -> Schema {
         Schema::new(0, Block::new(
@@ -379,7 +370,7 @@ impl Resource<Context> for IapSettings {
         let read = ctx.clients.iap.iap_settings(&target.to_string()).await;
         let doing = || format!("read the IAP settings of {resource}");
         let Some(settings) = common::unless_gone(read, doing)? else {
-            return Ok(resource_gone(&resource, TYPE_NAME));
+            return Ok(resource_gone(&resource, Self::TYPE_NAME));
         };
         // Right after import nothing is managed yet: take every setting the API reports.
         let adopt = state.access_settings.is_null() && state.application_settings.is_null();

@@ -3,24 +3,13 @@
 
 use std::collections::BTreeSet;
 
-use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
-
-use super::common::{self, Agent, Iap, Private};
-use super::Context;
-use crate::framework::timeouts::timeouts_block;
-use crate::framework::{
-    Applied, Attr, Attribute, AttributePath, Block, Change, ClientCapabilities, Delete, Deleted,
-    Diagnostic, Diagnostics, Failure, Plan, Read, Resource, Schema,
-};
-use crate::google::{self, ServiceName};
-use crate::names::{self, IapResource};
-use crate::validation;
+use super::common::{Agent, Iap, Private};
+use super::prelude::*;
+use crate::google::ServiceName;
+use crate::names::IapResource;
 
 /// The resource type.
 pub struct ServiceIap;
-
-pub const TYPE_NAME: &str = "iaprun_service_iap";
 
 /// Config, plan and state of one `iaprun_service_iap`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -66,7 +55,7 @@ impl Model {
 impl Resource<Context> for ServiceIap {
     type Model = Model;
     type Private = Private;
-    const TYPE_NAME: &'static str = TYPE_NAME;
+    const TYPE_NAME: &'static str = "iaprun_service_iap";
 
     fn schema() -> Schema {
         Schema::new(
@@ -172,7 +161,7 @@ impl Resource<Context> for ServiceIap {
             Err(e) if e.is_not_found() => {
                 return Ok(Read::Gone(Some(Diagnostic::warning(
                     "Cloud Run service deleted outside Terraform",
-                    format!("The Cloud Run service {name} no longer exists, so {TYPE_NAME} was removed from the state. Recreate the service, or remove this resource from the configuration."),
+                    format!("The Cloud Run service {name} no longer exists, so {} was removed from the state. Recreate the service, or remove this resource from the configuration.", Self::TYPE_NAME),
                 ))))
             }
             Err(e) => return Err(common::api_error(&format!("read Cloud Run service {name}"), &e)),
@@ -307,14 +296,9 @@ async fn converge(ctx: &Context, change: Change<'_, Model, Private>) -> Applied<
         private,
         ..
     } = change;
-    let Some(name) = planned.service_name() else {
-        return Err(common::incomplete_plan(
-            prior,
-            "project, location and service",
-        ));
-    };
-    let number = common::project_number(ctx, &name.project).await;
-    let number = number.map_err(Failure::unchanged(&prior))?;
+    let target = (planned.service_name(), &planned.iap);
+    let what = "project, location and service";
+    let (name, number) = common::apply_target(ctx, &prior, target, what).await?;
     let grant = planned.iap.grant_iap_invoker.or(true);
     // Right before the first change, on a fresh read: nothing changes while an error finding holds.
     let findings = checks(ctx, &name, &number, Some(grant), true).await;
