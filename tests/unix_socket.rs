@@ -13,13 +13,14 @@ use crate::support::plugin;
 use crate::support::{terraform_binaries, ClientIdentity, Launch, PluginProcess, Reattached};
 use crate::support::{Terraform, Workspace};
 
-/// A directory to pass as `PLUGIN_UNIX_SOCKET_DIR`, under target/tmp, open for others to enter
-/// (mode 0755) so that only the plugin's own directory and socket can keep another user out.
+/// A directory to pass as `PLUGIN_UNIX_SOCKET_DIR`, in the system's temporary directory (a socket
+/// path may be at most 107 bytes long), open for others to enter (mode 0755) so that only the
+/// plugin's own directory and socket can keep another user out.
 fn socket_base() -> tempfile::TempDir {
     let base = tempfile::Builder::new()
         .prefix("sockets-")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .expect("a base directory under target/tmp");
+        .tempdir()
+        .expect("a base directory");
     std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755))
         .expect("chmod 0755");
     base

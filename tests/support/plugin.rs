@@ -102,6 +102,9 @@ pub struct PluginProcess {
     pub handshake: Handshake,
     client: Option<Arc<ClientIdentity>>,
     stderr: mpsc::Receiver<String>,
+    /// The plugin's `TMPDIR` when the launch chose none: a plugin killed on drop cannot remove its
+    /// socket's directory, so it goes with this one instead of staying in the system's.
+    temporary: Option<tempfile::TempDir>,
 }
 
 /// Spawns the plugin binary with `launch`'s environment and the cookie.
@@ -143,10 +146,20 @@ pub fn command(launch: &Launch) -> Command {
 
 impl PluginProcess {
     /// Starts the provider and reads its handshake line (panics after 60 s, Terraform's limit).
-    pub fn start(launch: Launch) -> Self {
+    pub fn start(mut launch: Launch) -> Self {
+        let chosen = |key: &str| launch.env.iter().any(|(k, _)| k == key);
+        let temporary = (!chosen("TMPDIR") && !chosen("PLUGIN_UNIX_SOCKET_DIR"))
+            .then(|| tempfile::tempdir().expect("a temporary directory for the plugin"));
+        if let Some(dir) = &temporary {
+            launch
+                .env
+                .push(("TMPDIR".into(), dir.path().display().to_string()));
+        }
         let started = Instant::now();
         let child = spawn(&launch);
-        Self::read_handshake(child, launch.client, started)
+        let mut process = Self::read_handshake(child, launch.client, started);
+        process.temporary = temporary;
+        process
     }
 
     /// Takes over a started plugin (stdout and stderr piped) and reads its handshake line.
@@ -177,6 +190,7 @@ impl PluginProcess {
             handshake,
             client,
             stderr,
+            temporary: None,
         }
     }
 
