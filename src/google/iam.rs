@@ -401,7 +401,9 @@ fn brief(value: &Value) -> String {
 pub(crate) trait PolicyStore: Clone + Send + Sync + 'static {
     /// The policy's identity in this process (callers pass one canonical form per policy).
     fn key(&self) -> String;
+    /// getIamPolicy.
     fn read(&self) -> impl Future<Output = Result<Policy, Error>> + Send;
+    /// setIamPolicy; answers the policy as written.
     fn write(&self, policy: &Policy) -> impl Future<Output = Result<Policy, Error>> + Send;
 }
 
