@@ -58,6 +58,26 @@ fn statuses(emulator: &Emulator, verb: &str) -> Vec<u16> {
         .collect()
 }
 
+/// The policy as it stands.
+async fn current(clients: &Clients, resource: &str) -> Policy {
+    clients.iap.iam_policy(resource).await.expect("policy")
+}
+
+/// Another tool's read-modify-write of the policy, straight through the client.
+async fn write_out_of_band(clients: &Clients, resource: &str, edit: impl FnOnce(&mut Policy)) {
+    let mut theirs = current(clients, resource).await;
+    edit(&mut theirs);
+    clients
+        .iap
+        .set_iam_policy(resource, &theirs)
+        .await
+        .expect("out-of-band write");
+}
+
+fn add_oob(policy: &mut Policy) {
+    policy.add_member(OTHER_ROLE, "user:oob@example.com", None);
+}
+
 fn fault(spec: serde_json::Value) -> FaultSpec {
     serde_json::from_value(spec).expect("fault spec")
 }
@@ -86,15 +106,34 @@ impl PolicyStore for Gated {
     }
 }
 
-/// A writer over its own transport and a shut gate in front of its writes.
-fn gated(clients: &Clients, resource: &str) -> (Arc<IamWriter>, Gated) {
+/// A writer of its own whose first edit (adding user 0) is in flight, its write held at a shut gate.
+struct Held {
+    emulator: Emulator,
+    clients: Clients,
+    resource: String,
+    writer: Arc<IamWriter>,
+    store: Gated,
+    first: JoinHandle<Result<Policy, Error>>,
+}
+
+async fn first_write_held() -> Held {
+    let (emulator, clients, resource) = emulated().await;
     let writer = Arc::new(IamWriter::new(clients.transport.clone()));
     let store = Gated {
         iap: clients.iap.clone(),
-        resource: resource.to_string(),
+        resource: resource.clone(),
         gate: Arc::new(Semaphore::new(0)),
     };
-    (writer, store)
+    let first = add(&writer, &store, user(0));
+    until_queued(&writer, &store, 0).await;
+    Held {
+        emulator,
+        clients,
+        resource,
+        writer,
+        store,
+        first,
+    }
 }
 
 /// Starts a caller adding `member` to ROLE.
@@ -126,49 +165,45 @@ async fn until_queued(writer: &IamWriter, store: &Gated, queued: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn edits_queued_behind_a_write_go_out_together_in_the_next_one() {
-    let (emulator, clients, resource) = emulated().await;
-    let (writer, store) = gated(&clients, &resource);
-    let first = add(&writer, &store, user(0));
-    until_queued(&writer, &store, 0).await;
-    let rest: Vec<_> = (1..=30).map(|n| add(&writer, &store, user(n))).collect();
-    until_queued(&writer, &store, 30).await;
+    let held = first_write_held().await;
+    let (writer, store) = (&held.writer, &held.store);
+    let rest: Vec<_> = (1..=30).map(|n| add(writer, store, user(n))).collect();
+    until_queued(writer, store, 30).await;
     store.gate.add_permits(1);
 
-    let written = first.await.expect("task").expect("first edit");
+    let written = held.first.await.expect("task").expect("first edit");
     assert_eq!(written.members(ROLE, None), vec![user(0)]);
     for (n, task) in (1..=30).zip(rest) {
         let written = task.await.expect("task").expect("queued edit");
         assert!(written.has_member(ROLE, &user(n), None), "{n}: {written:?}");
     }
     // One write for the first edit, one for the thirty queued behind it, and one read in all.
-    assert_eq!(statuses(&emulator, ":setIamPolicy"), [200, 200]);
-    assert_eq!(statuses(&emulator, ":getIamPolicy"), [200]);
-    let policy = clients.iap.iam_policy(&resource).await.expect("policy");
+    assert_eq!(statuses(&held.emulator, ":setIamPolicy"), [200, 200]);
+    assert_eq!(statuses(&held.emulator, ":getIamPolicy"), [200]);
+    let policy = current(&held.clients, &held.resource).await;
     assert_eq!(policy.members(ROLE, None).len(), 31);
     assert!(
-        emulator.mismatches().is_empty(),
+        held.emulator.mismatches().is_empty(),
         "{:?}",
-        emulator.mismatches()
+        held.emulator.mismatches()
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_bad_member_in_a_folded_write_fails_only_its_own_edit() {
-    let (emulator, clients, resource) = emulated().await;
-    let (writer, store) = gated(&clients, &resource);
-    let first = add(&writer, &store, user(0));
-    until_queued(&writer, &store, 0).await;
+    let held = first_write_held().await;
+    let (writer, store) = (&held.writer, &held.store);
     // The API refuses a `user:` member without an e-mail address (400 INVALID_ARGUMENT).
     let bad = "user:not-an-email";
     let mut queued: Vec<(String, _)> = Vec::new();
     for n in 1..=10 {
         let member = if n == 4 { bad.to_string() } else { user(n) };
-        queued.push((member.clone(), add(&writer, &store, member)));
+        queued.push((member.clone(), add(writer, store, member)));
     }
-    until_queued(&writer, &store, 10).await;
+    until_queued(writer, store, 10).await;
     store.gate.add_permits(1);
 
-    first.await.expect("task").expect("first edit");
+    held.first.await.expect("task").expect("first edit");
     for (member, task) in queued {
         let outcome = task.await.expect("task");
         if member == bad {
@@ -181,7 +216,7 @@ async fn one_bad_member_in_a_folded_write_fails_only_its_own_edit() {
             assert!(written.has_member(ROLE, &member, None));
         }
     }
-    let policy = clients.iap.iam_policy(&resource).await.expect("policy");
+    let policy = current(&held.clients, &held.resource).await;
     let mut want: Vec<String> = (0..=10).filter(|n| *n != 4).map(user).collect();
     want.sort();
     let mut got = policy.members(ROLE, None);
@@ -189,21 +224,19 @@ async fn one_bad_member_in_a_folded_write_fails_only_its_own_edit() {
     assert_eq!(got, want);
     // The refused write of ten was split in halves, not retried edit by edit: the first write,
     // the ten, and at most two writes per halving (⌈log₂ 10⌉ = 4) to corner the bad one.
-    let sets = statuses(&emulator, ":setIamPolicy");
+    let sets = statuses(&held.emulator, ":setIamPolicy");
     assert!(sets.len() <= 1 + 1 + 2 * 4, "{sets:?}");
     assert_eq!(sets[..2], [200, 400], "the bad member went out folded");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cancelled_caller_strands_no_other() {
-    let (_emulator, clients, resource) = emulated().await;
-    let (writer, store) = gated(&clients, &resource);
-    let first = add(&writer, &store, user(0));
-    until_queued(&writer, &store, 0).await;
-    let mut queued: Vec<_> = (1..=5).map(|n| add(&writer, &store, user(n))).collect();
-    until_queued(&writer, &store, 5).await;
+    let held = first_write_held().await;
+    let (writer, store) = (&held.writer, &held.store);
+    let mut queued: Vec<_> = (1..=5).map(|n| add(writer, store, user(n))).collect();
+    until_queued(writer, store, 5).await;
     // The caller whose edit is in flight and one waiting in the queue both go away.
-    first.abort();
+    held.first.abort();
     queued.remove(2).abort();
     store.gate.add_permits(1);
 
@@ -211,7 +244,7 @@ async fn a_cancelled_caller_strands_no_other() {
         let written = task.await.expect("task").expect("queued edit");
         assert!(written.has_member(ROLE, &user(n), None));
     }
-    let policy = clients.iap.iam_policy(&resource).await.expect("policy");
+    let policy = current(&held.clients, &held.resource).await;
     assert!(!policy.has_member(ROLE, &user(3), None), "{policy:?}");
     // The writer goes idle, keeping what it wrote last for the next batch.
     let idle = async {
@@ -250,45 +283,30 @@ async fn writes_start_from_the_last_write_and_a_stale_copy_costs_a_conflict_not_
     assert_eq!(statuses(&emulator, ":setIamPolicy"), [200; 5]);
 
     // Another tool changes the policy: the remembered copy is stale.
-    let mut theirs = clients.iap.iam_policy(&resource).await.expect("policy");
-    theirs.add_member(OTHER_ROLE, "user:oob@example.com", None);
-    clients
-        .iap
-        .set_iam_policy(&resource, &theirs)
-        .await
-        .expect("out-of-band write");
+    write_out_of_band(&clients, &resource, add_oob).await;
     emulator.clear_requests();
     add_user(5).await.expect("edit after the out-of-band write");
     assert_eq!(statuses(&emulator, ":setIamPolicy"), [409, 200]);
     assert_eq!(statuses(&emulator, ":getIamPolicy"), [200]);
-    let policy = clients.iap.iam_policy(&resource).await.expect("policy");
+    let policy = current(&clients, &resource).await;
     assert_eq!(policy.members(OTHER_ROLE, None), ["user:oob@example.com"]);
     assert_eq!(policy.members(ROLE, None).len(), 6);
 
     // Another tool removes a member: "already there" on the remembered copy is checked by a read.
-    let mut theirs = policy.clone();
-    assert!(theirs.remove_member(ROLE, &user(5), None));
-    clients
-        .iap
-        .set_iam_policy(&resource, &theirs)
-        .await
-        .expect("out-of-band removal");
+    write_out_of_band(&clients, &resource, |p| {
+        assert!(p.remove_member(ROLE, &user(5), None));
+    })
+    .await;
     let written = add_user(5).await.expect("added again");
     assert!(written.has_member(ROLE, &user(5), None));
-    let policy = clients.iap.iam_policy(&resource).await.expect("policy");
+    let policy = current(&clients, &resource).await;
     assert!(policy.has_member(ROLE, &user(5), None), "{policy:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn under_injected_conflicts_every_folded_edit_lands_and_only_conflicts_re_read() {
     let (emulator, clients, resource) = emulated().await;
-    let mut theirs = clients.iap.iam_policy(&resource).await.expect("policy");
-    theirs.add_member(OTHER_ROLE, "user:oob@example.com", None);
-    clients
-        .iap
-        .set_iam_policy(&resource, &theirs)
-        .await
-        .expect("out-of-band write");
+    write_out_of_band(&clients, &resource, add_oob).await;
     emulator
         .add_fault(fault(json!({
             "kind": "stale_etag", "method": "POST", "path_regex": ":setIamPolicy$", "count": 3
@@ -322,7 +340,7 @@ async fn under_injected_conflicts_every_folded_edit_lands_and_only_conflicts_re_
     );
     // The first read, then one after each conflict and none otherwise.
     assert_eq!(statuses(&emulator, ":getIamPolicy").len(), 1 + conflicts);
-    let policy = clients.iap.iam_policy(&resource).await.expect("policy");
+    let policy = current(&clients, &resource).await;
     assert_eq!(policy.members(OTHER_ROLE, None), ["user:oob@example.com"]);
     for n in 0..40 {
         let slot = Condition::new(format!("slot-{n}"), "true");
