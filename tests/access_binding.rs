@@ -11,7 +11,7 @@ use iaprun::resources::access_binding::AccessBinding;
 use iaprun::resources::Context;
 
 use crate::support::{newest, terraform_binaries, Workspace};
-use crate::world::{provider_header, World, PROJECT, REGION};
+use crate::world::{header_with_resources, provider_header, World, PROJECT, REGION};
 
 pub(crate) const ACCESSOR: &str = "roles/iap.httpsResourceAccessor";
 
@@ -48,19 +48,6 @@ pub(crate) async fn four_iap_resources(world: &World) -> Vec<String> {
         format!("projects/{PROJECT}/iap_web/compute/services/web"),
         format!("projects/{PROJECT}/iap_web/compute-{REGION}/services/regional"),
     ]
-}
-
-/// The provider header and `local.resources`, the given IAP resource names.
-pub(crate) fn header_with_resources(resources: &[String]) -> String {
-    let list = resources
-        .iter()
-        .map(|r| format!("\"{r}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        "{}\nlocals {{\n  resources = [{list}]\n}}\n",
-        provider_header("")
-    )
 }
 
 pub(crate) fn many_bindings(resources: &[String], count: usize) -> String {
@@ -158,18 +145,6 @@ async fn a_hundred_bindings_in_parallel_under_conflicts_keep_every_member() {
     world.assert_conformant();
 }
 
-/// IAP `getIamPolicy` and `setIamPolicy` calls in the request log since it was last cleared.
-fn iap_policy_calls(world: &World) -> (usize, usize) {
-    let requests = world.emulator.requests();
-    let count = |verb: &str| {
-        requests
-            .iter()
-            .filter(|r| r.path.starts_with("/v1/") && r.path.ends_with(verb))
-            .count()
-    };
-    (count(":getIamPolicy"), count(":setIamPolicy"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hundred_bindings_on_one_policy_at_parallelism_fifty_fold_into_far_fewer_writes() {
     const BINDINGS: usize = 100;
@@ -206,7 +181,7 @@ async fn a_hundred_bindings_on_one_policy_at_parallelism_fifty_fold_into_far_few
             .expect_success();
 
         assert_eq!(world.iam_conflicts(), CONFLICTS, "{v}: the fault fired");
-        let (reads, writes) = iap_policy_calls(&world);
+        let (reads, writes) = (world.iap_policy_reads(), world.iap_policy_writes());
         // One write per binding without folding.
         assert!(
             writes <= BINDINGS / 4 + CONFLICTS,
@@ -239,7 +214,7 @@ async fn a_hundred_bindings_on_one_policy_at_parallelism_fifty_fold_into_far_few
         world.emulator.clear_requests();
         ws.run(&["destroy", "-auto-approve", "-no-color", "-parallelism=50"])
             .expect_success();
-        let (_, writes) = iap_policy_calls(&world);
+        let writes = world.iap_policy_writes();
         assert!(
             writes <= BINDINGS / 4,
             "{v}: {writes} setIamPolicy calls destroying {BINDINGS} bindings"
