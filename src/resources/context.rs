@@ -18,7 +18,8 @@ pub struct Context {
     pub clients: google::Clients,
     /// Projects by id or number, read once per process.
     projects: Coalesced<Arc<google::Project>>,
-    /// IAP policies by canonical resource name, for refresh; writes always read afresh.
+    /// IAP policies by canonical resource name, for refresh; writes never start from these (the
+    /// IAM writer keeps its own copy, guarded by its etag: see `google::iam`).
     pub policies: Coalesced<google::Policy>,
     /// Whether the target of an IAP resource exists, by canonical resource name (plan-time checks).
     pub targets: Coalesced<bool>,
