@@ -17,7 +17,9 @@ use crate::google::{self, BackendServiceRef, IapPatch, Scope, ServiceName};
 use crate::names;
 use crate::validation::{
     self,
-    facts::{BackendFacts, NegFacts},
+    facts::{BackendFacts, NegFacts, RunServiceFacts},
+    service::Layer,
+    timing::Judged,
 };
 
 /// The resource type.
@@ -291,13 +293,22 @@ impl Resource<Context> for BackendIap {
             // Not there yet: the configuration may create it in this run; checked at apply.
             return diags;
         };
-        let findings = checks(ctx, &r, &facts, &number, grant).await;
-        diags.extend(validation::timing::report_at_plan(
-            findings,
+        let switching_on = prior.is_none_or(|p| replacing || p.iap_enabled != Attr::Known(true));
+        let judged = checks(ctx, &r, &facts, &number, grant, switching_on, false).await;
+        diags.extend(validation::timing::report_judged_at_plan(
+            judged,
             &common::ignored(&config.ignore_checks),
             at,
         ));
         diags
+    }
+
+    async fn plan_destroy(&self, ctx: &Context, prior: &Model) {
+        if let Some(r) = prior.backend_ref() {
+            if let Some((key, _)) = removal_keys(ctx, prior, &r).await {
+                ctx.plan_backend_removal(&key);
+            }
+        }
     }
 
     async fn create(&self, ctx: &Context, change: Change<'_, Model, Private>) -> Applied<Model> {
@@ -350,6 +361,13 @@ impl Resource<Context> for BackendIap {
         let Some(r) = prior.backend_ref() else {
             return Ok(());
         };
+        // A move to direct IAP in this run waits for this removal (and its grant release).
+        let mut services = Vec::new();
+        if let Some((key, behind)) = removal_keys(ctx, &prior, &r).await {
+            ctx.plan_backend_removal(&key);
+            services = behind;
+        }
+        let _removal = ctx.begin_removal(services);
         let off = IapPatch {
             enabled: false,
             ..IapPatch::default()
@@ -525,27 +543,52 @@ async fn backend_facts(
     Ok(Some((backend, facts)))
 }
 
-/// The live checks of a backend service with IAP (read-only API calls).
+/// The live checks of a backend service with IAP (read-only API calls). `switching_on`: this run
+/// turns IAP on on it; `at_apply`: only what is live counts as direct IAP, not a planned removal.
 async fn checks(
     ctx: &Context,
     r: &BackendServiceRef,
     facts: &BackendFacts,
     project_number: &str,
     grant: Option<bool>,
-) -> Vec<validation::Finding> {
-    let mut findings = common::project_findings(ctx, &r.project, false).await;
-    let key = |s| validation::backend::service_key(project_number, s);
+    switching_on: bool,
+    at_apply: bool,
+) -> Judged {
+    let mut judged = Judged::usual(common::project_findings(ctx, &r.project, false).await);
+    let key = |s: &RunServiceFacts| validation::backend::service_key(project_number, s);
     let behind: Vec<String> = facts.services().map(key).collect();
-    let planned_direct = ctx.plan_backend_iap(&r.to_string(), &behind);
+    let backend = validation::backend::backend_key(project_number, region_of(r), &r.name);
+    let planned_direct = ctx.plan_backend_iap(&backend, &behind, switching_on);
+    let direct = |s: &RunServiceFacts| {
+        let k = key(s);
+        let removed = !at_apply && ctx.direct_removed(&k);
+        Layer::of(s.iap_enabled, planned_direct.get(&k).copied(), removed)
+    };
     let project_invokers = common::project_invokers(ctx, &r.project, grant).await;
-    findings.extend(validation::backend::backend_iap(
+    judged.extend(validation::backend::backend_iap(
         facts,
         project_number,
         grant,
-        &planned_direct,
+        direct,
         project_invokers.as_deref(),
     ));
-    findings
+    judged
+}
+
+/// The record keys of what a state's IAP covers: the backend service and the Cloud Run services
+/// behind it as last read (project number looked up when the state lacks it).
+async fn removal_keys(
+    ctx: &Context,
+    state: &Model,
+    r: &BackendServiceRef,
+) -> Option<(String, Vec<String>)> {
+    let number = common::recorded_project_number(ctx, &state.project_number, &r.project)
+        .await
+        .ok()?;
+    let backend = validation::backend::backend_key(&number, region_of(r), &r.name);
+    let services = state.cloud_run_services.get().into_iter().flatten();
+    let services = services.map(|label| format!("{number}/{label}")).collect();
+    Some((backend, services))
 }
 
 /// `target_missing` for a backend service still missing at apply.
@@ -588,27 +631,42 @@ async fn converge(ctx: &Context, change: Change<'_, Model, Private>) -> Applied<
     let grant = planned.grant_iap_invoker.or(true);
     let ignore = common::ignored(&planned.ignore_checks);
     // Right before the first change, on a fresh read: nothing changes while an error finding holds.
-    let (backend, facts) = match backend_facts(ctx, &r).await {
-        Ok(Some(found)) => found,
-        Ok(None) => {
-            let found = validation::report([backend_missing(&r)], &ignore);
-            let d = found.into_iter().next().unwrap_or_else(|| {
-                Diagnostic::error(
-                    "Backend service not found",
-                    format!("The backend service {r} does not exist."),
-                )
-            });
-            return Err(Failure::new(prior, d));
-        }
-        Err(e) => {
-            let d = common::api_error(&format!("read backend service {r}"), &e);
-            return Err(Failure::new(prior, d));
-        }
+    let (r_ref, number_ref, ignore_ref) = (&r, number.as_str(), &ignore);
+    let judged = common::judge_before_change(ctx, &ignore, deadline, || async move {
+        let (backend, facts) = match backend_facts(ctx, r_ref).await {
+            Ok(Some(found)) => found,
+            Ok(None) => {
+                let found = validation::report([backend_missing(r_ref)], ignore_ref);
+                return Err(found.into_iter().next().unwrap_or_else(|| {
+                    Diagnostic::error(
+                        "Backend service not found",
+                        format!("The backend service {r_ref} does not exist."),
+                    )
+                }));
+            }
+            Err(e) => {
+                return Err(common::api_error(
+                    &format!("read backend service {r_ref}"),
+                    &e,
+                ))
+            }
+        };
+        let judged = checks(ctx, r_ref, &facts, number_ref, Some(grant), true, true).await;
+        let services = facts
+            .services()
+            .map(|s| validation::backend::service_key(number_ref, s))
+            .collect();
+        Ok(common::Judgement {
+            read: (backend, facts),
+            judged,
+            services,
+        })
+    })
+    .await;
+    let (backend, facts) = match judged {
+        Ok(read) => read,
+        Err(d) => return Err(Failure::new(prior, d)),
     };
-    let found = validation::report(checks(ctx, &r, &facts, &number, Some(grant)).await, &ignore);
-    if let Some(d) = found.into_iter().find(Diagnostic::is_error) {
-        return Err(Failure::new(prior, d));
-    }
     let mut next = planned.clone();
     next.set_identity(&r, &number);
     next.set_audience(&r, &number, &backend);

@@ -1,7 +1,7 @@
 //! `iaprun_service_iap`: IAP enabled directly on a Cloud Run service (Run Admin API v2 `iapEnabled`),
 //! with the IAP service agent provisioned and granted `roles/run.invoker` on the service.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -15,7 +15,7 @@ use crate::framework::{
 };
 use crate::google::{self, ServiceName};
 use crate::names;
-use crate::validation;
+use crate::validation::{self, service::Layer, timing::Judged};
 
 /// The resource type.
 pub struct ServiceIap;
@@ -208,15 +208,22 @@ impl Resource<Context> for ServiceIap {
         );
         let at =
             validation::timing::at_plan(prior.is_none() || replacing, deferred, intent_changed);
-        match checks(ctx, &name, &number, grant, false).await {
-            Ok(findings) => diags.extend(validation::timing::report_at_plan(
-                findings,
+        let switching_on = prior.is_none_or(|p| replacing || p.iap_enabled != Attr::Known(true));
+        match checks(ctx, &name, &number, grant, switching_on, false).await {
+            Ok(judged) => diags.extend(validation::timing::report_judged_at_plan(
+                judged,
                 &common::ignored(&config.ignore_checks),
                 at,
             )),
             Err(d) => diags.push(d),
         }
         diags
+    }
+
+    async fn plan_destroy(&self, ctx: &Context, prior: &Model) {
+        if let Some(key) = direct_key(ctx, prior).await {
+            ctx.plan_direct_removal(&key);
+        }
     }
 
     async fn create(&self, ctx: &Context, change: Change<'_, Model, Private>) -> Applied<Model> {
@@ -267,6 +274,12 @@ impl Resource<Context> for ServiceIap {
         let Some(name) = prior.service_name() else {
             return Ok(());
         };
+        // A move to load-balancer IAP in this run waits for this removal (and its grant release).
+        let key = direct_key(ctx, &prior).await;
+        if let Some(key) = &key {
+            ctx.plan_direct_removal(key);
+        }
+        let _removal = ctx.begin_removal(key.into_iter().collect());
         match ctx
             .clients
             .run
@@ -320,48 +333,73 @@ impl Resource<Context> for ServiceIap {
     }
 }
 
-/// The live checks of a service with direct IAP (read-only API calls). `at_apply`: a missing
-/// service is an error only then (at plan the configuration may still create it).
+/// The record key of the service a state's direct IAP covers (project number looked up when the
+/// state lacks it).
+async fn direct_key(ctx: &Context, state: &Model) -> Option<String> {
+    let name = state.service_name()?;
+    let number = common::recorded_project_number(ctx, &state.project_number, &name.project)
+        .await
+        .ok()?;
+    Some(format!("{number}/{}/{}", name.location, name.service))
+}
+
+/// The live checks of a service with direct IAP (read-only API calls). `switching_on`: this run
+/// turns direct IAP on. `at_apply`: a missing service is an error only then (at plan the
+/// configuration may still create it), and only what is live counts as the other layer, not a
+/// planned removal.
 async fn checks(
     ctx: &Context,
     name: &ServiceName,
     project_number: &str,
     grant: Option<bool>,
+    switching_on: bool,
     at_apply: bool,
-) -> Result<Vec<validation::Finding>, Diagnostic> {
-    let mut findings = common::project_findings(ctx, &name.project, true).await;
+) -> Result<Judged, Diagnostic> {
+    let mut judged = Judged::usual(common::project_findings(ctx, &name.project, true).await);
     match common::run_service_facts(ctx, name).await {
-        Ok(None) if at_apply => findings.push(validation::target::target_missing(
+        Ok(None) if at_apply => judged.usual.push(validation::target::target_missing(
             "Cloud Run service",
             &name.service,
             &format!("{} of project {}", name.location, name.project),
             AttributePath::attr("service"),
         )),
-        Ok(None) => return Ok(vec![]),
+        Ok(None) => return Ok(Judged::default()),
         Ok(Some(facts)) => {
             let key = format!("{project_number}/{}/{}", name.location, name.service);
-            let mut fronting = ctx.plan_direct_iap(&key);
-            // Seen from the service: a live IAP-enabled backend in front of it.
-            if let Ok(paths) = common::iap_paths_to(ctx, name, false, None).await {
-                fronting.extend(
-                    paths
-                        .iter()
-                        .map(|p| p.trim_start_matches("backend service ").to_string()),
-                );
+            let planned = ctx.plan_direct_iap(&key, switching_on);
+            let mut fronting: BTreeMap<String, Layer> = planned
+                .into_iter()
+                .map(|(backend, on)| (backend, Layer::Planned { switching_on: on }))
+                .collect();
+            // Seen from the service: the live IAP-enabled backends in front of it.
+            if let Ok(live) = common::iap_backends_to(ctx, name, None).await {
+                for b in live {
+                    let region = match &b.scope {
+                        google::Scope::Global => None,
+                        google::Scope::Region(r) => Some(r.as_str()),
+                    };
+                    let k = validation::backend::backend_key(project_number, region, &b.name);
+                    let removed = !at_apply && ctx.backend_removed(&k);
+                    fronting.entry(k).or_insert(Layer::of(true, None, removed));
+                }
             }
+            let fronting: Vec<(String, Layer)> = fronting
+                .into_iter()
+                .map(|(k, layer)| (validation::backend::backend_label(&k).to_string(), layer))
+                .collect();
             let project_invokers = common::project_invokers(ctx, &name.project, grant).await;
-            findings.extend(validation::service::direct_iap(
+            judged.extend(validation::service::direct_iap(
                 &facts,
                 &fronting,
                 project_number,
                 grant,
                 project_invokers.as_deref(),
             ));
-            if findings.iter().any(|f| f.check == "no_organization")
+            if judged.usual.iter().any(|f| f.check == "no_organization")
                 && has_custom_client(ctx, name, project_number).await
             {
                 // The fix no_organization points to is in place.
-                findings.retain(|f| f.check != "no_organization");
+                judged.usual.retain(|f| f.check != "no_organization");
             }
         }
         Err(e) => {
@@ -371,7 +409,7 @@ async fn checks(
             )
         }
     }
-    Ok(findings)
+    Ok(judged)
 }
 
 /// Whether the service's IAP settings name a custom OAuth client (known from a settings resource
@@ -413,14 +451,20 @@ async fn converge(ctx: &Context, change: Change<'_, Model, Private>) -> Applied<
     };
     let grant = planned.grant_iap_invoker.or(true);
     // Right before the first change, on a fresh read: nothing changes while an error finding holds.
-    match checks(ctx, &name, &number, Some(grant), true).await {
-        Ok(findings) => {
-            let found = validation::report(findings, &common::ignored(&planned.ignore_checks));
-            if let Some(d) = found.into_iter().find(Diagnostic::is_error) {
-                return Err(Failure::new(prior, d));
-            }
-        }
-        Err(d) => return Err(Failure::new(prior, d)),
+    let ignore = common::ignored(&planned.ignore_checks);
+    let (name_ref, number_ref) = (&name, number.as_str());
+    let judged = common::judge_before_change(ctx, &ignore, deadline, || async move {
+        let judged = checks(ctx, name_ref, number_ref, Some(grant), true, true).await?;
+        let key = format!("{number_ref}/{}/{}", name_ref.location, name_ref.service);
+        Ok(common::Judgement {
+            read: (),
+            judged,
+            services: vec![key],
+        })
+    })
+    .await;
+    if let Err(d) = judged {
+        return Err(Failure::new(prior, d));
     }
     let mut next = planned.clone();
     next.set_identity(&name, &number);

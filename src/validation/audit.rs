@@ -168,21 +168,24 @@ fn service_findings(
     let number = facts.project_number.as_str();
     let mut out = Vec::new();
     for b in reaching.iter().filter(|b| b.facts.iap_enabled) {
-        out.extend(backend::backend_iap(
-            &restricted_to(&b.facts, run),
-            number,
-            Some(false),
-            &[],
-            // The audit reads no project policy: only service-level grants count.
-            None,
-        ));
+        out.extend(
+            backend::backend_iap(
+                &restricted_to(&b.facts, run),
+                number,
+                Some(false),
+                |s| service::Layer::of(s.iap_enabled, None, false),
+                // The audit reads no project policy: only service-level grants count.
+                None,
+            )
+            .all(),
+        );
         out.extend(public_members_of(
             b.iap_members.as_ref(),
             &format!("backend service {}", exposure::backend_label(&b.facts)),
         ));
     }
     if run.iap_enabled {
-        out.extend(service::direct_iap(run, &[], number, Some(false), None));
+        out.extend(service::direct_iap(run, &[], number, Some(false), None).all());
         out.extend(public_members_of(
             audited.iap_members.as_ref(),
             &format!("Cloud Run service {}", run.label()),
