@@ -110,24 +110,25 @@ pub fn report_judged_at_plan(judged: Judged, ignore: &BTreeSet<String>, at: AtPl
     };
     diags.extend(report_at_plan(judged.forced, ignore, forced));
     if at != AtPlan::Deferred {
-        diags.extend(
-            report(judged.pending, ignore)
-                .into_iter()
-                .map(pending_at_plan),
-        );
+        let pending = judged
+            .pending
+            .into_iter()
+            .map(|f| noted(f, PENDING_AT_PLAN));
+        diags.extend(report(pending, ignore).into_iter().map(|d| Diagnostic {
+            severity: Severity::Warning,
+            ..d
+        }));
     }
     diags
 }
 
-/// A pending finding at plan: a warning, since the run may remove the other layer.
-fn pending_at_plan(d: Diagnostic) -> Diagnostic {
-    Diagnostic {
-        severity: Severity::Warning,
-        detail: format!(
-            "{}\n\nNothing planned so far in this run removes that IAP. If this run does remove it (the other half of a move between direct and load-balancer IAP: Terraform plans and applies the two halves in no set order, and before Terraform 1.3 never shows a provider what a plan destroys), this is expected. Either way the apply waits, before changing anything, for that IAP to turn off, up to this resource's timeout, and stops with nothing changed if it stays on.",
-            d.detail
-        ),
-        ..d
+const PENDING_AT_PLAN: &str = "This run may still remove that IAP: the other half of a move between direct and load-balancer IAP, which Terraform plans in no set order (and before Terraform 1.3 without showing it to the provider). The apply waits for it to turn off before changing anything, up to this resource's timeout, and stops with nothing changed if it stays on.";
+
+/// A finding whose detail goes on with `note`.
+fn noted(f: Finding, note: &str) -> Finding {
+    Finding {
+        detail: format!("{} {note}", f.detail),
+        ..f
     }
 }
 
@@ -137,17 +138,11 @@ pub fn pending_at_apply(
     ignore: &BTreeSet<String>,
     waited: Duration,
 ) -> Diagnostics {
-    report(pending, ignore)
-        .into_iter()
-        .map(|d| Diagnostic {
-            detail: format!(
-                "{}\n\nThe apply waited {}s (this resource's timeout) for that IAP to turn off, and it stayed on: nothing was changed.",
-                d.detail,
-                waited.as_secs()
-            ),
-            ..d
-        })
-        .collect()
+    let note = format!(
+        "The apply waited {}s (this resource's timeout) for that IAP to turn off; it stayed on, and nothing was changed.",
+        waited.as_secs()
+    );
+    report(pending.into_iter().map(|f| noted(f, &note)), ignore)
 }
 
 /// An error finding about an object this plan does not change: a warning now, an error for the
@@ -211,7 +206,7 @@ mod tests {
         let warned = report_judged_at_plan(pending.clone(), &none, AtPlan::Enforce);
         assert_eq!(warned.len(), 1);
         assert!(!warned.has_errors());
-        assert!(warned.iter().all(|d| d.detail.contains("the apply waits")));
+        assert!(warned.iter().all(|d| d.detail.contains("The apply waits")));
         assert!(report_judged_at_plan(pending.clone(), &none, AtPlan::Deferred).is_empty());
         assert!(report_judged_at_plan(pending.clone(), &ignore, AtPlan::Enforce).is_empty());
 
