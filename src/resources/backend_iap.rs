@@ -544,7 +544,8 @@ async fn backend_facts(
 }
 
 /// The live checks of a backend service with IAP (read-only API calls). `switching_on`: this run
-/// turns IAP on on it; `at_apply`: only what is live counts as direct IAP, not a planned removal.
+/// turns IAP on on it (otherwise direct IAP on now behind it is a standing double, not one this run
+/// may be moving away from); `at_apply`: only what is live counts, not a planned removal.
 async fn checks(
     ctx: &Context,
     r: &BackendServiceRef,
@@ -572,7 +573,11 @@ async fn checks(
         direct,
         project_invokers.as_deref(),
     ));
-    judged
+    if switching_on {
+        judged
+    } else {
+        judged.standing_layer()
+    }
 }
 
 /// The record keys of what a state's IAP covers: the backend service and the Cloud Run services
@@ -631,6 +636,9 @@ async fn converge(ctx: &Context, change: Change<'_, Model, Private>) -> Applied<
     let grant = planned.grant_iap_invoker.or(true);
     let ignore = common::ignored(&planned.ignore_checks);
     // Right before the first change, on a fresh read: nothing changes while an error finding holds.
+    let switching_on = prior
+        .as_ref()
+        .is_none_or(|p| p.iap_enabled != Attr::Known(true));
     let (r_ref, number_ref, ignore_ref) = (&r, number.as_str(), &ignore);
     let judged = common::judge_before_change(ctx, &ignore, deadline, || async move {
         let (backend, facts) = match backend_facts(ctx, r_ref).await {
@@ -651,7 +659,16 @@ async fn converge(ctx: &Context, change: Change<'_, Model, Private>) -> Applied<
                 ))
             }
         };
-        let judged = checks(ctx, r_ref, &facts, number_ref, Some(grant), true, true).await;
+        let judged = checks(
+            ctx,
+            r_ref,
+            &facts,
+            number_ref,
+            Some(grant),
+            switching_on,
+            true,
+        )
+        .await;
         let services = facts
             .services()
             .map(|s| validation::backend::service_key(number_ref, s))

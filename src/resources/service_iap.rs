@@ -344,7 +344,8 @@ async fn direct_key(ctx: &Context, state: &Model) -> Option<String> {
 }
 
 /// The live checks of a service with direct IAP (read-only API calls). `switching_on`: this run
-/// turns direct IAP on. `at_apply`: a missing service is an error only then (at plan the
+/// turns direct IAP on (otherwise an IAP-enabled backend on now in front of it is a standing
+/// double, not one this run may be moving away from). `at_apply`: a missing service is an error only then (at plan the
 /// configuration may still create it), and only what is live counts as the other layer, not a
 /// planned removal.
 async fn checks(
@@ -395,6 +396,9 @@ async fn checks(
                 grant,
                 project_invokers.as_deref(),
             ));
+            if !switching_on {
+                judged = judged.standing_layer();
+            }
             if judged.usual.iter().any(|f| f.check == "no_organization")
                 && has_custom_client(ctx, name, project_number).await
             {
@@ -451,10 +455,13 @@ async fn converge(ctx: &Context, change: Change<'_, Model, Private>) -> Applied<
     };
     let grant = planned.grant_iap_invoker.or(true);
     // Right before the first change, on a fresh read: nothing changes while an error finding holds.
+    let switching_on = prior
+        .as_ref()
+        .is_none_or(|p| p.iap_enabled != Attr::Known(true));
     let ignore = common::ignored(&planned.ignore_checks);
     let (name_ref, number_ref) = (&name, number.as_str());
     let judged = common::judge_before_change(ctx, &ignore, deadline, || async move {
-        let judged = checks(ctx, name_ref, number_ref, Some(grant), true, true).await?;
+        let judged = checks(ctx, name_ref, number_ref, Some(grant), switching_on, true).await?;
         let key = format!("{number_ref}/{}/{}", name_ref.location, name_ref.service);
         Ok(common::Judgement {
             read: (),

@@ -38,6 +38,13 @@ impl Judged {
         self.pending.extend(other.pending);
     }
 
+    /// These findings for a resource whose own layer is on already: another layer on now is a
+    /// double IAP that stands (nothing of this resource moves), reported as usual.
+    pub fn standing_layer(mut self) -> Self {
+        self.usual.append(&mut self.pending);
+        self
+    }
+
     /// Every finding, however it is treated (the audit has no run to wait for).
     pub fn all(self) -> Vec<Finding> {
         let mut all = self.usual;
@@ -224,8 +231,13 @@ mod tests {
             forced: vec![f("b")],
             pending: vec![f("c")],
         });
-        let details: Vec<String> = judged.all().into_iter().map(|f| f.detail).collect();
+        let details: Vec<String> = judged.clone().all().into_iter().map(|f| f.detail).collect();
         assert_eq!(details, ["a", "b", "c"]);
+        let standing = judged.standing_layer();
+        assert!(standing.pending.is_empty());
+        let usual: Vec<&str> = standing.usual.iter().map(|f| f.detail.as_str()).collect();
+        assert_eq!(usual, ["a", "c"]);
+        assert_eq!(standing.forced.len(), 1);
     }
 
     #[test]
