@@ -23,7 +23,7 @@ pub use compute::{
     BackendServiceRef, CloudRunTarget, ComputeClient, ComputeOperation, ForwardingRule, IapPatch,
     NetworkEndpointGroup, Scope, TargetProxy, UrlMap,
 };
-pub use error::{format_google_duration, grpc_code, parse_google_duration, ApiError, Error};
+pub use error::{format_google_duration, found, grpc_code, parse_google_duration, ApiError, Error};
 pub use iam::{normalize_member, Binding, Condition, Policy};
 pub use iap::{
     backend_service_jwt_audience, backend_service_resource, cloud_run_jwt_audience,
