@@ -1,4 +1,4 @@
-//! data "iaprun_audit": the collector and its rules against a world of 21 Cloud Run services in two
+//! data "iaprun_audit": the collector and its rules against a world of 28 Cloud Run services in two
 //! regions, built through the real REST APIs, where each finding has a near miss; compute's
 //! aggregatedList in the emulator; the calls the audit makes (each policy once, nothing mutating);
 //! the data source through terraform: examples/audit's check block warns in plan about exactly the
@@ -86,6 +86,72 @@ fn backend(name: &str, negs: &[&str], extra: Value) -> Value {
     )
 }
 
+/// A compute object of the world's project (`scope` is `global` or `regions/{r}`).
+fn compute(scope: &str, collection: &str, body: Value) -> Value {
+    step(
+        "POST",
+        format!("/compute/v1/projects/{PROJECT}/{scope}/{collection}"),
+        body,
+    )
+}
+
+/// A frontend of load balancing `scheme`: a URL map with `default` and `routes` (path → backend
+/// service of the map's scope), a target proxy over it (HTTPS with a certificate, or HTTP) and a
+/// forwarding rule.
+fn frontend(
+    scope: &str,
+    name: &str,
+    scheme: &str,
+    https: bool,
+    default: &str,
+    routes: &[(&str, &str)],
+) -> Vec<Value> {
+    let link = |tail: String| format!("projects/{PROJECT}/{scope}/{tail}");
+    let service = |backend: &str| link(format!("backendServices/{backend}"));
+    let rules: Vec<Value> = routes
+        .iter()
+        .map(|(path, backend)| json!({"paths": [path], "service": service(backend)}))
+        .collect();
+    let (proxies, proxy, port) = if https {
+        let certificate = link(format!("sslCertificates/{name}-cert"));
+        (
+            "targetHttpsProxies",
+            json!({"name": format!("{name}-proxy"), "urlMap": link(format!("urlMaps/{name}-map")), "sslCertificates": [certificate]}),
+            "443",
+        )
+    } else {
+        (
+            "targetHttpProxies",
+            json!({"name": format!("{name}-proxy"), "urlMap": link(format!("urlMaps/{name}-map"))}),
+            "80",
+        )
+    };
+    vec![
+        compute(
+            scope,
+            "urlMaps",
+            json!({
+                "name": format!("{name}-map"),
+                "defaultService": service(default),
+                "hostRules": [{"hosts": ["*"], "pathMatcher": "paths"}],
+                "pathMatchers": [{"name": "paths", "defaultService": service(default), "pathRules": rules}],
+            }),
+        ),
+        compute(scope, proxies, proxy),
+        compute(
+            scope,
+            "forwardingRules",
+            json!({
+                "name": format!("{name}-rule"),
+                "loadBalancingScheme": scheme,
+                "IPProtocol": "TCP",
+                "portRange": port,
+                "target": link(format!("{proxies}/{name}-proxy")),
+            }),
+        ),
+    ]
+}
+
 /// The world, as REST calls in order. Each finding, and next to it its near miss:
 /// - no_iap: `open` (ingress ALL, allUsers) / `private` (ALL, a user), `internal-public` (allUsers,
 ///   internal only), `hidden-url` (allUsers, ALL, run.app URL off, no load balancer);
@@ -102,7 +168,17 @@ fn backend(name: &str, negs: &[&str], extra: Value) -> Value {
 /// - cdn_enabled: `cached` (CDN on its IAP backend) / `two-guarded`;
 /// - envoy_jwt_header: `envoy` (EXTERNAL_MANAGED with IAP) / `lb-public` (EXTERNAL_MANAGED, no IAP);
 /// - http2_classic_lb: `h2-classic` (classic LB with IAP, protocol HTTP2) / `two-guarded` (HTTPS);
-/// - neg_mismatch: `ghost` (a NEG of an IAP backend naming a missing service).
+/// - neg_mismatch: `ghost` (a NEG of an IAP backend naming a missing service);
+/// - no_https_frontend: `http-only` (its IAP backend reached by an HTTP forwarding rule only) /
+///   `both-fronts` (reached by that HTTP rule and an HTTPS one), `internal-managed` (a regional
+///   HTTPS frontend);
+/// - passthrough_lb: `passthrough` (IAP on a regional INTERNAL backend, which no HTTPS rule can
+///   reach either: no_https_frontend too) / `internal-managed` (INTERNAL_MANAGED);
+/// - managed_oauth_external: `outside-direct` (direct IAP, a member outside the organization's
+///   domain, Google's OAuth client) / `outside-custom` (a custom client in its IAP settings),
+///   `outside-lb` (the backend names its own client).
+///
+/// Every other backend with IAP is reached by an HTTPS frontend.
 pub fn world_steps() -> Vec<Value> {
     let agent = AGENT;
     let r = REGION;
@@ -182,6 +258,29 @@ pub fn world_steps() -> Vec<Value> {
         service(r, "h2-classic", json!({})),
         invokers(r, "h2-classic", &[agent]),
     ]);
+    for name in [
+        "http-only",
+        "both-fronts",
+        "passthrough",
+        "internal-managed",
+        "outside-lb",
+    ] {
+        steps.push(service(r, name, json!({})));
+        steps.push(invokers(r, name, &[agent]));
+    }
+    let outside = "user:partner@other.org";
+    for name in ["outside-direct", "outside-custom"] {
+        steps.extend([
+            service(r, name, direct.clone()),
+            invokers(r, name, &[agent]),
+            accessors(&format!("cloud_run-{r}/services/{name}"), &[outside]),
+        ]);
+    }
+    steps.push(step(
+        "PATCH",
+        format!("/v1/projects/{PROJECT}/iap_web/cloud_run-{r}/services/outside-custom:iapSettings?updateMask=iapSettings.accessSettings.oauthSettings.clientId"),
+        json!({"accessSettings": {"oauthSettings": {"clientId": "custom-client.apps.googleusercontent.com"}}}),
+    ));
     for (neg_name, target) in [
         ("lb-public-neg", "lb-public"),
         ("two-doors-neg", "two-doors"),
@@ -194,6 +293,11 @@ pub fn world_steps() -> Vec<Value> {
         ("envoy-neg", "envoy"),
         ("h2-classic-neg", "h2-classic"),
         ("ghost-neg", "ghost"),
+        ("http-only-neg", "http-only"),
+        ("both-fronts-neg", "both-fronts"),
+        ("passthrough-neg", "passthrough"),
+        ("internal-managed-neg", "internal-managed"),
+        ("outside-lb-neg", "outside-lb"),
     ] {
         steps.push(neg(r, neg_name, target));
     }
@@ -235,13 +339,94 @@ pub fn world_steps() -> Vec<Value> {
             &["h2-classic-neg"],
             json!({"iap": {"enabled": true}, "protocol": "HTTP2"}),
         ),
+        backend("http-lb", &["http-only-neg"], iap_on.clone()),
+        backend("both-lb", &["both-fronts-neg"], iap_on.clone()),
+        backend(
+            "own-client-lb",
+            &["outside-lb-neg"],
+            json!({"iap": {"enabled": true, "oauth2ClientId": "own-client.apps.googleusercontent.com", "oauth2ClientSecret": "own-secret"}}),
+        ),
     ]);
-    for lb in ["guarded-lb", "guarded-lb-2", "cdn-lb", "envoy-lb", "h2-lb"] {
+    let regional = |name: &str, neg: &str, scheme: &str, protocol: &str| {
+        compute(
+            &format!("regions/{r}"),
+            "backendServices",
+            json!({"name": name, "loadBalancingScheme": scheme, "protocol": protocol, "iap": {"enabled": true},
+                   "backends": [{"group": format!("projects/{PROJECT}/regions/{r}/networkEndpointGroups/{neg}")}]}),
+        )
+    };
+    steps.push(regional(
+        "passthrough-lb",
+        "passthrough-neg",
+        "INTERNAL",
+        "TCP",
+    ));
+    steps.push(regional(
+        "ilb",
+        "internal-managed-neg",
+        "INTERNAL_MANAGED",
+        "HTTPS",
+    ));
+    for lb in [
+        "guarded-lb",
+        "guarded-lb-2",
+        "cdn-lb",
+        "envoy-lb",
+        "h2-lb",
+        "http-lb",
+        "both-lb",
+    ] {
         steps.push(accessors(
             &format!("compute/services/{lb}"),
             &["group:staff@example.com"],
         ));
     }
+    steps.push(accessors("compute/services/own-client-lb", &[outside]));
+    steps.push(accessors(
+        &format!("compute-{r}/services/ilb"),
+        &["group:staff@example.com"],
+    ));
+    let web_routes = [
+        ("/two/*", "guarded-lb-2"),
+        ("/cdn/*", "cdn-lb"),
+        ("/h2/*", "h2-lb"),
+        ("/both/*", "both-lb"),
+        ("/own/*", "own-client-lb"),
+    ];
+    let http_routes = [("/both/*", "both-lb")];
+    steps.extend(frontend(
+        "global",
+        "web",
+        "EXTERNAL",
+        true,
+        "guarded-lb",
+        &web_routes,
+    ));
+    steps.extend(frontend(
+        "global",
+        "envoy",
+        "EXTERNAL_MANAGED",
+        true,
+        "envoy-lb",
+        &[],
+    ));
+    steps.extend(frontend(
+        "global",
+        "plain",
+        "EXTERNAL",
+        false,
+        "http-lb",
+        &http_routes,
+    ));
+    let regional_scope = format!("regions/{r}");
+    steps.extend(frontend(
+        &regional_scope,
+        "ilb",
+        "INTERNAL_MANAGED",
+        true,
+        "ilb",
+        &[],
+    ));
     steps
 }
 
@@ -262,6 +447,9 @@ pub fn expected_findings(with_other_region: bool) -> BTreeMap<String, Vec<String
         ("envoy", vec!["envoy_jwt_header"]),
         ("h2-classic", vec!["http2_classic_lb"]),
         ("ghost", vec!["neg_mismatch"]),
+        ("http-only", vec!["no_https_frontend"]),
+        ("passthrough", vec!["no_https_frontend", "passthrough_lb"]),
+        ("outside-direct", vec!["managed_oauth_external"]),
     ]
     .into_iter()
     .map(|(name, checks)| {
@@ -285,6 +473,10 @@ pub const NEAR_MISSES: &[&str] = &[
     "bypass-closed",
     "direct-ok",
     "h2c-plain",
+    "both-fronts",
+    "internal-managed",
+    "outside-custom",
+    "outside-lb",
 ];
 
 /// Builds the world through the REST APIs (operations finish at once in the default emulator).
@@ -340,7 +532,7 @@ async fn every_finding_on_its_service_and_none_on_the_near_misses() {
         .iter()
         .map(|s| format!("{}/{}", s.location, s.name))
         .collect();
-    assert_eq!(audited.len(), 21, "{audited:?}");
+    assert_eq!(audited.len(), 28, "{audited:?}");
     for near in NEAR_MISSES {
         let label = format!("{REGION}/{near}");
         assert!(audited.contains(&label), "{label} was not audited");
@@ -419,17 +611,43 @@ async fn every_finding_on_its_service_and_none_on_the_near_misses() {
         2,
         "one list per region"
     );
+    for list in [
+        "/aggregated/forwardingRules",
+        "/global/forwardingRules",
+        "/aggregated/targetHttpsProxies",
+        "/aggregated/urlMaps",
+    ] {
+        assert_eq!(count(&|p| p.ends_with(list)), 1, "{list}");
+    }
     assert_eq!(
         count(&|p| p.starts_with("/v2/") && p.ends_with(":getIamPolicy")),
-        21,
+        28,
         "one Run policy per service"
     );
-    // IAP policies: the 7 services with direct IAP and the 5 backends with IAP.
+    // IAP policies: the 9 services with direct IAP and the 10 backends with IAP.
     assert_eq!(
         count(&|p| p.starts_with("/v1/") && p.ends_with(":getIamPolicy")),
-        12
+        19
     );
-    assert_eq!(requests.len(), 1 + 2 + 2 + 21 + 12, "{per_path:#?}");
+    // IAP settings only where a member is outside the organization and no backend names a client.
+    let settings: BTreeSet<&str> = requests
+        .iter()
+        .filter(|r| r.path.ends_with(":iapSettings"))
+        .map(|r| r.path.as_str())
+        .collect();
+    let settings_of = |name: &str| {
+        format!("/v1/projects/{number}/iap_web/cloud_run-{REGION}/services/{name}:iapSettings")
+    };
+    assert_eq!(
+        settings,
+        [settings_of("outside-custom"), settings_of("outside-direct")]
+            .iter()
+            .map(String::as_str)
+            .collect()
+    );
+    assert_eq!(count(&|p| p.starts_with("/v1/organizations/")), 1);
+    // The project, its organization, 2 Run lists, 6 compute lists, the policies, the settings.
+    assert_eq!(requests.len(), 1 + 1 + 2 + 6 + 28 + 19 + 2, "{per_path:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -470,7 +688,57 @@ async fn only_the_regions_asked_for_are_audited_and_unreadable_policies_are_unkn
     assert_eq!(open.public_invoker, None);
     assert_eq!(open.agent_has_invoker, None);
     assert!(report.services.iter().all(|s| s.location == REGION));
-    assert_eq!(report.services.len(), 20);
+    assert_eq!(report.services.len(), 27);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_project_without_an_organization_warns_on_direct_iap_unless_its_settings_name_a_client() {
+    let world = World::start().await;
+    world.provision_iap_agent().await;
+    world.update_project(PROJECT, json!({"parent": null}));
+    let agent = world.iap_agent();
+    for name in ["solo", "solo-custom"] {
+        world.run_service(name, json!({"iapEnabled": true})).await;
+        world
+            .set_run_members(name, "roles/run.invoker", &[&agent])
+            .await;
+    }
+    let settings = format!(
+        "/v1/projects/{PROJECT}/iap_web/cloud_run-{REGION}/services/solo-custom:iapSettings"
+    );
+    let (status, answer) = world
+        .call(
+            "PATCH",
+            &format!("{settings}?updateMask=iapSettings.accessSettings.oauthSettings.clientId"),
+            Some(json!({"accessSettings": {"oauthSettings": {"clientId": "custom-client"}}})),
+        )
+        .await;
+    assert!(status.is_success(), "{answer}");
+    world.emulator.clear_requests();
+    let facts = collect(&clients(&world), PROJECT, &[REGION.to_string()])
+        .await
+        .expect("audit");
+    let report = evaluate(&facts);
+    let expected: BTreeMap<String, Vec<String>> = [(
+        format!("{REGION}/solo"),
+        vec!["no_organization".to_string()],
+    )]
+    .into();
+    assert_eq!(findings_by_service(&report), expected);
+    let requests = world.emulator.requests();
+    assert_eq!(
+        requests
+            .iter()
+            .filter(|r| r.path.ends_with(":iapSettings"))
+            .count(),
+        2,
+        "the settings of both services with direct IAP"
+    );
+    assert!(
+        !requests.iter().any(|r| r.path.contains("/organizations/")),
+        "no organization to read"
+    );
+    assert!(world.mutating_requests().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -546,6 +814,66 @@ async fn the_emulator_serves_aggregated_lists_in_googles_shape_page_by_page() {
     assert!(filtered["items"][format!("regions/{REGION}")]
         .get("backendServices")
         .is_none());
+
+    // The frontends: URL maps and HTTPS proxies aggregate global and regional ones; the
+    // aggregated forwarding rules are the regional ones (globalForwardingRules.list has the rest).
+    world.https_frontend("web").await;
+    for step in frontend(
+        &format!("regions/{REGION}"),
+        "ilb",
+        "INTERNAL_MANAGED",
+        true,
+        "regional",
+        &[],
+    ) {
+        let path = step["path"].as_str().expect("path");
+        let (status, answer) = world.call("POST", path, Some(step["body"].clone())).await;
+        assert!(status.is_success(), "{path}: {answer}");
+    }
+    let names = |list: &Value, scope: &str, collection: &str| -> Vec<String> {
+        list["items"][scope][collection]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|item| item["name"].as_str().expect("name").to_string())
+            .collect()
+    };
+    let regional = format!("regions/{REGION}");
+    for (collection, kind, global, in_region) in [
+        (
+            "urlMaps",
+            "compute#urlMapsAggregatedList",
+            "web-map",
+            "ilb-map",
+        ),
+        (
+            "targetHttpsProxies",
+            "compute#targetHttpsProxyAggregatedList",
+            "web-proxy",
+            "ilb-proxy",
+        ),
+    ] {
+        let (status, list) = world
+            .call("GET", &format!("{base}/{collection}"), None)
+            .await;
+        assert!(status.is_success(), "{list}");
+        assert_eq!(list["kind"], kind);
+        assert_eq!(names(&list, "global", collection), [global]);
+        assert_eq!(names(&list, &regional, collection), [in_region]);
+    }
+    let (status, rules) = world
+        .call("GET", &format!("{base}/forwardingRules"), None)
+        .await;
+    assert!(status.is_success(), "{rules}");
+    assert_eq!(rules["kind"], "compute#forwardingRuleAggregatedList");
+    assert_eq!(
+        rules["items"]
+            .as_object()
+            .map(|o| o.keys().collect::<Vec<_>>()),
+        Some(vec![&regional]),
+        "{rules}"
+    );
+    assert_eq!(names(&rules, &regional, "forwardingRules"), ["ilb-rule"]);
     world.assert_conformant();
     assert!(
         world.emulator.response_problems().is_empty(),
@@ -697,7 +1025,7 @@ fn the_example_check_block_warns_about_every_exposed_service_in_plan_and_reads_c
         expected_findings(true)
     );
     let table = outputs["audit"]["value"].as_str().expect("the table");
-    assert_eq!(table.lines().count(), 1 + 21, "{table}");
+    assert_eq!(table.lines().count(), 1 + 28, "{table}");
     let doors = table
         .lines()
         .find(|l| l.starts_with("us-central1/two-doors "))

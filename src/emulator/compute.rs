@@ -99,6 +99,14 @@ impl Kind {
         }
     }
 
+    /// The `kind` of its aggregatedList answer (Google names the URL maps' in the plural).
+    fn aggregated_kind(self) -> String {
+        match self {
+            UrlMap => "compute#urlMapsAggregatedList".to_string(),
+            _ => format!("{}AggregatedList", self.kind_string()),
+        }
+    }
+
     fn has_fingerprint(self) -> bool {
         self != NetworkEndpointGroup
     }
@@ -251,6 +259,7 @@ pub(crate) const ROUTES: &[Route] = compute_routes![
     "compute.regionNetworkEndpointGroups.list" => list(NetworkEndpointGroup, true),
     "compute.regionNetworkEndpointGroups.insert" => insert(NetworkEndpointGroup, true),
     "compute.regionNetworkEndpointGroups.delete" => delete(NetworkEndpointGroup, true),
+    "compute.urlMaps.aggregatedList" => aggregated_list(UrlMap, false),
     "compute.urlMaps.get" => get(UrlMap, false),
     "compute.urlMaps.list" => list(UrlMap, false),
     "compute.urlMaps.insert" => insert(UrlMap, false),
@@ -263,6 +272,7 @@ pub(crate) const ROUTES: &[Route] = compute_routes![
     "compute.regionUrlMaps.patch" => patch(UrlMap, true),
     "compute.regionUrlMaps.update" => update(UrlMap, true),
     "compute.regionUrlMaps.delete" => delete(UrlMap, true),
+    "compute.targetHttpsProxies.aggregatedList" => aggregated_list(TargetHttpsProxy, false),
     "compute.targetHttpsProxies.get" => get(TargetHttpsProxy, false),
     "compute.targetHttpsProxies.list" => list(TargetHttpsProxy, false),
     "compute.targetHttpsProxies.insert" => insert(TargetHttpsProxy, false),
@@ -287,6 +297,9 @@ pub(crate) const ROUTES: &[Route] = compute_routes![
     "compute.globalForwardingRules.insert" => insert(ForwardingRule, false),
     "compute.globalForwardingRules.patch" => patch(ForwardingRule, false),
     "compute.globalForwardingRules.delete" => delete(ForwardingRule, false),
+    // The regional collection's aggregated list: its discovery description, unlike the other
+    // kinds', does not promise global rules (those are globalForwardingRules.list's).
+    "compute.forwardingRules.aggregatedList" => aggregated_list(ForwardingRule, true),
     "compute.forwardingRules.get" => get(ForwardingRule, true),
     "compute.forwardingRules.list" => list(ForwardingRule, true),
     "compute.forwardingRules.insert" => insert(ForwardingRule, true),
@@ -1158,14 +1171,15 @@ fn list(
     Ok(Outcome::Json(Value::Object(out)))
 }
 
-/// `{collection}.aggregatedList`: every resource of the kind in the project, global and regional,
-/// grouped by scope (`global`, `regions/{r}`), paged across scopes by `maxResults`. A scope the
-/// kind is known in but with nothing on this page answers Google's `NO_RESULTS_ON_PAGE` warning.
+/// `{collection}.aggregatedList`: every resource of the kind in the project, global and regional
+/// (regional only when `regional_only`), grouped by scope (`global`, `regions/{r}`), paged across
+/// scopes by `maxResults`. A scope the kind is known in (`global` always, for a kind with a global
+/// collection) but with nothing on this page answers Google's `NO_RESULTS_ON_PAGE` warning.
 fn aggregated_list(
     world: &mut World,
     call: &Call<'_>,
     kind: Kind,
-    _regional: bool,
+    regional_only: bool,
 ) -> Result<Outcome, ApiError> {
     let (project, _) = scope(world, call, false)?;
     let clauses = parse_filter(call.query("filter").unwrap_or(""))?;
@@ -1174,12 +1188,13 @@ fn aggregated_list(
         .resources
         .iter()
         .filter(|(k, _)| k.project == project && k.kind == kind)
+        .filter(|(k, _)| !(regional_only && k.region.is_empty()))
         .map(|(k, v)| (k.scope(), render_resource(world, call, k, v)))
         .filter(|(_, v)| matches(v, &clauses))
         .collect();
     let (start, end) = page_bounds(call, items.len())?;
     let mut scopes: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    if kind == BackendService {
+    if !regional_only && kind != NetworkEndpointGroup {
         scopes.insert("global".into(), Vec::new());
     }
     for (scope, _) in &items {
@@ -1205,10 +1220,7 @@ fn aggregated_list(
         .collect();
     let list_path = format!("projects/{project}/aggregated/{}", kind.collection());
     let mut out = Map::new();
-    out.insert(
-        "kind".into(),
-        json!(format!("{}AggregatedList", kind.kind_string())),
-    );
+    out.insert("kind".into(), json!(kind.aggregated_kind()));
     out.insert("id".into(), json!(list_path));
     out.insert("items".into(), Value::Object(scoped));
     if end < items.len() {
@@ -1699,6 +1711,30 @@ mod tests {
             assert_eq!(id.len(), 19, "{id}");
             assert!(id.parse::<u64>().is_ok(), "{id}");
         }
+    }
+
+    #[test]
+    fn aggregated_list_kinds_follow_the_discovery_document() {
+        let doc = discovery().doc_for(Api::Compute, "v1").expect("compute v1");
+        let mut served = 0;
+        for kind in KINDS {
+            let id = format!("compute.{}.aggregatedList", kind.collection());
+            if !ROUTES.iter().any(|(_, route, _)| *route == id) {
+                continue;
+            }
+            served += 1;
+            let method = discovery()
+                .method(Api::Compute, "v1", &id)
+                .unwrap_or_else(|| panic!("{id} in the discovery document"));
+            let schema = method.response.as_deref().expect("a response schema");
+            let field = doc.field(schema, &["kind"]).expect("kind");
+            assert_eq!(
+                field["default"].as_str(),
+                Some(kind.aggregated_kind().as_str()),
+                "{id}"
+            );
+        }
+        assert_eq!(served, 5);
     }
 
     #[test]

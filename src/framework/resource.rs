@@ -51,18 +51,11 @@ pub struct PlanRequest {
     /// Null on create.
     pub prior_state: Value,
     pub config: Value,
-    pub prior_private: Vec<u8>,
     /// Starts as the generic plan; the resource may refine it (fill defaults, mark unknowns).
     pub planned_state: Value,
     pub planned_private: Vec<u8>,
     /// Starts with the changed force-new attributes; the resource may add more.
     pub requires_replace: Vec<AttributePath>,
-}
-
-impl PlanRequest {
-    pub fn is_create(&self) -> bool {
-        self.prior_state.is_null()
-    }
 }
 
 /// Input of `create` and `update`.
@@ -322,6 +315,13 @@ pub struct Failure<M> {
 impl<M> Failure<M> {
     pub fn new(state: Option<M>, diagnostic: Diagnostic) -> Self {
         Self { state, diagnostic }
+    }
+}
+
+impl<M: Clone> Failure<M> {
+    /// For `map_err`: a failure before any change, which leaves `prior` as it was.
+    pub fn unchanged(prior: &Option<M>) -> impl FnOnce(Diagnostic) -> Self + '_ {
+        move |d| Self::new(prior.clone(), d)
     }
 }
 

@@ -85,6 +85,12 @@ impl Block {
         self
     }
 
+    /// Adds several attributes, in order.
+    pub fn attributes(mut self, attributes: impl IntoIterator<Item = Attribute>) -> Self {
+        self.attributes.extend(attributes);
+        self
+    }
+
     pub fn block(mut self, block: NestedBlock) -> Self {
         self.blocks.push(block);
         self

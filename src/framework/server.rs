@@ -308,7 +308,6 @@ impl<P: Provider> Server<P> {
         let mut req = PlanRequest {
             prior_state: prior,
             config,
-            prior_private: prior_private.clone(),
             planned_state,
             planned_private: prior_private,
             requires_replace: generic.requires_replace,

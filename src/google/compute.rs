@@ -1,6 +1,7 @@
 //! Compute Engine v1: backend services (get, aggregated list, IAP patch), serverless NEGs (get,
 //! aggregated list), URL maps, target proxies and forwarding rules.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
@@ -459,15 +460,43 @@ impl ForwardingRule {
     }
 }
 
-/// Compares two compute resource URLs from `projects/` on (hosts and versions differ:
-/// selfLinks use www.googleapis.com even when the call went to compute.googleapis.com).
+/// A compute resource URL from `projects/` on: hosts and versions differ (selfLinks use
+/// www.googleapis.com even when the call went to compute.googleapis.com).
+pub fn resource_path(url: &str) -> &str {
+    url.find("projects/")
+        .map_or(url, |i| &url[i..])
+        .trim_end_matches('/')
+}
+
+/// Compares two compute resource URLs by [`resource_path`].
 pub fn same_resource(a: &str, b: &str) -> bool {
-    fn tail(s: &str) -> &str {
-        s.find("projects/")
-            .map_or(s, |i| &s[i..])
-            .trim_end_matches('/')
-    }
-    tail(a) == tail(b)
+    resource_path(a) == resource_path(b)
+}
+
+/// The backend services (as [`resource_path`]s) an HTTPS forwarding rule among `rules` reaches:
+/// rule → its target HTTPS proxy → that proxy's URL map → every backend the map routes to.
+/// Proxies and maps are found by selfLink; a link to an object not given reaches nothing.
+pub fn https_backends(
+    rules: &[ForwardingRule],
+    proxies: &[TargetProxy],
+    maps: &[UrlMap],
+) -> BTreeSet<String> {
+    let proxies: BTreeMap<&str, &TargetProxy> = proxies
+        .iter()
+        .filter_map(|p| Some((resource_path(p.self_link.as_deref()?), p)))
+        .collect();
+    let maps: BTreeMap<&str, &UrlMap> = maps
+        .iter()
+        .filter_map(|m| Some((resource_path(m.self_link.as_deref()?), m)))
+        .collect();
+    rules
+        .iter()
+        .filter(|rule| rule.is_https())
+        .filter_map(|rule| proxies.get(resource_path(rule.target.as_deref()?)))
+        .filter_map(|proxy| maps.get(resource_path(proxy.url_map.as_deref()?)))
+        .flat_map(|map| map.backend_services())
+        .map(|backend| resource_path(&backend).to_string())
+        .collect()
 }
 
 /// `(project, region, name)` of a serverless NEG URL (full or partial).
@@ -568,15 +597,17 @@ impl ComputeClient {
         Ok(items)
     }
 
-    /// `{collection}.aggregatedList`: every page of `projects/{project}/aggregated/{collection}`,
-    /// each item with its scope (`global`, `regions/{r}`, `zones/{z}`). Scopes answering only a
-    /// `warning` (no results) are skipped. Without `returnPartialSuccess` an unreachable scope
-    /// fails the call rather than leaving a silent gap.
-    async fn aggregated(
+    /// `{collection}.aggregatedList`: every item of every page of
+    /// `projects/{project}/aggregated/{collection}`, whatever its scope (`global`, `regions/{r}`,
+    /// `zones/{z}`; each item names its own), read by `parse`. Scopes answering only a `warning`
+    /// (no results) are skipped. Without `returnPartialSuccess` an unreachable scope fails the
+    /// call rather than leaving a silent gap.
+    async fn aggregated<T>(
         &self,
         project: &str,
         collection: &str,
-    ) -> Result<Vec<(String, Value)>, Error> {
+        parse: fn(Value) -> Result<T, Error>,
+    ) -> Result<Vec<T>, Error> {
         let what = format!("{collection} aggregated list");
         let url = self
             .base
@@ -590,7 +621,9 @@ impl ComputeClient {
                         match scoped.get(collection) {
                             None | Some(Value::Null) => {}
                             Some(Value::Array(list)) => {
-                                items.extend(list.iter().map(|item| (scope.clone(), item.clone())))
+                                for item in list {
+                                    items.push(parse(item.clone())?);
+                                }
                             }
                             Some(_) => {
                                 return Err(Error::decode(
@@ -613,11 +646,8 @@ impl ComputeClient {
         &self,
         project: &str,
     ) -> Result<Vec<BackendService>, Error> {
-        self.aggregated(project, "backendServices")
-            .await?
-            .into_iter()
-            .map(|(_, raw)| BackendService::from_value(raw))
-            .collect()
+        self.aggregated(project, "backendServices", BackendService::from_value)
+            .await
     }
 
     /// networkEndpointGroups.aggregatedList: every NEG of the project (serverless NEGs are in
@@ -626,11 +656,12 @@ impl ComputeClient {
         &self,
         project: &str,
     ) -> Result<Vec<NetworkEndpointGroup>, Error> {
-        self.aggregated(project, "networkEndpointGroups")
-            .await?
-            .into_iter()
-            .map(|(_, raw)| NetworkEndpointGroup::from_value(raw))
-            .collect()
+        self.aggregated(
+            project,
+            "networkEndpointGroups",
+            NetworkEndpointGroup::from_value,
+        )
+        .await
     }
 
     /// backendServices.get / regionBackendServices.get.
@@ -854,42 +885,86 @@ impl ComputeClient {
             .collect()
     }
 
-    /// Whether an HTTPS forwarding rule reaches the backend (rule → target HTTPS proxy → URL map);
-    /// `None` when the chain could not be read.
+    /// Whether an HTTPS forwarding rule of the backend's scope reaches it ([`https_backends`]),
+    /// reading each rule's proxy and URL map until one does; `None` when the rules cannot be listed.
     pub async fn https_frontend(
         &self,
         r: &BackendServiceRef,
         backend: &BackendService,
     ) -> Option<bool> {
-        let compute = self;
         let self_link = backend.self_link.clone().unwrap_or_else(|| r.to_string());
-        let rules = compute.forwarding_rules(&r.project, &r.scope).await.ok()?;
+        let rules = self.forwarding_rules(&r.project, &r.scope).await.ok()?;
         for rule in rules.iter().filter(|rule| rule.is_https()) {
-            let Some(target) = &rule.target else { continue };
-            let Some(proxy_name) = target.rsplit('/').next() else {
+            let Some(proxy_name) = rule.target.as_deref().map(last_segment) else {
                 continue;
             };
-            let Ok(proxy) = compute
+            let Ok(proxy) = self
                 .target_https_proxy(&r.project, &r.scope, proxy_name)
                 .await
             else {
                 continue;
             };
-            let Some(map_name) = proxy.url_map.as_deref().and_then(|u| u.rsplit('/').next()) else {
+            let Some(map_name) = proxy.url_map.as_deref().map(last_segment) else {
                 continue;
             };
-            let Ok(map) = compute.url_map(&r.project, &r.scope, map_name).await else {
+            let Ok(map) = self.url_map(&r.project, &r.scope, map_name).await else {
                 continue;
             };
-            if map
-                .backend_services()
-                .iter()
-                .any(|s| same_resource(s, &self_link))
+            if https_backends(std::slice::from_ref(rule), &[proxy], &[map])
+                .contains(resource_path(&self_link))
             {
                 return Some(true);
             }
         }
         Some(false)
+    }
+
+    /// forwardingRules.aggregatedList: the regional forwarding rules of every region, in one
+    /// paged call (the discovery document promises global ones only for the other aggregated
+    /// lists; see [`ComputeClient::https_reached_backends`]).
+    pub async fn forwarding_rules_aggregated(
+        &self,
+        project: &str,
+    ) -> Result<Vec<ForwardingRule>, Error> {
+        self.aggregated(project, "forwardingRules", ForwardingRule::from_value)
+            .await
+    }
+
+    /// targetHttpsProxies.aggregatedList: every target HTTPS proxy, global and regional, in one
+    /// paged call.
+    pub async fn target_https_proxies_aggregated(
+        &self,
+        project: &str,
+    ) -> Result<Vec<TargetProxy>, Error> {
+        self.aggregated(project, "targetHttpsProxies", TargetProxy::from_value)
+            .await
+    }
+
+    /// urlMaps.aggregatedList: every URL map, global and regional, in one paged call.
+    pub async fn url_maps_aggregated(&self, project: &str) -> Result<Vec<UrlMap>, Error> {
+        self.aggregated(project, "urlMaps", UrlMap::from_value)
+            .await
+    }
+
+    /// The backend services of the project an HTTPS forwarding rule reaches ([`https_backends`]),
+    /// from four paged lists whatever the project's size, made at once: forwardingRules
+    /// aggregatedList and globalForwardingRules list (which has no aggregated form), then
+    /// targetHttpsProxies and urlMaps aggregatedList. A rule both lists return counts once.
+    pub async fn https_reached_backends(&self, project: &str) -> Result<BTreeSet<String>, Error> {
+        let rules = async {
+            let (mut regional, global) = futures::try_join!(
+                self.forwarding_rules_aggregated(project),
+                self.forwarding_rules(project, &Scope::Global),
+            )?;
+            regional.extend(global);
+            Ok::<_, Error>(regional)
+        };
+        let (rules, proxies, maps) = futures::try_join!(
+            rules,
+            self.target_https_proxies_aggregated(project),
+            self.url_maps_aggregated(project),
+        )?;
+        Ok(https_backends(&rules, &proxies, &maps))
     }
 }
 
@@ -1043,6 +1118,98 @@ mod tests {
                 .await,
             Err(Error::Decode { .. })
         ));
+    }
+
+    #[test]
+    fn https_backends_follow_rule_proxy_and_map() {
+        let link = |path: &str| format!("https://www.googleapis.com/compute/v1/projects/p/{path}");
+        let rule = |name: &str, target: String| {
+            ForwardingRule::from_value(json!({"name": name, "target": target})).expect("rule")
+        };
+        let proxy = |name: &str, map: &str| {
+            TargetProxy::from_value(json!({"name": name,
+                "selfLink": link(&format!("global/targetHttpsProxies/{name}")),
+                "urlMap": link(&format!("global/urlMaps/{map}"))}))
+            .expect("proxy")
+        };
+        let map = |name: &str, backend: &str| {
+            UrlMap::from_value(json!({"name": name,
+                "selfLink": link(&format!("global/urlMaps/{name}")),
+                "defaultService": link(&format!("global/backendServices/{backend}"))}))
+            .expect("map")
+        };
+        let rules = [
+            rule("https", link("global/targetHttpsProxies/px")),
+            // An HTTP rule to a map whose backend no HTTPS rule reaches.
+            rule("http", link("global/targetHttpProxies/plain")),
+            // An HTTPS rule whose proxy was not listed.
+            rule("dangling", link("global/targetHttpsProxies/gone")),
+        ];
+        let found = https_backends(
+            &rules,
+            &[proxy("px", "web"), proxy("unused", "other")],
+            &[
+                map("web", "bs"),
+                map("plain", "http-only"),
+                map("other", "o"),
+            ],
+        );
+        assert_eq!(
+            found.into_iter().collect::<Vec<_>>(),
+            ["projects/p/global/backendServices/bs"]
+        );
+        assert!(https_backends(&rules, &[proxy("px", "web")], &[]).is_empty());
+    }
+
+    #[tokio::test]
+    async fn https_reached_backends_reads_four_lists_once_each() {
+        use crate::google::testutil::{Reply, Stub};
+        let stub = Stub::start(|seen, _| {
+            let link = |path: &str| format!("https://www.googleapis.com/compute/v1/projects/p/{path}");
+            let body = match seen.path.rsplit('/').next().unwrap_or_default() {
+                "forwardingRules" if seen.path.contains("/aggregated/") => json!({"items": {
+                    "regions/r": {"forwardingRules": [
+                        {"name": "ilb", "target": link("regions/r/targetHttpsProxies/ilb")}]}}}),
+                "forwardingRules" => json!({"items": [
+                    {"name": "web", "target": link("global/targetHttpsProxies/web")}]}),
+                "targetHttpsProxies" => json!({"items": {
+                    "global": {"targetHttpsProxies": [{"name": "web",
+                        "selfLink": link("global/targetHttpsProxies/web"), "urlMap": link("global/urlMaps/web")}]},
+                    "regions/r": {"targetHttpsProxies": [{"name": "ilb",
+                        "selfLink": link("regions/r/targetHttpsProxies/ilb"), "urlMap": link("regions/r/urlMaps/ilb")}]}}}),
+                _ => json!({"items": {
+                    "global": {"urlMaps": [{"name": "web", "selfLink": link("global/urlMaps/web"),
+                        "defaultService": link("global/backendServices/web")}]},
+                    "regions/r": {"urlMaps": [{"name": "ilb", "selfLink": link("regions/r/urlMaps/ilb"),
+                        "defaultService": link("regions/r/backendServices/ilb")}]}}}),
+            };
+            Reply::json(200, body)
+        })
+        .await;
+        let found = stub
+            .clients()
+            .compute
+            .https_reached_backends("p")
+            .await
+            .expect("reached");
+        assert_eq!(
+            found.into_iter().collect::<Vec<_>>(),
+            [
+                "projects/p/global/backendServices/web",
+                "projects/p/regions/r/backendServices/ilb"
+            ]
+        );
+        let mut paths: Vec<String> = stub.seen().into_iter().map(|s| s.path).collect();
+        paths.sort();
+        assert_eq!(
+            paths,
+            [
+                "/compute/v1/projects/p/aggregated/forwardingRules",
+                "/compute/v1/projects/p/aggregated/targetHttpsProxies",
+                "/compute/v1/projects/p/aggregated/urlMaps",
+                "/compute/v1/projects/p/global/forwardingRules",
+            ]
+        );
     }
 
     #[test]

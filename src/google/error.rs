@@ -431,6 +431,15 @@ fn default_reason_phrase(status: u16) -> &'static str {
         .unwrap_or("unexpected HTTP status")
 }
 
+/// A read of an object that may not exist: `None` for 404, other errors as they are.
+pub fn found<T>(result: Result<T, Error>) -> Result<Option<T>, Error> {
+    match result {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,11 +19,11 @@ mod transport;
 mod testutil;
 
 pub use compute::{
-    neg_parts, same_resource, BackendService, BackendServiceIap, BackendServiceRef, CloudRunTarget,
-    ComputeClient, ComputeOperation, ForwardingRule, IapPatch, NetworkEndpointGroup, Scope,
-    TargetProxy, UrlMap,
+    https_backends, neg_parts, resource_path, same_resource, BackendService, BackendServiceIap,
+    BackendServiceRef, CloudRunTarget, ComputeClient, ComputeOperation, ForwardingRule, IapPatch,
+    NetworkEndpointGroup, Scope, TargetProxy, UrlMap,
 };
-pub use error::{format_google_duration, grpc_code, parse_google_duration, ApiError, Error};
+pub use error::{format_google_duration, found, grpc_code, parse_google_duration, ApiError, Error};
 pub use iam::{normalize_member, Binding, Condition, Policy};
 pub use iap::{
     backend_service_jwt_audience, backend_service_resource, cloud_run_jwt_audience,

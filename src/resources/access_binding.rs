@@ -2,24 +2,14 @@
 //! (role, condition) pair only; every other binding of the policy is preserved.
 
 use std::collections::BTreeSet;
+use std::time::Instant;
 
-use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
-
-use super::common;
-use super::Context;
-use crate::framework::{
-    Applied, Attr, Attribute, AttributePath, Block, Change, ClientCapabilities, Delete, Deleted,
-    Diagnostic, Diagnostics, Failure, NestedBlock, Plan, Read, Resource, Schema, Value,
-};
-use crate::google;
-use crate::names::{self, IapResource, IapTarget};
-use crate::validation;
+use super::prelude::*;
+use crate::framework::Value;
+use crate::names::{IapResource, IapTarget};
 
 /// The resource type.
 pub struct AccessBinding;
-
-pub const TYPE_NAME: &str = "iaprun_access_binding";
 
 /// The role that lets a principal pass IAP.
 pub const DEFAULT_ROLE: &str = "roles/iap.httpsResourceAccessor";
@@ -29,11 +19,19 @@ pub const DEFAULT_ROLE: &str = "roles/iap.httpsResourceAccessor";
 #[serde(default)]
 pub struct Model {
     pub id: Attr<String>,
+    #[serde(flatten)]
+    pub access: Access,
+    pub members: Attr<BTreeSet<String>>,
+    pub etag: Attr<String>,
+}
+
+/// What both access resources have: the binding they act on and the checks they skip.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Access {
     pub resource: Attr<String>,
     pub role: Attr<String>,
-    pub members: Attr<BTreeSet<String>>,
     pub ignore_checks: Attr<BTreeSet<String>>,
-    pub etag: Attr<String>,
     pub condition: Attr<Condition>,
 }
 
@@ -46,20 +44,25 @@ pub struct Condition {
     pub expression: Attr<String>,
 }
 
-impl Model {
-    fn role(&self) -> String {
-        self.role
-            .get()
-            .map_or(DEFAULT_ROLE, String::as_str)
-            .to_string()
+impl Access {
+    /// The role, its default when unset.
+    pub(super) fn role(&self) -> String {
+        self.role.as_deref().unwrap_or(DEFAULT_ROLE).to_string()
     }
 
-    fn iam_condition(&self) -> Option<google::Condition> {
+    pub(super) fn iam_condition(&self) -> Option<google::Condition> {
         iam_condition(&self.condition)
     }
 
-    fn title(&self) -> Attr<String> {
+    /// The condition's title (null without a condition).
+    pub(super) fn title(&self) -> Attr<String> {
         self.condition.get().map_or(Attr::Null, |c| c.title.clone())
+    }
+
+    /// The resource's id: resource, role, `who` (a member) and the condition's title, if any.
+    pub(super) fn id(&self, resource: &str, who: Option<&str>, title: Option<&str>) -> String {
+        let parts = [Some(resource), Some(&self.role()), who, title];
+        parts.into_iter().flatten().collect::<Vec<_>>().join(" ")
     }
 }
 
@@ -179,31 +182,30 @@ pub(super) fn read_condition(binding: &google::Binding) -> Attr<Condition> {
     }))
 }
 
-/// Plans `resource`: the same policy written with the project id instead of its number (or back)
-/// is no change. Returns the configured name and the canonical IAP resource (`None` while unknown).
-pub(super) async fn plan_resource(
+/// Plans `resource` (the attribute `field` picks): the same policy written with the project id
+/// instead of its number (or back) is no change. Returns the configured name and the canonical IAP
+/// resource; no diagnostics at all while the name is unknown.
+pub(super) async fn plan_resource<M: Send>(
     ctx: &Context,
-    prior: Option<&Attr<String>>,
-    config: &Attr<String>,
-    planned: &mut Attr<String>,
-    requires_replace: &mut Vec<AttributePath>,
-) -> Result<Option<(String, IapResource)>, Diagnostics> {
-    let Some(resource) = config.get().cloned() else {
-        return Ok(None);
+    plan: &mut Plan<M>,
+    field: fn(&mut M) -> &mut Attr<String>,
+) -> Result<(String, IapResource), Diagnostics> {
+    let Some(resource) = field(&mut plan.config).get().cloned() else {
+        return Err(Diagnostics::new());
     };
-    let target = common::canonical(ctx, &resource)
-        .await
-        .map_err(Diagnostics::from)?;
-    if let Some(prior_resource) = prior.and_then(Attr::get).filter(|r| **r != resource) {
-        if common::canonical(ctx, prior_resource)
+    let target = common::canonical(ctx, &resource).await?;
+    let prior = plan.prior.as_mut().and_then(|p| field(p).get().cloned());
+    if let Some(prior_resource) = prior.filter(|r| *r != resource) {
+        if common::canonical(ctx, &prior_resource)
             .await
             .is_ok_and(|t| t == target)
         {
-            *planned = Attr::Known(prior_resource.clone());
-            requires_replace.retain(|p| *p != AttributePath::attr("resource"));
+            *field(&mut plan.planned) = Attr::Known(prior_resource);
+            plan.requires_replace
+                .retain(|p| *p != AttributePath::attr("resource"));
         }
     }
-    Ok(Some((resource, target)))
+    Ok((resource, target))
 }
 
 /// The IAM policy of an IAP resource for a refresh, read once per process for all access
@@ -213,18 +215,11 @@ pub(super) async fn refresh_policy(
     resource: &str,
 ) -> Result<Option<google::Policy>, Diagnostic> {
     let key = common::canonical(ctx, resource).await?.to_string();
-    match ctx
+    let read = ctx
         .policies
         .get_or_fetch(&key, || ctx.clients.iap.iam_policy(&key))
-        .await
-    {
-        Ok(p) => Ok(Some(p)),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(common::api_error(
-            &format!("read the IAM policy of {resource}"),
-            &e,
-        )),
-    }
+        .await;
+    common::unless_gone(read, || format!("read the IAM policy of {resource}"))
 }
 
 /// The refresh result when the IAP resource itself is gone.
@@ -235,11 +230,25 @@ pub(super) fn resource_gone<M>(resource: &str, type_name: &str) -> Read<M> {
     )))
 }
 
-fn binding_id(resource: &str, role: &str, title: Option<&str>) -> String {
-    match title {
-        Some(t) => format!("{resource} {role} {t}"),
-        None => format!("{resource} {role}"),
+/// Edits the IAM policy of `target`, starting from a fresh read; the refresh cache takes the
+/// policy written, or forgets the policy when the write fails.
+pub(super) async fn edit_policy(
+    ctx: &Context,
+    target: &IapResource,
+    deadline: Instant,
+    edit: impl FnMut(&mut google::Policy) -> bool,
+) -> Result<google::Policy, google::Error> {
+    let key = target.to_string();
+    let written = ctx
+        .clients
+        .iap
+        .modify_iam_policy(&key, deadline, edit)
+        .await;
+    match &written {
+        Ok(policy) => ctx.policies.put(&key, policy.clone()),
+        Err(_) => ctx.policies.invalidate(&key),
     }
+    written
 }
 
 /// The members known at plan: all of a known set, the known elements of a partly known one.
@@ -252,11 +261,28 @@ fn known_members(members: &Attr<BTreeSet<String>>) -> Option<Vec<String>> {
     }
 }
 
+/// The member checks that need no API, on `members` (`members[...]` paths).
+pub(super) fn member_checks(
+    members: &[&str],
+    ignore_checks: &Attr<BTreeSet<String>>,
+) -> Diagnostics {
+    let found = validation::member_format(members);
+    let found = found.into_iter().chain(validation::public_member(members));
+    validation::report(found, &common::ignored(ignore_checks))
+}
+
+impl Model {
+    /// What the configuration asks for: a change in it is a change the user makes.
+    fn intent(&self) -> impl PartialEq + '_ {
+        (&self.access, &self.members)
+    }
+}
+
 #[async_trait]
 impl Resource<Context> for AccessBinding {
     type Model = Model;
     type Private = ();
-    const TYPE_NAME: &'static str = TYPE_NAME;
+    const TYPE_NAME: &'static str = "iaprun_access_binding";
 
     fn schema() -> Schema {
         Schema::new(
@@ -279,12 +305,7 @@ impl Resource<Context> for AccessBinding {
     }
 
     fn validate(config: &Model, _: ClientCapabilities) -> Diagnostics {
-        let mut diags = common::validate_common(&Attr::Null, &config.ignore_checks);
-        diags.extend(validate_target(
-            &config.resource,
-            &config.role,
-            &config.condition,
-        ));
+        let mut diags = config.access.validate();
         if config.members.get().is_some_and(BTreeSet::is_empty) {
             // Applying an empty binding would remove it, and the next read would lose the resource.
             diags.attribute_error(
@@ -295,97 +316,60 @@ impl Resource<Context> for AccessBinding {
         }
         if let Some(members) = known_members(&config.members) {
             let known: Vec<&str> = members.iter().map(String::as_str).collect();
-            let ignore = common::ignored(&config.ignore_checks);
-            diags.extend(validation::report(
-                validation::member_format(&known),
-                &ignore,
-            ));
-            diags.extend(validation::report(
-                validation::public_member(&known),
-                &ignore,
-            ));
+            diags.extend(member_checks(&known, &config.access.ignore_checks));
         }
         diags
     }
 
     async fn plan(&self, ctx: &Context, plan: &mut Plan<Model>) -> Diagnostics {
-        let (resource, target) = match plan_resource(
-            ctx,
-            plan.prior.as_ref().map(|p| &p.resource),
-            &plan.config.resource,
-            &mut plan.planned.resource,
-            &mut plan.requires_replace,
-        )
-        .await
-        {
-            Ok(Some(planned)) => planned,
-            Ok(None) => return Diagnostics::new(),
+        let (resource, target) = match plan_resource(ctx, plan, |m| &mut m.access.resource).await {
+            Ok(planned) => planned,
             Err(d) => return d,
         };
+        let (prior, planned) = (plan.prior.as_ref(), &mut plan.planned);
         // A role removed from the configuration falls back to the default: another binding.
+        let replace = &mut plan.requires_replace;
         common::replace_on_change(
-            plan.prior.as_ref().map(|p| &p.role),
-            &plan.planned.role,
+            prior.map(|p| &p.access.role),
+            &planned.access.role,
             "role",
-            &mut plan.requires_replace,
+            replace,
         );
-        let title = plan.config.title();
-        if let (Some(role), true) = (plan.planned.role.get(), title.is_known()) {
-            let resource = plan.planned.resource.get().unwrap_or(&resource);
-            plan.planned.id = Attr::Known(binding_id(resource, role, title.as_deref()));
+        let title = plan.config.access.title();
+        if planned.access.role.get().is_some() && title.is_known() {
+            let resource = planned.access.resource.get().unwrap_or(&resource);
+            planned.id = Attr::Known(planned.access.id(resource, None, title.as_deref()));
         }
-        let replacing = !plan.requires_replace.is_empty();
-        let intent = |m: &Model| {
-            (
-                m.resource.clone(),
-                m.role.clone(),
-                m.members.clone(),
-                m.condition.clone(),
-                m.ignore_checks.clone(),
-            )
-        };
-        let intent_changed = plan
-            .prior
-            .as_ref()
-            .is_some_and(|p| intent(p) != intent(&plan.planned));
+        let replacing = !replace.is_empty();
+        let intent_changed = prior.is_some_and(|p| p.intent() != planned.intent());
         // Any write returns the policy's new etag, which other writers of the policy move too.
-        plan.planned.etag = match &plan.prior {
+        planned.etag = match prior {
             Some(prior) if !replacing && !intent_changed => prior.etag.clone(),
             _ => Attr::unknown(),
         };
-        let ignore = common::ignored(&plan.config.ignore_checks);
         let members = known_members(&plan.config.members);
         let listed = members
             .as_ref()
             .map_or("members = (known after apply)".to_string(), |m| {
                 format!("members = {m:?}")
             });
-        let described = describe(
-            &resource,
-            &plan.planned.role,
-            &plan.config.condition,
-            listed,
-        );
-        let mut diags = conflicts(
-            ctx,
-            validation::AccessKind::Binding,
-            &target,
-            &plan.planned.role,
-            &plan.config.condition,
-            described,
-            &ignore,
-        );
         let known: Vec<&str> = match (&plan.config.members, &members) {
             (Attr::Known(_), Some(m)) => m.iter().map(String::as_str).collect(),
             _ => vec![],
         };
-        let at =
-            validation::timing::at_plan(plan.prior.is_none() || replacing, false, intent_changed);
-        match checks(ctx, &known, &target, false).await {
-            Ok(findings) => diags.extend(validation::timing::report_at_plan(findings, &ignore, at)),
-            Err(d) => diags.push(d),
-        }
-        diags
+        let at = validation::timing::at_plan(prior.is_none() || replacing, false, intent_changed);
+        let kind = validation::AccessKind::Binding;
+        plan_checks(
+            ctx,
+            kind,
+            &plan.planned.access,
+            &resource,
+            &target,
+            listed,
+            &known,
+            at,
+        )
+        .await
     }
 
     async fn create(&self, ctx: &Context, change: Change<'_, Model, ()>) -> Applied<Model> {
@@ -393,15 +377,13 @@ impl Resource<Context> for AccessBinding {
     }
 
     async fn read(&self, ctx: &Context, mut state: Model) -> Result<Read<Model>, Diagnostic> {
-        let Some(resource) = state.resource.get().cloned() else {
+        let Some(resource) = state.access.resource.get().cloned() else {
             return Ok(Read::Found(state));
         };
         let Some(policy) = refresh_policy(ctx, &resource).await? else {
-            return Ok(resource_gone(&resource, TYPE_NAME));
+            return Ok(resource_gone(&resource, Self::TYPE_NAME));
         };
-        let role = state.role();
-        let binding = find_binding(&policy, &role, &state.condition);
-        let Some(binding) = binding else {
+        let Some(binding) = state.access.refresh(&policy, |_| true) else {
             return Ok(Read::Gone(None));
         };
         let normalized = |members: &mut dyn Iterator<Item = &String>| -> BTreeSet<String> {
@@ -411,56 +393,32 @@ impl Resource<Context> for AccessBinding {
         if normalized(&mut binding.members.iter()) != normalized(&mut state_members.iter()) {
             state.members = Attr::Known(binding.members.iter().cloned().collect());
         }
-        if binding.condition.is_some() {
-            state.condition = read_condition(binding);
-        }
-        let title = binding.condition.as_ref().and_then(|c| c.title.as_deref());
-        state.id = Attr::Known(binding_id(&resource, &role, title));
-        state.role = Attr::Known(role);
+        let title = state.access.title();
+        state.id = Attr::Known(state.access.id(&resource, None, title.as_deref()));
         state.etag = Attr::from_option(policy.etag.clone());
         Ok(Read::Found(state))
     }
 
     async fn delete(&self, ctx: &Context, delete: Delete<'_, Model, ()>) -> Deleted {
-        let Delete {
-            prior, deadline, ..
-        } = delete;
-        let resource = prior.resource.get().cloned().unwrap_or_default();
-        let target = common::canonical(ctx, &resource).await?;
-        let key = target.to_string();
-        let (role, condition) = (prior.role(), prior.iam_condition());
-        let removed = ctx
-            .clients
-            .iap
-            .modify_iam_policy(&key, deadline, |policy| {
-                policy.set_binding(&role, condition.as_ref(), &[])
-            })
-            .await;
-        match removed {
-            Ok(policy) => ctx.policies.put(&key, policy),
-            Err(e) if e.is_not_found() => {}
-            Err(e) => {
-                ctx.policies.invalidate(&key);
-                let doing = format!("remove the {role} binding from {target}");
-                return Err(common::api_error(&doing, &e));
-            }
-        }
-        Ok(())
+        let access = &delete.prior.access;
+        let target = common::canonical(ctx, access.resource.as_deref().unwrap_or_default()).await?;
+        let (role, condition) = (access.role(), access.iam_condition());
+        let edit = |p: &mut google::Policy| p.set_binding(&role, condition.as_ref(), &[]);
+        let removed = edit_policy(ctx, &target, delete.deadline, edit).await;
+        common::unless_gone(removed, || {
+            format!("remove the {role} binding from {target}")
+        })
+        .map(drop)
     }
 
     async fn import(&self, _: &Context, id: &str) -> Result<Model, Diagnostic> {
         let (resource, role, title) = names::parse_access_binding_id(id)
             .map_err(|e| Diagnostic::error("Invalid import id", e))?;
-        let resource = resource.to_string();
+        let access = Access::imported(resource.to_string(), role, title);
         Ok(Model {
-            id: Attr::Known(binding_id(&resource, &role, title.as_deref())),
-            resource: Attr::Known(resource),
-            role: Attr::Known(role),
+            id: Attr::Known(access.id(&resource.to_string(), None, access.title().as_deref())),
+            access,
             members: Attr::Known(BTreeSet::new()),
-            condition: Attr::from_option(title.map(|t| Condition {
-                title: Attr::Known(t),
-                ..Condition::default()
-            })),
             ..Model::default()
         })
     }
@@ -474,28 +432,7 @@ async fn write(ctx: &Context, change: Change<'_, Model, ()>) -> Applied<Model> {
         deadline,
         ..
     } = change;
-    let resource = planned.resource.get().cloned().unwrap_or_default();
-    let target = match common::canonical(ctx, &resource).await {
-        Ok(t) => t,
-        Err(d) => return Err(Failure::new(prior, d)),
-    };
-    // Right before the write, on a fresh read: nothing changes while an error finding holds.
-    let members: Vec<&str> = planned
-        .members
-        .get()
-        .into_iter()
-        .flatten()
-        .map(String::as_str)
-        .collect();
-    let found = match checks(ctx, &members, &target, true).await {
-        Ok(findings) => validation::report(findings, &common::ignored(&planned.ignore_checks)),
-        Err(d) => return Err(Failure::new(prior, d)),
-    };
-    if let Some(d) = found.into_iter().find(Diagnostic::is_error) {
-        return Err(Failure::new(prior, d));
-    }
-    let key = target.to_string();
-    let (role, condition) = (planned.role(), planned.iam_condition());
+    let resource = planned.access.resource.get().cloned().unwrap_or_default();
     let members: Vec<String> = planned
         .members
         .get()
@@ -503,29 +440,104 @@ async fn write(ctx: &Context, change: Change<'_, Model, ()>) -> Applied<Model> {
         .flatten()
         .cloned()
         .collect();
-    let written = ctx
-        .clients
-        .iap
-        .modify_iam_policy(&key, deadline, |policy| {
-            policy.set_binding(&role, condition.as_ref(), &members)
-        })
-        .await;
-    match written {
-        Ok(policy) => {
-            planned.etag = Attr::from_option(policy.etag.clone());
-            if planned.id.is_unknown() {
-                let title = condition.as_ref().and_then(|c| c.title.as_deref());
-                planned.id = Attr::Known(binding_id(&resource, &role, title));
-            }
-            ctx.policies.put(&key, policy);
-            Ok(planned)
-        }
-        Err(e) => {
-            ctx.policies.invalidate(&key);
+    let listed: Vec<&str> = members.iter().map(String::as_str).collect();
+    let target = checked_target(ctx, &planned.access, &listed)
+        .await
+        .map_err(Failure::unchanged(&prior))?;
+    let (role, condition) = (planned.access.role(), planned.access.iam_condition());
+    let edit = |p: &mut google::Policy| p.set_binding(&role, condition.as_ref(), &members);
+    let policy = edit_policy(ctx, &target, deadline, edit)
+        .await
+        .map_err(|e| {
             let d = common::api_error(&format!("set the {role} binding on {target}"), &e);
-            Err(Failure::new(prior, d))
+            Failure::new(prior.clone(), d)
+        })?;
+    planned.etag = Attr::from_option(policy.etag.clone());
+    if planned.id.is_unknown() {
+        let title = planned.access.title();
+        planned.id = Attr::Known(planned.access.id(&resource, None, title.as_deref()));
+    }
+    Ok(planned)
+}
+
+impl Access {
+    /// The state of an import: the id names resource, role and the condition's title.
+    pub(super) fn imported(resource: String, role: String, title: Option<String>) -> Access {
+        Access {
+            resource: Attr::Known(resource),
+            role: Attr::Known(role),
+            condition: Attr::from_option(title.map(|t| Condition {
+                title: Attr::Known(t),
+                ..Condition::default()
+            })),
+            ..Access::default()
         }
     }
+
+    /// Checks shared by both access resources: `ignore_checks`, `resource`, `role`, `condition`.
+    pub(super) fn validate(&self) -> Diagnostics {
+        let mut diags = common::validate_common(&Attr::Null, &self.ignore_checks);
+        diags.extend(validate_target(&self.resource, &self.role, &self.condition));
+        diags
+    }
+
+    /// Refreshes role and condition from the binding of `policy` they name, when `wanted`; the
+    /// binding found.
+    pub(super) fn refresh<'p>(
+        &mut self,
+        policy: &'p google::Policy,
+        wanted: impl Fn(&google::Binding) -> bool,
+    ) -> Option<&'p google::Binding> {
+        let role = self.role();
+        let found = find_binding(policy, &role, &self.condition).filter(|b| wanted(b))?;
+        if found.condition.is_some() {
+            self.condition = read_condition(found);
+        }
+        self.role = Attr::Known(role);
+        Some(found)
+    }
+}
+
+/// The IAP resource of an access write, after the live checks on a fresh read: nothing changes
+/// while an error finding holds.
+pub(super) async fn checked_target(
+    ctx: &Context,
+    access: &Access,
+    members: &[&str],
+) -> Result<IapResource, Diagnostic> {
+    let target = common::canonical(ctx, access.resource.as_deref().unwrap_or_default()).await?;
+    let findings = checks(ctx, members, &target, true).await?;
+    common::refuse(findings, &access.ignore_checks)?;
+    Ok(target)
+}
+
+/// The plan-time checks of an access resource: `binding_conflict` with the access resources
+/// planned before it in this run (`what`: its members, briefly), then the live checks of `members`.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn plan_checks(
+    ctx: &Context,
+    kind: validation::AccessKind,
+    access: &Access,
+    resource: &str,
+    target: &IapResource,
+    what: String,
+    members: &[&str],
+    at: validation::timing::AtPlan,
+) -> Diagnostics {
+    let ignore = common::ignored(&access.ignore_checks);
+    let mut diags = conflicts(
+        ctx,
+        kind,
+        target,
+        access,
+        describe(resource, access, what),
+        &ignore,
+    );
+    match checks(ctx, members, target, false).await {
+        Ok(findings) => diags.extend(validation::timing::report_at_plan(findings, &ignore, at)),
+        Err(d) => diags.push(d),
+    }
+    diags
 }
 
 /// The live checks: the IAP resource's target must exist (an error only at apply: at plan the
@@ -579,12 +591,7 @@ async fn oauth_findings(
     if members.is_empty() {
         return vec![];
     }
-    let custom = ctx
-        .custom_oauth_clients
-        .get_or_fetch(&target.to_string(), || {
-            common::custom_oauth_client(ctx, target)
-        })
-        .await;
+    let custom = common::planned_custom_client(ctx, target).await;
     if !matches!(custom, Ok(false)) {
         return vec![];
     }
@@ -616,16 +623,16 @@ pub(super) fn condition_key(
 
 /// `binding_conflict`: records this access resource as planned in this run and reports the others
 /// on its (resource, role, condition). Skipped while the role or condition is unknown.
-pub(super) fn conflicts(
+fn conflicts(
     ctx: &Context,
     kind: validation::AccessKind,
     target: &IapResource,
-    role: &Attr<String>,
-    condition: &Attr<Condition>,
+    access: &Access,
     config: String,
     ignore: &BTreeSet<String>,
 ) -> Diagnostics {
-    let (Some(role), Some(condition)) = (role.get(), condition_key(condition)) else {
+    let (Some(role), Some(condition)) = (access.role.get(), condition_key(&access.condition))
+    else {
         return Diagnostics::new();
     };
     let this = validation::PlannedAccess {
@@ -640,17 +647,12 @@ pub(super) fn conflicts(
 }
 
 /// How `binding_conflict` names a resource to the other: its configuration, briefly.
-pub(super) fn describe(
-    resource: &str,
-    role: &Attr<String>,
-    condition: &Attr<Condition>,
-    what: String,
-) -> String {
+fn describe(resource: &str, access: &Access, what: String) -> String {
     let mut s = format!(
         "resource = {resource:?}, role = {:?}, {what}",
-        role.get().map_or(DEFAULT_ROLE, String::as_str)
+        access.role()
     );
-    if let Some(title) = condition.get().and_then(|c| c.title.get()) {
+    if let Some(title) = access.title().get() {
         s.push_str(&format!(", condition title {title:?}"));
     }
     s

@@ -1,11 +1,15 @@
 //! `data "iaprun_audit"`: the IAP exposure of every Cloud Run service of a project.
 //!
 //! Reading gathers the facts with a bounded number of read-only calls ([`collect`]): the project
-//! (for its number), one paged Run `services.list` per region, one paged compute `aggregatedList`
-//! each for network endpoint groups and backend services (every region at once), then each IAM
-//! policy once, at most [`POLICY_READS_IN_FLIGHT`] at a time: the Run policy of every service, the
-//! IAP policy of every service with direct IAP and of every backend with IAP in front of an audited
-//! service. The evaluation is [`crate::validation::audit::evaluate`].
+//! (for its number and parent) and its organization (for its domain), one paged Run
+//! `services.list` per region, one paged compute `aggregatedList` each for network endpoint
+//! groups, backend services, forwarding rules, target HTTPS proxies and URL maps (every region at
+//! once) and the paged list of global forwarding rules (which has no aggregated form): a fixed
+//! number of lists whatever the number of services. Then each IAM policy once, at most
+//! [`POLICY_READS_IN_FLIGHT`] at a time: the Run policy of every service, the IAP policy of every
+//! service with direct IAP and of every backend with IAP in front of an audited service; last, the
+//! IAP settings of those IAP resources whose OAuth client decides a finding
+//! ([`settings_matter`]). The evaluation is [`crate::validation::audit::evaluate`].
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -20,7 +24,8 @@ use crate::framework::{
 use crate::google::{self, Clients, Policy};
 use crate::names;
 use crate::validation::audit::{
-    evaluate, AuditFinding, AuditedBackend, AuditedService, ProjectFacts, ServiceReport,
+    evaluate, settings_matter, AuditFinding, AuditedBackend, AuditedService, ProjectFacts,
+    ServiceReport,
 };
 use crate::validation::facts::{BackendFacts, NegFacts};
 
@@ -92,7 +97,7 @@ impl DataSource<Context> for Audit {
         let findings = Attribute::new("findings", Type::list(finding_type())).computed();
         Schema::new(
             0,
-            Block::new("The IAP exposure of every Cloud Run service of a project, whoever deployed it. For each service: its ingress, run.app URL, IAP on the service and on each load balancer backend that reaches it through a serverless NEG, its invokers and JWT audiences, and the findings of the plan-time checks applied to what exists, plus `unprotected_path` (a load balancer path without IAP to a service IAP guards elsewhere) and `no_iap` (reachable from the internet with no IAP and no invoker restriction). Read-only; meant for `check` blocks (Terraform 1.5+) and outputs. The calls are bounded: one Run list per region, one compute aggregatedList each for serverless NEGs and backend services, and each IAM policy once, 32 at a time.")
+            Block::new("The IAP exposure of every Cloud Run service of a project, whoever deployed it. For each service: its ingress, run.app URL, IAP on the service and on each load balancer backend that reaches it through a serverless NEG, its invokers and JWT audiences, and the findings of the plan-time checks applied to what exists, plus `unprotected_path` (a load balancer path without IAP to a service IAP guards elsewhere) and `no_iap` (reachable from the internet with no IAP and no invoker restriction). Read-only; meant for `check` blocks (Terraform 1.5+) and outputs. The calls are bounded: the project and its organization, one Run list per region, six compute lists whatever the number of services (aggregatedList of serverless NEGs, backend services, forwarding rules, target HTTPS proxies and URL maps, and the list of global forwarding rules), each IAM policy once, 32 at a time, and the IAP settings of a protected resource only where its OAuth client decides a finding (a member outside the organization, or direct IAP in a project without one).")
                 .attribute(project.description("Project whose Cloud Run services are audited (id or number). Defaults to the provider's `project`."))
                 .attribute(regions.description("Regions whose Cloud Run services are audited. Defaults to the provider's `region`."))
                 .attribute(services.description("Every Cloud Run service of the regions, sorted by location and name: `name`, `location`, `uri`, `ingress` (`INGRESS_TRAFFIC_*`), `default_uri_disabled`, `iap_enabled` (direct IAP), `public_invoker` (allUsers/allAuthenticatedUsers hold roles/run.invoker or invoker IAM is disabled; null when the policy cannot be read), `agent_has_invoker` (the IAP service agent holds roles/run.invoker; null when unknown), `backends` (each backend service reaching it through a serverless NEG: `name`, `region` (null when global), `load_balancing_scheme`, `iap_enabled`), `jwt_audiences` (the `aud` of the IAP JWT on each path with IAP) and `findings` (as in `findings`)."))
@@ -173,14 +178,30 @@ pub const POLICY_READS_IN_FLIGHT: usize = 32;
 /// The IAP role whose members pass IAP.
 const ACCESSOR_ROLE: &str = "roles/iap.httpsResourceAccessor";
 
-/// One policy to read.
-enum PolicyRead {
+/// An IAP layer of the audit: direct IAP on `services[i]`, or IAP on `backends[i]`.
+#[derive(Clone, Copy)]
+enum IapLayer {
+    Direct(usize),
+    Backend(usize),
+}
+
+/// One read of the audit, after the lists.
+#[derive(Clone, Copy)]
+enum Read {
     /// The Run policy of `services[i]`.
     Invoker(usize),
-    /// The IAP policy of `services[i]` (direct IAP).
-    DirectIap(usize),
-    /// The IAP policy of `backends[i]`.
-    BackendIap(usize),
+    /// The IAP policy of a layer.
+    IapPolicy(IapLayer),
+    /// The IAP settings of a layer (for its OAuth client).
+    IapSettings(IapLayer),
+}
+
+/// What a read found; `None` when it could not be read.
+enum Found {
+    Invoker(usize, Option<Policy>),
+    IapPolicy(IapLayer, Option<Policy>),
+    /// Whether the settings name a custom OAuth client.
+    IapSettings(IapLayer, Option<bool>),
 }
 
 /// Members of `role` in any binding (conditional ones included: a condition narrows when, not who).
@@ -193,15 +214,89 @@ fn role_members(policy: &Policy, role: &str) -> Vec<String> {
         .collect()
 }
 
-/// A policy that cannot be read (denied, or its object gone since the list) is unknown, not an error.
-fn unknown_if_unreadable(
-    result: Result<Policy, google::Error>,
-) -> Result<Option<Policy>, google::Error> {
+/// What cannot be read (denied, or its object gone since the list) is unknown, not an error.
+fn unknown_if_unreadable<T>(result: Result<T, google::Error>) -> Result<Option<T>, google::Error> {
     match result {
-        Ok(policy) => Ok(Some(policy)),
+        Ok(value) => Ok(Some(value)),
         Err(e) if e.is_permission_denied() || e.is_not_found() => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// The project, and the domain of its organization when it has one that can be read
+/// (organizations.get needs a permission on the organization an auditor of the project may lack).
+async fn project_and_domain(
+    clients: &Clients,
+    project: &str,
+) -> Result<(google::Project, Option<String>), google::Error> {
+    let rm = &clients.resource_manager;
+    let info = rm.project(project).await?;
+    let domain = match unknown_if_unreadable(rm.organization_of(&info).await)?.flatten() {
+        Some(org) => unknown_if_unreadable(rm.organization_domain(&org).await)?.flatten(),
+        None => None,
+    };
+    Ok((info, domain))
+}
+
+/// Records what the reads found in the facts.
+fn record(found: Vec<Found>, services: &mut [AuditedService], backends: &mut [AuditedBackend]) {
+    let accessors = |p: Option<Policy>| p.map(|p| role_members(&p, ACCESSOR_ROLE));
+    for found in found {
+        match found {
+            Found::Invoker(i, p) => {
+                services[i].run.invoker_members = p.map(|p| role_members(&p, INVOKER_ROLE));
+            }
+            Found::IapPolicy(IapLayer::Direct(i), p) => services[i].iap_members = accessors(p),
+            Found::IapPolicy(IapLayer::Backend(i), p) => backends[i].iap_members = accessors(p),
+            Found::IapSettings(IapLayer::Direct(i), c) => services[i].settings_client = c,
+            Found::IapSettings(IapLayer::Backend(i), c) => backends[i].settings_client = c,
+        }
+    }
+}
+
+/// Makes the reads, at most [`POLICY_READS_IN_FLIGHT`] at a time.
+async fn read_all(
+    clients: &Clients,
+    reads: Vec<Read>,
+    services: &[AuditedService],
+    backends: &[AuditedBackend],
+    project_id: &str,
+    number: &str,
+) -> Result<Vec<Found>, google::Error> {
+    let iap_resource = |layer: IapLayer| match layer {
+        IapLayer::Direct(i) => {
+            let run = &services[i].run;
+            google::cloud_run_resource(number, &run.location, &run.name)
+        }
+        IapLayer::Backend(i) => {
+            let b = &backends[i].facts;
+            google::backend_service_resource(number, b.region.as_deref(), &b.name)
+        }
+    };
+    stream::iter(reads)
+        .map(|read| async move {
+            Ok::<_, google::Error>(match read {
+                Read::Invoker(i) => {
+                    let run = &services[i].run;
+                    let name = google::ServiceName::new(project_id, &run.location, &run.name);
+                    let policy = clients.run.iam_policy(&name).await;
+                    Found::Invoker(i, unknown_if_unreadable(policy)?)
+                }
+                Read::IapPolicy(layer) => {
+                    let policy = clients.iap.iam_policy(&iap_resource(layer)).await;
+                    Found::IapPolicy(layer, unknown_if_unreadable(policy)?)
+                }
+                Read::IapSettings(layer) => {
+                    let settings = clients.iap.iap_settings(&iap_resource(layer)).await;
+                    let custom =
+                        unknown_if_unreadable(settings)?.map(|s| s.oauth_client_id.is_some());
+                    Found::IapSettings(layer, custom)
+                }
+            })
+        })
+        .buffer_unordered(POLICY_READS_IN_FLIGHT)
+        .try_collect()
+        .await
 }
 
 /// Gathers what the audit evaluates, for the Cloud Run services of `regions` in `project`.
@@ -216,14 +311,18 @@ pub async fn collect(
         let services = clients.run.services(project, region).await?;
         Ok::<_, google::Error>((region.clone(), services))
     }));
-    let (info, lists, negs, backends) = futures::try_join!(
-        clients.resource_manager.project(project),
+    let frontends =
+        async { unknown_if_unreadable(clients.compute.https_reached_backends(project).await) };
+    let ((info, organization_domain), lists, negs, backends, https_reached) = futures::try_join!(
+        project_and_domain(clients, project),
         lists,
         clients.compute.network_endpoint_groups_aggregated(project),
         clients.compute.backend_services_aggregated(project),
+        frontends,
     )?;
     let project_id = info.project_id.clone();
     let number = info.project_number.clone();
+    let has_organization = Some(info.parent.is_some());
 
     let mut services: Vec<AuditedService> = Vec::new();
     for (region, listed) in lists {
@@ -233,6 +332,7 @@ pub async fn collect(
                 run: service_facts(&region, &name, &service, None),
                 uri: service.uri.clone(),
                 iap_members: None,
+                settings_client: None,
             });
         }
     }
@@ -294,70 +394,69 @@ pub async fn collect(
                             .map(|(_, neg)| neg.clone())
                     })
                     .collect(),
-                https_frontend: None,
+                https_frontend: https_reached.as_ref().and_then(|reached| {
+                    let link = b.self_link.as_deref()?;
+                    Some(reached.contains(google::resource_path(link)))
+                }),
             },
             id: b.id.clone(),
             iap_members: None,
+            settings_client: None,
         })
         .filter(|b| !b.facts.negs.is_empty())
         .collect();
 
-    let mut reads: Vec<PolicyRead> = (0..services.len()).map(PolicyRead::Invoker).collect();
-    reads.extend(
-        services
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.run.iap_enabled)
-            .map(|(i, _)| PolicyRead::DirectIap(i)),
-    );
-    reads.extend(
-        backends
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| b.facts.iap_enabled && b.facts.services().next().is_some())
-            .map(|(i, _)| PolicyRead::BackendIap(i)),
-    );
-    let policies: Vec<(PolicyRead, Option<Policy>)> = stream::iter(reads)
-        .map(|read| {
-            let (services, backends, project_id, number) =
-                (&services, &backends, &project_id, &number);
-            async move {
-                let result = match &read {
-                    PolicyRead::Invoker(i) => {
-                        let run = &services[*i].run;
-                        let name = google::ServiceName::new(project_id, &run.location, &run.name);
-                        clients.run.iam_policy(&name).await
-                    }
-                    PolicyRead::DirectIap(i) => {
-                        let run = &services[*i].run;
-                        let resource = google::cloud_run_resource(number, &run.location, &run.name);
-                        clients.iap.iam_policy(&resource).await
-                    }
-                    PolicyRead::BackendIap(i) => {
-                        let b = &backends[*i].facts;
-                        let resource =
-                            google::backend_service_resource(number, b.region.as_deref(), &b.name);
-                        clients.iap.iam_policy(&resource).await
-                    }
-                };
-                Ok::<_, google::Error>((read, unknown_if_unreadable(result)?))
+    let mut reads: Vec<Read> = (0..services.len()).map(Read::Invoker).collect();
+    let layers: Vec<IapLayer> = services
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.run.iap_enabled)
+        .map(|(i, _)| IapLayer::Direct(i))
+        .chain(
+            backends
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| b.facts.iap_enabled && b.facts.services().next().is_some())
+                .map(|(i, _)| IapLayer::Backend(i)),
+        )
+        .collect();
+    reads.extend(layers.iter().map(|&layer| Read::IapPolicy(layer)));
+    let found = read_all(clients, reads, &services, &backends, &project_id, &number).await?;
+    record(found, &mut services, &mut backends);
+    // Then the IAP settings of the layers whose findings hinge on their OAuth client.
+    let domain = organization_domain.as_deref();
+    let settings: Vec<Read> = layers
+        .iter()
+        .filter(|layer| match **layer {
+            IapLayer::Direct(i) => settings_matter(
+                services[i].iap_members.as_ref(),
+                true,
+                has_organization,
+                domain,
+            ),
+            IapLayer::Backend(i) => {
+                backends[i].facts.oauth2_client_id.is_none()
+                    && settings_matter(
+                        backends[i].iap_members.as_ref(),
+                        false,
+                        has_organization,
+                        domain,
+                    )
             }
         })
-        .buffer_unordered(POLICY_READS_IN_FLIGHT)
-        .try_collect()
+        .map(|&layer| Read::IapSettings(layer))
+        .collect();
+    if !settings.is_empty() {
+        let found = read_all(
+            clients,
+            settings,
+            &services,
+            &backends,
+            &project_id,
+            &number,
+        )
         .await?;
-    for (read, policy) in policies {
-        match read {
-            PolicyRead::Invoker(i) => {
-                services[i].run.invoker_members = policy.map(|p| role_members(&p, INVOKER_ROLE));
-            }
-            PolicyRead::DirectIap(i) => {
-                services[i].iap_members = policy.map(|p| role_members(&p, ACCESSOR_ROLE));
-            }
-            PolicyRead::BackendIap(i) => {
-                backends[i].iap_members = policy.map(|p| role_members(&p, ACCESSOR_ROLE));
-            }
-        }
+        record(found, &mut services, &mut backends);
     }
     // The NEGs carry copies of the service facts, taken before the invoker policies were read.
     for b in &mut backends {
@@ -372,6 +471,8 @@ pub async fn collect(
     Ok(ProjectFacts {
         project: project_id,
         project_number: number,
+        has_organization,
+        organization_domain,
         services,
         backends,
     })

@@ -3,61 +3,37 @@
 
 use std::collections::BTreeSet;
 
-use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
-
-use super::common::{self, Agent, Private};
-use super::Context;
-use crate::framework::timeouts::{timeouts_block, Timeouts};
-use crate::framework::{
-    Applied, Attr, Attribute, AttributePath, Block, Change, ClientCapabilities, Delete, Deleted,
-    Diagnostic, Diagnostics, Failure, Plan, Read, Resource, Schema,
-};
-use crate::google::{self, BackendServiceRef, IapPatch, Scope, ServiceName};
-use crate::names;
-use crate::validation::{
-    self,
-    facts::{BackendFacts, NegFacts},
-};
+use super::common::{Agent, Iap, Private};
+use super::prelude::*;
+use crate::google::{BackendServiceRef, IapPatch, Scope, ServiceName};
+use crate::validation::facts::{BackendFacts, NegFacts};
 
 /// The resource type.
 pub struct BackendIap;
-
-pub const TYPE_NAME: &str = "iaprun_backend_iap";
 
 /// Config, plan and state of one `iaprun_backend_iap`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Model {
-    pub id: Attr<String>,
     pub backend_service: Attr<String>,
     pub region: Attr<String>,
-    pub project: Attr<String>,
+    #[serde(flatten)]
+    pub iap: Iap,
     pub oauth2_client_id: Attr<String>,
     pub oauth2_client_secret: Attr<String>,
     pub oauth2_client_secret_wo: Attr<String>,
     pub oauth2_client_secret_wo_version: Attr<serde_json::Number>,
-    pub grant_iap_invoker: Attr<bool>,
-    pub ignore_checks: Attr<BTreeSet<String>>,
-    pub project_number: Attr<String>,
-    pub iap_resource_name: Attr<String>,
     pub backend_service_id: Attr<String>,
-    pub jwt_audience: Attr<String>,
     pub load_balancing_scheme: Attr<String>,
     pub cloud_run_services: Attr<Vec<String>>,
-    pub iap_enabled: Attr<bool>,
-    pub iap_invoker_granted: Attr<bool>,
-    pub invoker_grants: Attr<BTreeSet<String>>,
-    pub checks_after: Attr<Vec<String>>,
     pub oauth2_client_secret_sha256: Attr<String>,
-    pub timeouts: Attr<Timeouts>,
 }
 
 impl Model {
     /// The backend service this instance designates, when its project and name are known.
     fn backend_ref(&self) -> Option<BackendServiceRef> {
         let (project, name) = (
-            self.project.get()?.as_str(),
+            self.iap.project.get()?.as_str(),
             self.backend_service.get()?.as_str(),
         );
         match &self.region {
@@ -70,22 +46,16 @@ impl Model {
     }
 
     fn set_identity(&mut self, r: &BackendServiceRef, project_number: &str) {
-        self.id = Attr::Known(r.to_string());
-        self.project_number = project_number.into();
         let resource = google::backend_service_resource(project_number, region_of(r), &r.name);
-        self.iap_resource_name = Attr::Known(resource);
+        self.iap.identify(r.to_string(), project_number, resource);
     }
 
     /// What the configuration asks for: a change in it is a change the user makes.
     fn intent(&self) -> impl PartialEq + '_ {
         (
-            (&self.backend_service, &self.region, &self.project),
+            (&self.backend_service, &self.region, self.iap.intent()),
             (&self.oauth2_client_id, &self.oauth2_client_secret),
-            (
-                &self.oauth2_client_secret_wo_version,
-                &self.grant_iap_invoker,
-            ),
-            (&self.ignore_checks, &self.timeouts),
+            &self.oauth2_client_secret_wo_version,
         )
     }
 
@@ -105,7 +75,7 @@ impl Model {
         backend: &google::BackendService,
     ) {
         self.backend_service_id = Attr::from_option(backend.id.clone());
-        self.jwt_audience = Attr::from_option(
+        self.iap.jwt_audience = Attr::from_option(
             backend
                 .id
                 .as_deref()
@@ -131,7 +101,7 @@ fn region_of(r: &BackendServiceRef) -> Option<&str> {
 impl Resource<Context> for BackendIap {
     type Model = Model;
     type Private = Private;
-    const TYPE_NAME: &'static str = TYPE_NAME;
+    const TYPE_NAME: &'static str = "iaprun_backend_iap";
 
     fn schema() -> Schema {
         Schema::new(
@@ -161,11 +131,10 @@ impl Resource<Context> for BackendIap {
         .attribute(Attribute::number("oauth2_client_secret_wo_version").optional().description(
             "Version of `oauth2_client_secret_wo`; changing it sends the write-only secret again.",
         ))
-        .attribute(common::grant_iap_invoker_attribute("every Cloud Run service behind the backend's serverless NEGs"))
-        .attribute(common::ignore_checks_attribute())
-        .attribute(Attribute::string("project_number").computed().description("Number of the project."))
-        .attribute(Attribute::string("iap_resource_name").computed().description(
-            "The IAP resource name of the backend service, `projects/{project_number}/iap_web/compute/services/{name}` (regional: `compute-{region}`): use it as `resource` of `iaprun_access_binding`.",
+        .attributes(common::grant_and_identity(
+            "every Cloud Run service behind the backend's serverless NEGs",
+            "backend service",
+            "`projects/{project_number}/iap_web/compute/services/{name}` (regional: `compute-{region}`)",
         ))
         .attribute(Attribute::string("backend_service_id").computed().description(
             "Compute's numeric `id` of the backend service (the google provider's `generated_id`).",
@@ -179,12 +148,7 @@ impl Resource<Context> for BackendIap {
         .attribute(Attribute::string_list("cloud_run_services").computed().description(
             "The Cloud Run services behind the backend's serverless NEGs, as `location/name`.",
         ))
-        .attribute(common::iap_enabled_attribute("backend service"))
-        .attribute(Attribute::bool("iap_invoker_granted").computed().description(
-            "Whether the IAP service agent holds `roles/run.invoker` on every Cloud Run service behind the backend, as last read. A grant removed outside Terraform, or a serverless NEG added later, shows as drift and the next apply grants it.",
-        ))
-        .attribute(common::invoker_grants_attribute())
-        .attribute(common::checks_after_attribute())
+        .attributes(common::iap_state("backend service", "Whether the IAP service agent holds `roles/run.invoker` on every Cloud Run service behind the backend, as last read. A grant removed outside Terraform, or a serverless NEG added later, shows as drift and the next apply grants it."))
         .attribute(Attribute::string("oauth2_client_secret_sha256").computed().sensitive().description(
             "SHA-256 of the OAuth client secret as the API reports it; a secret rotated outside Terraform changes it.",
         ))
@@ -193,7 +157,7 @@ impl Resource<Context> for BackendIap {
     }
 
     fn validate(config: &Model, _: ClientCapabilities) -> Diagnostics {
-        let mut diags = common::validate_common(&config.project, &config.ignore_checks);
+        let mut diags = common::validate_common(&config.iap.project, &config.iap.ignore_checks);
         common::check_name(&mut diags, "backend_service", &config.backend_service);
         common::check_name(&mut diags, "region", &config.region);
         diags.extend(validate_client(config));
@@ -201,56 +165,30 @@ impl Resource<Context> for BackendIap {
     }
 
     async fn plan(&self, ctx: &Context, plan: &mut Plan<Model>) -> Diagnostics {
+        let mut diags = common::plan_project(ctx, plan, |m| &mut m.iap).await;
         let (config, planned) = (&plan.config, &mut plan.planned);
-        let prior = plan.prior.as_ref();
-        let mut diags = common::plan_project(ctx, &config.project, &mut planned.project);
-        planned.iap_enabled = Attr::Known(true);
         planned.oauth2_client_secret_sha256 =
             match (&config.oauth2_client_id, config.configured_secret()) {
                 (Attr::Null, _) => Attr::Null,
                 (_, Attr::Known(secret)) => Attr::Known(secret_sha256(secret)),
                 _ => Attr::unknown(),
             };
-        let replace = &mut plan.requires_replace;
-        common::plan_project_identity(
-            ctx,
-            prior.map(|p| &p.project),
-            &config.project,
-            &mut planned.project,
-            replace,
-        )
-        .await;
-        let replacing = !replace.is_empty();
-        let grant = planned.grant_iap_invoker.get().copied();
-        match grant {
-            Some(true) => planned.iap_invoker_granted = Attr::Known(true),
-            _ if prior.is_none_or(|p| p.grant_iap_invoker.get() != Some(&false)) => {
-                planned.iap_invoker_granted = Attr::unknown()
-            }
-            _ => {}
-        }
+        let prior = plan.prior.as_ref();
         let intent_changed = prior.is_some_and(|p| p.intent() != planned.intent());
-        let changing = prior.is_none_or(|p| {
-            replacing
-                || intent_changed
-                || p.iap_enabled != planned.iap_enabled
-                || p.iap_invoker_granted != planned.iap_invoker_granted
-                || p.oauth2_client_secret_sha256 != planned.oauth2_client_secret_sha256
-                || p.checks_after != planned.checks_after
+        let more = prior.is_some_and(|p| {
+            p.oauth2_client_secret_sha256 != planned.oauth2_client_secret_sha256
+                || p.iap.checks_after != planned.iap.checks_after
         });
+        let replacing = !plan.requires_replace.is_empty();
+        let (changing, at) = common::plan_apply(plan, |m| &mut m.iap, intent_changed, more);
+        let (config, planned) = (&plan.config, &mut plan.planned);
         if changing {
             // What the backend fronts is read at apply: a NEG added in this run (before the
             // apply reaches this resource) must not make the final plan differ from this one.
             planned.cloud_run_services = Attr::unknown();
-            planned.invoker_grants = Attr::unknown();
             if replacing || planned.load_balancing_scheme.is_null() {
                 planned.load_balancing_scheme = Attr::unknown();
             }
-        }
-        if replacing {
-            planned.id = Attr::unknown();
-            planned.project_number = Attr::unknown();
-            planned.iap_resource_name = Attr::unknown();
         }
         if diags.has_errors() {
             return diags;
@@ -265,18 +203,12 @@ impl Resource<Context> for BackendIap {
         planned.set_identity(&r, &number);
         // Access bindings planned after this one judge their members by the client configured here.
         if let (Some(resource), true) = (
-            planned.iap_resource_name.get(),
+            planned.iap.iap_resource_name.get(),
             config.oauth2_client_id.is_known(),
         ) {
             ctx.custom_oauth_clients
                 .put(resource, !config.oauth2_client_id.is_null());
         }
-        let deferred = validation::timing::checks_after_deferred(
-            prior.map(|p| &p.checks_after),
-            &planned.checks_after,
-        );
-        let at =
-            validation::timing::at_plan(prior.is_none() || replacing, deferred, intent_changed);
         if at == validation::timing::AtPlan::Deferred {
             return diags;
         }
@@ -291,12 +223,10 @@ impl Resource<Context> for BackendIap {
             // Not there yet: the configuration may create it in this run; checked at apply.
             return diags;
         };
+        let grant = planned.iap.grant_iap_invoker.get().copied();
         let findings = checks(ctx, &r, &facts, &number, grant).await;
-        diags.extend(validation::timing::report_at_plan(
-            findings,
-            &common::ignored(&config.ignore_checks),
-            at,
-        ));
+        let ignore = common::ignored(&config.iap.ignore_checks);
+        diags.extend(validation::timing::report_at_plan(findings, &ignore, at));
         diags
     }
 
@@ -313,17 +243,20 @@ impl Resource<Context> for BackendIap {
             Ok(None) => {
                 return Ok(Read::Gone(Some(Diagnostic::warning(
                     "Backend service deleted outside Terraform",
-                    format!("The backend service {r} no longer exists, so {TYPE_NAME} was removed from the state."),
+                    format!(
+                    "The backend service {r} no longer exists, so {} was removed from the state.",
+                    Self::TYPE_NAME
+                ),
                 ))))
             }
             Err(e) => return Err(common::api_error(&format!("read backend service {r}"), &e)),
         };
         let number =
-            common::recorded_project_number(ctx, &state.project_number, &r.project).await?;
+            common::recorded_project_number(ctx, &state.iap.project_number, &r.project).await?;
         state.set_identity(&r, &number);
         state.set_audience(&r, &number, &backend);
         let iap = backend.iap.clone().unwrap_or_default();
-        state.iap_enabled = Attr::Known(iap.is_enabled());
+        state.iap.iap_enabled = Attr::Known(iap.is_enabled());
         let client = iap.oauth2_client_id.filter(|c| !c.trim().is_empty());
         state.oauth2_client_id = Attr::from_option(client);
         state.oauth2_client_secret_sha256 = Attr::from_option(iap.oauth2_client_secret_sha256);
@@ -333,56 +266,23 @@ impl Resource<Context> for BackendIap {
         let granted = facts
             .services()
             .all(|s| s.has_invoker(&agent.member) == Some(true));
-        state.iap_invoker_granted = Attr::Known(granted);
-        if state.invoker_grants.is_null() {
-            // A state from before grants were recorded in it, or an import, which added nothing.
-            state.invoker_grants = Attr::Known(BTreeSet::new());
-        }
+        state.iap.iap_invoker_granted = Attr::Known(granted);
+        state.iap.read_grants();
         Ok(Read::Found(state))
     }
 
     async fn delete(&self, ctx: &Context, delete: Delete<'_, Model, Private>) -> Deleted {
-        let Delete {
-            prior,
-            deadline,
-            private,
-        } = delete;
-        let Some(r) = prior.backend_ref() else {
+        let Some(r) = delete.prior.backend_ref() else {
             return Ok(());
         };
-        let off = IapPatch {
-            enabled: false,
-            ..IapPatch::default()
-        };
-        match ctx
-            .clients
-            .compute
-            .patch_backend_service_iap(&r, &off, deadline)
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if e.is_not_found() => {}
-            Err(e) => {
-                return Err(common::api_error(
-                    &format!("disable IAP on backend service {r}"),
-                    &e,
-                ))
-            }
-        }
-        let agent = Agent::new(
-            &r.project,
-            prior.project_number.as_deref().unwrap_or_default(),
-        );
-        let mut grants = common::recorded_grants(Some(&prior.invoker_grants), private);
-        common::release_grants(
-            ctx,
-            &agent.member,
-            &mut grants,
-            |_| false,
-            Some(Some(&r)),
-            deadline,
-        )
-        .await
+        let off = IapPatch::default();
+        let compute = &ctx.clients.compute;
+        let disabled = compute
+            .patch_backend_service_iap(&r, &off, delete.deadline)
+            .await;
+        common::unless_gone(disabled, || format!("disable IAP on backend service {r}"))?;
+        let (prior, private) = (&delete.prior.iap, &*delete.private);
+        common::release_recorded(ctx, prior, private, Some(&r), delete.deadline).await
     }
 
     async fn import(&self, ctx: &Context, id: &str) -> Result<Model, Diagnostic> {
@@ -397,8 +297,7 @@ impl Resource<Context> for BackendIap {
         Ok(Model {
             backend_service: parsed.name.as_str().into(),
             region: Attr::from_option(parsed.region),
-            project: project.into(),
-            grant_iap_invoker: Attr::Known(true),
+            iap: Iap::imported(project),
             ..Model::default()
         })
     }
@@ -467,25 +366,20 @@ async fn backend_facts(
     ctx: &Context,
     r: &BackendServiceRef,
 ) -> Result<Option<(google::BackendService, BackendFacts)>, google::Error> {
-    let backend = match ctx.clients.compute.backend_service(r).await {
-        Ok(b) => b,
-        Err(e) if e.is_not_found() => return Ok(None),
-        Err(e) => return Err(e),
+    let Some(backend) = google::found(ctx.clients.compute.backend_service(r).await)? else {
+        return Ok(None);
     };
     let mut negs = Vec::new();
     for group in &backend.backend_groups {
         let Some((project, region, name)) = google::neg_parts(group) else {
             continue;
         };
-        let neg = match ctx
+        let neg = ctx
             .clients
             .compute
-            .network_endpoint_group(&project, &region, &name)
-            .await
-        {
-            Ok(n) => n,
-            Err(e) if e.is_not_found() => continue,
-            Err(e) => return Err(e),
+            .network_endpoint_group(&project, &region, &name);
+        let Some(neg) = google::found(neg.await)? else {
+            continue;
         };
         let run = neg.cloud_run.clone().unwrap_or_default();
         let service = match &run.service {
@@ -575,22 +469,15 @@ async fn converge(ctx: &Context, change: Change<'_, Model, Private>) -> Applied<
         deadline,
         private,
     } = change;
-    let Some(r) = planned.backend_ref() else {
-        return Err(common::incomplete_plan(
-            prior,
-            "project and backend_service",
-        ));
-    };
-    let number = match common::project_number(ctx, &r.project).await {
-        Ok(n) => n,
-        Err(d) => return Err(Failure::new(prior, d)),
-    };
-    let grant = planned.grant_iap_invoker.or(true);
-    let ignore = common::ignored(&planned.ignore_checks);
+    let target = (planned.backend_ref(), &planned.iap);
+    let (r, number) =
+        common::apply_target(ctx, &prior, target, "project and backend_service").await?;
+    let grant = planned.iap.grant_iap_invoker.or(true);
     // Right before the first change, on a fresh read: nothing changes while an error finding holds.
     let (backend, facts) = match backend_facts(ctx, &r).await {
         Ok(Some(found)) => found,
         Ok(None) => {
+            let ignore = common::ignored(&planned.iap.ignore_checks);
             let found = validation::report([backend_missing(&r)], &ignore);
             let d = found.into_iter().next().unwrap_or_else(|| {
                 Diagnostic::error(
@@ -605,10 +492,8 @@ async fn converge(ctx: &Context, change: Change<'_, Model, Private>) -> Applied<
             return Err(Failure::new(prior, d));
         }
     };
-    let found = validation::report(checks(ctx, &r, &facts, &number, Some(grant)).await, &ignore);
-    if let Some(d) = found.into_iter().find(Diagnostic::is_error) {
-        return Err(Failure::new(prior, d));
-    }
+    let findings = checks(ctx, &r, &facts, &number, Some(grant)).await;
+    common::refuse(findings, &planned.iap.ignore_checks).map_err(Failure::unchanged(&prior))?;
     let mut next = planned.clone();
     next.set_identity(&r, &number);
     next.set_audience(&r, &number, &backend);
@@ -617,25 +502,22 @@ async fn converge(ctx: &Context, change: Change<'_, Model, Private>) -> Applied<
         .services()
         .map(|s| ServiceName::new(r.project.as_str(), s.location.as_str(), s.name.as_str()))
         .collect();
-    let mut grants = common::recorded_grants(prior.as_ref().map(|p| &p.invoker_grants), private);
-    // Recorded in state from now on.
-    private.invoker_grants.clear();
+    let mut grants = common::take_grants(prior.as_ref().map(|p| &p.iap), private);
     let services: Vec<String> = facts.services().map(|s| s.label()).collect();
     // What exists after a failure part-way, IAP being on.
     let record = |next: &Model, grants: &BTreeSet<String>| {
         let mut state = next.clone();
-        state.iap_enabled = Attr::Known(true);
-        state.iap_invoker_granted = Attr::Known(false);
-        state.invoker_grants = Attr::Known(grants.clone());
+        state.iap.iap_enabled = Attr::Known(true);
+        state.iap.iap_invoker_granted = Attr::Known(false);
+        state.iap.invoker_grants = Attr::Known(grants.clone());
         state.cloud_run_services = Attr::Known(services.clone());
         state.load_balancing_scheme = Attr::from_option(backend.load_balancing_scheme.clone());
         state.oauth2_client_secret_sha256 = Attr::Null;
         state
     };
     if grant {
-        if let Err(d) = agent.provision(ctx, deadline).await {
-            return Err(Failure::new(prior, d));
-        }
+        let provisioned = agent.provision(ctx, deadline).await;
+        provisioned.map_err(Failure::unchanged(&prior))?;
     }
     let had_custom_client = backend
         .iap
@@ -661,9 +543,8 @@ async fn converge(ctx: &Context, change: Change<'_, Model, Private>) -> Applied<
     };
     // IAP first: should the run stop before the grants, the next apply finds them missing and
     // adds (and records) them; a grant it finds is never claimed.
-    let updated = match ctx
-        .clients
-        .compute
+    let compute = &ctx.clients.compute;
+    let updated = match compute
         .patch_backend_service_iap(&r, &patch, deadline)
         .await
     {
@@ -671,53 +552,19 @@ async fn converge(ctx: &Context, change: Change<'_, Model, Private>) -> Applied<
         Err(e) => {
             let d = common::api_error(&format!("enable IAP on backend service {r}"), &e);
             // The change may have landed (an operation that timed out): report what is there.
-            let on = ctx
-                .clients
-                .compute
+            let on = compute
                 .backend_service(&r)
                 .await
                 .ok()
                 .map(|b| b.iap_enabled());
-            let keep = |p: &mut Model, on: Option<bool>| {
-                p.iap_enabled = on.map_or(p.iap_enabled.clone(), Attr::Known);
-                p.invoker_grants = Attr::Known(grants.clone());
-            };
             let landed = || record(&next, &grants);
-            let state = common::after_failed_enable(prior, on, landed, keep);
+            let state = common::after_failed_enable(prior, on, &grants, |m| &mut m.iap, landed);
             return Err(Failure::new(state, d));
         }
     };
-    if grant {
-        for name in &behind {
-            match agent.grant(ctx, name, deadline).await {
-                Ok(true) => {
-                    grants.insert(name.to_string());
-                }
-                Ok(false) => {}
-                Err(d) => return Err(Failure::new(Some(record(&next, &grants)), d)),
-            }
-        }
-    }
-    // Grants it added that it no longer needs: on services no longer behind the backend (unless
-    // another IAP path needs them), or all of them once grant_iap_invoker is false.
-    let behind_keys: BTreeSet<String> = behind.iter().map(|n| n.to_string()).collect();
-    let released = if grant {
-        let keep = |k: &str| behind_keys.contains(k);
-        common::release_grants(
-            ctx,
-            &agent.member,
-            &mut grants,
-            keep,
-            Some(Some(&r)),
-            deadline,
-        )
-        .await
-    } else {
-        common::release_grants(ctx, &agent.member, &mut grants, |_| false, None, deadline).await
-    };
-    if let Err(d) = released {
-        return Err(Failure::new(Some(record(&next, &grants)), d));
-    }
+    let targets = (behind.as_slice(), Some(&r));
+    let granted = common::converge_grants(ctx, &agent, &mut grants, targets, grant, deadline).await;
+    let granted = granted.map_err(|d| Failure::new(Some(record(&next, &grants)), d))?;
     let sha = updated
         .iap
         .clone()
@@ -728,19 +575,8 @@ async fn converge(ctx: &Context, change: Change<'_, Model, Private>) -> Applied<
     if next.oauth2_client_secret_sha256.is_unknown() {
         next.oauth2_client_secret_sha256 = Attr::from_option(sha);
     }
-    let granted = grant || agent_granted_everywhere(ctx, &agent, &behind).await;
-    next.iap_enabled = Attr::Known(true);
-    next.iap_invoker_granted = Attr::Known(granted);
-    next.invoker_grants = Attr::Known(grants);
+    next.iap.iap_enabled = Attr::Known(true);
+    next.iap.iap_invoker_granted = Attr::Known(granted);
+    next.iap.invoker_grants = Attr::Known(grants);
     Ok(next)
-}
-
-/// Whether the agent holds roles/run.invoker on every one of `services` (false when unreadable).
-async fn agent_granted_everywhere(ctx: &Context, agent: &Agent, services: &[ServiceName]) -> bool {
-    for name in services {
-        if !agent.granted(ctx, name).await.unwrap_or(false) {
-            return false;
-        }
-    }
-    true
 }

@@ -4,11 +4,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+
 use super::context::Context;
-use crate::framework::{Attr, Attribute, AttributePath, Diagnostic, Diagnostics, Failure};
+use crate::framework::timeouts::Timeouts;
+use crate::framework::{Attr, Attribute, AttributePath, Diagnostic, Diagnostics, Failure, Plan};
 use crate::google::{self, ServiceName};
 use crate::names::{self, IapResource, IapTarget};
-use crate::validation::{self, facts::RunServiceFacts, Finding};
+use crate::validation::{self, facts::RunServiceFacts, timing::AtPlan, Finding};
 
 /// The role the IAP service agent needs on Cloud Run services.
 pub const INVOKER_ROLE: &str = "roles/run.invoker";
@@ -31,18 +34,39 @@ pub fn ignore_checks_attribute() -> Attribute {
     )
 }
 
-/// The `grant_iap_invoker` attribute, `true` unless set.
-pub fn grant_iap_invoker_attribute(what: &str) -> Attribute {
-    Attribute::bool("grant_iap_invoker").optional().computed().default(true).description(format!(
-        "Grant `roles/run.invoker` on {what} to the IAP service agent `service-PROJECT_NUMBER@gcp-sa-iap.iam.gserviceaccount.com`, provisioning the agent first. Defaults to `true`. Without this grant users who pass IAP get 403 \"Your client does not have permission to get URL\"."
-    ))
+/// `grant_iap_invoker` (the grant on `granted_on`), `ignore_checks`, `project_number` and the IAP
+/// resource name of the `what` (`name`: its form), in the schema order of both IAP resources.
+pub fn grant_and_identity(granted_on: &str, what: &str, name: &str) -> [Attribute; 4] {
+    [
+        Attribute::bool("grant_iap_invoker").optional().computed().default(true).description(format!(
+            "Grant `roles/run.invoker` on {granted_on} to the IAP service agent `service-PROJECT_NUMBER@gcp-sa-iap.iam.gserviceaccount.com`, provisioning the agent first. Defaults to `true`. Without this grant users who pass IAP get 403 \"Your client does not have permission to get URL\"."
+        )),
+        ignore_checks_attribute(),
+        Attribute::string("project_number").computed().description("Number of the project."),
+        Attribute::string("iap_resource_name").computed().description(format!(
+            "The IAP resource name of the {what}, {name}: use it as `resource` of `iaprun_access_binding`."
+        )),
+    ]
 }
 
-/// The computed `iap_enabled` attribute of an IAP-protected `what`.
-pub fn iap_enabled_attribute(what: &str) -> Attribute {
-    Attribute::bool("iap_enabled").computed().description(format!(
-        "Whether IAP is enabled on the {what} as last read. A change made outside Terraform shows as drift and the next apply restores it."
-    ))
+/// `iap_enabled` (on the `what`), `iap_invoker_granted` (`granted`), `invoker_grants` and
+/// `checks_after`, in the schema order of both IAP resources.
+pub fn iap_state(what: &str, granted: &str) -> [Attribute; 4] {
+    [
+        Attribute::bool("iap_enabled").computed().description(format!(
+            "Whether IAP is enabled on the {what} as last read. A change made outside Terraform shows as drift and the next apply restores it."
+        )),
+        Attribute::bool("iap_invoker_granted").computed().description(granted),
+        // The grants this resource added, recorded in state so that a destroy (a replacement's
+        // destroy half included) can undo exactly them.
+        Attribute::string_set("invoker_grants").computed().description(
+            "The Cloud Run services (`projects/{project}/locations/{location}/services/{name}`) on which this resource added `roles/run.invoker` for the IAP service agent. Destroying the resource removes exactly these grants (a grant that existed before is never claimed), unless another IAP-enabled path still routes to the service.",
+        ),
+        // The one-run fix path (docs/checks.md).
+        Attribute::string_list("checks_after").optional().description(
+            "Values of the resources whose change in this run fixes a finding (for example `[tostring(google_compute_backend_service.app.enable_cdn)]` or a `terraform_data` id). While one is unknown at plan, or differs from the last apply, the live checks wait for apply and run there on a fresh read, after those resources, before any change. See the one-run fix path in the checks documentation.",
+        ),
+    ]
 }
 
 /// The `id` attribute.
@@ -96,43 +120,49 @@ pub fn check_name(diags: &mut Diagnostics, attribute: &str, value: &Attr<String>
     }
 }
 
-/// Plans `project` from the provider when the config leaves it null; an error when neither has one.
-pub fn plan_project(
+/// The target of an apply with its project number: the plan left it unknown only by a provider bug
+/// (`what`: the attributes it comes from, `planned` its project); an unreadable project changes
+/// nothing.
+pub async fn apply_target<M: Clone, T>(
     ctx: &Context,
-    config: &Attr<String>,
-    planned: &mut Attr<String>,
-) -> Diagnostics {
-    if !config.is_null() {
-        return Diagnostics::new();
-    }
-    if ctx.project_unknown() {
-        // The provider's project comes from a resource not applied yet: not the environment's.
-        *planned = Attr::unknown();
-        return Diagnostics::new();
-    }
-    match ctx.project(None) {
-        Some(p) => {
-            *planned = Attr::from(p);
-            Diagnostics::new()
-        }
-        None => Diagnostic::error(
-            "No project",
-            "Set project on this resource or in the provider block (or GOOGLE_PROJECT in the environment).",
-        )
-        .at(AttributePath::attr("project"))
-        .into(),
-    }
-}
-
-/// The failure of an apply whose plan left `what` unknown: a provider bug.
-pub fn incomplete_plan<M>(prior: Option<M>, what: &str) -> Failure<M> {
-    let detail = format!("{what} must be known at apply. This is a bug in the provider.");
-    Failure::new(prior, Diagnostic::error("Incomplete plan", detail))
+    prior: &Option<M>,
+    (target, planned): (Option<T>, &Iap),
+    what: &str,
+) -> Result<(T, String), Failure<M>> {
+    let Some(target) = target else {
+        let detail = format!("{what} must be known at apply. This is a bug in the provider.");
+        let d = Diagnostic::error("Incomplete plan", detail);
+        return Err(Failure::new(prior.clone(), d));
+    };
+    let project = planned.project.as_deref().unwrap_or_default();
+    let number = project_number(ctx, project).await;
+    Ok((target, number.map_err(Failure::unchanged(prior))?))
 }
 
 /// A diagnostic for a failed API call: what was being done, and Google's own message.
 pub fn api_error(doing: &str, error: &google::Error) -> Diagnostic {
     Diagnostic::error(format!("Failed to {doing}"), format!("{error}"))
+}
+
+/// The result of a call on an object that may be gone: gone is `Ok(None)`, another error says
+/// what was being done.
+pub fn unless_gone<T>(
+    result: Result<T, google::Error>,
+    doing: impl FnOnce() -> String,
+) -> Result<Option<T>, Diagnostic> {
+    google::found(result).map_err(|e| api_error(&doing(), &e))
+}
+
+/// The first error among the findings `ignore_checks` leaves: right before a change, it stops it.
+pub fn refuse(
+    findings: Vec<Finding>,
+    ignore_checks: &Attr<BTreeSet<String>>,
+) -> Result<(), Diagnostic> {
+    let found = validation::report(findings, &ignored(ignore_checks));
+    found
+        .into_iter()
+        .find(Diagnostic::is_error)
+        .map_or(Ok(()), Err)
 }
 
 // ---- the project ---------------------------------------------------------------------------
@@ -186,10 +216,8 @@ pub async fn run_service_facts(
     ctx: &Context,
     name: &ServiceName,
 ) -> Result<Option<RunServiceFacts>, google::Error> {
-    let service = match ctx.clients.run.service(name).await {
-        Ok(s) => s,
-        Err(e) if e.is_not_found() => return Ok(None),
-        Err(e) => return Err(e),
+    let Some(service) = google::found(ctx.clients.run.service(name).await)? else {
+        return Ok(None);
     };
     let invoker_members = match ctx.clients.run.iam_policy(name).await {
         Ok(policy) => Some(policy.members(INVOKER_ROLE, None)),
@@ -223,36 +251,31 @@ pub fn service_facts(
     }
 }
 
+/// The backend service an IAP resource names (`None`: a Cloud Run service).
+fn backend_of(target: &IapResource) -> Option<google::BackendServiceRef> {
+    let project = target.project.as_str();
+    match &target.target {
+        IapTarget::CloudRun { .. } => None,
+        IapTarget::BackendService { name } => {
+            Some(google::BackendServiceRef::global(project, name))
+        }
+        IapTarget::RegionBackendService { region, name } => Some(
+            google::BackendServiceRef::regional(project, region.as_str(), name.as_str()),
+        ),
+    }
+}
+
 /// Whether the Cloud Run service or backend service behind an IAP resource exists.
 pub async fn target_exists(ctx: &Context, target: &IapResource) -> Result<bool, google::Error> {
-    let project = target.project.as_str();
-    let found = match &target.target {
-        IapTarget::CloudRun { region, service } => {
-            let name = google::ServiceName::new(project, region.as_str(), service.as_str());
-            ctx.clients.run.service(&name).await.map(|_| ())
+    let found = match (&target.target, backend_of(target)) {
+        (_, Some(r)) => ctx.clients.compute.backend_service(&r).await.map(drop),
+        (IapTarget::CloudRun { region, service }, None) => {
+            let name = ServiceName::new(target.project.as_str(), region.as_str(), service.as_str());
+            ctx.clients.run.service(&name).await.map(drop)
         }
-        IapTarget::BackendService { name } => ctx
-            .clients
-            .compute
-            .backend_service(&google::BackendServiceRef::global(project, name.as_str()))
-            .await
-            .map(|_| ()),
-        IapTarget::RegionBackendService { region, name } => ctx
-            .clients
-            .compute
-            .backend_service(&google::BackendServiceRef::regional(
-                project,
-                region.as_str(),
-                name.as_str(),
-            ))
-            .await
-            .map(|_| ()),
+        _ => Ok(()),
     };
-    match found {
-        Ok(()) => Ok(true),
-        Err(e) if e.is_not_found() => Ok(false),
-        Err(e) => Err(e),
-    }
+    Ok(google::found(found)?.is_some())
 }
 
 /// Whether the IAP resource has a custom OAuth client as Google reports it now: the backend
@@ -261,17 +284,7 @@ pub async fn custom_oauth_client(
     ctx: &Context,
     target: &IapResource,
 ) -> Result<bool, google::Error> {
-    let project = target.project.as_str();
-    let backend = match &target.target {
-        IapTarget::CloudRun { .. } => None,
-        IapTarget::BackendService { name } => {
-            Some(google::BackendServiceRef::global(project, name.as_str()))
-        }
-        IapTarget::RegionBackendService { region, name } => Some(
-            google::BackendServiceRef::regional(project, region.as_str(), name.as_str()),
-        ),
-    };
-    if let Some(r) = backend {
+    if let Some(r) = backend_of(target) {
         let backend = ctx.clients.compute.backend_service(&r).await?;
         let client = backend
             .iap
@@ -283,6 +296,17 @@ pub async fn custom_oauth_client(
     }
     let settings = ctx.clients.iap.iap_settings(&target.to_string()).await?;
     Ok(settings.oauth_client_id.is_some())
+}
+
+/// [`custom_oauth_client`] as planned earlier in this run (a settings or backend resource), else as
+/// read once per process.
+pub async fn planned_custom_client(
+    ctx: &Context,
+    target: &IapResource,
+) -> Result<bool, google::Error> {
+    let key = target.to_string();
+    let custom = || custom_oauth_client(ctx, target);
+    ctx.custom_oauth_clients.get_or_fetch(&key, custom).await
 }
 
 /// The IAP resource with its project written as a number: one name for one policy, whichever form
@@ -392,6 +416,16 @@ impl Agent {
         let policy = ctx.clients.run.iam_policy(service).await?;
         Ok(policy.has_member(INVOKER_ROLE, &self.member, None))
     }
+
+    /// Whether the agent holds roles/run.invoker on every one of `services` (false when unreadable).
+    pub async fn granted_everywhere(&self, ctx: &Context, services: &[ServiceName]) -> bool {
+        for name in services {
+            if !self.granted(ctx, name).await.unwrap_or(false) {
+                return false;
+            }
+        }
+        true
+    }
 }
 
 /// Whether an error says the IAP service agent named in a policy does not exist yet: Google
@@ -431,11 +465,10 @@ pub async fn iap_paths_to(
 ) -> Result<Vec<String>, google::Error> {
     let mut paths = Vec::new();
     if direct {
-        match ctx.clients.run.service(name).await {
-            Ok(s) if s.iap_enabled => paths.push(format!("direct IAP on {name}")),
-            Ok(_) => {}
-            Err(e) if e.is_not_found() => return Ok(paths),
-            Err(e) => return Err(e),
+        match google::found(ctx.clients.run.service(name).await)? {
+            Some(s) if s.iap_enabled => paths.push(format!("direct IAP on {name}")),
+            Some(_) => {}
+            None => return Ok(paths),
         }
     }
     let compute = &ctx.clients.compute;
@@ -558,37 +591,6 @@ pub async fn project_invokers(
         .map(|p| p.members(INVOKER_ROLE, None))
 }
 
-/// Plans `project` for an attribute that defaults to the provider's: an effective change (a new
-/// provider default) replaces the resource; a project id and its number name the same project and
-/// change nothing.
-pub async fn plan_project_identity(
-    ctx: &Context,
-    prior: Option<&Attr<String>>,
-    config: &Attr<String>,
-    planned: &mut Attr<String>,
-    requires_replace: &mut Vec<AttributePath>,
-) {
-    let path = AttributePath::attr("project");
-    let (Some(before), Some(now)) = (prior.and_then(Attr::get), planned.get()) else {
-        return;
-    };
-    if before == now {
-        return;
-    }
-    let same = match (ctx.project_info(before).await, ctx.project_info(now).await) {
-        (Ok(a), Ok(b)) => a.project_number == b.project_number,
-        _ => false,
-    };
-    if same {
-        requires_replace.retain(|p| *p != path);
-        if config.is_null() {
-            *planned = Attr::Known(before.clone());
-        }
-    } else if !requires_replace.contains(&path) {
-        requires_replace.push(path);
-    }
-}
-
 /// A different effective value of `attribute` (`location`, `role`: their defaults may change)
 /// replaces the resource.
 pub fn replace_on_change<T: PartialEq>(
@@ -607,21 +609,6 @@ pub fn replace_on_change<T: PartialEq>(
     }
 }
 
-/// The `invoker_grants` attribute: the grants this resource added, recorded in state so that a
-/// destroy (a replacement's destroy half included) can undo exactly them.
-pub fn invoker_grants_attribute() -> Attribute {
-    Attribute::string_set("invoker_grants").computed().description(
-        "The Cloud Run services (`projects/{project}/locations/{location}/services/{name}`) on which this resource added `roles/run.invoker` for the IAP service agent. Destroying the resource removes exactly these grants (a grant that existed before is never claimed), unless another IAP-enabled path still routes to the service.",
-    )
-}
-
-/// The `checks_after` attribute: the one-run fix path (docs/checks.md).
-pub fn checks_after_attribute() -> Attribute {
-    Attribute::string_list("checks_after").optional().description(
-        "Values of the resources whose change in this run fixes a finding (for example `[tostring(google_compute_backend_service.app.enable_cdn)]` or a `terraform_data` id). While one is unknown at plan, or differs from the last apply, the live checks wait for apply and run there on a fresh read, after those resources, before any change. See the one-run fix path in the checks documentation.",
-    )
-}
-
 /// Parses the `project/location/name` keys of [`Private::invoker_grants`].
 fn parse_service_key(key: &str) -> Result<ServiceName, String> {
     let parsed = names::parse_service_id(key)?;
@@ -633,19 +620,236 @@ fn parse_service_key(key: &str) -> Result<ServiceName, String> {
 
 /// The state a failed switch of IAP to on leaves: on create, the object `landed` describes when
 /// the change landed anyway (`on`: IAP as read after the failure, e.g. an operation that timed
-/// out) and nothing otherwise; on update, the prior object as `keep` corrects it.
+/// out) and nothing otherwise; on update, the prior object with IAP as read and the grants held.
 pub fn after_failed_enable<M>(
     prior: Option<M>,
     on: Option<bool>,
+    grants: &BTreeSet<String>,
+    iap: fn(&mut M) -> &mut Iap,
     landed: impl FnOnce() -> M,
-    keep: impl FnOnce(&mut M, Option<bool>),
 ) -> Option<M> {
     match prior {
         None if on == Some(true) => Some(landed()),
         None => None,
         Some(mut p) => {
-            keep(&mut p, on);
+            let state = iap(&mut p);
+            state.iap_enabled = on.map_or(state.iap_enabled.clone(), Attr::Known);
+            state.invoker_grants = Attr::Known(grants.clone());
             Some(p)
         }
     }
+}
+
+// ---- what both IAP resources share -----------------------------------------------------------
+
+/// The attributes `iaprun_service_iap` and `iaprun_backend_iap` share: the project, the agent's
+/// grant, the checks and their timing.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Iap {
+    pub id: Attr<String>,
+    pub project: Attr<String>,
+    pub grant_iap_invoker: Attr<bool>,
+    pub ignore_checks: Attr<BTreeSet<String>>,
+    pub project_number: Attr<String>,
+    pub iap_resource_name: Attr<String>,
+    pub jwt_audience: Attr<String>,
+    pub iap_enabled: Attr<bool>,
+    pub iap_invoker_granted: Attr<bool>,
+    pub invoker_grants: Attr<BTreeSet<String>>,
+    pub checks_after: Attr<Vec<String>>,
+    pub timeouts: Attr<Timeouts>,
+}
+
+impl Iap {
+    /// What the configuration asks for here: a change in it is a change the user makes.
+    pub fn intent(&self) -> impl PartialEq + '_ {
+        let Iap {
+            project,
+            grant_iap_invoker,
+            ignore_checks,
+            timeouts,
+            ..
+        } = self;
+        (project, grant_iap_invoker, ignore_checks, timeouts)
+    }
+
+    /// The state of an import: the project, and the grant on (its default).
+    pub fn imported(project: &str) -> Iap {
+        Iap {
+            project: project.into(),
+            grant_iap_invoker: Attr::Known(true),
+            ..Iap::default()
+        }
+    }
+
+    /// The attributes that follow from the target and the project number.
+    pub fn identify(&mut self, id: String, project_number: &str, resource: String) {
+        self.id = Attr::Known(id);
+        self.project_number = project_number.into();
+        self.iap_resource_name = Attr::Known(resource);
+    }
+
+    /// After a refresh: a state from before grants were recorded in it (its private state holds
+    /// them until the next apply), or an import, which added nothing, records none.
+    pub fn read_grants(&mut self) {
+        if self.invoker_grants.is_null() {
+            self.invoker_grants = Attr::Known(BTreeSet::new());
+        }
+    }
+}
+
+/// The accessor of a model's [`Iap`] attributes.
+pub type IapOf<M> = fn(&mut M) -> &mut Iap;
+
+/// Plans `project` from the provider when the configuration leaves it null (an error when neither
+/// has one). An effective change (a new provider default) replaces the resource: a new target,
+/// never IAP moved in place; a project id and its number name the same project and change nothing.
+pub async fn plan_project<M: Send>(
+    ctx: &Context,
+    plan: &mut Plan<M>,
+    iap: IapOf<M>,
+) -> Diagnostics {
+    let config = iap(&mut plan.config).project.clone();
+    let prior = plan
+        .prior
+        .as_mut()
+        .and_then(|p| iap(p).project.get().cloned());
+    let planned = &mut iap(&mut plan.planned).project;
+    let path = AttributePath::attr("project");
+    if config.is_null() {
+        if ctx.project_unknown() {
+            // The provider's project comes from a resource not applied yet: not the environment's.
+            *planned = Attr::unknown();
+        } else if let Some(p) = ctx.project(None) {
+            *planned = Attr::from(p);
+        } else {
+            return Diagnostic::error(
+                "No project",
+                "Set project on this resource or in the provider block (or GOOGLE_PROJECT in the environment).",
+            )
+            .at(path)
+            .into();
+        }
+    }
+    let (Some(before), Some(now)) = (prior, planned.get()) else {
+        return Diagnostics::new();
+    };
+    if before == *now {
+        return Diagnostics::new();
+    }
+    let same = match (ctx.project_info(&before).await, ctx.project_info(now).await) {
+        (Ok(a), Ok(b)) => a.project_number == b.project_number,
+        _ => false,
+    };
+    let replace = &mut plan.requires_replace;
+    if same {
+        replace.retain(|p| *p != path);
+        if config.is_null() {
+            *planned = Attr::Known(before);
+        }
+    } else if !replace.contains(&path) {
+        replace.push(path);
+    }
+    Diagnostics::new()
+}
+
+/// Plans IAP on, the agent's grant, and what the apply learns anew (`more`: the type's own
+/// attributes change). Returns whether the apply changes anything, and when the checks report.
+pub fn plan_apply<M>(
+    plan: &mut Plan<M>,
+    iap: IapOf<M>,
+    intent_changed: bool,
+    more: bool,
+) -> (bool, AtPlan) {
+    let replacing = !plan.requires_replace.is_empty();
+    let prior = plan.prior.as_mut().map(|p| iap(p).clone());
+    let planned = iap(&mut plan.planned);
+    planned.iap_enabled = Attr::Known(true);
+    match planned.grant_iap_invoker.get() {
+        Some(true) => planned.iap_invoker_granted = Attr::Known(true),
+        // Turning the grant off may revoke it; otherwise whoever manages the grant keeps it as read.
+        _ if prior
+            .as_ref()
+            .is_none_or(|p| p.grant_iap_invoker.get() != Some(&false)) =>
+        {
+            planned.iap_invoker_granted = Attr::unknown()
+        }
+        _ => {}
+    }
+    let changing = prior.as_ref().is_none_or(|p| {
+        replacing
+            || intent_changed
+            || more
+            || p.iap_enabled != planned.iap_enabled
+            || p.iap_invoker_granted != planned.iap_invoker_granted
+    });
+    if changing {
+        // What this resource adds is learnt at apply.
+        planned.invoker_grants = Attr::unknown();
+    }
+    if replacing {
+        planned.id = Attr::unknown();
+        planned.project_number = Attr::unknown();
+        planned.iap_resource_name = Attr::unknown();
+    }
+    let deferred = validation::timing::checks_after_deferred(
+        prior.as_ref().map(|p| &p.checks_after),
+        &planned.checks_after,
+    );
+    let at = validation::timing::at_plan(prior.is_none() || replacing, deferred, intent_changed);
+    (changing, at)
+}
+
+/// The grants an earlier apply recorded, recorded in state only from now on.
+pub fn take_grants(prior: Option<&Iap>, private: &mut Private) -> BTreeSet<String> {
+    let grants = recorded_grants(prior.map(|p| &p.invoker_grants), private);
+    private.invoker_grants.clear();
+    grants
+}
+
+/// The agent's grant on every service `behind` the target (when `grant`), recorded in `grants`
+/// where this call added it; then the recorded grants no longer needed are released: all of them
+/// once `grant` is off, and, for a `backend`, those on services no longer behind it (unless another
+/// IAP-enabled path needs them). Returns whether the agent holds the grant on all of `behind`.
+pub async fn converge_grants(
+    ctx: &Context,
+    agent: &Agent,
+    grants: &mut BTreeSet<String>,
+    (behind, backend): (&[ServiceName], Option<&google::BackendServiceRef>),
+    grant: bool,
+    deadline: Instant,
+) -> Result<bool, Diagnostic> {
+    let member = &agent.member;
+    if !grant {
+        release_grants(ctx, member, grants, |_| false, None, deadline).await?;
+        return Ok(agent.granted_everywhere(ctx, behind).await);
+    }
+    for name in behind {
+        if agent.grant(ctx, name, deadline).await? {
+            grants.insert(name.to_string());
+        }
+    }
+    if let Some(r) = backend {
+        let keep: BTreeSet<String> = behind.iter().map(|n| n.to_string()).collect();
+        let keep = |k: &str| keep.contains(k);
+        release_grants(ctx, member, grants, keep, Some(Some(r)), deadline).await?;
+    }
+    Ok(true)
+}
+
+/// On delete: releases the grants an earlier apply recorded, except where another IAP-enabled path
+/// than the `backend` going away still routes to the service.
+pub async fn release_recorded(
+    ctx: &Context,
+    prior: &Iap,
+    private: &Private,
+    backend: Option<&google::BackendServiceRef>,
+    deadline: Instant,
+) -> Result<(), Diagnostic> {
+    let number = prior.project_number.as_deref().unwrap_or_default();
+    let agent = Agent::new(prior.project.as_deref().unwrap_or_default(), number);
+    let mut grants = recorded_grants(Some(&prior.invoker_grants), private);
+    let (member, keep) = (&agent.member, |_: &str| false);
+    release_grants(ctx, member, &mut grants, keep, Some(backend), deadline).await
 }

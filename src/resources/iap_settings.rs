@@ -9,26 +9,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 
-use super::access_binding::plan_resource;
+use super::access_binding::{plan_resource, resource_gone, validate_target};
 use super::backend_iap::secret_sha256;
-use super::common;
-use super::Context;
-use crate::framework::timeouts::{timeouts_block, Timeouts};
-use crate::framework::{
-    Applied, Attr, Attribute, AttributePath, Block, Change, ClientCapabilities, Delete, Deleted,
-    Diagnostic, Diagnostics, Failure, NestedBlock, Plan, Read, Resource, Schema,
-};
+use super::prelude::*;
+use crate::framework::timeouts::Timeouts;
 use crate::names::IapResource;
 use crate::validation::settings as rules;
 
 /// The resource type.
 pub struct IapSettings;
-
-pub const TYPE_NAME: &str = "iaprun_iap_settings";
 
 /// Config, plan and state of one `iaprun_iap_settings`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -314,7 +305,7 @@ fn application_settings_block() -> NestedBlock {
 impl Resource<Context> for IapSettings {
     type Model = Model;
     type Private = ();
-    const TYPE_NAME: &'static str = TYPE_NAME;
+    const TYPE_NAME: &'static str = "iaprun_iap_settings";
 
     fn schema() -> Schema {
         Schema::new(0, Block::new(
@@ -330,14 +321,7 @@ impl Resource<Context> for IapSettings {
     }
 
     fn validate(config: &Model, _: ClientCapabilities) -> Diagnostics {
-        let mut diags = Diagnostics::new();
-        if let Some(Err(e)) = config.resource.get().map(|r| IapResource::parse(r)) {
-            diags.attribute_error(
-                AttributePath::attr("resource"),
-                "Invalid IAP resource name",
-                e,
-            );
-        }
+        let mut diags = validate_target(&config.resource, &Attr::Null, &Attr::Null);
         if config.access_settings.is_null() && config.application_settings.is_null() {
             diags.error(
                 "Nothing to manage",
@@ -358,17 +342,8 @@ impl Resource<Context> for IapSettings {
                 _ => Attr::Null,
             };
         }
-        let (_, target) = match plan_resource(
-            ctx,
-            plan.prior.as_ref().map(|p| &p.resource),
-            &plan.config.resource,
-            &mut plan.planned.resource,
-            &mut plan.requires_replace,
-        )
-        .await
-        {
-            Ok(Some(planned)) => planned,
-            Ok(None) => return Diagnostics::new(),
+        let (_, target) = match plan_resource(ctx, plan, |m| &mut m.resource).await {
+            Ok(planned) => planned,
             Err(d) => return d,
         };
         plan.planned.id = plan.planned.resource.clone();
@@ -392,22 +367,10 @@ impl Resource<Context> for IapSettings {
             return Ok(Read::Found(state));
         };
         let target = common::canonical(ctx, &resource).await?;
-        let settings = match ctx.clients.iap.iap_settings(&target.to_string()).await {
-            Ok(s) => s,
-            Err(e) if e.is_not_found() => {
-                return Ok(Read::Gone(Some(Diagnostic::warning(
-                    "IAP resource deleted outside Terraform",
-                    format!(
-                    "{resource} no longer exists, so this {TYPE_NAME} was removed from the state."
-                ),
-                ))))
-            }
-            Err(e) => {
-                return Err(common::api_error(
-                    &format!("read the IAP settings of {resource}"),
-                    &e,
-                ))
-            }
+        let read = ctx.clients.iap.iap_settings(&target.to_string()).await;
+        let doing = || format!("read the IAP settings of {resource}");
+        let Some(settings) = common::unless_gone(read, doing)? else {
+            return Ok(resource_gone(&resource, Self::TYPE_NAME));
         };
         // Right after import nothing is managed yet: take every setting the API reports.
         let adopt = state.access_settings.is_null() && state.application_settings.is_null();
@@ -447,14 +410,8 @@ impl Resource<Context> for IapSettings {
                 deadline,
             )
             .await;
-        match cleared {
-            Ok(_) => Ok(()),
-            Err(e) if e.is_not_found() => Ok(()),
-            Err(e) => Err(common::api_error(
-                &format!("clear the IAP settings this resource set on {resource}"),
-                &e,
-            )),
-        }
+        let doing = || format!("clear the IAP settings this resource set on {resource}");
+        common::unless_gone(cleared, doing).map(drop)
     }
 
     async fn import(&self, _: &Context, id: &str) -> Result<Model, Diagnostic> {
@@ -477,10 +434,9 @@ async fn converge(ctx: &Context, change: Change<'_, Model, ()>) -> Applied<Model
         ..
     } = change;
     let resource = planned.resource.get().cloned().unwrap_or_default();
-    let target = match common::canonical(ctx, &resource).await {
-        Ok(t) => t,
-        Err(d) => return Err(Failure::new(prior, d)),
-    };
+    let target = common::canonical(ctx, &resource)
+        .await
+        .map_err(Failure::unchanged(&prior))?;
     let mut next = planned;
     next.id = Attr::Known(resource.clone());
     let mask = match &prior {

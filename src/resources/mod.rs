@@ -21,6 +21,21 @@ pub mod service_iap;
 
 pub use context::Context;
 
+/// What every resource file uses: the typed kit, serde, the context and the layers it calls.
+mod prelude {
+    pub use async_trait::async_trait;
+    pub use serde::{Deserialize, Serialize};
+
+    pub(super) use super::common;
+    pub use super::Context;
+    pub use crate::framework::timeouts::timeouts_block;
+    pub use crate::framework::{
+        Applied, Attr, Attribute, AttributePath, Block, Change, ClientCapabilities, Delete,
+        Deleted, Diagnostic, Diagnostics, Failure, NestedBlock, Plan, Read, Resource, Schema,
+    };
+    pub use crate::{google, names, validation};
+}
+
 /// Every resource type the provider serves.
 pub fn all() -> Vec<Arc<dyn AnyResource<Context>>> {
     vec![

@@ -3,51 +3,30 @@
 
 use std::collections::BTreeSet;
 
-use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
-
-use super::common::{self, Agent, Private};
-use super::Context;
-use crate::framework::timeouts::{timeouts_block, Timeouts};
-use crate::framework::{
-    Applied, Attr, Attribute, AttributePath, Block, Change, ClientCapabilities, Delete, Deleted,
-    Diagnostic, Diagnostics, Failure, Plan, Read, Resource, Schema,
-};
-use crate::google::{self, ServiceName};
-use crate::names;
-use crate::validation;
+use super::common::{Agent, Iap, Private};
+use super::prelude::*;
+use crate::google::ServiceName;
+use crate::names::IapResource;
 
 /// The resource type.
 pub struct ServiceIap;
-
-pub const TYPE_NAME: &str = "iaprun_service_iap";
 
 /// Config, plan and state of one `iaprun_service_iap`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Model {
-    pub id: Attr<String>,
     pub service: Attr<String>,
     pub location: Attr<String>,
-    pub project: Attr<String>,
-    pub grant_iap_invoker: Attr<bool>,
-    pub ignore_checks: Attr<BTreeSet<String>>,
-    pub project_number: Attr<String>,
-    pub iap_resource_name: Attr<String>,
-    pub jwt_audience: Attr<String>,
+    #[serde(flatten)]
+    pub iap: Iap,
     pub iap_service_agent: Attr<String>,
     pub uri: Attr<String>,
-    pub iap_enabled: Attr<bool>,
-    pub iap_invoker_granted: Attr<bool>,
-    pub invoker_grants: Attr<BTreeSet<String>>,
-    pub checks_after: Attr<Vec<String>>,
-    pub timeouts: Attr<Timeouts>,
 }
 
 impl Model {
     /// The service this instance designates, when project, location and service are all known.
     fn service_name(&self) -> Option<ServiceName> {
-        let (project, location) = (self.project.get()?, self.location.get()?);
+        let (project, location) = (self.iap.project.get()?, self.location.get()?);
         Some(ServiceName::new(
             project.as_str(),
             location.as_str(),
@@ -57,21 +36,17 @@ impl Model {
 
     /// What the configuration asks for: a change in it is a change the user makes.
     fn intent(&self) -> impl PartialEq + '_ {
-        (
-            (&self.service, &self.location, &self.project),
-            (&self.grant_iap_invoker, &self.ignore_checks, &self.timeouts),
-        )
+        (&self.service, &self.location, self.iap.intent())
     }
 
     /// Fills the identity attributes that follow from the project number.
     fn set_identity(&mut self, name: &ServiceName, project_number: &str) {
-        self.id = Attr::Known(name.to_string());
-        self.project_number = project_number.into();
-        let resource = google::cloud_run_resource(project_number, &name.location, &name.service);
-        self.iap_resource_name = Attr::Known(resource);
-        let audience =
-            google::cloud_run_jwt_audience(project_number, &name.location, &name.service);
-        self.jwt_audience = Attr::Known(audience);
+        let (location, service) = (&name.location, &name.service);
+        let resource = google::cloud_run_resource(project_number, location, service);
+        self.iap
+            .identify(name.to_string(), project_number, resource);
+        let audience = google::cloud_run_jwt_audience(project_number, location, service);
+        self.iap.jwt_audience = Attr::Known(audience);
         self.iap_service_agent = Attr::Known(google::iap_service_agent_email(project_number));
     }
 }
@@ -80,7 +55,7 @@ impl Model {
 impl Resource<Context> for ServiceIap {
     type Model = Model;
     type Private = Private;
-    const TYPE_NAME: &'static str = TYPE_NAME;
+    const TYPE_NAME: &'static str = "iaprun_service_iap";
 
     fn schema() -> Schema {
         Schema::new(
@@ -99,12 +74,7 @@ impl Resource<Context> for ServiceIap {
             "Region of the service, such as `us-central1`. Defaults to the provider's `region`. Changing it replaces the resource.",
         ))
         .attribute(common::project_attribute())
-        .attribute(common::grant_iap_invoker_attribute("the service"))
-        .attribute(common::ignore_checks_attribute())
-        .attribute(Attribute::string("project_number").computed().description("Number of the project."))
-        .attribute(Attribute::string("iap_resource_name").computed().description(
-            "The IAP resource name of the service, `projects/{project_number}/iap_web/cloud_run-{location}/services/{service}`: use it as `resource` of `iaprun_access_binding`.",
-        ))
+        .attributes(common::grant_and_identity("the service", "service", "`projects/{project_number}/iap_web/cloud_run-{location}/services/{service}`"))
         .attribute(Attribute::string("jwt_audience").computed().description(
             "The `aud` claim IAP puts in the `X-Goog-IAP-JWT-Assertion` header for this service, `/projects/{project_number}/locations/{location}/services/{service}`: the audience your application must verify.",
         ))
@@ -112,27 +82,21 @@ impl Resource<Context> for ServiceIap {
             "The IAP service agent, `service-{project_number}@gcp-sa-iap.iam.gserviceaccount.com`.",
         ))
         .attribute(Attribute::string("uri").computed().description("The service's main URI; IAP protects it."))
-        .attribute(common::iap_enabled_attribute("service"))
-        .attribute(Attribute::bool("iap_invoker_granted").computed().description(
-            "Whether the IAP service agent holds `roles/run.invoker` on the service as last read.",
-        ))
-        .attribute(common::invoker_grants_attribute())
-        .attribute(common::checks_after_attribute())
+        .attributes(common::iap_state("service", "Whether the IAP service agent holds `roles/run.invoker` on the service as last read."))
         .block(timeouts_block(true, true, true)),
     )
     }
 
     fn validate(config: &Model, _: ClientCapabilities) -> Diagnostics {
-        let mut diags = common::validate_common(&config.project, &config.ignore_checks);
+        let mut diags = common::validate_common(&config.iap.project, &config.iap.ignore_checks);
         common::check_name(&mut diags, "service", &config.service);
         common::check_name(&mut diags, "location", &config.location);
         diags
     }
 
     async fn plan(&self, ctx: &Context, plan: &mut Plan<Model>) -> Diagnostics {
+        let mut diags = common::plan_project(ctx, plan, |m| &mut m.iap).await;
         let (config, planned) = (&plan.config, &mut plan.planned);
-        let prior = plan.prior.as_ref();
-        let mut diags = common::plan_project(ctx, &config.project, &mut planned.project);
         if config.location.is_null() && ctx.region_unknown() {
             planned.location = Attr::unknown();
         } else if config.location.is_null() {
@@ -146,51 +110,21 @@ impl Resource<Context> for ServiceIap {
             }
         }
         // A new provider default is a new target: replace, never move IAP in place.
+        let prior = plan.prior.as_ref();
         let replace = &mut plan.requires_replace;
-        common::plan_project_identity(
-            ctx,
-            prior.map(|p| &p.project),
-            &config.project,
-            &mut planned.project,
-            replace,
-        )
-        .await;
         common::replace_on_change(
             prior.map(|p| &p.location),
             &planned.location,
             "location",
             replace,
         );
-        let replacing = !replace.is_empty();
-        if replacing {
-            planned.id = Attr::unknown();
-            planned.project_number = Attr::unknown();
-            planned.iap_resource_name = Attr::unknown();
+        if !replace.is_empty() {
             planned.iap_service_agent = Attr::unknown();
             planned.uri = Attr::unknown();
         }
-        let grant = planned.grant_iap_invoker.get().copied();
-        planned.iap_enabled = Attr::Known(true);
-        let prior_grant = prior.map(|p| p.grant_iap_invoker.get().copied());
-        match grant {
-            Some(true) => planned.iap_invoker_granted = Attr::Known(true),
-            // Turning the grant off may revoke it; otherwise whoever manages the grant keeps it as read.
-            _ if prior_grant.is_none_or(|g| g != Some(false)) => {
-                planned.iap_invoker_granted = Attr::unknown()
-            }
-            _ => {}
-        }
         let intent_changed = prior.is_some_and(|p| p.intent() != planned.intent());
-        let changing = prior.is_none_or(|p| {
-            replacing
-                || intent_changed
-                || p.iap_enabled != planned.iap_enabled
-                || p.iap_invoker_granted != planned.iap_invoker_granted
-        });
-        if changing {
-            // What this resource adds is learnt at apply.
-            planned.invoker_grants = Attr::unknown();
-        }
+        let (_, at) = common::plan_apply(plan, |m| &mut m.iap, intent_changed, false);
+        let planned = &mut plan.planned;
         if diags.has_errors() {
             return diags;
         }
@@ -202,16 +136,11 @@ impl Resource<Context> for ServiceIap {
             Err(d) => return d.at(AttributePath::attr("project")).into(),
         };
         planned.set_identity(&name, &number);
-        let deferred = validation::timing::checks_after_deferred(
-            prior.map(|p| &p.checks_after),
-            &planned.checks_after,
-        );
-        let at =
-            validation::timing::at_plan(prior.is_none() || replacing, deferred, intent_changed);
+        let grant = planned.iap.grant_iap_invoker.get().copied();
         match checks(ctx, &name, &number, grant, false).await {
             Ok(findings) => diags.extend(validation::timing::report_at_plan(
                 findings,
-                &common::ignored(&config.ignore_checks),
+                &common::ignored(&plan.config.iap.ignore_checks),
                 at,
             )),
             Err(d) => diags.push(d),
@@ -232,15 +161,15 @@ impl Resource<Context> for ServiceIap {
             Err(e) if e.is_not_found() => {
                 return Ok(Read::Gone(Some(Diagnostic::warning(
                     "Cloud Run service deleted outside Terraform",
-                    format!("The Cloud Run service {name} no longer exists, so {TYPE_NAME} was removed from the state. Recreate the service, or remove this resource from the configuration."),
+                    format!("The Cloud Run service {name} no longer exists, so {} was removed from the state. Recreate the service, or remove this resource from the configuration.", Self::TYPE_NAME),
                 ))))
             }
             Err(e) => return Err(common::api_error(&format!("read Cloud Run service {name}"), &e)),
         };
         let number =
-            common::recorded_project_number(ctx, &state.project_number, &name.project).await?;
+            common::recorded_project_number(ctx, &state.iap.project_number, &name.project).await?;
         state.set_identity(&name, &number);
-        state.iap_enabled = Attr::Known(service.iap_enabled);
+        state.iap.iap_enabled = Attr::Known(service.iap_enabled);
         state.uri = Attr::from_option(service.uri.clone());
         let granted = Agent::new(&name.project, &number).granted(ctx, &name).await;
         let granted = granted.map_err(|e| {
@@ -249,53 +178,25 @@ impl Resource<Context> for ServiceIap {
                 &e,
             )
         })?;
-        state.iap_invoker_granted = Attr::Known(granted);
-        if state.invoker_grants.is_null() {
-            // A state from before grants were recorded in it (the private state still holds
-            // them until the next apply), or an import, which added nothing.
-            state.invoker_grants = Attr::Known(BTreeSet::new());
-        }
+        state.iap.iap_invoker_granted = Attr::Known(granted);
+        state.iap.read_grants();
         Ok(Read::Found(state))
     }
 
     async fn delete(&self, ctx: &Context, delete: Delete<'_, Model, Private>) -> Deleted {
-        let Delete {
-            prior,
-            deadline,
-            private,
-        } = delete;
-        let Some(name) = prior.service_name() else {
+        let Some(name) = delete.prior.service_name() else {
             return Ok(());
         };
-        match ctx
+        let disabled = ctx
             .clients
             .run
-            .set_iap_enabled(&name, false, deadline)
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if e.is_not_found() => return Ok(()),
-            Err(e) => {
-                return Err(common::api_error(
-                    &format!("disable IAP on Cloud Run service {name}"),
-                    &e,
-                ))
-            }
+            .set_iap_enabled(&name, false, delete.deadline);
+        let doing = || format!("disable IAP on Cloud Run service {name}");
+        if common::unless_gone(disabled.await, doing)?.is_none() {
+            return Ok(());
         }
-        let agent = Agent::new(
-            &name.project,
-            prior.project_number.as_deref().unwrap_or_default(),
-        );
-        let mut grants = common::recorded_grants(Some(&prior.invoker_grants), private);
-        common::release_grants(
-            ctx,
-            &agent.member,
-            &mut grants,
-            |_| false,
-            Some(None),
-            deadline,
-        )
-        .await
+        let (prior, private) = (&delete.prior.iap, &*delete.private);
+        common::release_recorded(ctx, prior, private, None, delete.deadline).await
     }
 
     async fn import(&self, ctx: &Context, id: &str) -> Result<Model, Diagnostic> {
@@ -313,8 +214,7 @@ impl Resource<Context> for ServiceIap {
         Ok(Model {
             service: parsed.service.as_str().into(),
             location: location.into(),
-            project: project.into(),
-            grant_iap_invoker: Attr::Known(true),
+            iap: Iap::imported(project),
             ..Model::default()
         })
     }
@@ -374,18 +274,13 @@ async fn checks(
     Ok(findings)
 }
 
-/// Whether the service's IAP settings name a custom OAuth client (known from a settings resource
-/// planned earlier in this run, else read); false when unreadable.
+/// Whether the service's IAP settings name a custom OAuth client; false when unreadable.
 async fn has_custom_client(ctx: &Context, name: &ServiceName, project_number: &str) -> bool {
     let resource = google::cloud_run_resource(project_number, &name.location, &name.service);
-    let Ok(target) = crate::names::IapResource::parse(&resource) else {
+    let Ok(target) = IapResource::parse(&resource) else {
         return false;
     };
-    let custom = ctx
-        .custom_oauth_clients
-        .get_or_fetch(&resource, || common::custom_oauth_client(ctx, &target))
-        .await;
-    matches!(custom, Ok(true))
+    matches!(common::planned_custom_client(ctx, &target).await, Ok(true))
 }
 
 // ---- create and update ------------------------------------------------------------------------
@@ -401,47 +296,31 @@ async fn converge(ctx: &Context, change: Change<'_, Model, Private>) -> Applied<
         private,
         ..
     } = change;
-    let Some(name) = planned.service_name() else {
-        return Err(common::incomplete_plan(
-            prior,
-            "project, location and service",
-        ));
-    };
-    let number = match common::project_number(ctx, &name.project).await {
-        Ok(n) => n,
-        Err(d) => return Err(Failure::new(prior, d)),
-    };
-    let grant = planned.grant_iap_invoker.or(true);
+    let target = (planned.service_name(), &planned.iap);
+    let what = "project, location and service";
+    let (name, number) = common::apply_target(ctx, &prior, target, what).await?;
+    let grant = planned.iap.grant_iap_invoker.or(true);
     // Right before the first change, on a fresh read: nothing changes while an error finding holds.
-    match checks(ctx, &name, &number, Some(grant), true).await {
-        Ok(findings) => {
-            let found = validation::report(findings, &common::ignored(&planned.ignore_checks));
-            if let Some(d) = found.into_iter().find(Diagnostic::is_error) {
-                return Err(Failure::new(prior, d));
-            }
-        }
-        Err(d) => return Err(Failure::new(prior, d)),
-    }
+    let findings = checks(ctx, &name, &number, Some(grant), true).await;
+    let findings = findings.map_err(Failure::unchanged(&prior))?;
+    common::refuse(findings, &planned.iap.ignore_checks).map_err(Failure::unchanged(&prior))?;
     let mut next = planned.clone();
     next.set_identity(&name, &number);
     let agent = Agent::new(&name.project, &number);
     let key = name.to_string();
-    let mut grants = common::recorded_grants(prior.as_ref().map(|p| &p.invoker_grants), private);
-    // Recorded in state from now on.
-    private.invoker_grants.clear();
+    let mut grants = common::take_grants(prior.as_ref().map(|p| &p.iap), private);
     // What exists after a failure part-way, IAP being on.
     let record = |next: &Model, grants: &BTreeSet<String>| {
         let mut state = next.clone();
-        state.iap_enabled = Attr::Known(true);
+        state.iap.iap_enabled = Attr::Known(true);
         state.uri = Attr::from_option(state.uri.get().cloned());
-        state.iap_invoker_granted = Attr::Known(grants.contains(&key));
-        state.invoker_grants = Attr::Known(grants.clone());
+        state.iap.iap_invoker_granted = Attr::Known(grants.contains(&key));
+        state.iap.invoker_grants = Attr::Known(grants.clone());
         state
     };
     if grant {
-        if let Err(d) = agent.provision(ctx, deadline).await {
-            return Err(Failure::new(prior, d));
-        }
+        let provisioned = agent.provision(ctx, deadline).await;
+        provisioned.map_err(Failure::unchanged(&prior))?;
     }
     // IAP first: should the run stop before the grant, the next apply finds IAP on and no grant,
     // and adds (and records) it; a grant it finds is never claimed.
@@ -453,43 +332,19 @@ async fn converge(ctx: &Context, change: Change<'_, Model, Private>) -> Applied<
                 d = d.at(AttributePath::attr("service"));
             }
             // The change may have landed (an operation that timed out): report what is there.
-            let on = ctx
-                .clients
-                .run
-                .service(&name)
-                .await
-                .ok()
-                .map(|s| s.iap_enabled);
-            let keep = |p: &mut Model, on: Option<bool>| {
-                p.iap_enabled = on.map_or(p.iap_enabled.clone(), Attr::Known);
-                p.invoker_grants = Attr::Known(grants.clone());
-            };
+            let read = ctx.clients.run.service(&name).await;
+            let on = read.ok().map(|s| s.iap_enabled);
             let landed = || record(&next, &grants);
-            let state = common::after_failed_enable(prior, on, landed, keep);
+            let state = common::after_failed_enable(prior, on, &grants, |m| &mut m.iap, landed);
             return Err(Failure::new(state, d));
         }
     };
     next.uri = Attr::from_option(service.uri.clone());
-    if grant {
-        match agent.grant(ctx, &name, deadline).await {
-            Ok(true) => {
-                grants.insert(key.clone());
-            }
-            Ok(false) => {}
-            Err(d) => return Err(Failure::new(Some(record(&next, &grants)), d)),
-        }
-        next.iap_invoker_granted = Attr::Known(true);
-    } else {
-        let released =
-            common::release_grants(ctx, &agent.member, &mut grants, |_| false, None, deadline)
-                .await;
-        if let Err(d) = released {
-            return Err(Failure::new(Some(record(&next, &grants)), d));
-        }
-        let granted = agent.granted(ctx, &name).await.unwrap_or(false);
-        next.iap_invoker_granted = Attr::Known(granted);
-    }
-    next.iap_enabled = Attr::Known(true);
-    next.invoker_grants = Attr::Known(grants);
+    let targets = (std::slice::from_ref(&name), None);
+    let granted = common::converge_grants(ctx, &agent, &mut grants, targets, grant, deadline).await;
+    let granted = granted.map_err(|d| Failure::new(Some(record(&next, &grants)), d))?;
+    next.iap.iap_enabled = Attr::Known(true);
+    next.iap.iap_invoker_granted = Attr::Known(granted);
+    next.iap.invoker_grants = Attr::Known(grants);
     Ok(next)
 }

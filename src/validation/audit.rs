@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::facts::{BackendFacts, RunServiceFacts};
-use super::{backend, exposure, public_member, service, Finding};
+use super::{backend, exposure, managed_oauth_external, public_member, service, target, Finding};
 
 /// A Cloud Run service as audited.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -19,6 +19,9 @@ pub struct AuditedService {
     /// Members of roles/iap.httpsResourceAccessor on its direct IAP resource; read only when
     /// direct IAP is on, `None` when not read.
     pub iap_members: Option<Vec<String>>,
+    /// Whether its IAP settings name a custom OAuth client; read only when [`settings_matter`],
+    /// `None` when not read.
+    pub settings_client: Option<bool>,
 }
 
 /// A backend service as audited.
@@ -30,6 +33,20 @@ pub struct AuditedBackend {
     pub id: Option<String>,
     /// Members of roles/iap.httpsResourceAccessor on its IAP resource; read only when IAP is on.
     pub iap_members: Option<Vec<String>>,
+    /// Whether its IAP settings name a custom OAuth client; read only when the backend names none
+    /// itself and [`settings_matter`], `None` when not read.
+    pub settings_client: Option<bool>,
+}
+
+impl AuditedBackend {
+    /// Whether its IAP uses a custom OAuth client: the backend's own `iap.oauth2ClientId`, else
+    /// its IAP settings; `None` when unknown.
+    pub fn custom_oauth_client(&self) -> Option<bool> {
+        match self.facts.oauth2_client_id {
+            Some(_) => Some(true),
+            None => self.settings_client,
+        }
+    }
 }
 
 /// Everything the audit evaluates.
@@ -37,6 +54,10 @@ pub struct AuditedBackend {
 pub struct ProjectFacts {
     pub project: String,
     pub project_number: String,
+    /// Whether the project has a parent (an organization, or a folder in one); `None` unknown.
+    pub has_organization: Option<bool>,
+    /// The primary domain of the project's organization; `None` when unknown or none.
+    pub organization_domain: Option<String>,
     pub services: Vec<AuditedService>,
     pub backends: Vec<AuditedBackend>,
 }
@@ -143,16 +164,46 @@ fn reaches(backend: &BackendFacts, run: &RunServiceFacts) -> bool {
         .any(|n| n.region == run.location && n.run_service.as_deref() == Some(&run.name))
 }
 
-/// `public_member` on an IAP policy, saying which policy it is.
-fn public_members_of(members: Option<&Vec<String>>, resource: &str) -> Vec<Finding> {
-    let members: Vec<&str> = members.into_iter().flatten().map(String::as_str).collect();
-    public_member(&members)
+/// Findings on an IAP policy's members, each saying which policy it is.
+fn on_policy(findings: Vec<Finding>, resource: &str) -> Vec<Finding> {
+    findings
         .into_iter()
         .map(|mut f| {
             f.detail = format!("On the IAP policy of {resource}: {}", f.detail);
             f
         })
         .collect()
+}
+
+/// The member checks of one IAP layer: `public_member`, and `managed_oauth_external` when the
+/// layer is known to use the Google-managed OAuth client and the organization's domain is known.
+fn member_findings(
+    members: Option<&Vec<String>>,
+    custom_oauth_client: Option<bool>,
+    organization_domain: Option<&str>,
+    resource: &str,
+) -> Vec<Finding> {
+    let members: Vec<&str> = members.into_iter().flatten().map(String::as_str).collect();
+    let mut found = public_member(&members);
+    if let (Some(false), Some(domain)) = (custom_oauth_client, organization_domain) {
+        found.extend(managed_oauth_external(&members, domain));
+    }
+    on_policy(found, resource)
+}
+
+/// Whether the findings on an IAP layer hinge on its IAP settings naming a custom OAuth client,
+/// so that the audit reads them: accessors outside the organization's domain
+/// (`managed_oauth_external`), or direct IAP in a project without an organization
+/// (`no_organization`). A backend naming its own client never needs them.
+pub fn settings_matter(
+    members: Option<&Vec<String>>,
+    direct: bool,
+    has_organization: Option<bool>,
+    organization_domain: Option<&str>,
+) -> bool {
+    let members: Vec<&str> = members.into_iter().flatten().map(String::as_str).collect();
+    (direct && has_organization == Some(false))
+        || organization_domain.is_some_and(|d| !managed_oauth_external(&members, d).is_empty())
 }
 
 /// The findings on one service, given the backends that reach it: the resources' lists of checks
@@ -166,6 +217,7 @@ fn service_findings(
 ) -> Vec<Finding> {
     let run = &audited.run;
     let number = facts.project_number.as_str();
+    let domain = facts.organization_domain.as_deref();
     let mut out = Vec::new();
     for b in reaching.iter().filter(|b| b.facts.iap_enabled) {
         out.extend(backend::backend_iap(
@@ -176,17 +228,28 @@ fn service_findings(
             // The audit reads no project policy: only service-level grants count.
             None,
         ));
-        out.extend(public_members_of(
+        out.extend(member_findings(
             b.iap_members.as_ref(),
+            b.custom_oauth_client(),
+            domain,
             &format!("backend service {}", exposure::backend_label(&b.facts)),
         ));
     }
     if run.iap_enabled {
         out.extend(service::direct_iap(run, &[], number, Some(false), None));
-        out.extend(public_members_of(
+        out.extend(member_findings(
             audited.iap_members.as_ref(),
+            audited.settings_client,
+            domain,
             &format!("Cloud Run service {}", run.label()),
         ));
+        // A custom OAuth client is the fix no_organization points to.
+        if audited.settings_client != Some(true) {
+            out.extend(target::no_organization(
+                &facts.project,
+                facts.has_organization,
+            ));
+        }
     }
     let reaching_facts: Vec<&BackendFacts> = reaching.iter().map(|b| &b.facts).collect();
     out.extend(exposure::unprotected_path(run, &reaching_facts));
@@ -312,6 +375,7 @@ mod tests {
             run,
             uri: Some(format!("https://{name}.run.app")),
             iap_members: None,
+            settings_client: None,
         }
     }
 
@@ -332,10 +396,24 @@ mod tests {
                         url_mask: None,
                     })
                     .collect(),
+                https_frontend: Some(true),
                 ..Default::default()
             },
             id: Some(format!("{}000", name.len())),
             iap_members: iap.then(|| vec!["group:staff@example.com".into()]),
+            settings_client: None,
+        }
+    }
+
+    /// A project in an organization of domain example.com.
+    fn project(services: Vec<AuditedService>, backends: Vec<AuditedBackend>) -> ProjectFacts {
+        ProjectFacts {
+            project: "p".into(),
+            project_number: PN.into(),
+            has_organization: Some(true),
+            organization_domain: Some("example.com".into()),
+            services,
+            backends,
         }
     }
 
@@ -357,15 +435,11 @@ mod tests {
             s.invoker_members = Some(vec!["allUsers".into()]);
         });
         let direct = svc("direct", |s| s.iap_enabled = true);
-        let mut facts = ProjectFacts {
-            project: "p".into(),
-            project_number: PN.into(),
-            backends: vec![
-                lb("web", true, &[&guarded, &side]),
-                lb("other", false, &[&side, &direct]),
-            ],
-            services: vec![guarded, side, public, direct],
-        };
+        let backends = vec![
+            lb("web", true, &[&guarded, &side]),
+            lb("other", false, &[&side, &direct]),
+        ];
+        let mut facts = project(vec![guarded, side, public, direct], backends);
         // The NEG of a backend naming a service missing in its region.
         facts.backends[0].facts.negs.push(NegFacts {
             name: "ghost-neg".into(),
@@ -436,11 +510,8 @@ mod tests {
         cdn.facts.scheme = "EXTERNAL".into();
         let mut public_iap = svc("public-iap", |s| s.iap_enabled = true);
         public_iap.iap_members = Some(vec!["allUsers".into()]);
-        let facts = ProjectFacts {
-            project: "p".into(),
-            project_number: PN.into(),
-            backends: vec![cdn],
-            services: vec![
+        let facts = project(
+            vec![
                 h2c_direct,
                 h2c_plain,
                 no_agent,
@@ -449,7 +520,8 @@ mod tests {
                 double,
                 public_iap,
             ],
-        };
+            vec![cdn],
+        );
         let report = evaluate(&facts);
         assert_eq!(checks_on(&report, "h2c-direct"), vec!["http2_direct"]);
         assert!(checks_on(&report, "h2c-plain").is_empty());
@@ -472,5 +544,95 @@ mod tests {
         assert!(member
             .summary
             .starts_with("On the IAP policy of Cloud Run service us-central1/public-iap"));
+    }
+
+    #[test]
+    fn frontends_oauth_clients_and_the_organization_follow_what_was_read() {
+        let outside = Some(vec!["user:partner@other.org".to_string()]);
+        let http_only = svc("http-only", |_| {});
+        let https = svc("https", |_| {});
+        let mut managed = svc("managed", |s| s.iap_enabled = true);
+        managed.iap_members = outside.clone();
+        managed.settings_client = Some(false);
+        let mut custom = svc("custom", |s| s.iap_enabled = true);
+        custom.iap_members = outside.clone();
+        custom.settings_client = Some(true);
+        // Settings not read: the client is unknown, so no finding.
+        let mut unknown = svc("unknown", |s| s.iap_enabled = true);
+        unknown.iap_members = outside.clone();
+        let passthrough = svc("passthrough", |_| {});
+        let lb_outside = svc("lb-outside", |_| {});
+        let mut http_lb = lb("http-lb", true, &[&http_only]);
+        http_lb.facts.https_frontend = Some(false);
+        let mut internal = lb("internal", true, &[&passthrough]);
+        internal.facts.scheme = "INTERNAL".into();
+        let mut own_client = lb("own-client", true, &[&lb_outside]);
+        own_client.iap_members = outside.clone();
+        own_client.facts.oauth2_client_id = Some("cid".into());
+        // The backend names its own client: settings saying otherwise do not matter.
+        own_client.settings_client = Some(false);
+        let mut backends = vec![lb("https-lb", true, &[&https]), http_lb, own_client];
+        // Classic load balancers: no envoy_jwt_header to tell apart.
+        backends
+            .iter_mut()
+            .for_each(|b| b.facts.scheme = "EXTERNAL".into());
+        backends.push(internal);
+        let mut facts = ProjectFacts {
+            project: "p".into(),
+            project_number: PN.into(),
+            has_organization: Some(true),
+            organization_domain: Some("example.com".into()),
+            backends,
+            services: vec![
+                http_only,
+                https,
+                managed,
+                custom,
+                unknown,
+                passthrough,
+                lb_outside,
+            ],
+        };
+        let report = evaluate(&facts);
+        assert_eq!(checks_on(&report, "http-only"), vec!["no_https_frontend"]);
+        assert!(checks_on(&report, "https").is_empty());
+        assert_eq!(
+            checks_on(&report, "managed"),
+            vec!["managed_oauth_external"]
+        );
+        assert!(checks_on(&report, "custom").is_empty());
+        assert!(checks_on(&report, "unknown").is_empty());
+        assert_eq!(checks_on(&report, "passthrough"), vec!["passthrough_lb"]);
+        assert!(checks_on(&report, "lb-outside").is_empty());
+        let oauth = report
+            .findings
+            .iter()
+            .find(|f| f.check == "managed_oauth_external")
+            .expect("managed_oauth_external");
+        assert!(oauth.summary.starts_with(
+            "On the IAP policy of Cloud Run service us-central1/managed: The member \"user:partner@other.org\""
+        ));
+
+        // Without an organization: no_organization on direct IAP unless the settings name a
+        // client, and no domain to judge members by.
+        facts.has_organization = Some(false);
+        facts.organization_domain = None;
+        let report = evaluate(&facts);
+        assert_eq!(checks_on(&report, "managed"), vec!["no_organization"]);
+        assert_eq!(checks_on(&report, "unknown"), vec!["no_organization"]);
+        assert!(checks_on(&report, "custom").is_empty());
+    }
+
+    #[test]
+    fn settings_are_read_only_where_a_finding_hinges_on_them() {
+        let inside = Some(vec!["group:staff@example.com".to_string()]);
+        let outside = Some(vec!["user:partner@other.org".to_string()]);
+        let domain = Some("example.com");
+        assert!(settings_matter(outside.as_ref(), false, Some(true), domain));
+        assert!(!settings_matter(inside.as_ref(), true, Some(true), domain));
+        assert!(!settings_matter(outside.as_ref(), false, Some(true), None));
+        assert!(settings_matter(None, true, Some(false), None));
+        assert!(!settings_matter(None, false, Some(false), None));
+        assert!(!settings_matter(None, true, None, None));
     }
 }
