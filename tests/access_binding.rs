@@ -9,7 +9,7 @@ use iaprun::resources::access_binding::AccessBinding;
 use iaprun::resources::Context;
 
 use crate::support::{newest, Workspace};
-use crate::world::{provider_header, World, PROJECT, REGION};
+use crate::world::{header_with_resources, provider_header, World, PROJECT, REGION};
 
 pub(crate) const ACCESSOR: &str = "roles/iap.httpsResourceAccessor";
 
@@ -46,19 +46,6 @@ pub(crate) async fn four_iap_resources(world: &World) -> Vec<String> {
         format!("projects/{PROJECT}/iap_web/compute/services/web"),
         format!("projects/{PROJECT}/iap_web/compute-{REGION}/services/regional"),
     ]
-}
-
-/// The provider header and `local.resources`, the given IAP resource names.
-pub(crate) fn header_with_resources(resources: &[String]) -> String {
-    let list = resources
-        .iter()
-        .map(|r| format!("\"{r}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        "{}\nlocals {{\n  resources = [{list}]\n}}\n",
-        provider_header("")
-    )
 }
 
 pub(crate) fn many_bindings(resources: &[String], count: usize) -> String {

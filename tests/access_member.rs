@@ -4,9 +4,9 @@
 
 use serde_json::{json, Value};
 
-use crate::access_binding::{header_with_resources, members, ACCESSOR};
+use crate::access_binding::{members, ACCESSOR};
 use crate::support::{newest, terraform_binaries, Run, Terraform, Workspace};
-use crate::world::{provider_header, World, PROJECT, REGION};
+use crate::world::{header_with_resources, provider_header, World, PROJECT, REGION};
 
 fn workspace(terraform: &Terraform, world: &World, main_tf: &str) -> Workspace {
     let mut ws = Workspace::new(terraform, main_tf);

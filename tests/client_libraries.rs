@@ -11,7 +11,7 @@ use std::time::Instant;
 use iaprun::emulator::{self, Emulator, Options};
 use serde_json::{json, Value};
 
-use crate::support::python::pip_target;
+use crate::support::python::{pip_into, Pip};
 
 /// The libraries and the packages that decide their behaviour, pinned.
 const REQUIREMENTS: &[&str] = &[
@@ -33,7 +33,7 @@ const REQUIREMENTS: &[&str] = &[
 fn libraries() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        pip_target("python-clients", REQUIREMENTS).unwrap_or_else(|e| {
+        pip_into("python-clients", Pip::Install, REQUIREMENTS).unwrap_or_else(|e| {
             panic!("the client-library tests need Google's Python client libraries from PyPI: {e}")
         })
     })

@@ -12,7 +12,7 @@ use crate::support::plugin;
 use crate::support::{
     terraform_binaries, ClientIdentity, Launch, PluginProcess, Terraform, Workspace,
 };
-use crate::world::{World, PROJECT, REGION};
+use crate::world::{provider_header, World, PROJECT, REGION};
 
 const SOURCE: &str = "registry.terraform.io/iaprun/iaprun";
 const RESOURCE_TYPES: [&str; 5] = [
@@ -318,18 +318,7 @@ fn check_block_types(resource_type: &str, block: &Value, problems: &mut Vec<Stri
 /// A valid configuration that uses every resource type, both nested blocks and most settings.
 fn valid_configuration() -> String {
     format!(
-        r#"terraform {{
-  required_providers {{
-    iaprun = {{ source = "iaprun/iaprun" }}
-  }}
-}}
-
-provider "iaprun" {{
-  project         = "{PROJECT}"
-  region          = "{REGION}"
-  request_timeout = "30s"
-}}
-
+        r#"{header}
 resource "iaprun_service_iap" "hello" {{
   service           = "hello"
   grant_iap_invoker = true
@@ -356,7 +345,8 @@ resource "iaprun_access_binding" "users" {{
     expression = "request.time < timestamp(\"2030-01-01T00:00:00Z\")"
   }}
 }}
-"#
+"#,
+        header = provider_header("  request_timeout = \"30s\"\n")
     )
 }
 
@@ -446,17 +436,7 @@ fn every_terraform_installs_validates_and_reads_the_designed_schemas() {
 /// Unknown check names on every resource type and a malformed member.
 fn invalid_configuration() -> String {
     format!(
-        r#"terraform {{
-  required_providers {{
-    iaprun = {{ source = "iaprun/iaprun" }}
-  }}
-}}
-
-provider "iaprun" {{
-  project = "{PROJECT}"
-  region  = "{REGION}"
-}}
-
+        r#"{header}
 resource "iaprun_service_iap" "hello" {{
   service       = "hello"
   ignore_checks = ["no_organization", "no_such_service_check"]
@@ -472,7 +452,8 @@ resource "iaprun_access_binding" "users" {{
   ignore_checks = ["public_member", "no_such_binding_check"]
   members       = ["alice@example.com"]
 }}
-"#
+"#,
+        header = provider_header("")
     )
 }
 
@@ -662,7 +643,7 @@ async fn only_the_client_holding_terraforms_certificate_can_call_the_provider() 
 
     // TLS without a client certificate, with a certificate Terraform did not send, and plaintext.
     let stranger = Arc::new(ClientIdentity::generate());
-    let address = provider.handshake.address;
+    let address = provider.handshake.address.clone();
     let attempts = [
         (
             "no client certificate",
@@ -674,13 +655,7 @@ async fn only_the_client_holding_terraforms_certificate_can_call_the_provider() 
         ),
         (
             "plaintext",
-            refused(async move {
-                tonic::transport::Endpoint::from_shared(format!("http://{address}"))
-                    .expect("endpoint")
-                    .connect()
-                    .await
-            })
-            .await,
+            refused(plugin::plaintext_channel(address)).await,
         ),
     ];
     for (what, outcome) in attempts {

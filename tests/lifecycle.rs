@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use crate::support::compose::{
     create_neg, create_run_service, rest, rest_resource, terraform_with_terraform_data,
 };
-use crate::support::{terraform_binaries, Terraform, Workspace};
+use crate::support::{newest, terraform_binaries, Terraform, Workspace};
 use crate::world::{members_of, provider_header, World, PROJECT, REGION};
 
 const INVOKER: &str = "roles/run.invoker";
@@ -18,13 +18,6 @@ fn workspace(terraform: &Terraform, world: &World, main_tf: &str) -> Workspace {
     ws.env("IAPRUN_EMULATOR_HOST", &world.host());
     ws.init();
     ws
-}
-
-fn newest() -> Terraform {
-    terraform_binaries()
-        .into_iter()
-        .next()
-        .expect("a terraform binary")
 }
 
 #[track_caller]

@@ -4,8 +4,8 @@
 mod docs;
 // iaprun-emulator: every API's behaviour, error formats, faults, conformance, token exchange, binary.
 mod emulator;
-// Builds worlds in the emulator through the real REST APIs, for the resource tests.
-mod world;
+// Builds worlds in the emulator through the real REST APIs (the shared kit's, also the benchmarks').
+use support::world;
 // Shared harness: real Terraform binaries and workspaces, the plugin driven as go-plugin drives it.
 mod support;
 // iaprun_service_iap end to end through terraform against the emulator.

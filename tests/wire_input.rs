@@ -16,15 +16,7 @@ use iaprun::google::{
     BackendServiceRef, Clients, Config, IapPatch, Policy, RetryPolicy, Scope, ServiceName,
 };
 
-/// The value types of the three resource schemas and of the provider block.
-fn schema_types() -> Vec<Type> {
-    let mut types: Vec<Type> = iaprun::resources::all()
-        .iter()
-        .map(|r| r.schema().value_type())
-        .collect();
-    types.push(iaprun::provider::provider_schema().value_type());
-    types
-}
+use crate::support::wire::schema_types;
 
 /// Attribute and block names of every schema (plus a stranger), so generated objects often
 /// have the right keys with the wrong values.

@@ -6,11 +6,12 @@ use std::time::Instant;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde_json::{json, Value};
 
-use iaprun::emulator::{self, Options};
+use iaprun::emulator::Options;
 use iaprun::google::{Clients, Config};
 use iaprun::resources::audit::{collect, POLICY_READS_IN_FLIGHT};
 use iaprun::validation::audit::evaluate;
 
+use super::support::world::World;
 use super::Row;
 
 const SERVICES: usize = 500;
@@ -19,26 +20,6 @@ const LATENCY_MS: u64 = 20;
 const PROJECT: &str = "audit-project";
 /// Services per page of Run services.list (the client asks for 100).
 const RUN_PAGE: usize = 100;
-
-/// One REST call that builds the world.
-async fn call(http: &reqwest::Client, base: &str, path: String, body: Value) -> Result<(), String> {
-    let response = http
-        .post(format!("{base}{path}"))
-        .bearer_auth("bench")
-        .json(&body)
-        .send()
-        .await
-        .map_err(|e| format!("{path}: {e}"))?;
-    let status = response.status();
-    if status.is_success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{path}: HTTP {status}: {}",
-            response.text().await.unwrap_or_default()
-        ))
-    }
-}
 
 /// Services `i % 10`: 0 public with ingress ALL (no_iap), 1 direct IAP, 2 behind a backend with
 /// IAP per region (the first five of each region also behind one without: unprotected_path); one
@@ -112,14 +93,12 @@ fn build_steps() -> Vec<(String, Value)> {
 }
 
 pub async fn audit_at_scale() -> Result<Row, String> {
-    let emulator = emulator::spawn(Options {
+    let world = World::with_options(Options {
         latency_ms: LATENCY_MS,
         ..Options::default()
     })
-    .await
-    .map_err(|e| format!("emulator: {e}"))?;
-    let http = reqwest::Client::new();
-    let base = emulator.base_url().trim_end_matches('/').to_string();
+    .await;
+    let emulator = &world.emulator;
     // Services first (NEGs need nothing, backends need their NEGs), each group in parallel.
     let steps = build_steps();
     let (services, rest): (Vec<_>, Vec<_>) = steps
@@ -131,11 +110,17 @@ pub async fn audit_at_scale() -> Result<Row, String> {
     let (backends, middle): (Vec<_>, Vec<_>) = rest
         .into_iter()
         .partition(|(p, _)| p.ends_with("/backendServices"));
+    let builder = &world;
     // The frontend's three objects one after another, each needing the one before.
     let frontends = frontends.into_iter().map(|step| vec![step]);
     for group in [services, middle, backends].into_iter().chain(frontends) {
         stream::iter(group)
-            .map(|(path, body)| call(&http, &base, path, body))
+            .map(|(path, body)| async move {
+                match builder.call("POST", &path, Some(body)).await {
+                    (status, _) if status.is_success() => Ok(()),
+                    (status, answer) => Err(format!("{path}: HTTP {status}: {answer}")),
+                }
+            })
             .buffer_unordered(64)
             .try_collect::<Vec<()>>()
             .await?;
@@ -178,7 +163,7 @@ pub async fn audit_at_scale() -> Result<Row, String> {
     eprintln!(
         "perf: audit of {SERVICES} services: {calls} calls (bound {bound}), {wall_ms:.0} ms, {findings} findings"
     );
-    emulator.shutdown().await;
+    world.emulator.shutdown().await;
     Ok(Row::new(format!(
         "8. audit of {SERVICES} services in {} regions, {LATENCY_MS} ms latency ({POLICY_READS_IN_FLIGHT} policy reads in flight)",
         REGIONS.len()

@@ -3,24 +3,28 @@
 //! scale, API calls, apply latency and growth. Prints one table with the targets.
 //!
 //! `cargo bench --bench perf` (cargo builds the release binaries first). `BENCH_QUICK=1` runs
-//! fewer repetitions; `BENCH_ONLY=audit` runs only figure 8 (the audit at scale, no terraform); `BENCH_REPORT=docs/performance.md` also writes the table and the machine
-//! into that file, between its `<!-- perf:begin -->` and `<!-- perf:end -->` markers.
+//! fewer repetitions; `BENCH_ONLY=audit` runs only figure 8 (the audit at scale, no terraform);
+//! `BENCH_ONLY=plugin` only figures 1 and 2 (the two providers started as go-plugin does);
+//! `BENCH_REPORT=docs/performance.md` also writes the table and the machine into that file, between
+//! its `<!-- perf:begin -->` and `<!-- perf:end -->` markers.
 
 mod audit;
-mod plugin;
 mod setup;
-mod world;
+// The tests' kit: the go-plugin client, the REST world builder, Terraform and pip.
+#[path = "../../tests/support/mod.rs"]
+mod support;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use iaprun::emulator::{self, Emulator, FaultSpec, Options};
+use iaprun::emulator::{FaultSpec, Options};
 use serde_json::json;
 
-use plugin::{ClientIdentity, Plugin};
 use setup::{MirroredProvider, Workspace};
-use world::{World, PROJECT, REGION};
+use support::plugin::{self, ClientIdentity, Launch, PluginProcess};
+use support::world::{header_with_resources, provider_header, World, PROJECT, REGION};
 
 /// How much to repeat: the full run, or a quick one for iterating.
 struct Effort {
@@ -134,19 +138,17 @@ fn run() -> Result<(), String> {
         return Ok(());
     }
     let effort = Effort::from_env();
-    let ours = setup::our_provider();
+    let ours = support::terraform::provider_binary();
     let go = setup::go_provider()?;
-    let (terraform, terraform_version) = setup::terraform()?;
     eprintln!(
-        "perf: ours {}\nperf: Go provider {}\nperf: terraform {terraform_version} at {}",
+        "perf: ours {}\nperf: Go provider {}",
         ours.display(),
-        go.display(),
-        terraform.display()
+        go.display()
     );
     let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let mut rows = Vec::new();
 
-    let client = ClientIdentity::generate();
+    let client = Arc::new(ClientIdentity::generate());
     let scratch = tempfile::Builder::new()
         .prefix("perf-plugins-")
         .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
@@ -158,8 +160,26 @@ fn run() -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
+    rows.push(runtime.block_on(schema_round_trip(
+        &effort,
+        &ours,
+        &go,
+        &client,
+        scratch.path(),
+    ))?);
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("plugin") {
+        println!("\n{}", render(&rows));
+        return Ok(());
+    }
+    let support::Terraform {
+        path: terraform,
+        version: terraform_version,
+    } = support::terraform::newest_on_path().ok_or("no terraform on PATH")?;
+    eprintln!(
+        "perf: terraform {terraform_version} at {}",
+        terraform.display()
+    );
     runtime.block_on(async {
-        rows.push(schema_round_trip(&effort, &ours, &go, &client, scratch.path()).await?);
         rows.extend(at_scale(&effort, &terraform, &ours, &go).await?);
         rows.push(apply_latency(&terraform, &ours, &go).await?);
         rows.push(audit::audit_at_scale().await?);
@@ -185,22 +205,33 @@ fn run() -> Result<(), String> {
 
 // ---- 1. start-up -------------------------------------------------------------------------------
 
+/// Starts `binary` as Terraform does, with AutoMTLS and `scratch` as its temporary directory
+/// (where go-plugin servers put their unix sockets).
+fn start(binary: &Path, client: &Arc<ClientIdentity>, scratch: &Path) -> PluginProcess {
+    PluginProcess::start(Launch {
+        binary: Some(binary.to_path_buf()),
+        client: Some(client.clone()),
+        env: vec![("TMPDIR".into(), scratch.display().to_string())],
+        ..Launch::default()
+    })
+}
+
 /// Process start to handshake line, alternating the two providers so both see the same noise.
 fn startup(
     effort: &Effort,
     ours: &Path,
     go: &Path,
-    client: &ClientIdentity,
+    client: &Arc<ClientIdentity>,
     scratch: &Path,
 ) -> Result<Row, String> {
     let mut ours_ms = Vec::new();
     let mut go_ms = Vec::new();
     // One untimed start each warms the page cache.
-    drop(Plugin::start(ours, client, scratch)?);
-    drop(Plugin::start(go, client, scratch)?);
+    drop(start(ours, client, scratch));
+    drop(start(go, client, scratch));
     for _ in 0..effort.startup_runs {
-        ours_ms.push(ms(Plugin::start(ours, client, scratch)?.startup));
-        go_ms.push(ms(Plugin::start(go, client, scratch)?.startup));
+        ours_ms.push(ms(start(ours, client, scratch).handshake.elapsed));
+        go_ms.push(ms(start(go, client, scratch).handshake.elapsed));
     }
     let (o, g) = (median(&mut ours_ms), median(&mut go_ms));
     eprintln!("perf: start-up median ours {o:.2} ms, Go {g:.2} ms");
@@ -218,13 +249,16 @@ fn startup(
 
 async fn schema_median(
     binary: &Path,
-    client: &ClientIdentity,
+    client: &Arc<ClientIdentity>,
     scratch: &Path,
     calls: usize,
 ) -> Result<(f64, bool), String> {
-    let plugin = Plugin::start(binary, client, scratch)?;
-    let tls = plugin.handshake.server_certificate.is_some();
-    let channel = plugin.channel(client).await?;
+    let process = start(binary, client, scratch);
+    let tls = process.handshake.server_certificate.is_some();
+    let channel = process
+        .channel()
+        .await
+        .map_err(|e| format!("connecting to {}: {e}", binary.display()))?;
     for _ in 0..5 {
         let reply = plugin::get_schema(channel.clone())
             .await
@@ -248,7 +282,7 @@ async fn schema_round_trip(
     effort: &Effort,
     ours: &Path,
     go: &Path,
-    client: &ClientIdentity,
+    client: &Arc<ClientIdentity>,
     scratch: &Path,
 ) -> Result<Row, String> {
     let (o, ours_tls) = schema_median(ours, client, scratch, effort.schema_calls).await?;
@@ -269,34 +303,14 @@ async fn schema_round_trip(
 
 // ---- 3, 4, 5, 7: plan, memory, API calls and growth at scale ------------------------------------
 
-fn header_ours() -> String {
-    format!(
-        r#"terraform {{
-  required_providers {{
-    iaprun = {{ source = "iaprun/iaprun" }}
-  }}
-}}
-
-provider "iaprun" {{
-  project = "{PROJECT}"
-  region  = "{REGION}"
-}}
-"#
-    )
+/// The IAP resource name of a Cloud Run service with direct IAP.
+fn cloud_run_iap_resource(service: &str) -> String {
+    format!("projects/{PROJECT}/iap_web/cloud_run-{REGION}/services/{service}")
 }
 
 fn bindings_config(resources: &[String], count: usize) -> String {
-    let list = resources
-        .iter()
-        .map(|r| format!("\"{r}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
     format!(
         r#"{}
-locals {{
-  resources = [{list}]
-}}
-
 resource "iaprun_access_binding" "b" {{
   count    = {count}
   resource = local.resources[count.index % length(local.resources)]
@@ -307,7 +321,7 @@ resource "iaprun_access_binding" "b" {{
   }}
 }}
 "#,
-        header_ours()
+        header_with_resources(resources)
     )
 }
 
@@ -329,7 +343,6 @@ resource "null_resource" "r" {{
     )
 }
 
-const OUR_SOURCE: &str = "registry.terraform.io/iaprun/iaprun";
 const NULL_SOURCE: &str = "registry.terraform.io/hashicorp/null";
 
 fn workspace(terraform: &Path, ours: &Path, go: &Path) -> Result<Workspace, String> {
@@ -337,8 +350,8 @@ fn workspace(terraform: &Path, ours: &Path, go: &Path) -> Result<Workspace, Stri
         terraform,
         &[
             MirroredProvider {
-                source: OUR_SOURCE,
-                version: "0.1.0",
+                source: support::terraform::PROVIDER_SOURCE,
+                version: support::terraform::PROVIDER_VERSION,
                 binary: ours,
             },
             MirroredProvider {
@@ -371,15 +384,13 @@ async fn at_scale(
     go: &Path,
 ) -> Result<Vec<Row>, String> {
     let mut rows = Vec::new();
-    let emulator = emulator::spawn(Options::default())
-        .await
-        .map_err(|e| format!("emulator: {e}"))?;
-    let world = World::new(&emulator);
+    let world = World::start().await;
+    let emulator = &world.emulator;
     let mut resources = Vec::new();
     for i in 0..IAP_RESOURCES {
         let service = format!("svc-{i}");
-        world.run_service(&service).await?;
-        resources.push(world::cloud_run_iap_resource(&service));
+        world.run_service(&service, json!({})).await;
+        resources.push(cloud_run_iap_resource(&service));
     }
     let mut ws_ours = workspace(terraform, ours, go)?;
     ws_ours.env("IAPRUN_EMULATOR_HOST", &emulator.host());
@@ -562,7 +573,7 @@ async fn at_scale(
             .go(go_steps.join("; "))
             .target("linear or better", linear),
     );
-    emulator.shutdown().await;
+    world.emulator.shutdown().await;
     Ok(rows)
 }
 
@@ -584,21 +595,20 @@ async fn apply_latency(terraform: &Path, ours: &Path, go: &Path) -> Result<Row, 
     use tokio::io::AsyncBufReadExt;
     const LATENCY_MS: u64 = 50;
     const OPERATION_MS: u64 = 2000;
-    let emulator: Emulator = emulator::spawn(Options {
+    let world = World::with_options(Options {
         latency_ms: LATENCY_MS,
         operation_delay_ms: OPERATION_MS,
         ..Options::default()
     })
-    .await
-    .map_err(|e| format!("emulator: {e}"))?;
-    let world = World::new(&emulator);
-    world.run_service("hello").await?;
-    world.iap_agent().await?;
+    .await;
+    world.run_service("hello", json!({})).await;
+    world.provision_iap_agent().await;
+    let emulator = &world.emulator;
     let mut ws = workspace(terraform, ours, go)?;
     ws.env("IAPRUN_EMULATOR_HOST", &emulator.host());
     ws.configure(&format!(
         "{}\nresource \"iaprun_service_iap\" \"hello\" {{\n  service = \"hello\"\n}}\n",
-        header_ours()
+        provider_header("")
     ))?;
     ws.expect(&["init", "-input=false", "-no-color"], &[])
         .await?;
@@ -659,7 +669,7 @@ async fn apply_latency(terraform: &Path, ours: &Path, go: &Path) -> Result<Row, 
     let calls = calls_after - calls_before;
     let budget = OPERATION_MS as f64 + calls as f64 * LATENCY_MS as f64 + 150.0;
     eprintln!("perf: apply of iaprun_service_iap: {elapsed:.0} ms, {calls} API calls, budget {budget:.0} ms");
-    emulator.shutdown().await;
+    world.emulator.shutdown().await;
     Ok(Row::new(format!(
         "6. apply one iaprun_service_iap ({LATENCY_MS} ms latency, {OPERATION_MS} ms operations)"
     ))

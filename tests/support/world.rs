@@ -1,9 +1,14 @@
 //! Builds worlds in an in-process iaprun-emulator through the real REST APIs (what a user's other
-//! tooling would do), and reads them back, for the resource tests.
+//! tooling would do), and reads them back, for the resource tests and the benchmarks. The request
+//! bodies are `compose`'s, which Terraform configurations send with curl.
 
 use serde_json::{json, Value};
 
 use iaprun::emulator::{self, Emulator, Options};
+
+use super::compose::{
+    create_backend, create_https_frontend, create_neg, create_run_service, rest, Rest,
+};
 
 /// The project every world is built in.
 pub const PROJECT: &str = "world-project";
@@ -85,22 +90,8 @@ impl World {
 
     /// Creates a Cloud Run service in another project or region (see `run_service`).
     pub async fn run_service_in(&self, project: &str, region: &str, name: &str, extra: Value) {
-        let mut body = json!({
-            "ingress": "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER",
-            "template": {"containers": [{"image": "us-docker.pkg.dev/cloudrun/container/hello"}]}
-        });
-        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
-            for (k, v) in e {
-                b.insert(k.clone(), v.clone());
-            }
-        }
-        let op = self
-            .ok(
-                "POST",
-                &format!("/v2/projects/{project}/locations/{region}/services?serviceId={name}"),
-                Some(body),
-            )
-            .await;
+        let create = create_run_service(project, region, name, extra);
+        let op = self.ok(create.method, &create.path, create.body).await;
         self.wait_run(&op).await;
     }
 
@@ -221,10 +212,9 @@ impl World {
         format!("/compute/v1/projects/{PROJECT}/{path}")
     }
 
-    async fn compute_insert(&self, collection: &str, body: Value) {
-        let op = self
-            .ok("POST", &Self::compute(collection), Some(body))
-            .await;
+    /// Makes a compute call and waits for the operation it starts.
+    async fn compute_call(&self, call: Rest) {
+        let op = self.ok(call.method, &call.path, call.body).await;
         let link = op["selfLink"].as_str().expect("operation selfLink");
         let path = &link[link.find("projects/").expect("projects/ in selfLink")..];
         let done = self
@@ -236,6 +226,11 @@ impl World {
         );
     }
 
+    async fn compute_insert(&self, collection: &str, body: Value) {
+        self.compute_call(rest("POST", Self::compute(collection), Some(body)))
+            .await;
+    }
+
     /// A serverless NEG in the world's region pointing at a Cloud Run service.
     pub async fn neg(&self, name: &str, service: &str) {
         self.neg_in(REGION, name, service).await;
@@ -243,52 +238,25 @@ impl World {
 
     /// A serverless NEG in `region` pointing at a Cloud Run service (which need not exist there).
     pub async fn neg_in(&self, region: &str, name: &str, service: &str) {
-        self.compute_insert(
-            &format!("regions/{region}/networkEndpointGroups"),
-            json!({"name": name, "networkEndpointType": "SERVERLESS", "cloudRun": {"service": service}}),
-        )
-        .await;
+        self.compute_call(create_neg(PROJECT, region, name, service))
+            .await;
     }
 
-    /// A backend service (global when `region` is None) over the given NEGs; `extra` merges over it.
+    /// A backend service (global when `region` is None) over the given NEGs of the world's
+    /// region; `extra` merges over it.
     pub async fn backend(&self, name: &str, region: Option<&str>, negs: &[&str], extra: Value) {
-        let mut body = json!({
-            "name": name,
-            "loadBalancingScheme": "EXTERNAL_MANAGED",
-            "protocol": "HTTPS",
-            "backends": negs.iter().map(|n| json!({"group": format!("projects/{PROJECT}/regions/{REGION}/networkEndpointGroups/{n}")})).collect::<Vec<_>>(),
-        });
-        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
-            for (k, v) in e {
-                b.insert(k.clone(), v.clone());
-            }
+        let mut create = create_backend(PROJECT, REGION, name, negs, extra);
+        if let Some(r) = region {
+            create.path = Self::compute(&format!("regions/{r}/backendServices"));
         }
-        let collection = match region {
-            Some(r) => format!("regions/{r}/backendServices"),
-            None => "global/backendServices".to_string(),
-        };
-        self.compute_insert(&collection, body).await;
+        self.compute_call(create).await;
     }
 
     /// An HTTPS frontend (URL map, target HTTPS proxy, forwarding rule) for a global backend service.
     pub async fn https_frontend(&self, backend: &str) {
-        let map = format!("{backend}-map");
-        let proxy = format!("{backend}-proxy");
-        self.compute_insert(
-            "global/urlMaps",
-            json!({"name": map, "defaultService": format!("global/backendServices/{backend}")}),
-        )
-        .await;
-        self.compute_insert(
-            "global/targetHttpsProxies",
-            json!({"name": proxy, "urlMap": format!("global/urlMaps/{map}"), "sslCertificates": ["global/sslCertificates/cert"]}),
-        )
-        .await;
-        self.compute_insert(
-            "global/forwardingRules",
-            json!({"name": format!("{backend}-https"), "loadBalancingScheme": "EXTERNAL_MANAGED", "target": format!("global/targetHttpsProxies/{proxy}")}),
-        )
-        .await;
+        for call in create_https_frontend(PROJECT, backend, "EXTERNAL_MANAGED") {
+            self.compute_call(call).await;
+        }
     }
 
     /// A plain-HTTP frontend (URL map, target HTTP proxy, port-80 forwarding rule) for a global
@@ -437,6 +405,19 @@ provider "iaprun" {{
   region  = "{REGION}"
 {provider_settings}}}
 "#
+    )
+}
+
+/// The provider header and `local.resources`, the given IAP resource names.
+pub fn header_with_resources(resources: &[String]) -> String {
+    let list = resources
+        .iter()
+        .map(|r| format!("\"{r}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "{}\nlocals {{\n  resources = [{list}]\n}}\n",
+        provider_header("")
     )
 }
 
