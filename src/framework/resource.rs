@@ -156,10 +156,15 @@ pub trait AnyResource<C: Send + Sync>: Send + Sync {
         }
     }
 
-    /// Turns stored state JSON of `version` into a value of the current schema. The default accepts
-    /// the current version and fills attributes the JSON lacks (added since it was written) with null.
-    fn upgrade_state(&self, version: i64, json: &serde_json::Value) -> Result<Value, Diagnostics> {
-        let schema = self.schema();
+    /// Turns stored state JSON of `version` into a value of the current `schema` (this type's, as
+    /// registered). The default accepts the current version and fills attributes the JSON lacks
+    /// (added since it was written) with null.
+    fn upgrade_state(
+        &self,
+        schema: &Schema,
+        version: i64,
+        json: &serde_json::Value,
+    ) -> Result<Value, Diagnostics> {
         if version > schema.version {
             return Err(Diagnostics::from(super::Diagnostic::error(
                 "State from a newer provider",
@@ -376,17 +381,27 @@ pub trait AnyDataSource<C: Send + Sync>: Send + Sync {
 
 /// Registers a typed resource with the engine.
 pub fn typed<C: Send + Sync + 'static, R: Resource<C>>(resource: R) -> Arc<dyn AnyResource<C>> {
-    Arc::new(Typed(resource))
+    Arc::new(Typed {
+        schema: R::schema(),
+        inner: resource,
+    })
 }
 
 /// Registers a typed data source with the engine.
 pub fn typed_data_source<C: Send + Sync + 'static, D: DataSource<C>>(
     data_source: D,
 ) -> Arc<dyn AnyDataSource<C>> {
-    Arc::new(Typed(data_source))
+    Arc::new(Typed {
+        schema: D::schema(),
+        inner: data_source,
+    })
 }
 
-struct Typed<R>(R);
+/// A typed resource or data source with its schema, built once: every call encodes through it.
+struct Typed<R> {
+    inner: R,
+    schema: Schema,
+}
 
 fn model_bug(type_name: &str, e: &str) -> Diagnostic {
     Diagnostic::error(
@@ -435,7 +450,7 @@ fn encode_private<P: Serialize + Default + PartialEq>(private: &P) -> Vec<u8> {
 
 /// Create or update through the typed calls.
 async fn apply<C: Send + Sync + 'static, R: Resource<C>>(
-    resource: &R,
+    typed: &Typed<R>,
     ctx: &C,
     req: ApplyRequest,
     operation: &str,
@@ -467,16 +482,16 @@ async fn apply<C: Send + Sync + 'static, R: Resource<C>>(
             }
         };
         let result = if change.prior.is_none() {
-            resource.create(ctx, change).await
+            typed.inner.create(ctx, change).await
         } else {
-            resource.update(ctx, change).await
+            typed.inner.update(ctx, change).await
         };
         let (state, diagnostics) = match result {
             Ok(state) => (Some(state), Diagnostics::new()),
             Err(failure) => (failure.state, failure.diagnostic.into()),
         };
         ApplyResponse {
-            state: encode(name, &R::schema(), state.as_ref()),
+            state: encode(name, &typed.schema, state.as_ref()),
             private: encode_private(&private),
             diagnostics,
         }
@@ -490,7 +505,7 @@ impl<C: Send + Sync + 'static, R: Resource<C>> AnyResource<C> for Typed<R> {
     }
 
     fn schema(&self) -> Schema {
-        R::schema()
+        self.schema.clone()
     }
 
     fn validate(&self, req: &ValidateRequest) -> Diagnostics {
@@ -514,15 +529,15 @@ impl<C: Send + Sync + 'static, R: Resource<C>> AnyResource<C> for Typed<R> {
             Ok(plan) => plan,
             Err(d) => return d.into(),
         };
-        let diagnostics = self.0.plan(ctx, &mut plan).await;
-        req.planned_state = encode(name, &R::schema(), Some(&plan.planned));
+        let diagnostics = self.inner.plan(ctx, &mut plan).await;
+        req.planned_state = encode(name, &self.schema, Some(&plan.planned));
         req.requires_replace = plan.requires_replace;
         diagnostics
     }
 
     async fn plan_destroy(&self, ctx: &C, prior_state: &Value) {
         match decode_given::<R::Model>(R::TYPE_NAME, prior_state) {
-            Ok(prior) => self.0.plan_destroy(ctx, &prior).await,
+            Ok(prior) => self.inner.plan_destroy(ctx, &prior).await,
             // The delete decodes it again and reports the mismatch.
             Err(d) => {
                 tracing::warn!(resource_type = R::TYPE_NAME, summary = %d.summary, "destroy plan not decoded")
@@ -531,7 +546,7 @@ impl<C: Send + Sync + 'static, R: Resource<C>> AnyResource<C> for Typed<R> {
     }
 
     async fn create(&self, ctx: &C, req: ApplyRequest) -> ApplyResponse {
-        apply(&self.0, ctx, req, "create").await
+        apply(self, ctx, req, "create").await
     }
 
     async fn read(&self, ctx: &C, req: ReadRequest) -> ReadResponse {
@@ -544,9 +559,9 @@ impl<C: Send + Sync + 'static, R: Resource<C>> AnyResource<C> for Typed<R> {
             Ok(state) => state,
             Err(d) => return unchanged(d.into()),
         };
-        match self.0.read(ctx, state).await {
+        match self.inner.read(ctx, state).await {
             Ok(Read::Found(state)) => ReadResponse {
-                state: encode(R::TYPE_NAME, &R::schema(), Some(&state)),
+                state: encode(R::TYPE_NAME, &self.schema, Some(&state)),
                 private: req.private.clone(),
                 diagnostics: Diagnostics::new(),
             },
@@ -560,7 +575,7 @@ impl<C: Send + Sync + 'static, R: Resource<C>> AnyResource<C> for Typed<R> {
     }
 
     async fn update(&self, ctx: &C, req: ApplyRequest) -> ApplyResponse {
-        apply(&self.0, ctx, req, "update").await
+        apply(self, ctx, req, "update").await
     }
 
     async fn delete(&self, ctx: &C, req: DeleteRequest) -> ApplyResponse {
@@ -581,7 +596,7 @@ impl<C: Send + Sync + 'static, R: Resource<C>> AnyResource<C> for Typed<R> {
             deadline,
             private: &mut private,
         };
-        match self.0.delete(ctx, delete).await {
+        match self.inner.delete(ctx, delete).await {
             Ok(()) => ApplyResponse::default(),
             Err(d) => ApplyResponse {
                 state: req.prior_state,
@@ -592,9 +607,9 @@ impl<C: Send + Sync + 'static, R: Resource<C>> AnyResource<C> for Typed<R> {
     }
 
     async fn import(&self, ctx: &C, id: &str) -> ImportResponse {
-        match self.0.import(ctx, id).await {
+        match self.inner.import(ctx, id).await {
             Ok(state) => ImportResponse {
-                state: encode(R::TYPE_NAME, &R::schema(), Some(&state)),
+                state: encode(R::TYPE_NAME, &self.schema, Some(&state)),
                 ..ImportResponse::default()
             },
             Err(d) => ImportResponse {
@@ -612,7 +627,7 @@ impl<C: Send + Sync + 'static, D: DataSource<C>> AnyDataSource<C> for Typed<D> {
     }
 
     fn schema(&self) -> Schema {
-        D::schema()
+        self.schema.clone()
     }
 
     fn validate(&self, req: &ValidateRequest) -> Diagnostics {
@@ -632,9 +647,9 @@ impl<C: Send + Sync + 'static, D: DataSource<C>> AnyDataSource<C> for Typed<D> {
                 }
             }
         };
-        match self.0.read(ctx, config).await {
+        match self.inner.read(ctx, config).await {
             Ok(state) => ReadResponse {
-                state: encode(D::TYPE_NAME, &D::schema(), Some(&state)),
+                state: encode(D::TYPE_NAME, &self.schema, Some(&state)),
                 ..ReadResponse::default()
             },
             Err(diagnostics) => ReadResponse {

@@ -229,7 +229,7 @@ impl<P: Provider> Server<P> {
                 ),
             )
         })?;
-        let value = rt.handler.upgrade_state(version, &json)?;
+        let value = rt.handler.upgrade_state(&rt.schema, version, &json)?;
         Ok(conform(&rt.schema.block, value))
     }
 

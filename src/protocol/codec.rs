@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use rmp::Marker;
 use rmpv::Value as Mp;
 
 use crate::framework::json;
@@ -87,29 +88,22 @@ pub fn encode_dynamic(value: &Value, ty: &Type) -> Result<DynamicValue, CodecErr
 
 /// Decodes msgpack bytes as a value of `ty`.
 pub fn decode_msgpack(bytes: &[u8], ty: &Type) -> Result<Value, CodecError> {
-    let root = AttributePath::root();
-    let mut reader = bytes;
-    // Bounded nesting depth; rmpv never preallocates from untrusted lengths.
-    let raw = rmpv::decode::read_value_with_max_depth(&mut reader, MAX_NESTING)
-        .map_err(|e| CodecError::new(&root, format!("malformed msgpack: {e}")))?;
-    if !reader.is_empty() {
+    let mut reader = Reader { bytes };
+    let value = reader.value(ty).map_err(Fault::into_error)?;
+    if !reader.bytes.is_empty() {
         return Err(CodecError::new(
-            &root,
-            format!("{} unexpected bytes after the value", reader.len()),
+            &AttributePath::root(),
+            format!("{} unexpected bytes after the value", reader.bytes.len()),
         ));
     }
-    let mut path = root;
-    from_msgpack(&raw, ty, &mut path)
+    Ok(value)
 }
 
 /// Encodes a value of `ty` as msgpack. Objects get exactly the type's attributes (null where the
 /// value lacks one); a value that does not fit the type is an error, as it would be in Terraform.
 pub fn encode_msgpack(value: &Value, ty: &Type) -> Result<Vec<u8>, CodecError> {
-    let mut path = AttributePath::root();
-    let raw = to_msgpack(value, ty, &mut path)?;
     let mut out = Vec::new();
-    rmpv::encode::write_value(&mut out, &raw)
-        .map_err(|e| CodecError::new(&AttributePath::root(), format!("msgpack encoding: {e}")))?;
+    write_value(&mut out, value, ty)?;
     Ok(out)
 }
 
@@ -155,166 +149,314 @@ fn value_kind(value: &Value) -> &'static str {
     }
 }
 
-/// Runs `f` with `step` pushed on the path, popping it afterwards.
-fn within<T>(
-    path: &mut AttributePath,
-    step: crate::framework::Step,
-    f: impl FnOnce(&mut AttributePath) -> Result<T, CodecError>,
-) -> Result<T, CodecError> {
-    path.steps.push(step);
-    let result = f(path);
-    path.steps.pop();
-    result
+/// Why decoding stopped: bytes that are not msgpack at all (reported for the whole value), or a
+/// value that does not fit its type (reported where it is).
+enum Fault {
+    Malformed(String),
+    Misfit(CodecError),
 }
 
-fn from_msgpack(raw: &Mp, ty: &Type, path: &mut AttributePath) -> Result<Value, CodecError> {
-    use crate::framework::Step;
-    let mismatch = |path: &AttributePath| {
-        CodecError::new(
-            path,
-            format!("expected {}, found {}", type_name(ty), msgpack_kind(raw)),
-        )
-    };
-    match raw {
-        Mp::Nil => return Ok(Value::Null),
-        Mp::Ext(code, payload) => {
-            let refinements = if *code == EXT_REFINED {
-                decode_refinements(payload, path)?
-            } else {
-                Refinements::default()
-            };
-            return Ok(Value::Unknown(refinements));
-        }
-        _ => {}
+impl Fault {
+    fn misfit(message: impl Into<String>) -> Self {
+        Fault::Misfit(CodecError::new(&AttributePath::root(), message))
     }
-    match ty {
-        Type::String => match raw {
-            Mp::String(s) => s
-                .as_str()
-                .map(|s| Value::String(s.to_string()))
-                .ok_or_else(|| CodecError::new(path, "string is not valid UTF-8")),
-            _ => Err(mismatch(path)),
-        },
-        Type::Number => decode_number(raw, path).map(Value::Number),
-        Type::Bool => match raw {
-            Mp::Boolean(b) => Ok(Value::Bool(*b)),
-            _ => Err(mismatch(path)),
-        },
-        Type::List(element) => {
-            let Mp::Array(items) = raw else {
-                return Err(mismatch(path));
-            };
-            let mut values = Vec::with_capacity(items.len());
-            for (i, item) in items.iter().enumerate() {
-                let index = i64::try_from(i).unwrap_or(i64::MAX);
-                values.push(within(path, Step::Index(index), |p| {
-                    from_msgpack(item, element, p)
-                })?);
+
+    fn into_error(self) -> CodecError {
+        match self {
+            Fault::Malformed(m) => {
+                CodecError::new(&AttributePath::root(), format!("malformed msgpack: {m}"))
             }
-            Ok(Value::List(values))
+            Fault::Misfit(e) => e,
         }
-        Type::Set(element) => {
-            let Mp::Array(items) = raw else {
-                return Err(mismatch(path));
-            };
-            // Set elements have no address of their own: errors point at the set.
-            let values = items
-                .iter()
-                .map(|item| from_msgpack(item, element, path))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(Value::set(values))
+    }
+}
+
+impl From<CodecError> for Fault {
+    fn from(e: CodecError) -> Self {
+        Fault::Misfit(e)
+    }
+}
+
+/// `result` with `step` in front of its error's path. Paths are built only for an error, on its
+/// way out: a value that decodes or encodes costs no path at all.
+fn within<T>(
+    step: impl FnOnce() -> crate::framework::Step,
+    result: Result<T, CodecError>,
+) -> Result<T, CodecError> {
+    result.map_err(|mut e| {
+        e.path.steps.insert(0, step());
+        e
+    })
+}
+
+/// [`within`] for decoding: bytes that are not msgpack stay an error of the whole value.
+fn decoding_within<T>(
+    step: impl FnOnce() -> crate::framework::Step,
+    result: Result<T, Fault>,
+) -> Result<T, Fault> {
+    match result {
+        Err(Fault::Misfit(e)) => Err(Fault::Misfit(within(step, Err(e))?)),
+        other => other,
+    }
+}
+
+fn marker_kind(marker: Marker) -> &'static str {
+    match marker {
+        Marker::Null => "nil",
+        Marker::True | Marker::False => "a bool",
+        Marker::FixPos(_)
+        | Marker::FixNeg(_)
+        | Marker::U8
+        | Marker::U16
+        | Marker::U32
+        | Marker::U64
+        | Marker::I8
+        | Marker::I16
+        | Marker::I32
+        | Marker::I64 => "an integer",
+        Marker::F32 | Marker::F64 => "a float",
+        Marker::FixStr(_) | Marker::Str8 | Marker::Str16 | Marker::Str32 => "a string",
+        Marker::Bin8 | Marker::Bin16 | Marker::Bin32 => "binary data",
+        Marker::FixArray(_) | Marker::Array16 | Marker::Array32 => "an array",
+        Marker::FixMap(_) | Marker::Map16 | Marker::Map32 => "a map",
+        Marker::FixExt1
+        | Marker::FixExt2
+        | Marker::FixExt4
+        | Marker::FixExt8
+        | Marker::FixExt16
+        | Marker::Ext8
+        | Marker::Ext16
+        | Marker::Ext32 => "an extension",
+        Marker::Reserved => "the reserved marker",
+    }
+}
+
+/// Reads msgpack straight from the bytes, led by the type: no intermediate tree. Recursion follows
+/// the type, never the input, so nesting is bounded by the schema; rarely seen parts (numbers,
+/// unknown values) are read whole with rmpv under [`MAX_NESTING`].
+struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn peek(&self) -> Result<Marker, Fault> {
+        match self.bytes.first().map(|b| Marker::from_u8(*b)) {
+            Some(Marker::Reserved) => Err(Fault::Malformed("reserved marker 0xc1".into())),
+            Some(marker) => Ok(marker),
+            None => Err(Fault::Malformed("the value ends early".into())),
         }
-        Type::Tuple(types) => {
-            let Mp::Array(items) = raw else {
-                return Err(mismatch(path));
-            };
-            if items.len() != types.len() {
-                return Err(CodecError::new(
-                    path,
-                    format!(
-                        "expected a tuple of {} elements, found {}",
-                        types.len(),
-                        items.len()
-                    ),
-                ));
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Fault> {
+        if self.bytes.len() < n {
+            return Err(Fault::Malformed("the value ends early".into()));
+        }
+        let (head, rest) = self.bytes.split_at(n);
+        self.bytes = rest;
+        Ok(head)
+    }
+
+    /// A big-endian length of `width` bytes.
+    fn length(&mut self, width: usize) -> Result<usize, Fault> {
+        let bytes = self.take(width)?;
+        let n = bytes.iter().fold(0u64, |n, b| (n << 8) | u64::from(*b));
+        usize::try_from(n).map_err(|_| Fault::Malformed("length out of range".into()))
+    }
+
+    /// Consumes the marker of a string and returns its length.
+    fn string_length(&mut self, marker: Marker) -> Result<Option<usize>, Fault> {
+        let width = match marker {
+            Marker::FixStr(n) => {
+                self.take(1)?;
+                return Ok(Some(usize::from(n)));
             }
-            let mut values = Vec::with_capacity(items.len());
-            for (i, (item, t)) in items.iter().zip(types).enumerate() {
-                let index = i64::try_from(i).unwrap_or(i64::MAX);
-                values.push(within(path, Step::Index(index), |p| {
-                    from_msgpack(item, t, p)
-                })?);
+            Marker::Str8 => 1,
+            Marker::Str16 => 2,
+            Marker::Str32 => 4,
+            _ => return Ok(None),
+        };
+        self.take(1)?;
+        self.length(width).map(Some)
+    }
+
+    /// Consumes the marker of an array or map (whichever `map` says) and returns its length.
+    fn collection_length(&mut self, marker: Marker, map: bool) -> Result<Option<usize>, Fault> {
+        let width = match (marker, map) {
+            (Marker::FixArray(n), false) | (Marker::FixMap(n), true) => {
+                self.take(1)?;
+                return Ok(Some(usize::from(n)));
             }
-            Ok(Value::Tuple(values))
+            (Marker::Array16, false) | (Marker::Map16, true) => 2,
+            (Marker::Array32, false) | (Marker::Map32, true) => 4,
+            _ => return Ok(None),
+        };
+        self.take(1)?;
+        self.length(width).map(Some)
+    }
+
+    fn string(&mut self, marker: Marker) -> Result<Option<&'a str>, Fault> {
+        let Some(len) = self.string_length(marker)? else {
+            return Ok(None);
+        };
+        let bytes = self.take(len)?;
+        std::str::from_utf8(bytes)
+            .map(Some)
+            .map_err(|_| Fault::misfit("string is not valid UTF-8"))
+    }
+
+    /// A map key, which must be a string.
+    fn key(&mut self) -> Result<&'a str, Fault> {
+        let marker = self.peek()?;
+        match self.string(marker) {
+            Ok(Some(key)) => Ok(key),
+            Ok(None) => Err(Fault::misfit(format!(
+                "map keys must be strings, found {}",
+                marker_kind(marker)
+            ))),
+            Err(Fault::Misfit(_)) => Err(Fault::misfit("map key is not valid UTF-8")),
+            Err(e) => Err(e),
         }
-        Type::Map(element) => {
-            let Mp::Map(entries) = raw else {
-                return Err(mismatch(path));
-            };
-            let mut map = BTreeMap::new();
-            for (key, item) in entries {
-                let key = map_key(key, path)?;
-                let value = within(path, Step::Key(key.clone()), |p| {
-                    from_msgpack(item, element, p)
-                })?;
-                if map.insert(key.clone(), value).is_some() {
-                    return Err(CodecError::new(path, format!("duplicate map key {key:?}")));
-                }
+    }
+
+    /// One whole value, generically.
+    fn raw(&mut self) -> Result<Mp, Fault> {
+        rmpv::decode::read_value_with_max_depth(&mut self.bytes, MAX_NESTING)
+            .map_err(|e| Fault::Malformed(e.to_string()))
+    }
+
+    /// Elements of an array of `len`, each decoded by `element`. Never preallocates more than
+    /// the bytes left could hold (every element takes at least one).
+    fn elements(
+        &mut self,
+        len: usize,
+        mut element: impl FnMut(&mut Self, usize) -> Result<Value, Fault>,
+    ) -> Result<Vec<Value>, Fault> {
+        let mut values = Vec::with_capacity(len.min(self.bytes.len()));
+        for i in 0..len {
+            values.push(element(self, i)?);
+        }
+        Ok(values)
+    }
+
+    fn value(&mut self, ty: &Type) -> Result<Value, Fault> {
+        use crate::framework::Step;
+        let marker = self.peek()?;
+        let mismatch = || {
+            Fault::misfit(format!(
+                "expected {}, found {}",
+                type_name(ty),
+                marker_kind(marker)
+            ))
+        };
+        let index = |i: usize| Step::Index(i64::try_from(i).unwrap_or(i64::MAX));
+        match marker {
+            Marker::Null => {
+                self.take(1)?;
+                return Ok(Value::Null);
             }
-            Ok(Value::Map(map))
-        }
-        Type::Object(attributes) => {
-            let Mp::Map(entries) = raw else {
-                return Err(mismatch(path));
-            };
-            let mut object = BTreeMap::new();
-            for (key, item) in entries {
-                let name = map_key(key, path)?;
-                let Some(attribute_type) = attributes.get(&name) else {
-                    return Err(CodecError::new(
-                        path,
-                        format!("unsupported attribute {name:?}"),
-                    ));
+            Marker::FixExt1
+            | Marker::FixExt2
+            | Marker::FixExt4
+            | Marker::FixExt8
+            | Marker::FixExt16
+            | Marker::Ext8
+            | Marker::Ext16
+            | Marker::Ext32 => {
+                let Mp::Ext(code, payload) = self.raw()? else {
+                    return Err(Fault::Malformed("extension expected".into()));
                 };
-                let value = within(path, Step::Attribute(name.clone()), |p| {
-                    from_msgpack(item, attribute_type, p)
-                })?;
-                if object.insert(name.clone(), value).is_some() {
-                    return Err(CodecError::new(
-                        path,
-                        format!("attribute {name:?} given twice"),
-                    ));
-                }
+                let refinements = if code == EXT_REFINED {
+                    decode_refinements(&payload)?
+                } else {
+                    Refinements::default()
+                };
+                return Ok(Value::Unknown(refinements));
             }
-            if let Some(missing) = attributes.keys().find(|k| !object.contains_key(*k)) {
-                return Err(CodecError::new(
-                    path,
-                    format!(
+            _ => {}
+        }
+        match ty {
+            Type::String => match self.string(marker)? {
+                Some(s) => Ok(Value::String(s.to_string())),
+                None => Err(mismatch()),
+            },
+            Type::Number => Ok(Value::Number(decode_number(&self.raw()?)?)),
+            Type::Bool => match marker {
+                Marker::True | Marker::False => {
+                    self.take(1)?;
+                    Ok(Value::Bool(marker == Marker::True))
+                }
+                _ => Err(mismatch()),
+            },
+            Type::List(element) => {
+                let len = self
+                    .collection_length(marker, false)?
+                    .ok_or_else(mismatch)?;
+                self.elements(len, |r, i| decoding_within(|| index(i), r.value(element)))
+                    .map(Value::List)
+            }
+            Type::Set(element) => {
+                let len = self
+                    .collection_length(marker, false)?
+                    .ok_or_else(mismatch)?;
+                // Set elements have no address of their own: errors point at the set.
+                self.elements(len, |r, _| r.value(element)).map(Value::set)
+            }
+            Type::Tuple(types) => {
+                let len = self
+                    .collection_length(marker, false)?
+                    .ok_or_else(mismatch)?;
+                if len != types.len() {
+                    return Err(Fault::misfit(format!(
+                        "expected a tuple of {} elements, found {len}",
+                        types.len(),
+                    )));
+                }
+                self.elements(len, |r, i| decoding_within(|| index(i), r.value(&types[i])))
+                    .map(Value::Tuple)
+            }
+            Type::Map(element) => {
+                let len = self.collection_length(marker, true)?.ok_or_else(mismatch)?;
+                let mut map = BTreeMap::new();
+                for _ in 0..len {
+                    let key = self.key()?;
+                    let value =
+                        decoding_within(|| Step::Key(key.to_string()), self.value(element))?;
+                    if map.insert(key.to_string(), value).is_some() {
+                        return Err(Fault::misfit(format!("duplicate map key {key:?}")));
+                    }
+                }
+                Ok(Value::Map(map))
+            }
+            Type::Object(attributes) => {
+                let len = self.collection_length(marker, true)?.ok_or_else(mismatch)?;
+                let mut object = BTreeMap::new();
+                for _ in 0..len {
+                    let key = self.key()?;
+                    let Some((name, attribute_type)) = attributes.get_key_value(key) else {
+                        return Err(Fault::misfit(format!("unsupported attribute {key:?}")));
+                    };
+                    let value = decoding_within(
+                        || Step::Attribute(name.clone()),
+                        self.value(attribute_type),
+                    )?;
+                    if object.insert(name.clone(), value).is_some() {
+                        return Err(Fault::misfit(format!("attribute {name:?} given twice")));
+                    }
+                }
+                if let Some(missing) = attributes.keys().find(|k| !object.contains_key(*k)) {
+                    return Err(Fault::misfit(format!(
                         "attribute {missing:?} is missing: an object of this type needs all {} attributes, {} given",
                         attributes.len(),
                         object.len()
-                    ),
-                ));
+                    )));
+                }
+                Ok(Value::Object(object))
             }
-            Ok(Value::Object(object))
         }
     }
 }
 
-fn map_key(key: &Mp, path: &AttributePath) -> Result<String, CodecError> {
-    match key {
-        Mp::String(s) => s
-            .as_str()
-            .map(str::to_string)
-            .ok_or_else(|| CodecError::new(path, "map key is not valid UTF-8")),
-        other => Err(CodecError::new(
-            path,
-            format!("map keys must be strings, found {}", msgpack_kind(other)),
-        )),
-    }
-}
-
-fn decode_number(raw: &Mp, path: &AttributePath) -> Result<Number, CodecError> {
+fn decode_number(raw: &Mp) -> Result<Number, CodecError> {
     let number = match raw {
         Mp::Integer(i) => i
             .as_i64()
@@ -325,12 +467,12 @@ fn decode_number(raw: &Mp, path: &AttributePath) -> Result<Number, CodecError> {
         Mp::String(s) => s.as_str().and_then(Number::parse),
         other => {
             return Err(CodecError::new(
-                path,
+                &AttributePath::root(),
                 format!("expected a number, found {}", msgpack_kind(other)),
             ))
         }
     };
-    number.ok_or_else(|| CodecError::new(path, "not a finite number"))
+    number.ok_or_else(|| CodecError::new(&AttributePath::root(), "not a finite number"))
 }
 
 /// A float as the number it is exactly (not its shortest rendering), so it re-encodes as the same
@@ -432,40 +574,56 @@ fn encode_number(number: &Number) -> Mp {
     Mp::from(number.as_str())
 }
 
-fn to_msgpack(value: &Value, ty: &Type, path: &mut AttributePath) -> Result<Mp, CodecError> {
-    use crate::framework::Step;
-    let mismatch = |path: &AttributePath| {
+/// rmp's result when writing into a `Vec`, which cannot fail but is checked all the same.
+fn wrote<T, E: fmt::Display>(result: Result<T, E>) -> Result<(), CodecError> {
+    result
+        .map(drop)
+        .map_err(|e| CodecError::new(&AttributePath::root(), format!("msgpack encoding: {e}")))
+}
+
+/// A length as msgpack carries it.
+fn wire_length(len: usize) -> Result<u32, CodecError> {
+    u32::try_from(len).map_err(|_| {
         CodecError::new(
-            path,
-            format!("expected {}, found {}", type_name(ty), value_kind(value)),
+            &AttributePath::root(),
+            format!("{len} elements are more than msgpack can carry"),
         )
-    };
-    Ok(match (value, ty) {
-        (Value::Null, _) => Mp::Nil,
-        (Value::Unknown(refinements), _) => encode_unknown(refinements, path)?,
-        (Value::String(s), Type::String) => Mp::from(s.as_str()),
-        (Value::Number(n), Type::Number) => encode_number(n),
-        (Value::Bool(b), Type::Bool) => Mp::Boolean(*b),
-        (Value::List(items), Type::List(element)) => {
-            let mut out = Vec::with_capacity(items.len());
-            for (i, item) in items.iter().enumerate() {
-                let index = i64::try_from(i).unwrap_or(i64::MAX);
-                out.push(within(path, Step::Index(index), |p| {
-                    to_msgpack(item, element, p)
-                })?);
-            }
-            Mp::Array(out)
+    })
+}
+
+/// Writes `value` of `ty` straight into `out`, in the form rmpv would write it.
+fn write_value(out: &mut Vec<u8>, value: &Value, ty: &Type) -> Result<(), CodecError> {
+    use crate::framework::Step;
+    use rmp::encode;
+    let index = |i: usize| Step::Index(i64::try_from(i).unwrap_or(i64::MAX));
+    match (value, ty) {
+        (Value::Null, _) => wrote(encode::write_nil(out)),
+        (Value::Unknown(refinements), _) => wrote(rmpv::encode::write_value(
+            out,
+            &encode_unknown(refinements)?,
+        )),
+        (Value::String(s), Type::String) => wrote(encode::write_str(out, s)),
+        (Value::Number(n), Type::Number) => {
+            wrote(rmpv::encode::write_value(out, &encode_number(n)))
         }
-        (Value::Set(items), Type::Set(element)) => Mp::Array(
+        (Value::Bool(b), Type::Bool) => wrote(encode::write_bool(out, *b)),
+        (Value::List(items), Type::List(element)) => {
+            wrote(encode::write_array_len(out, wire_length(items.len())?))?;
+            for (i, item) in items.iter().enumerate() {
+                within(|| index(i), write_value(out, item, element))?;
+            }
+            Ok(())
+        }
+        (Value::Set(items), Type::Set(element)) => {
+            wrote(encode::write_array_len(out, wire_length(items.len())?))?;
             items
                 .iter()
-                .map(|item| to_msgpack(item, element, path))
-                .collect::<Result<_, _>>()?,
-        ),
+                .try_for_each(|item| write_value(out, item, element))
+        }
         (Value::Tuple(items), Type::Tuple(types)) => {
             if items.len() != types.len() {
                 return Err(CodecError::new(
-                    path,
+                    &AttributePath::root(),
                     format!(
                         "expected a tuple of {} elements, found {}",
                         types.len(),
@@ -473,49 +631,48 @@ fn to_msgpack(value: &Value, ty: &Type, path: &mut AttributePath) -> Result<Mp, 
                     ),
                 ));
             }
-            let mut out = Vec::with_capacity(items.len());
+            wrote(encode::write_array_len(out, wire_length(items.len())?))?;
             for (i, (item, t)) in items.iter().zip(types).enumerate() {
-                let index = i64::try_from(i).unwrap_or(i64::MAX);
-                out.push(within(path, Step::Index(index), |p| {
-                    to_msgpack(item, t, p)
-                })?);
+                within(|| index(i), write_value(out, item, t))?;
             }
-            Mp::Array(out)
+            Ok(())
         }
         (Value::Map(entries), Type::Map(element)) => {
-            let mut out = Vec::with_capacity(entries.len());
+            wrote(encode::write_map_len(out, wire_length(entries.len())?))?;
             for (key, item) in entries {
-                let encoded = within(path, Step::Key(key.clone()), |p| {
-                    to_msgpack(item, element, p)
-                })?;
-                out.push((Mp::from(key.as_str()), encoded));
+                wrote(encode::write_str(out, key))?;
+                within(|| Step::Key(key.clone()), write_value(out, item, element))?;
             }
-            Mp::Map(out)
+            Ok(())
         }
         (Value::Object(fields), Type::Object(attributes)) => {
             if let Some(extra) = fields.keys().find(|k| !attributes.contains_key(*k)) {
                 return Err(CodecError::new(
-                    path,
+                    &AttributePath::root(),
                     format!("the value has attribute {extra:?}, which the schema lacks"),
                 ));
             }
-            let mut out = Vec::with_capacity(attributes.len());
+            wrote(encode::write_map_len(out, wire_length(attributes.len())?))?;
             for (name, attribute_type) in attributes {
-                let encoded = match fields.get(name) {
-                    Some(item) => within(path, Step::Attribute(name.clone()), |p| {
-                        to_msgpack(item, attribute_type, p)
-                    })?,
-                    None => Mp::Nil,
-                };
-                out.push((Mp::from(name.as_str()), encoded));
+                wrote(encode::write_str(out, name))?;
+                match fields.get(name) {
+                    Some(item) => within(
+                        || Step::Attribute(name.clone()),
+                        write_value(out, item, attribute_type),
+                    )?,
+                    None => wrote(encode::write_nil(out))?,
+                }
             }
-            Mp::Map(out)
+            Ok(())
         }
-        _ => return Err(mismatch(path)),
-    })
+        _ => Err(CodecError::new(
+            &AttributePath::root(),
+            format!("expected {}, found {}", type_name(ty), value_kind(value)),
+        )),
+    }
 }
 
-fn encode_unknown(refinements: &Refinements, path: &AttributePath) -> Result<Mp, CodecError> {
+fn encode_unknown(refinements: &Refinements) -> Result<Mp, CodecError> {
     if refinements.is_empty() {
         return Ok(Mp::Ext(EXT_UNKNOWN, vec![0]));
     }
@@ -546,14 +703,19 @@ fn encode_unknown(refinements: &Refinements, path: &AttributePath) -> Result<Mp,
         }
     }
     let mut payload = Vec::new();
-    rmpv::encode::write_value(&mut payload, &Mp::Map(entries))
-        .map_err(|e| CodecError::new(path, format!("encoding refinements: {e}")))?;
+    rmpv::encode::write_value(&mut payload, &Mp::Map(entries)).map_err(|e| {
+        CodecError::new(&AttributePath::root(), format!("encoding refinements: {e}"))
+    })?;
     Ok(Mp::Ext(EXT_REFINED, payload))
 }
 
-fn decode_refinements(payload: &[u8], path: &AttributePath) -> Result<Refinements, CodecError> {
-    let bad =
-        |what: &str| CodecError::new(path, format!("malformed unknown-value refinements: {what}"));
+fn decode_refinements(payload: &[u8]) -> Result<Refinements, CodecError> {
+    let bad = |what: &str| {
+        CodecError::new(
+            &AttributePath::root(),
+            format!("malformed unknown-value refinements: {what}"),
+        )
+    };
     let mut reader = payload;
     let raw = rmpv::decode::read_value_with_max_depth(&mut reader, MAX_NESTING)
         .map_err(|e| bad(&e.to_string()))?;
@@ -584,7 +746,7 @@ fn decode_refinements(payload: &[u8], path: &AttributePath) -> Result<Refinement
                     Some([number, Mp::Boolean(inclusive)]) => (number, *inclusive),
                     _ => return Err(bad("number bound is not [number, bool]")),
                 };
-                let number = decode_number(number, path)?;
+                let number = decode_number(number)?;
                 if key == REFINE_NUMBER_LOWER {
                     refinements.number_lower = Some((number, inclusive));
                 } else {
@@ -818,6 +980,27 @@ mod tests {
             err.path.steps,
             vec![Step::Attribute("rules".into()), Step::Index(0)]
         );
+    }
+
+    #[test]
+    fn bytes_that_end_early_are_malformed_as_a_whole_and_misfits_keep_their_path() {
+        let ty = obj_type(&[("tags", Type::map(Type::Bool))]);
+        // {"tags": {"k": <nothing>}: the bytes stop inside the map.
+        let err = decode_msgpack(&hex("81 a4 74 61 67 73 81 a1 6b"), &ty).expect_err("truncated");
+        assert!(err.path.is_root(), "{err}");
+        assert!(err.message.starts_with("malformed msgpack"), "{err}");
+        // {"tags": {"k": "yes"}}: well-formed, but not a bool.
+        let err = decode_msgpack(&hex("81 a4 74 61 67 73 81 a1 6b a3 79 65 73"), &ty)
+            .expect_err("misfit");
+        assert_eq!(err.path, AttributePath::attr("tags").then_key("k"));
+        assert_eq!(err.message, "expected a bool, found a string");
+        // {"tags": {1: true}}
+        let err = decode_msgpack(&hex("81 a4 74 61 67 73 81 01 c3"), &ty).expect_err("int key");
+        assert_eq!(err.path, AttributePath::attr("tags"));
+        assert_eq!(err.message, "map keys must be strings, found an integer");
+        // The reserved marker is no value at all.
+        let err = decode_msgpack(&hex("c1"), &Type::Bool).expect_err("reserved");
+        assert!(err.message.starts_with("malformed msgpack"), "{err}");
     }
 
     #[test]

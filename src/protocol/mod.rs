@@ -158,11 +158,7 @@ pub async fn serve_with<P: Provider, L: Listener>(
     health
         .set_service_status("plugin", tonic_health::ServingStatus::Serving)
         .await;
-    let provider_service = proto::tfplugin5::provider_server::ProviderServer::new(
-        service::ProviderService::new(Arc::new(provider)),
-    )
-    .max_decoding_message_size(MAX_MESSAGE_SIZE)
-    .max_encoding_message_size(MAX_MESSAGE_SIZE);
+    let provider_service = service::ProviderGrpc::new(Arc::new(provider), MAX_MESSAGE_SIZE);
     let router = Server::builder()
         .add_service(provider_service)
         .add_service(

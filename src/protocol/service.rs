@@ -5,8 +5,14 @@
 //! as diagnostics; a gRPC error status is never used for them (Terraform would only say "Plugin
 //! error").
 
+use std::convert::Infallible;
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 
+use bytes::Bytes;
+use futures::future::{self, Either};
+use http_body::Frame;
+use prost::Message as _;
 use tonic::{Request, Response, Status};
 
 use crate::framework::server::Server;
@@ -25,6 +31,8 @@ pub struct ProviderService<P: Provider> {
     engine: Server<P>,
     /// The GetSchema reply, built on first use and reused.
     schema_reply: OnceLock<wire::get_provider_schema::Response>,
+    /// The GetSchema reply as a gRPC message on the wire, encoded once.
+    schema_frame: OnceLock<Bytes>,
 }
 
 impl<P: Provider> ProviderService<P> {
@@ -33,7 +41,24 @@ impl<P: Provider> ProviderService<P> {
         Self {
             engine: Server::new(provider),
             schema_reply: OnceLock::new(),
+            schema_frame: OnceLock::new(),
         }
+    }
+
+    /// The GetSchema reply framed as gRPC sends a message: an uncompressed flag, the length
+    /// (big-endian) and the protobuf bytes.
+    fn schema_frame(&self) -> Bytes {
+        self.schema_frame
+            .get_or_init(|| {
+                let message = self.schema_reply().encode_to_vec();
+                let length = u32::try_from(message.len()).unwrap_or(u32::MAX);
+                let mut frame = Vec::with_capacity(5 + message.len());
+                frame.push(0);
+                frame.extend_from_slice(&length.to_be_bytes());
+                frame.extend_from_slice(&message);
+                Bytes::from(frame)
+            })
+            .clone()
     }
 
     fn schema_reply(&self) -> &wire::get_provider_schema::Response {
@@ -126,6 +151,82 @@ fn decode_all<const N: usize>(
         *slot = decode(value, ty, what)?;
     }
     Ok(out)
+}
+
+/// The gRPC method whose reply never changes. Terraform asks for it once per provider process,
+/// and every Terraform version before 1.6 (or without `get_provider_schema_optional`) more often.
+const GET_SCHEMA_PATH: &str = "/tfplugin5.Provider/GetSchema";
+
+/// `tfplugin5.Provider` as served: GetSchema answered with the reply encoded once, every other
+/// method by the tonic server generated for [`ProviderService`].
+pub struct ProviderGrpc<P: Provider> {
+    service: Arc<ProviderService<P>>,
+    tonic: wire::provider_server::ProviderServer<ProviderService<P>>,
+}
+
+impl<P: Provider> Clone for ProviderGrpc<P> {
+    fn clone(&self) -> Self {
+        Self {
+            service: self.service.clone(),
+            tonic: self.tonic.clone(),
+        }
+    }
+}
+
+impl<P: Provider> ProviderGrpc<P> {
+    /// Serves `provider`, refusing and never sending messages over `max_message_size` bytes.
+    pub fn new(provider: Arc<P>, max_message_size: usize) -> Self {
+        let service = Arc::new(ProviderService::new(provider));
+        let tonic = wire::provider_server::ProviderServer::from_arc(service.clone())
+            .max_decoding_message_size(max_message_size)
+            .max_encoding_message_size(max_message_size);
+        Self { service, tonic }
+    }
+
+    /// The GetSchema answer: what tonic sends for a successful unary call (a message, then
+    /// `grpc-status: 0` in the trailers), from the frame encoded once.
+    fn schema_answer(&self) -> http::Response<tonic::body::Body> {
+        tracing::debug!(rpc = "GetSchema", "call");
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+        let frames = [
+            Ok::<_, Infallible>(Frame::data(self.service.schema_frame())),
+            Ok(Frame::trailers(trailers)),
+        ];
+        let body = http_body_util::StreamBody::new(futures::stream::iter(frames));
+        let mut answer = http::Response::new(tonic::body::Body::new(body));
+        answer.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/grpc"),
+        );
+        answer
+    }
+}
+
+impl<P: Provider> tonic::server::NamedService for ProviderGrpc<P> {
+    const NAME: &'static str = wire::provider_server::SERVICE_NAME;
+}
+
+impl<P: Provider> tower::Service<http::Request<tonic::body::Body>> for ProviderGrpc<P> {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = Either<
+        future::Ready<Result<Self::Response, Infallible>>,
+        <wire::provider_server::ProviderServer<ProviderService<P>> as tower::Service<
+            http::Request<tonic::body::Body>,
+        >>::Future,
+    >;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        if request.uri().path() == GET_SCHEMA_PATH {
+            return Either::Left(future::ready(Ok(self.schema_answer())));
+        }
+        Either::Right(self.tonic.call(request))
+    }
 }
 
 #[tonic::async_trait]
@@ -626,6 +727,77 @@ mod tests {
             .expect("reply")
             .into_inner();
         assert_eq!(metadata.resources[0].type_name, "fake_thing");
+    }
+
+    /// A unary gRPC request for `path` carrying `message`, as a client sends it.
+    fn grpc_request(path: &str, message: &impl prost::Message) -> http::Request<tonic::body::Body> {
+        let message = message.encode_to_vec();
+        let mut frame = vec![0];
+        frame.extend_from_slice(&u32::try_from(message.len()).expect("small").to_be_bytes());
+        frame.extend_from_slice(&message);
+        http::Request::builder()
+            .method("POST")
+            .uri(format!("http://localhost{path}"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(tonic::body::Body::new(http_body_util::Full::new(
+                Bytes::from(frame),
+            )))
+            .expect("request")
+    }
+
+    /// The message and trailers of a unary gRPC answer.
+    async fn grpc_answer<M: prost::Message + Default>(
+        answer: http::Response<tonic::body::Body>,
+    ) -> (M, http::HeaderMap) {
+        use http_body_util::BodyExt;
+        assert_eq!(answer.headers()["content-type"], "application/grpc");
+        let collected = answer.into_body().collect().await.expect("body");
+        let trailers = collected.trailers().cloned().expect("trailers");
+        let bytes = collected.to_bytes();
+        assert_eq!(bytes[0], 0, "uncompressed");
+        let length = u32::from_be_bytes(bytes[1..5].try_into().expect("length")) as usize;
+        assert_eq!(bytes.len(), 5 + length, "one whole message");
+        (M::decode(&bytes[5..]).expect("message"), trailers)
+    }
+
+    #[tokio::test]
+    async fn get_schema_is_answered_from_bytes_encoded_once_and_other_methods_by_tonic() {
+        use tower::Service as _;
+        let mut grpc = ProviderGrpc::new(Arc::new(Fake::default()), 1 << 20);
+        let expected = service()
+            .get_schema(Request::new(Default::default()))
+            .await
+            .expect("reply")
+            .into_inner();
+        for _ in 0..2 {
+            let answer = grpc
+                .call(grpc_request(
+                    GET_SCHEMA_PATH,
+                    &wire::get_provider_schema::Request {},
+                ))
+                .await
+                .expect("answer");
+            let (reply, trailers) =
+                grpc_answer::<wire::get_provider_schema::Response>(answer).await;
+            assert_eq!(reply, expected);
+            assert_eq!(trailers["grpc-status"], "0");
+        }
+        assert_eq!(
+            grpc.service.schema_frame().as_ptr(),
+            grpc.service.schema_frame().as_ptr(),
+            "encoded once, then shared"
+        );
+        let answer = grpc
+            .call(grpc_request(
+                "/tfplugin5.Provider/GetMetadata",
+                &wire::get_metadata::Request {},
+            ))
+            .await
+            .expect("answer");
+        let (metadata, trailers) = grpc_answer::<wire::get_metadata::Response>(answer).await;
+        assert_eq!(metadata.resources[0].type_name, "fake_thing");
+        assert_eq!(trailers["grpc-status"], "0");
     }
 
     #[tokio::test]

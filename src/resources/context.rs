@@ -37,9 +37,15 @@ pub struct Context {
     /// Counts the IAP removals finished in this process, for applies that wait on one.
     removals: watch::Sender<u64>,
     /// Access resources this plan manages, so `binding_conflict` sees two of them before either is
-    /// applied.
-    planned_access: std::sync::Mutex<Vec<crate::validation::PlannedAccess>>,
+    /// applied; grouped by the binding they touch, so recording one is not a scan of all.
+    planned_access: std::sync::Mutex<PlannedAccessByBinding>,
 }
+
+/// Planned access resources by (resource, role, condition), each group in the order planned.
+type PlannedAccessByBinding = std::collections::HashMap<
+    (String, String, Option<(String, String, String)>),
+    Vec<crate::validation::PlannedAccess>,
+>;
 
 /// IAP planned in this process: Cloud Run services with direct IAP, the services behind each
 /// backend with IAP (each with whether this run switches it on), and the layers this run removes.
@@ -238,13 +244,19 @@ impl Context {
             .planned_access
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let others = planned
+        let key = (
+            access.resource.clone(),
+            access.role.clone(),
+            access.condition.clone(),
+        );
+        let same_binding = planned.entry(key).or_default();
+        let others = same_binding
             .iter()
-            .filter(|o| o.same_binding(&access) && **o != access)
+            .filter(|o| **o != access)
             .cloned()
             .collect();
-        if !planned.contains(&access) {
-            planned.push(access);
+        if !same_binding.contains(&access) {
+            same_binding.push(access);
         }
         others
     }
@@ -353,5 +365,38 @@ mod tests {
         assert!(!waiter.is_finished(), "nothing finished yet: it waits");
         drop(ctx.begin_removal(services));
         assert_eq!(waiter.await.expect("waiter"), 3);
+    }
+
+    use crate::validation::{AccessKind, PlannedAccess};
+
+    fn access(resource: &str, title: &str, config: &str) -> PlannedAccess {
+        PlannedAccess {
+            kind: AccessKind::Binding,
+            resource: resource.to_string(),
+            role: "roles/iap.httpsResourceAccessor".to_string(),
+            condition: Some((title.to_string(), String::new(), "true".to_string())),
+            config: config.to_string(),
+        }
+    }
+
+    #[test]
+    fn planned_access_sees_the_earlier_resources_on_its_own_binding_only() {
+        let clients =
+            google::Clients::new(google::Config::emulator("127.0.0.1:9")).expect("clients");
+        let ctx = Context::new(None, None, clients);
+        let first = access("r1", "t1", "first");
+        assert!(ctx.plan_access(first.clone()).is_empty());
+        // Another condition or another resource is another binding.
+        assert!(ctx.plan_access(access("r1", "t2", "title")).is_empty());
+        assert!(ctx.plan_access(access("r2", "t1", "resource")).is_empty());
+        let second = access("r1", "t1", "second");
+        assert_eq!(ctx.plan_access(second.clone()), [first.clone()]);
+        // The same resource planned again sees the other, never itself, and is recorded once.
+        assert_eq!(ctx.plan_access(first.clone()), [second.clone()]);
+        assert_eq!(
+            ctx.plan_access(access("r1", "t1", "third")),
+            [first, second],
+            "in the order planned"
+        );
     }
 }
