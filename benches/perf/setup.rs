@@ -215,7 +215,8 @@ fn tail(text: &str, max: usize) -> &str {
 }
 
 /// `--record-rss LOG BINARY`: runs BINARY with this process's stdio and environment, appends its
-/// peak resident set size (KiB, from wait4's rusage) to LOG, and exits as it did. The mirror's
+/// peak resident set size (KiB) and CPU time (user and system, µs), from wait4's rusage, to LOG
+/// as one line, and exits as it did. The mirror's
 /// scripts `exec` this so Terraform's go-plugin client talks to the provider through inherited
 /// pipes exactly as before.
 pub fn record_rss(log: &Path, binary: &Path) -> ! {
@@ -244,7 +245,9 @@ pub fn record_rss(log: &Path, binary: &Path) -> ! {
     if waited == pid {
         use std::io::Write;
         if let Ok(mut file) = fs::OpenOptions::new().create(true).append(true).open(log) {
-            let _ = writeln!(file, "{}", usage.ru_maxrss);
+            let micros = |t: libc::timeval| t.tv_sec as i64 * 1_000_000 + t.tv_usec as i64;
+            let cpu = micros(usage.ru_utime) + micros(usage.ru_stime);
+            let _ = writeln!(file, "{} {cpu}", usage.ru_maxrss);
         }
     }
     if libc::WIFEXITED(status) {
