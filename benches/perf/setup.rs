@@ -245,7 +245,7 @@ pub fn record_rss(log: &Path, binary: &Path) -> ! {
     if waited == pid {
         use std::io::Write;
         if let Ok(mut file) = fs::OpenOptions::new().create(true).append(true).open(log) {
-            let micros = |t: libc::timeval| t.tv_sec as i64 * 1_000_000 + t.tv_usec as i64;
+            let micros = |t: libc::timeval| t.tv_sec * 1_000_000 + t.tv_usec;
             let cpu = micros(usage.ru_utime) + micros(usage.ru_stime);
             let _ = writeln!(file, "{} {cpu}", usage.ru_maxrss);
         }

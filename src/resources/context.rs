@@ -228,9 +228,9 @@ mod tests {
         assert!(ctx.plan_access(access("r1", "t2", "title")).is_empty());
         assert!(ctx.plan_access(access("r2", "t1", "resource")).is_empty());
         let second = access("r1", "t1", "second");
-        assert_eq!(ctx.plan_access(second.clone()), [first.clone()]);
+        assert_eq!(ctx.plan_access(second.clone()), vec![first.clone()]);
         // The same resource planned again sees the other, never itself, and is recorded once.
-        assert_eq!(ctx.plan_access(first.clone()), [second.clone()]);
+        assert_eq!(ctx.plan_access(first.clone()), vec![second.clone()]);
         assert_eq!(
             ctx.plan_access(access("r1", "t1", "third")),
             [first, second],
