@@ -80,6 +80,9 @@ const DETAIL_MENTIONS: &[(&str, &str)] = &[
     ),
 ];
 
+/// What a pending `double_iap` says at plan: the other layer is on now and the run may remove it.
+const PENDING: &str = "This run may still remove that IAP";
+
 const INVOKER: &str = "roles/run.invoker";
 /// A project outside any organization.
 const NO_ORG_PROJECT: &str = "noorg-project";
@@ -217,8 +220,15 @@ impl Config {
                 .unwrap_or_else(|| {
                     panic!("diagnostic does not name a check in its summary: {d:#}")
                 });
-            assert_eq!(d["severity"], severity, "severity of {check}: {d:#}");
             let detail = d["detail"].as_str().unwrap_or_default();
+            // A layer on now that the run may still remove: the apply waits for it (and stops on
+            // the error if it stays), so the plan only warns.
+            let severity = if detail.contains(PENDING) {
+                "warning"
+            } else {
+                severity
+            };
+            assert_eq!(d["severity"], severity, "severity of {check}: {d:#}");
             assert!(
                 detail.contains("What breaks:") && detail.contains("Fix:"),
                 "{check}: the detail says what breaks and the fix: {d:#}"
@@ -429,6 +439,7 @@ fn plan_cases() -> Vec<Case> {
         Case::new(B, "ghost", r#"backend_service = "ghost""#)
             .fires("neg_mismatch", "backend_service"),
         Case::new(B, "far", r#"backend_service = "far""#).fires("neg_mismatch", "backend_service"),
+        // Direct IAP on now (a warning: the run may remove it; the apply waits for that).
         Case::new(B, "double", r#"backend_service = "double""#)
             .fires("double_iap", "backend_service"),
         // Both layers planned in this run: the backend, planned after the service, sees it.

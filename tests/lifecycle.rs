@@ -605,6 +605,8 @@ resource "iaprun_access_binding" "users" {{
 
 // ---- smaller items ------------------------------------------------------------------------------
 
+/// A live IAP-enabled backend in front: a warning at plan naming it (the run may still remove it;
+/// the apply waits for that, see `a_live_layer_nothing_removes_stops_the_apply_before_any_change`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn double_iap_is_seen_from_the_service_when_a_live_backend_fronts_it() {
     let world = World::start().await;
@@ -629,9 +631,13 @@ resource "iaprun_service_iap" "hello" {{
     let ws = workspace(&newest(), &world, &config);
     world.emulator.clear_requests();
     let plan = ws.plan_detailed_exitcode();
-    assert_eq!(plan.code(), 1, "{plan}");
-    assert!(plan.stderr.contains("double_iap"), "{plan}");
-    assert!(plan.stderr.contains("web"), "names the backend: {plan}");
+    assert_eq!(plan.code(), 2, "{plan}");
+    let shown = format!("{}{}", plan.stdout, plan.stderr);
+    assert!(shown.contains("Warning: double_iap"), "{plan}");
+    assert!(
+        shown.contains("global/web in front of it"),
+        "names the backend: {plan}"
+    );
     assert_eq!(world.mutating_requests(), Vec::<String>::new());
 }
 
@@ -797,5 +803,229 @@ resource "iaprun_backend_iap" "web" {{
             .await
             .contains(&world.iap_agent()));
         assert_plan(&ws, 0, &format!("{v}: converged"));
+    }
+}
+
+// ---- moving between direct and load-balancer IAP in one run --------------------------------------
+
+/// Cloud Run service "app" behind serverless NEG "app-neg" and backend service "web" (Envoy, with
+/// an HTTPS frontend); IAP on neither.
+async fn move_world() -> World {
+    let world = World::start().await;
+    world.run_service("app", json!({})).await;
+    world.neg("app-neg", "app").await;
+    world.backend("web", None, &["app-neg"], json!({})).await;
+    world.https_frontend("web").await;
+    world
+}
+
+/// Direct IAP on "app", with an access binding on it.
+fn direct_layer() -> &'static str {
+    r#"
+resource "iaprun_service_iap" "app" {
+  service = "app"
+}
+
+resource "iaprun_access_binding" "direct" {
+  resource = iaprun_service_iap.app.iap_resource_name
+  members  = ["group:eng@example.com"]
+}
+"#
+}
+
+/// Load-balancer IAP on "web" in front of "app", with an access binding on it.
+fn lb_layer() -> &'static str {
+    r#"
+resource "iaprun_backend_iap" "web" {
+  backend_service = "web"
+  ignore_checks   = ["envoy_jwt_header"]
+}
+
+resource "iaprun_access_binding" "lb" {
+  resource = iaprun_backend_iap.web.iap_resource_name
+  members  = ["group:eng@example.com"]
+}
+"#
+}
+
+/// The position in the request log of the first request `method path` ending with `suffix`.
+fn position(world: &World, method: &str, suffix: &str) -> Option<usize> {
+    world
+        .emulator
+        .requests()
+        .iter()
+        .position(|r| r.method == method && r.path.ends_with(suffix))
+}
+
+/// IAP as it is on "app" (direct) and on "web" (load balancer).
+async fn layers(world: &World) -> (bool, bool) {
+    let direct = world.run_service_json("app").await["iapEnabled"] == true;
+    let lb = world.backend_json("web", None).await["iap"]["enabled"] == true;
+    (direct, lb)
+}
+
+/// The `invoker_grants` a resource in the state records.
+fn recorded_grants(ws: &Workspace, address: &str) -> Value {
+    let state = ws.show_json();
+    let resources = state["values"]["root_module"]["resources"].clone();
+    resources
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["address"] == address)
+        .map(|r| r["values"]["invoker_grants"].clone())
+        .unwrap_or(Value::Null)
+}
+
+/// One edit swaps iaprun_service_iap for iaprun_backend_iap (and the binding with it), then back.
+/// Terraform plans and applies the removal of one layer and the creation of the other in no set
+/// order: the plan has no double_iap error, the apply turns the old layer off before the new one
+/// on (the request log proves it), the new resource records the agent's grant it adds, and the
+/// next plan is empty. On Terraform 1.0.3 too, which never shows the provider a planned destroy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn moving_between_direct_and_load_balancer_iap_takes_one_run_each_way() {
+    for terraform in terraform_binaries() {
+        let world = move_world().await;
+        let header = provider_header("");
+        let ws = workspace(&terraform, &world, &format!("{header}{}", direct_layer()));
+        let v = &terraform.version;
+        ws.apply().expect_success();
+        assert_eq!(layers(&world).await, (true, false), "{v}");
+        let app = format!("projects/{PROJECT}/locations/{REGION}/services/app");
+
+        let steps = [
+            (lb_layer(), "iaprun_backend_iap.web", (false, true)),
+            (direct_layer(), "iaprun_service_iap.app", (true, false)),
+        ];
+        for (layer, address, expected) in steps {
+            ws.write("main.tf", &format!("{header}{layer}"));
+            let plan = assert_plan(&ws, 2, &format!("{v}: {address} plans without an error"));
+            assert!(!plan.contains("Error"), "{v}: {plan}");
+            world.emulator.clear_requests();
+            let apply = ws.apply().expect_success();
+            assert_eq!(layers(&world).await, expected, "{v}: {apply}");
+            let web = "/global/backendServices/web";
+            let (off, on) = if expected.1 {
+                (
+                    position(&world, "PATCH", "/services/app"),
+                    position(&world, "PATCH", web),
+                )
+            } else {
+                (
+                    position(&world, "PATCH", web),
+                    position(&world, "PATCH", "/services/app"),
+                )
+            };
+            let (off, on) = (off.expect("old layer off"), on.expect("new layer on"));
+            assert!(off < on, "{v}: the old layer went off first: {apply}");
+            assert!(
+                world
+                    .run_members("app", INVOKER)
+                    .await
+                    .contains(&world.iap_agent()),
+                "{v}: the agent may invoke app"
+            );
+            assert_eq!(
+                recorded_grants(&ws, address),
+                json!([app]),
+                "{v}: {address}"
+            );
+            assert_plan(&ws, 0, &format!("{v}: {address} converged in one run"));
+        }
+        let number = world.emulator.project_number(PROJECT).expect("number");
+        let lb_policy = world
+            .iap_policy(&format!("projects/{number}/iap_web/compute/services/web"))
+            .await;
+        assert_eq!(
+            members_of(&lb_policy, ACCESSOR),
+            Vec::<String>::new(),
+            "{v}"
+        );
+        world.assert_conformant();
+    }
+}
+
+/// A genuine double_iap still fails the plan, whichever of the two resources Terraform plans first:
+/// the configuration keeps one layer and adds the other. Nothing changes, at plan nor at apply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_layer_the_run_keeps_and_one_it_adds_fail_the_plan() {
+    for terraform in terraform_binaries() {
+        for (kept, added) in [(direct_layer(), lb_layer()), (lb_layer(), direct_layer())] {
+            let world = move_world().await;
+            let header = provider_header("");
+            let ws = workspace(&terraform, &world, &format!("{header}{kept}"));
+            let v = &terraform.version;
+            ws.apply().expect_success();
+            let before = layers(&world).await;
+            ws.write("main.tf", &format!("{header}{kept}{added}"));
+            world.emulator.clear_requests();
+            let plan = ws.plan_detailed_exitcode();
+            assert_eq!(plan.code(), 1, "{v}: {plan}");
+            assert!(plan.stderr.contains("Error: double_iap"), "{v}: {plan}");
+            let apply = ws.apply();
+            assert!(!apply.success(), "{v}: {apply}");
+            assert!(apply.stderr.contains("double_iap"), "{v}: {apply}");
+            assert_eq!(world.mutating_requests(), Vec::<String>::new(), "{v}");
+            assert_eq!(layers(&world).await, before, "{v}");
+        }
+    }
+}
+
+/// A live layer that nothing in the configuration manages: the plan cannot know the run does not
+/// remove it (the removal may be planned later, or never shown to the provider), so it warns; the
+/// apply waits for it up to the resource's timeout, then stops on double_iap with nothing changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_live_layer_nothing_removes_stops_the_apply_before_any_change() {
+    for terraform in terraform_binaries() {
+        let world = move_world().await;
+        world.set_run_iap("app", true).await;
+        world.neg("other-neg", "other").await;
+        world.run_service("other", json!({})).await;
+        world
+            .backend(
+                "front",
+                None,
+                &["other-neg"],
+                json!({"iap": {"enabled": true}}),
+            )
+            .await;
+        world.https_frontend("front").await;
+        let header = provider_header("");
+        let config = format!(
+            r#"{header}
+resource "iaprun_backend_iap" "web" {{
+  backend_service = "web"
+  ignore_checks   = ["envoy_jwt_header"]
+  timeouts {{
+    create = "3s"
+  }}
+}}
+
+resource "iaprun_service_iap" "other" {{
+  service = "other"
+  timeouts {{
+    create = "3s"
+  }}
+}}
+"#
+        );
+        let ws = workspace(&terraform, &world, &config);
+        let v = &terraform.version;
+        let plan = assert_plan(&ws, 2, &format!("{v}: a warning, not an error"));
+        assert!(plan.contains("Warning: double_iap"), "{v}: {plan}");
+        world.emulator.clear_requests();
+        let apply = ws.apply();
+        assert!(!apply.success(), "{v}: {apply}");
+        for stuck in ["us-central1/app has IAP enabled directly", "global/front"] {
+            assert!(apply.stderr.contains(stuck), "{v}: {apply}");
+        }
+        assert!(apply.stderr.contains("waited 3s"), "{v}: {apply}");
+        assert_eq!(world.mutating_requests(), Vec::<String>::new(), "{v}");
+        assert_eq!(layers(&world).await, (true, false), "{v}");
+        assert_ne!(
+            world.run_service_json("other").await["iapEnabled"],
+            true,
+            "{v}"
+        );
     }
 }

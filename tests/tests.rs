@@ -20,6 +20,8 @@ mod backend_iap;
 mod iap_settings;
 // Schemas seen by every terraform, diagnostics on the attribute, plugin process: mTLS, Shutdown, SIGINT.
 mod foundation;
+// The unix-socket transport: private directory, removed at exit, other users refused, mTLS, both terraforms.
+mod unix_socket;
 // Google's own Python client libraries (REST) against the emulator; system parameters on the wire.
 mod client_libraries;
 // iaprun-emulator --seed: every kind of object, malformed seeds, `terraform test` of the module.

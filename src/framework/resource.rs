@@ -130,6 +130,10 @@ pub trait AnyResource<C: Send + Sync>: Send + Sync {
         Diagnostics::new()
     }
 
+    /// Sees its own destroy planned (`prior_state` is the object to go); see
+    /// [`Resource::plan_destroy`].
+    async fn plan_destroy(&self, _ctx: &C, _prior_state: &Value) {}
+
     async fn create(&self, ctx: &C, req: ApplyRequest) -> ApplyResponse;
 
     async fn read(&self, ctx: &C, req: ReadRequest) -> ReadResponse;
@@ -237,6 +241,11 @@ pub trait Resource<C: Send + Sync + 'static>: Send + Sync + 'static {
     async fn plan(&self, _ctx: &C, _plan: &mut Plan<Self::Model>) -> Diagnostics {
         Diagnostics::new()
     }
+
+    /// Sees its own destroy planned: Terraform 1.3 and later plan a destroy (earlier releases go
+    /// straight to `delete`). The place to tell other resources' checks what this run removes; a
+    /// destroy is never refused, so there is nothing to return.
+    async fn plan_destroy(&self, _ctx: &C, _prior: &Self::Model) {}
 
     async fn create(
         &self,
@@ -524,6 +533,16 @@ impl<C: Send + Sync + 'static, R: Resource<C>> AnyResource<C> for Typed<R> {
         req.planned_state = encode(name, &self.schema, Some(&plan.planned));
         req.requires_replace = plan.requires_replace;
         diagnostics
+    }
+
+    async fn plan_destroy(&self, ctx: &C, prior_state: &Value) {
+        match decode_given::<R::Model>(R::TYPE_NAME, prior_state) {
+            Ok(prior) => self.inner.plan_destroy(ctx, &prior).await,
+            // The delete decodes it again and reports the mismatch.
+            Err(d) => {
+                tracing::warn!(resource_type = R::TYPE_NAME, summary = %d.summary, "destroy plan not decoded")
+            }
+        }
     }
 
     async fn create(&self, ctx: &C, req: ApplyRequest) -> ApplyResponse {

@@ -291,17 +291,23 @@ impl<P: Provider> Server<P> {
             planned_private: prior_private.clone(),
             ..Planned::default()
         };
-        if proposed.is_null() {
-            // A destroy (plan_destroy): planned state null, private state kept for the apply.
-            return planned;
-        }
         let ctx = match self.context("PlanResourceChange") {
             Ok(ctx) => ctx,
-            Err(d) => {
+            Err(d) if !proposed.is_null() => {
                 planned.diagnostics.push(d);
                 return planned;
             }
+            // A destroy is never refused.
+            Err(_) => return planned,
         };
+        if proposed.is_null() {
+            // A destroy (plan_destroy): planned state null, private state kept for the apply; the
+            // resource may note what this run removes.
+            if !prior.is_null() {
+                rt.handler.plan_destroy(&ctx, &prior).await;
+            }
+            return planned;
+        }
         let generic = generic_plan::plan(&rt.schema, &prior, &proposed, &config);
         let mut planned_state = generic.planned_state;
         generic_plan::apply_defaults(&rt.schema.block, &config, &mut planned_state);
@@ -575,7 +581,32 @@ fn write_only_violations(
 mod tests {
     use super::*;
     use crate::framework::schema::timeouts_block;
+    use crate::framework::testing::{Fake, DESTROYS_PLANNED};
     use crate::framework::{Attribute, NestedBlock};
+
+    #[tokio::test]
+    async fn a_destroy_plan_reaches_the_resource_and_plans_null() {
+        let server = Server::new(Arc::new(Fake::default()));
+        let configure = ConfigureRequest {
+            terraform_version: "1.11.4".into(),
+            config: Value::object([("project", Value::Null)]),
+            client_capabilities: ClientCapabilities::default(),
+        };
+        assert!(server.configure(configure).await.is_empty());
+        let rt = server.resource("fake_thing").expect("registered");
+        let prior = Value::object([
+            ("id", Value::from("id-going")),
+            ("name", Value::from("going")),
+        ]);
+        let planned = server
+            .plan_resource(rt, prior, Value::Null, Value::Null, b"kept".to_vec())
+            .await;
+        assert!(planned.planned_state.is_null());
+        assert_eq!(planned.planned_private, b"kept");
+        assert!(planned.diagnostics.is_empty());
+        let seen = DESTROYS_PLANNED.lock().expect("lock").clone();
+        assert!(seen.contains(&"going".to_string()), "{seen:?}");
+    }
 
     #[test]
     fn conform_fills_repeated_blocks_and_nulls_write_only_values() {

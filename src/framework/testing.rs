@@ -21,6 +21,9 @@ pub struct Fake {
 
 pub struct Thing;
 
+/// The names of the `fake_thing`s whose destroy the engine planned, in this test process.
+pub static DESTROYS_PLANNED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
 pub fn thing_schema() -> Schema {
     Schema::new(
         1,
@@ -51,6 +54,13 @@ impl AnyResource<()> for Thing {
             d.attribute_error(AttributePath::attr("name"), "Bad name", "Pick another.");
         }
         d
+    }
+    async fn plan_destroy(&self, _: &(), prior_state: &Value) {
+        let name = prior_state.get_str("name").unwrap_or_default().to_string();
+        DESTROYS_PLANNED
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(name);
     }
     async fn create(&self, _: &(), req: ApplyRequest) -> ApplyResponse {
         let mut state = req.planned_state;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 /// Anything that can go wrong talking to a Google API.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The API answered with an error status.

@@ -1,12 +1,15 @@
 //! IAM policies: types that round-trip unknown fields, binding edits, and the etag-guarded
-//! read-modify-write loop shared by the Run and IAP clients.
+//! read-modify-write shared by the Run and IAP clients, which folds concurrent edits of one
+//! policy into one write.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
+use tokio::sync::{mpsc, oneshot};
 
 use super::error::Error;
 use super::transport::Transport;
@@ -391,57 +394,111 @@ fn brief(value: &Value) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Read-modify-write.
+// Read-modify-write, folded per policy.
 
-/// Where a policy lives: something with getIamPolicy and setIamPolicy.
-pub(crate) trait PolicyStore {
-    /// Key for the per-resource lock.
-    fn lock_key(&self) -> String;
-    async fn read(&self) -> Result<Policy, Error>;
-    async fn write(&self, policy: &Policy) -> Result<Policy, Error>;
+/// Where a policy lives: something with getIamPolicy and setIamPolicy. Owned, because the task
+/// writing a batch may outlive the caller that started it.
+pub(crate) trait PolicyStore: Clone + Send + Sync + 'static {
+    /// The policy's identity in this process (callers pass one canonical form per policy).
+    fn key(&self) -> String;
+    /// getIamPolicy.
+    fn read(&self) -> impl Future<Output = Result<Policy, Error>> + Send;
+    /// setIamPolicy; answers the policy as written.
+    fn write(&self, policy: &Policy) -> impl Future<Output = Result<Policy, Error>> + Send;
 }
 
 /// Read-modify-write cycles allowed per attempt of the retry policy.
 pub const CONFLICT_ATTEMPTS_FACTOR: u32 = 4;
 
-/// The IAM writer every API client shares: read-modify-write cycles over the transport, with
-/// per-policy locks so one process never races itself on one policy.
+/// The IAM writer every API client shares. Writes of one policy fold: while a batch is being
+/// written, further edits queue and go out together in the next read-modify-write, each caller
+/// still getting its own outcome. A batch starts from the policy as this process last read or
+/// wrote it; its etag either proves it current or earns a 409 and a re-read, so a stale copy
+/// costs a call, never a change.
 #[derive(Debug)]
 pub(crate) struct IamWriter {
     transport: Arc<Transport>,
-    locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    policies: Arc<Policies>,
+}
+
+type Policies = Mutex<HashMap<String, Slot>>;
+
+/// One policy's writes in this process.
+#[derive(Debug, Default)]
+struct Slot {
+    /// A task is writing batches of this policy; it takes `queue` before it stops.
+    writing: bool,
+    /// Edits waiting for the next batch.
+    queue: Vec<Editor>,
+    /// The policy as this process last read or wrote it (always with an etag).
+    known: Option<Policy>,
+}
+
+/// A caller waiting on a batch. Its edit borrows the caller's data, so it runs in the caller's
+/// task: the batch hands it the draft and gets it back edited.
+#[derive(Debug)]
+struct Editor {
+    turns: mpsc::UnboundedSender<Turn>,
+}
+
+#[derive(Debug)]
+enum Turn {
+    /// Apply your edit to this draft; answer with it and whether the edit changed it.
+    Edit(Policy, oneshot::Sender<(Policy, bool)>),
+    /// Your edit's outcome: the policy written (or read, when nothing changed), or the error.
+    Done(Result<Policy, Error>),
+}
+
+impl Editor {
+    fn new() -> (Editor, mpsc::UnboundedReceiver<Turn>) {
+        let (turns, receiver) = mpsc::unbounded_channel();
+        (Editor { turns }, receiver)
+    }
+
+    /// The draft with this caller's edit applied; `None` when the caller has gone away.
+    async fn edit(&self, draft: Policy) -> Option<(Policy, bool)> {
+        let (reply, answer) = oneshot::channel();
+        self.turns.send(Turn::Edit(draft, reply)).ok()?;
+        answer.await.ok()
+    }
+
+    fn finish(self, outcome: Result<Policy, Error>) {
+        // A caller that went away needs no answer.
+        let _ = self.turns.send(Turn::Done(outcome));
+    }
+}
+
+fn finish_all(group: Vec<Editor>, outcome: &Result<Policy, Error>) {
+    for editor in group {
+        editor.finish(outcome.clone());
+    }
+}
+
+fn lock(policies: &Policies) -> MutexGuard<'_, HashMap<String, Slot>> {
+    policies
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl IamWriter {
     pub(crate) fn new(transport: Arc<Transport>) -> Self {
         Self {
             transport,
-            locks: std::sync::Mutex::default(),
+            policies: Arc::default(),
         }
     }
 
-    fn lock_for(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut map = match self.locks.lock() {
-            Ok(map) => map,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        // Forget locks nobody holds, so the map does not grow without bound.
-        map.retain(|_, lock| Arc::strong_count(lock) > 1);
-        map.entry(key.to_string()).or_default().clone()
-    }
-
-    /// Reads the policy, lets `modify` edit it, and writes it back with the read's etag; on
-    /// 409 ABORTED (a concurrent change) the whole cycle repeats with backoff until `deadline`. Each
-    /// cycle holds this process's lock on the policy, released while backing off.
-    /// Returns the written policy, or the read one when `modify` reports no change.
+    /// Has `modify` edit the policy in the next batch written to it, and returns the policy that
+    /// write left (or the one read, when no edit of the batch changed anything). On 409 ABORTED
+    /// (a concurrent change) the edit goes into a later batch, after a backoff, until `deadline`.
+    /// `modify` may run several times, on a new draft each time; its last run is what was written.
     pub(crate) async fn read_modify_write<S: PolicyStore>(
         &self,
-        store: &S,
+        store: S,
         deadline: Instant,
         mut modify: impl FnMut(&mut Policy) -> bool,
     ) -> Result<Policy, Error> {
         let transport = &self.transport;
-        let lock = self.lock_for(&store.lock_key());
         // Google's advice for a 409 here is to retry the whole cycle, and many writers of one policy
         // (a parallel apply, other tools) make conflicts common, so they get a larger budget than a
         // failed call; the deadline still bounds it.
@@ -453,32 +510,222 @@ impl IamWriter {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let guard = lock.lock().await;
-            let mut policy = store.read().await?;
-            if !modify(&mut policy) {
-                return Ok(policy);
-            }
-            policy.prepare_for_write();
-            match store.write(&policy).await {
-                Ok(written) => return Ok(written),
+            match self.commit(&store, &mut modify).await {
                 Err(e) if e.is_conflict() => {
                     let delay = transport.backoff(attempt);
                     if attempt >= max_attempts || Instant::now() + delay >= deadline {
                         return Err(e.with_hint(format!(
-                        "The policy kept changing concurrently; gave up after {attempt} attempts"
-                    )));
+                            "The policy kept changing concurrently; gave up after {attempt} attempts"
+                        )));
                     }
-                    tracing::debug!(resource = %store.lock_key(), attempt, "IAM policy conflict, re-reading");
-                    // Back off without the lock: the other writers of this policy queued behind us
-                    // can go meanwhile, and our retry starts from a fresh read anyway.
-                    drop(guard);
+                    tracing::debug!(resource = %store.key(), attempt, "IAM policy conflict, re-reading");
+                    // Writers of this policy queued behind us go meanwhile; the retry starts from a
+                    // fresh read.
                     transport.pause(delay).await?;
                 }
-                Err(e) => return Err(e),
+                outcome => return outcome,
             }
         }
     }
+
+    /// One attempt: joins the batch being gathered for the policy (starting its writer when none
+    /// runs) and applies `modify` whenever the batch asks, until the batch reports the outcome.
+    async fn commit<S: PolicyStore>(
+        &self,
+        store: &S,
+        modify: &mut impl FnMut(&mut Policy) -> bool,
+    ) -> Result<Policy, Error> {
+        let key = store.key();
+        let (editor, mut turns) = Editor::new();
+        let first = {
+            let mut policies = lock(&self.policies);
+            let slot = policies.entry(key.clone()).or_default();
+            if slot.writing {
+                slot.queue.push(editor);
+                None
+            } else {
+                slot.writing = true;
+                Some(editor)
+            }
+        };
+        if let Some(first) = first {
+            // A task of its own, so a caller Terraform cancels cannot strand the others.
+            let writer = BatchWriter {
+                policies: self.policies.clone(),
+                key,
+                store: store.clone(),
+            };
+            tokio::spawn(writer.run(first));
+        }
+        while let Some(turn) = turns.recv().await {
+            match turn {
+                Turn::Edit(mut draft, reply) => {
+                    let changed = modify(&mut draft);
+                    // The batch carries on without this edit if it stopped listening.
+                    let _ = reply.send((draft, changed));
+                }
+                Turn::Done(outcome) => return outcome,
+            }
+        }
+        // The writer task was dropped unfinished: the runtime is shutting down.
+        Err(Error::Cancelled)
+    }
 }
+
+/// The task writing one policy's batches until its queue is empty.
+struct BatchWriter<S> {
+    policies: Arc<Policies>,
+    key: String,
+    store: S,
+}
+
+/// Releases a stopped writer's policy if its task is dropped unfinished: the queued callers are
+/// answered (their channels close) rather than left waiting.
+struct Claim<'a> {
+    policies: &'a Policies,
+    key: &'a str,
+    held: bool,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        if self.held {
+            lock(self.policies).remove(self.key);
+        }
+    }
+}
+
+impl<S: PolicyStore> BatchWriter<S> {
+    /// Writes the batch of `first`, then whatever queued meanwhile, batch after batch.
+    async fn run(self, first: Editor) {
+        let mut claim = Claim {
+            policies: &self.policies,
+            key: &self.key,
+            held: true,
+        };
+        let mut known = lock(&self.policies)
+            .get_mut(&self.key)
+            .and_then(|slot| slot.known.take());
+        let mut batch = vec![first];
+        loop {
+            known = self.write_batch(batch, known).await;
+            let mut policies = lock(&self.policies);
+            let slot = policies.entry(self.key.clone()).or_default();
+            if slot.queue.is_empty() {
+                // Only a copy with an etag may start a write: its etag guards against a stale copy.
+                match known.filter(|p| p.etag.is_some()) {
+                    Some(policy) => {
+                        slot.writing = false;
+                        slot.known = Some(policy);
+                    }
+                    None => {
+                        policies.remove(&self.key);
+                    }
+                }
+                claim.held = false;
+                return;
+            }
+            batch = std::mem::take(&mut slot.queue);
+            if batch.len() > 1 {
+                tracing::debug!(resource = %self.key, edits = batch.len(), "IAM policy edits folded into one write");
+            }
+        }
+    }
+
+    /// Writes one batch: every edit applied to one copy of the policy, one setIamPolicy. A write
+    /// refused for what it asks is split in halves until each edit meets only its own error.
+    /// `base` is the policy as last known (`None`: read it). Returns the policy as it now stands,
+    /// `None` when that is unknown.
+    async fn write_batch(&self, batch: Vec<Editor>, mut base: Option<Policy>) -> Option<Policy> {
+        // Whether `base` comes from a read of this batch with no write since: only then may a batch
+        // that changes nothing answer without writing. A copy from earlier is confirmed first.
+        let mut read_now = false;
+        let mut groups = vec![batch];
+        while let Some(mut group) = groups.pop() {
+            let current = match &base {
+                Some(policy) => policy.clone(),
+                None => match self.store.read().await {
+                    Ok(policy) => {
+                        read_now = true;
+                        base = Some(policy.clone());
+                        policy
+                    }
+                    Err(e) => {
+                        let outcome = Err(e);
+                        finish_all(group, &outcome);
+                        for group in groups {
+                            finish_all(group, &outcome);
+                        }
+                        return None;
+                    }
+                },
+            };
+            let (mut draft, changed) = match apply_edits(&group, current.clone()).await {
+                Ok(edited) => edited,
+                Err(gone) => {
+                    // That caller went away, with the draft: the rest start again from `base`.
+                    group.remove(gone);
+                    if !group.is_empty() {
+                        groups.push(group);
+                    }
+                    continue;
+                }
+            };
+            if !changed {
+                if read_now {
+                    finish_all(group, &Ok(current));
+                } else {
+                    base = None;
+                    groups.push(group);
+                }
+                continue;
+            }
+            draft.prepare_for_write();
+            match self.store.write(&draft).await {
+                Ok(written) => {
+                    read_now = false;
+                    base = Some(written.clone());
+                    finish_all(group, &Ok(written));
+                }
+                Err(e) if group.len() > 1 && may_be_one_edits_fault(&e) => {
+                    tracing::debug!(resource = %self.key, edits = group.len(), error = %e, "folded IAM policy write refused; splitting it");
+                    let second = group.split_off(group.len() / 2);
+                    groups.push(second);
+                    groups.push(group);
+                }
+                Err(e) => {
+                    // A 409 means `base` was stale; after any other failure it may be.
+                    read_now = false;
+                    base = None;
+                    finish_all(group, &Err(e));
+                }
+            }
+        }
+        base
+    }
+}
+
+/// `draft` with every edit of `group` applied in turn, and whether any changed it; `Err` holds the
+/// index of an editor whose caller went away.
+async fn apply_edits(group: &[Editor], mut draft: Policy) -> Result<(Policy, bool), usize> {
+    let mut changed = false;
+    for (i, editor) in group.iter().enumerate() {
+        let (edited, edit_changed) = editor.edit(draft).await.ok_or(i)?;
+        draft = edited;
+        changed |= edit_changed;
+    }
+    Ok((draft, changed))
+}
+
+/// Whether a refused write may be the fault of one edit in it (400: a member or condition the API
+/// rejects), so the batch is worth splitting. Conflicts, missing resources, permissions and outages
+/// are every edit's.
+fn may_be_one_edits_fault(error: &Error) -> bool {
+    matches!(error, Error::Api(e) if e.http_status == 400)
+}
+
+#[cfg(test)]
+mod writer_tests;
 
 #[cfg(test)]
 mod tests {

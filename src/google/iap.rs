@@ -101,10 +101,10 @@ impl IapClient {
         modify: impl FnMut(&mut Policy) -> bool,
     ) -> Result<Policy, Error> {
         let store = IapPolicy {
-            client: self,
-            resource,
+            client: self.clone(),
+            resource: resource.to_string(),
         };
-        self.iam.read_modify_write(&store, deadline, modify).await
+        self.iam.read_modify_write(store, deadline, modify).await
     }
 
     /// getIapSettings (`GET v1/{name}:iapSettings`).
@@ -180,26 +180,27 @@ impl IapSettings {
     }
 }
 
-struct IapPolicy<'a> {
-    client: &'a IapClient,
-    resource: &'a str,
+#[derive(Clone)]
+struct IapPolicy {
+    client: IapClient,
+    resource: String,
 }
 
-impl PolicyStore for IapPolicy<'_> {
-    fn lock_key(&self) -> String {
+impl PolicyStore for IapPolicy {
+    fn key(&self) -> String {
         // Project id and number name the same policy; the caller passes one canonical form.
         format!(
             "iap {}",
-            name_segments(self.resource).collect::<Vec<_>>().join("/")
+            name_segments(&self.resource).collect::<Vec<_>>().join("/")
         )
     }
 
     async fn read(&self) -> Result<Policy, Error> {
-        self.client.iam_policy(self.resource).await
+        self.client.iam_policy(&self.resource).await
     }
 
     async fn write(&self, policy: &Policy) -> Result<Policy, Error> {
-        self.client.set_iam_policy(self.resource, policy).await
+        self.client.set_iam_policy(&self.resource, policy).await
     }
 }
 

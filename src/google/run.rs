@@ -390,27 +390,31 @@ impl RunClient {
         deadline: Instant,
         modify: impl FnMut(&mut Policy) -> bool,
     ) -> Result<Policy, Error> {
-        let store = RunPolicy { client: self, name };
-        self.iam.read_modify_write(&store, deadline, modify).await
+        let store = RunPolicy {
+            client: self.clone(),
+            name: name.clone(),
+        };
+        self.iam.read_modify_write(store, deadline, modify).await
     }
 }
 
-struct RunPolicy<'a> {
-    client: &'a RunClient,
-    name: &'a ServiceName,
+#[derive(Clone)]
+struct RunPolicy {
+    client: RunClient,
+    name: ServiceName,
 }
 
-impl PolicyStore for RunPolicy<'_> {
-    fn lock_key(&self) -> String {
+impl PolicyStore for RunPolicy {
+    fn key(&self) -> String {
         format!("run {}", self.name)
     }
 
     async fn read(&self) -> Result<Policy, Error> {
-        self.client.iam_policy(self.name).await
+        self.client.iam_policy(&self.name).await
     }
 
     async fn write(&self, policy: &Policy) -> Result<Policy, Error> {
-        self.client.set_iam_policy(self.name, policy).await
+        self.client.set_iam_policy(&self.name, policy).await
     }
 }
 

@@ -8,7 +8,7 @@
 //! the key, checked with aws-lc-rs's signature algorithms (P-521 included).
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use base64::Engine;
@@ -18,6 +18,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+
+use super::transport::Address;
 
 /// The environment variable go-plugin uses for the magic cookie.
 pub const MAGIC_COOKIE_KEY: &str = "TF_PLUGIN_MAGIC_COOKIE";
@@ -67,6 +69,9 @@ impl std::error::Error for HandshakeError {}
 pub struct Launch {
     /// Terraform's client certificate (DER) when mutual TLS is on; `None` means plaintext.
     pub client_certificate: Option<CertificateDer<'static>>,
+    /// `PLUGIN_UNIX_SOCKET_DIR`: where to make the socket's directory; `None` means the temporary
+    /// directory.
+    pub socket_dir: Option<PathBuf>,
 }
 
 /// Reads the launch settings through `var` (the process environment in production).
@@ -89,7 +94,14 @@ pub fn read_environment(var: impl Fn(&str) -> Option<String>) -> Result<Launch, 
         ),
         _ => None,
     };
-    Ok(Launch { client_certificate })
+    // go-plugin treats an empty value as unset too.
+    let socket_dir = var("PLUGIN_UNIX_SOCKET_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
+    Ok(Launch {
+        client_certificate,
+        socket_dir,
+    })
 }
 
 /// The server's certificate and key, made fresh for each process.
@@ -312,16 +324,18 @@ pub fn tls_config(
 }
 
 /// The line go-plugin reads from our stdout:
-/// `CORE|APP|NETWORK|ADDRESS|PROTOCOL|SERVER_CERT`, the certificate as unpadded standard base64
-/// (padding breaks Go's decoder) and empty without TLS.
+/// `CORE|APP|NETWORK|ADDRESS|PROTOCOL|SERVER_CERT`, NETWORK `unix` with the socket's path or `tcp`
+/// with IP:port, the certificate as unpadded standard base64 (padding breaks Go's decoder) and
+/// empty without TLS.
 pub fn handshake_line(
-    address: SocketAddr,
+    address: &Address,
     server_certificate: Option<&CertificateDer<'_>>,
 ) -> String {
     let certificate = server_certificate
         .map(|c| base64::engine::general_purpose::STANDARD_NO_PAD.encode(c.as_ref()))
         .unwrap_or_default();
-    format!("1|{PROTOCOL_VERSION}|tcp|{address}|grpc|{certificate}")
+    let network = address.network();
+    format!("1|{PROTOCOL_VERSION}|{network}|{address}|grpc|{certificate}")
 }
 
 #[cfg(test)]
@@ -402,19 +416,52 @@ mod tests {
     #[test]
     fn the_handshake_line_has_six_fields_and_unpadded_base64() {
         let identity = server_identity().expect("identity");
-        let address: SocketAddr = "127.0.0.1:4242".parse().expect("address");
-        let line = handshake_line(address, Some(&identity.certificate));
+        let socket = Address::Unix(PathBuf::from("/tmp/iaprun-plugin-Ab3/plugin.sock"));
+        let line = handshake_line(&socket, Some(&identity.certificate));
         let fields: Vec<&str> = line.split('|').collect();
         assert_eq!(fields.len(), 6);
-        assert_eq!(&fields[..5], ["1", "5", "tcp", "127.0.0.1:4242", "grpc"]);
+        assert_eq!(
+            &fields[..5],
+            [
+                "1",
+                "5",
+                "unix",
+                "/tmp/iaprun-plugin-Ab3/plugin.sock",
+                "grpc"
+            ]
+        );
         assert!(!fields[5].contains('='), "no padding");
         let der = base64::engine::general_purpose::STANDARD_NO_PAD
             .decode(fields[5])
             .expect("standard base64");
         assert_eq!(der, identity.certificate.to_vec());
         assert_eq!(
-            handshake_line(address, None),
+            handshake_line(&socket, None),
+            "1|5|unix|/tmp/iaprun-plugin-Ab3/plugin.sock|grpc|"
+        );
+    }
+
+    #[test]
+    fn the_tcp_fallback_announces_ip_and_port() {
+        let address = Address::Tcp("127.0.0.1:4242".parse().expect("address"));
+        assert_eq!(
+            handshake_line(&address, None),
             "1|5|tcp|127.0.0.1:4242|grpc|"
+        );
+    }
+
+    #[test]
+    fn the_socket_directory_comes_from_plugin_unix_socket_dir() {
+        let cookie = (MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE);
+        let set = read_environment(env(&[cookie, ("PLUGIN_UNIX_SOCKET_DIR", "/run/plugins")]))
+            .expect("valid");
+        assert_eq!(set.socket_dir, Some(PathBuf::from("/run/plugins")));
+        let empty =
+            read_environment(env(&[cookie, ("PLUGIN_UNIX_SOCKET_DIR", "")])).expect("valid");
+        assert_eq!(empty.socket_dir, None, "empty means unset, as in go-plugin");
+        assert_eq!(
+            read_environment(env(&[cookie])).expect("valid").socket_dir,
+            None
         );
     }
 

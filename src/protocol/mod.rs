@@ -1,13 +1,14 @@
-//! Everything that knows gRPC and tfplugin5: the go-plugin handshake and mutual TLS, the
-//! `tfplugin5.Provider` service over a framework [`Provider`], the msgpack value codec, and the
-//! go-plugin controller, stdio, broker and health services. No generated type leaves this module.
+//! Everything that knows gRPC and tfplugin5: the go-plugin handshake, its unix-socket (or TCP)
+//! transport and mutual TLS, the `tfplugin5.Provider` service over a framework [`Provider`], the
+//! msgpack value codec, and the go-plugin controller, stdio, broker and health services. No
+//! generated type leaves this module.
 
 use std::future::Future;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::Router;
@@ -20,12 +21,14 @@ mod convert;
 mod handshake;
 mod plugin;
 mod service;
+mod transport;
 
 // The value codec is public for the property tests and fuzz targets that feed it untrusted bytes.
 pub use codec::{decode_json, decode_msgpack, encode_msgpack, CodecError};
 pub use handshake::{
     HandshakeError, PinnedCertificate, MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE, PROTOCOL_VERSION,
 };
+pub use transport::{Address, Listener};
 
 /// Generated protocol types; nothing generated leaves this module.
 #[allow(
@@ -86,14 +89,20 @@ impl From<std::io::Error> for ServeError {
     }
 }
 
-/// The plugin entry point: checks that Terraform started us, binds 127.0.0.1, prints the handshake
-/// line, and serves `provider` until Terraform shuts us down (or our parent process exits).
-/// SIGINT is ignored: Terraform sends Stop instead.
+/// The plugin entry point: checks that Terraform started us, binds a unix socket in a private
+/// directory (TCP on 127.0.0.1 where that fails), prints the handshake line, and serves `provider`
+/// until Terraform shuts us down, our parent process exits, or SIGTERM or SIGHUP arrives; the
+/// socket's directory is removed on each of these. SIGINT is ignored: Terraform sends Stop instead.
 pub async fn serve<P: Provider>(provider: P) -> Result<(), ServeError> {
     let launch = handshake::read_environment(|key| std::env::var(key).ok())?;
     plugin::ignore_interrupts()?;
-    let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
-    let address = listener.local_addr()?;
+    let (terminated, parent_exited) = (plugin::terminated()?, plugin::parent_exited());
+    let shutdown = async move {
+        tokio::select! {
+            () = parent_exited => {}
+            () = terminated => {}
+        }
+    };
     let (tls, certificate) = match launch.client_certificate {
         Some(client_certificate) => {
             let identity = handshake::server_identity()?;
@@ -102,23 +111,38 @@ pub async fn serve<P: Provider>(provider: P) -> Result<(), ServeError> {
         }
         None => (None, None),
     };
-    let line = handshake::handshake_line(address, certificate.as_ref());
-    {
+    let announce = |address: &Address| -> Result<(), ServeError> {
+        let line = handshake::handshake_line(address, certificate.as_ref());
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "{line}")?;
         stdout.flush()?;
+        tracing::debug!(network = address.network(), %address, tls = tls.is_some(), "plugin started");
+        Ok(())
+    };
+    let base = transport::socket_base(launch.socket_dir.as_deref());
+    match transport::bind_unix(&base) {
+        Ok(socket) => {
+            announce(&Address::Unix(socket.path))?;
+            let served = serve_with(socket.listener, tls, provider, shutdown).await;
+            socket.directory.remove();
+            served?;
+        }
+        Err(e) => {
+            tracing::debug!(base = %base.display(), error = %e, "no unix socket; serving on TCP 127.0.0.1 instead");
+            let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+            announce(&Address::Tcp(listener.local_addr()?))?;
+            serve_with(listener, tls, provider, shutdown).await?;
+        }
     }
-    tracing::debug!(%address, tls = tls.is_some(), "plugin started");
-    serve_with(listener, tls, provider, plugin::parent_exited()).await?;
     tracing::debug!("plugin stopped");
     Ok(())
 }
 
-/// Serves `provider` and the go-plugin services on an already-bound listener, with mutual TLS when
-/// `tls` is given (plaintext h2c otherwise), until GRPCController.Shutdown is called or `shutdown`
-/// resolves. Tests use this directly.
-pub async fn serve_with<P: Provider>(
-    listener: TcpListener,
+/// Serves `provider` and the go-plugin services on an already-bound listener (TCP or unix), with
+/// mutual TLS when `tls` is given (plaintext h2c otherwise), until GRPCController.Shutdown is called
+/// or `shutdown` resolves. Tests use this directly.
+pub async fn serve_with<P: Provider, L: Listener>(
+    listener: L,
     tls: Option<Arc<rustls::ServerConfig>>,
     provider: P,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -153,10 +177,11 @@ pub async fn serve_with<P: Provider>(
     let result = match tls {
         Some(config) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(config);
-            let incoming = accept(listener, stop_requested.clone(), move |tcp| {
+            let incoming = accept(listener, stop_requested.clone(), move |stream| {
                 let acceptor = acceptor.clone();
                 async move {
-                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+                    {
                         Ok(Ok(stream)) => Some(stream),
                         Ok(Err(e)) => {
                             tracing::debug!(error = %e, "TLS handshake refused");
@@ -172,11 +197,9 @@ pub async fn serve_with<P: Provider>(
             run(router, incoming, stop_requested).await
         }
         None => {
-            let incoming = accept(
-                listener,
-                stop_requested.clone(),
-                |tcp| async move { Some(tcp) },
-            );
+            let incoming = accept(listener, stop_requested.clone(), |stream| async move {
+                Some(stream)
+            });
             run(router, incoming, stop_requested).await
         }
     };
@@ -186,14 +209,15 @@ pub async fn serve_with<P: Provider>(
 
 /// Accepts connections until stopped, preparing each one (the TLS handshake) on its own task so a
 /// slow client cannot hold up the others.
-fn accept<IO, F, Fut>(
-    listener: TcpListener,
+fn accept<L, IO, F, Fut>(
+    listener: L,
     stop_requested: watch::Receiver<bool>,
     prepare: F,
 ) -> ReceiverStream<std::io::Result<IO>>
 where
+    L: Listener,
     IO: Send + 'static,
-    F: Fn(TcpStream) -> Fut + Send + 'static,
+    F: Fn(L::Stream) -> Fut + Send + 'static,
     Fut: Future<Output = Option<IO>> + Send + 'static,
 {
     let (sender, receiver) = mpsc::channel(16);
@@ -206,10 +230,9 @@ where
                 accepted = listener.accept() => accepted,
             };
             match accepted {
-                Ok((tcp, _peer)) => {
-                    let _ = tcp.set_nodelay(true);
+                Ok(stream) => {
                     let sender = sender.clone();
-                    let prepared = prepare(tcp);
+                    let prepared = prepare(stream);
                     tokio::spawn(async move {
                         if let Some(io) = prepared.await {
                             let _ = sender.send(Ok(io)).await;
@@ -266,23 +289,18 @@ mod tests {
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::health_client::HealthClient;
 
-    #[tokio::test]
-    async fn plaintext_server_answers_and_stops_on_controller_shutdown() {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
-        let address = listener.local_addr().expect("address");
+    /// The real provider served in plaintext on `listener` until Shutdown.
+    fn spawn_plaintext(listener: impl Listener) -> tokio::task::JoinHandle<Result<(), ServeError>> {
         #[allow(clippy::default_constructed_unit_structs)]
-        let server = tokio::spawn(serve_with(
-            listener,
-            None,
-            IaprunProvider::default(),
-            std::future::pending(),
-        ));
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
-            .expect("endpoint")
-            .connect()
-            .await
-            .expect("connect");
+        let provider = IaprunProvider::default();
+        tokio::spawn(serve_with(listener, None, provider, std::future::pending()))
+    }
 
+    /// GetSchema and the health check answer on `channel`, and Shutdown then ends `server`.
+    async fn answers_then_stops_on_shutdown(
+        channel: tonic::transport::Channel,
+        server: tokio::task::JoinHandle<Result<(), ServeError>>,
+    ) {
         let schema = ProviderClient::new(channel.clone())
             .get_schema(proto::tfplugin5::get_provider_schema::Request {})
             .await
@@ -309,6 +327,39 @@ mod tests {
             .expect("the server stops after Shutdown")
             .expect("task");
         assert!(finished.is_ok(), "{finished:?}");
+    }
+
+    #[tokio::test]
+    async fn plaintext_server_answers_and_stops_on_controller_shutdown() {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let server = spawn_plaintext(listener);
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect");
+        answers_then_stops_on_shutdown(channel, server).await;
+    }
+
+    #[tokio::test]
+    async fn a_unix_socket_listener_serves_the_same() {
+        let directory = tempfile::tempdir().expect("directory");
+        let path = directory.path().join("plugin.sock");
+        let server = spawn_plaintext(tokio::net::UnixListener::bind(&path).expect("bind"));
+        let connect = tower::service_fn(move |_: tonic::transport::Uri| {
+            let path = path.clone();
+            async move {
+                let stream = tokio::net::UnixStream::connect(path).await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+            }
+        });
+        // The URI only labels the connection; the connector decides where it goes.
+        let channel = tonic::transport::Endpoint::from_static("http://localhost")
+            .connect_with_connector(connect)
+            .await
+            .expect("connect over the unix socket");
+        answers_then_stops_on_shutdown(channel, server).await;
     }
 
     #[tokio::test]

@@ -66,16 +66,34 @@ pub fn ignore_interrupts() -> std::io::Result<()> {
     Ok(())
 }
 
+/// Registers for SIGTERM and SIGHUP now, and resolves when either arrives, so that the server
+/// stops as on Shutdown and removes its socket instead of dying with it in place.
+pub fn terminated() -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut hangup = signal(SignalKind::hangup())?;
+    Ok(async move {
+        let name = tokio::select! {
+            _ = terminate.recv() => "SIGTERM",
+            _ = hangup.recv() => "SIGHUP",
+        };
+        tracing::debug!(signal = name, "shutting down");
+    })
+}
+
 /// Resolves when the process that started us exits (we are re-parented), so a provider whose
-/// Terraform was killed does not linger.
-pub async fn parent_exited() {
+/// Terraform was killed does not linger. The parent is noted on the call (before the handshake),
+/// not at the first poll, so a parent that exits while we start up is noticed too.
+pub fn parent_exited() -> impl std::future::Future<Output = ()> + Send + 'static {
     let parent = std::os::unix::process::parent_id();
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
-    loop {
-        tick.tick().await;
-        if std::os::unix::process::parent_id() != parent {
-            tracing::debug!("parent process exited; shutting down");
-            return;
+    async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tick.tick().await;
+            if std::os::unix::process::parent_id() != parent {
+                tracing::debug!("parent process exited; shutting down");
+                return;
+            }
         }
     }
 }

@@ -230,8 +230,9 @@ pub(super) fn resource_gone<M>(resource: &str, type_name: &str) -> Read<M> {
     )))
 }
 
-/// Edits the IAM policy of `target`, starting from a fresh read; the refresh cache takes the
-/// policy written, or forgets the policy when the write fails.
+/// Edits the IAM policy of `target` (never starting from the refresh cache: the IAM writer starts
+/// from its own etag-guarded copy); the refresh cache takes the policy written, or forgets the
+/// policy when the write fails.
 pub(super) async fn edit_policy(
     ctx: &Context,
     target: &IapResource,

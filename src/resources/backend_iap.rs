@@ -6,7 +6,8 @@ use std::collections::BTreeSet;
 use super::common::{Agent, Iap, Private};
 use super::prelude::*;
 use crate::google::{BackendServiceRef, IapPatch, Scope, ServiceName};
-use crate::validation::facts::{BackendFacts, NegFacts};
+use crate::validation::facts::{BackendFacts, NegFacts, RunServiceFacts};
+use crate::validation::{service::Layer, timing::Judged};
 
 /// The resource type.
 pub struct BackendIap;
@@ -180,6 +181,7 @@ impl Resource<Context> for BackendIap {
                 || p.iap.checks_after != planned.iap.checks_after
         });
         let replacing = !plan.requires_replace.is_empty();
+        let switching_on = Iap::switches_on(prior.map(|p| &p.iap), replacing);
         let (changing, at) = common::plan_apply(plan, |m| &mut m.iap, intent_changed, more);
         let (config, planned) = (&plan.config, &mut plan.planned);
         if changing {
@@ -224,10 +226,20 @@ impl Resource<Context> for BackendIap {
             return diags;
         };
         let grant = planned.iap.grant_iap_invoker.get().copied();
-        let findings = checks(ctx, &r, &facts, &number, grant).await;
+        let judged = checks(ctx, &r, &facts, &number, grant, switching_on, false).await;
         let ignore = common::ignored(&config.iap.ignore_checks);
-        diags.extend(validation::timing::report_at_plan(findings, &ignore, at));
+        diags.extend(validation::timing::report_judged_at_plan(
+            judged, &ignore, at,
+        ));
         diags
+    }
+
+    async fn plan_destroy(&self, ctx: &Context, prior: &Model) {
+        if let Some(r) = prior.backend_ref() {
+            if let Some((key, _)) = removal_keys(ctx, prior, &r).await {
+                ctx.plan_backend_removal(&key);
+            }
+        }
     }
 
     async fn create(&self, ctx: &Context, change: Change<'_, Model, Private>) -> Applied<Model> {
@@ -275,6 +287,13 @@ impl Resource<Context> for BackendIap {
         let Some(r) = delete.prior.backend_ref() else {
             return Ok(());
         };
+        // A move to direct IAP in this run waits for this removal (and its grant release).
+        let mut services = Vec::new();
+        if let Some((key, behind)) = removal_keys(ctx, &delete.prior, &r).await {
+            ctx.plan_backend_removal(&key);
+            services = behind;
+        }
+        let _removal = ctx.begin_removal(services);
         let off = IapPatch::default();
         let compute = &ctx.clients.compute;
         let disabled = compute
@@ -419,27 +438,57 @@ async fn backend_facts(
     Ok(Some((backend, facts)))
 }
 
-/// The live checks of a backend service with IAP (read-only API calls).
+/// The live checks of a backend service with IAP (read-only API calls). `switching_on`: this run
+/// turns IAP on on it (otherwise direct IAP on now behind it is a standing double, not one this run
+/// may be moving away from); `at_apply`: only what is live counts, not a planned removal.
 async fn checks(
     ctx: &Context,
     r: &BackendServiceRef,
     facts: &BackendFacts,
     project_number: &str,
     grant: Option<bool>,
-) -> Vec<validation::Finding> {
-    let mut findings = common::project_findings(ctx, &r.project, false).await;
-    let key = |s| validation::backend::service_key(project_number, s);
+    switching_on: bool,
+    at_apply: bool,
+) -> Judged {
+    let mut judged = Judged::usual(common::project_findings(ctx, &r.project, false).await);
+    let key = |s: &RunServiceFacts| validation::backend::service_key(project_number, s);
     let behind: Vec<String> = facts.services().map(key).collect();
-    let planned_direct = ctx.plan_backend_iap(&r.to_string(), &behind);
+    let backend = validation::backend::backend_key(project_number, region_of(r), &r.name);
+    let planned_direct = ctx.plan_backend_iap(&backend, &behind, switching_on);
+    let direct = |s: &RunServiceFacts| {
+        let k = key(s);
+        let removed = !at_apply && ctx.direct_removed(&k);
+        Layer::of(s.iap_enabled, planned_direct.get(&k).copied(), removed)
+    };
     let project_invokers = common::project_invokers(ctx, &r.project, grant).await;
-    findings.extend(validation::backend::backend_iap(
+    judged.extend(validation::backend::backend_iap(
         facts,
         project_number,
         grant,
-        &planned_direct,
+        direct,
         project_invokers.as_deref(),
     ));
-    findings
+    if switching_on {
+        judged
+    } else {
+        judged.standing_layer()
+    }
+}
+
+/// The record keys of what a state's IAP covers: the backend service and the Cloud Run services
+/// behind it as last read (project number looked up when the state lacks it).
+async fn removal_keys(
+    ctx: &Context,
+    state: &Model,
+    r: &BackendServiceRef,
+) -> Option<(String, Vec<String>)> {
+    let recorded = &state.iap.project_number;
+    let number = common::recorded_project_number(ctx, recorded, &r.project);
+    let number = number.await.ok()?;
+    let backend = validation::backend::backend_key(&number, region_of(r), &r.name);
+    let services = state.cloud_run_services.get().into_iter().flatten();
+    let services = services.map(|label| format!("{number}/{label}")).collect();
+    Some((backend, services))
 }
 
 /// `target_missing` for a backend service still missing at apply.
@@ -474,26 +523,40 @@ async fn converge(ctx: &Context, change: Change<'_, Model, Private>) -> Applied<
         common::apply_target(ctx, &prior, target, "project and backend_service").await?;
     let grant = planned.iap.grant_iap_invoker.or(true);
     // Right before the first change, on a fresh read: nothing changes while an error finding holds.
-    let (backend, facts) = match backend_facts(ctx, &r).await {
-        Ok(Some(found)) => found,
-        Ok(None) => {
-            let ignore = common::ignored(&planned.iap.ignore_checks);
-            let found = validation::report([backend_missing(&r)], &ignore);
-            let d = found.into_iter().next().unwrap_or_else(|| {
+    let switching_on = Iap::switches_on(prior.as_ref().map(|p| &p.iap), false);
+    let (r_ref, number_ref) = (&r, number.as_str());
+    let ignore = &planned.iap.ignore_checks;
+    let judged = common::judge_before_change(ctx, ignore, deadline, || async move {
+        let found = backend_facts(ctx, r_ref).await;
+        let found =
+            found.map_err(|e| common::api_error(&format!("read backend service {r_ref}"), &e));
+        let Some((backend, facts)) = found? else {
+            let found = validation::report([backend_missing(r_ref)], &common::ignored(ignore));
+            return Err(found.into_iter().next().unwrap_or_else(|| {
                 Diagnostic::error(
                     "Backend service not found",
-                    format!("The backend service {r} does not exist."),
+                    format!("The backend service {r_ref} does not exist."),
                 )
-            });
-            return Err(Failure::new(prior, d));
-        }
-        Err(e) => {
-            let d = common::api_error(&format!("read backend service {r}"), &e);
-            return Err(Failure::new(prior, d));
-        }
-    };
-    let findings = checks(ctx, &r, &facts, &number, Some(grant)).await;
-    common::refuse(findings, &planned.iap.ignore_checks).map_err(Failure::unchanged(&prior))?;
+            }));
+        };
+        let judged = checks(
+            ctx,
+            r_ref,
+            &facts,
+            number_ref,
+            Some(grant),
+            switching_on,
+            true,
+        );
+        let judged = judged.await;
+        let key = |s| validation::backend::service_key(number_ref, s);
+        Ok(common::Judgement {
+            services: facts.services().map(key).collect(),
+            read: (backend, facts),
+            judged,
+        })
+    });
+    let (backend, facts) = judged.await.map_err(Failure::unchanged(&prior))?;
     let mut next = planned.clone();
     next.set_identity(&r, &number);
     next.set_audience(&r, &number, &backend);

@@ -471,6 +471,23 @@ pub async fn iap_paths_to(
             None => return Ok(paths),
         }
     }
+    let backends = iap_backends_to(ctx, name, except).await?;
+    paths.extend(
+        backends
+            .iter()
+            .map(|b| format!("backend service {b} (IAP on)")),
+    );
+    Ok(paths)
+}
+
+/// The backend services with IAP on (global, or in the service's region) over a serverless NEG
+/// for a Cloud Run service, except `except`.
+pub async fn iap_backends_to(
+    ctx: &Context,
+    name: &ServiceName,
+    except: Option<&google::BackendServiceRef>,
+) -> Result<Vec<google::BackendServiceRef>, google::Error> {
+    let mut found = Vec::new();
     let compute = &ctx.clients.compute;
     let negs: Vec<String> = compute
         .network_endpoint_groups(&name.project, &name.location)
@@ -482,7 +499,7 @@ pub async fn iap_paths_to(
         .map(|n| n.name)
         .collect();
     if negs.is_empty() {
-        return Ok(paths);
+        return Ok(found);
     }
     for scope in [
         google::Scope::Global,
@@ -509,11 +526,11 @@ pub async fn iap_paths_to(
                 parts.next() == Some(name.location.as_str()) && negs.iter().any(|n| n == neg)
             });
             if fronts {
-                paths.push(format!("backend service {this} (IAP on)"));
+                found.push(this);
             }
         }
     }
-    Ok(paths)
+    Ok(found)
 }
 
 /// Removes the recorded grants of `member` but those `keep` names (forgetting each one removed),
@@ -690,6 +707,12 @@ impl Iap {
         self.iap_resource_name = Attr::Known(resource);
     }
 
+    /// Whether an apply from `prior` (`None`: a create) turns this layer of IAP on: a create, a
+    /// replacement, or IAP found off.
+    pub fn switches_on(prior: Option<&Iap>, replacing: bool) -> bool {
+        prior.is_none_or(|p| replacing || p.iap_enabled != Attr::Known(true))
+    }
+
     /// After a refresh: a state from before grants were recorded in it (its private state holds
     /// them until the next apply), or an import, which added nothing, records none.
     pub fn read_grants(&mut self) {
@@ -852,4 +875,66 @@ pub async fn release_recorded(
     let mut grants = recorded_grants(Some(&prior.invoker_grants), private);
     let (member, keep) = (&agent.member, |_: &str| false);
     release_grants(ctx, member, &mut grants, keep, Some(backend), deadline).await
+}
+
+// ---- the checks right before the first change --------------------------------------------------
+
+/// What one fresh read and the live checks found, for [`judge_before_change`].
+pub struct Judgement<T> {
+    /// What was read, for the change that follows.
+    pub read: T,
+    pub judged: validation::timing::Judged,
+    /// The record keys of the Cloud Run services the resource protects.
+    pub services: Vec<String>,
+}
+
+/// The live checks right before the first change, each time on a fresh read (`judge`): an error
+/// finding stops the apply with nothing changed. Another IAP layer still on in front of the same
+/// services (a pending `double_iap`), or being removed by this process, is waited for: a move
+/// between direct and load-balancer IAP removes it in the same run, and Terraform runs the two
+/// halves in no set order. The wait reads again whenever such a removal finishes here, and every few
+/// seconds, until `deadline`; the pending finding is then the error.
+pub async fn judge_before_change<T, F, Fut>(
+    ctx: &Context,
+    ignore_checks: &Attr<BTreeSet<String>>,
+    deadline: Instant,
+    mut judge: F,
+) -> Result<T, Diagnostic>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Judgement<T>, Diagnostic>>,
+{
+    let ignore = ignored(ignore_checks);
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(250);
+    loop {
+        // Taken before the read: a removal finishing during it still wakes the wait below.
+        let mut seen = ctx.removals();
+        let Judgement {
+            read,
+            judged,
+            services,
+        } = judge().await?;
+        let mut definite = judged.usual;
+        definite.extend(judged.forced);
+        refuse(definite, ignore_checks)?;
+        let pending = !validation::report(judged.pending.clone(), &ignore).is_empty();
+        let removing = ctx.removing(&services);
+        if !pending && !removing {
+            return Ok(read);
+        }
+        if Instant::now() >= deadline {
+            let waited = started.elapsed();
+            let late = validation::timing::pending_at_apply(judged.pending, &ignore, waited);
+            return Err(late.into_iter().next().unwrap_or_else(|| {
+                Diagnostic::error(
+                    "IAP removal still running",
+                    format!("A removal of IAP in front of {} in this run was still running when this resource's timeout ran out; nothing was changed. Apply again.", services.join(", ")),
+                )
+            }));
+        }
+        tracing::info!(services = ?services, pending, removing, "waiting for the other IAP layer to turn off");
+        ctx.await_removal(&mut seen, pause, deadline).await;
+        pause = (pause * 2).min(Duration::from_secs(5));
+    }
 }

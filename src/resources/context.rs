@@ -1,7 +1,11 @@
 //! The run-time context resources run with: API clients, the provider's defaults, reads coalesced
 //! within one provider process, and what other resources plan in this run.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
 
 use super::cache::Coalesced;
 use crate::google;
@@ -18,7 +22,8 @@ pub struct Context {
     pub clients: google::Clients,
     /// Projects by id or number, read once per process.
     projects: Coalesced<Arc<google::Project>>,
-    /// IAP policies by canonical resource name, for refresh; writes always read afresh.
+    /// IAP policies by canonical resource name, for refresh; writes never start from these (the
+    /// IAM writer keeps its own copy, guarded by its etag: see `google::iam`).
     pub policies: Coalesced<google::Policy>,
     /// Whether the target of an IAP resource exists, by canonical resource name (plan-time checks).
     pub targets: Coalesced<bool>,
@@ -27,8 +32,10 @@ pub struct Context {
     pub custom_oauth_clients: Coalesced<bool>,
     /// The domain of the organization above a project (`None`: no organization), by project.
     pub organization_domains: Coalesced<Option<String>>,
-    /// IAP this plan switches on, so `double_iap` sees both layers before either is applied.
+    /// IAP this run plans and removes, so `double_iap` sees both layers before either is applied.
     planned_iap: std::sync::Mutex<PlannedIap>,
+    /// Counts the IAP removals finished in this process, for applies that wait on one.
+    removals: watch::Sender<u64>,
     /// Access resources this plan manages, so `binding_conflict` sees two of them before either is
     /// applied; grouped by the binding they touch, so recording one is not a scan of all.
     planned_access: std::sync::Mutex<PlannedAccessByBinding>,
@@ -40,12 +47,18 @@ type PlannedAccessByBinding = std::collections::HashMap<
     Vec<crate::validation::PlannedAccess>,
 >;
 
-/// IAP planned in this process: Cloud Run services with direct IAP, and the services behind each
-/// backend with IAP. Keys are `{project_number}/{location}/{service}`.
+/// IAP planned in this process: Cloud Run services with direct IAP, the services behind each
+/// backend with IAP (each with whether this run switches it on), and the layers this run removes.
+/// Service keys are `{project_number}/{location}/{service}`, backend keys
+/// `{project_number}/{region or global}/{name}`.
 #[derive(Debug, Default)]
 struct PlannedIap {
-    direct: std::collections::BTreeSet<String>,
-    behind: std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+    direct: BTreeMap<String, bool>,
+    behind: BTreeMap<String, (BTreeSet<String>, bool)>,
+    direct_removed: BTreeSet<String>,
+    backends_removed: BTreeSet<String>,
+    /// Removals running in this process, by the services they expose.
+    removing: BTreeMap<String, usize>,
 }
 
 impl std::fmt::Debug for Context {
@@ -75,6 +88,7 @@ impl Context {
             custom_oauth_clients: Coalesced::default(),
             organization_domains: Coalesced::default(),
             planned_iap: Default::default(),
+            removals: watch::Sender::new(0),
             planned_access: Default::default(),
         }
     }
@@ -126,32 +140,95 @@ impl Context {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Records that this plan enables direct IAP on `service` and returns the backend services
-    /// planned with IAP in front of it. Recording first means that of two resources planned at the
-    /// same time, at least the later one sees the other.
-    pub fn plan_direct_iap(&self, service: &str) -> Vec<String> {
+    /// Records that this run keeps direct IAP on `service` (`switching_on`: turns it on) and returns
+    /// the backend services planned with IAP in front of it, each with whether this run switches
+    /// it on. Recording first means that of two resources planned at the same time, at least the
+    /// later one sees the other.
+    pub fn plan_direct_iap(&self, service: &str, switching_on: bool) -> BTreeMap<String, bool> {
         let mut planned = self.planned();
-        planned.direct.insert(service.to_string());
+        planned.direct.insert(service.to_string(), switching_on);
         planned
             .behind
             .iter()
-            .filter(|(_, services)| services.contains(service))
-            .map(|(backend, _)| backend.clone())
+            .filter(|(_, (services, _))| services.contains(service))
+            .map(|(backend, (_, on))| (backend.clone(), *on))
             .collect()
     }
 
-    /// Records that this plan enables IAP on `backend` in front of `services` and returns those of
-    /// them planned with direct IAP.
-    pub fn plan_backend_iap(&self, backend: &str, services: &[String]) -> Vec<String> {
+    /// Records that this run keeps IAP on `backend` (`switching_on`: turns it on) in front of
+    /// `services`, and returns those of them planned with direct IAP, each with whether this run
+    /// switches it on.
+    pub fn plan_backend_iap(
+        &self,
+        backend: &str,
+        services: &[String],
+        switching_on: bool,
+    ) -> BTreeMap<String, bool> {
         let mut planned = self.planned();
+        let behind = services.iter().cloned().collect();
         planned
             .behind
-            .insert(backend.to_string(), services.iter().cloned().collect());
+            .insert(backend.to_string(), (behind, switching_on));
         services
             .iter()
-            .filter(|s| planned.direct.contains(*s))
-            .cloned()
+            .filter_map(|s| planned.direct.get(s).map(|on| (s.clone(), *on)))
             .collect()
+    }
+
+    /// Records that this run removes direct IAP on `service` (its `iaprun_service_iap` is destroyed).
+    pub fn plan_direct_removal(&self, service: &str) {
+        self.planned().direct_removed.insert(service.to_string());
+    }
+
+    /// Records that this run removes IAP on `backend` (its `iaprun_backend_iap` is destroyed).
+    pub fn plan_backend_removal(&self, backend: &str) {
+        self.planned().backends_removed.insert(backend.to_string());
+    }
+
+    /// Whether this run removes direct IAP on `service`, as planned so far.
+    pub fn direct_removed(&self, service: &str) -> bool {
+        self.planned().direct_removed.contains(service)
+    }
+
+    /// Whether this run removes IAP on `backend`, as planned so far.
+    pub fn backend_removed(&self, backend: &str) -> bool {
+        self.planned().backends_removed.contains(backend)
+    }
+
+    /// Marks a removal of IAP in front of `services` as running in this process until the guard
+    /// drops; an apply waiting on those services waits for it to finish.
+    pub fn begin_removal(&self, services: Vec<String>) -> Removal<'_> {
+        let mut planned = self.planned();
+        for s in &services {
+            *planned.removing.entry(s.clone()).or_default() += 1;
+        }
+        Removal {
+            ctx: self,
+            services,
+        }
+    }
+
+    /// Whether a removal of IAP in front of any of `services` runs in this process.
+    pub fn removing(&self, services: &[String]) -> bool {
+        let planned = self.planned();
+        services.iter().any(|s| planned.removing.contains_key(s))
+    }
+
+    /// A receiver that sees every IAP removal finished in this process from now on.
+    pub fn removals(&self) -> watch::Receiver<u64> {
+        self.removals.subscribe()
+    }
+
+    /// Waits until a removal finishes after `seen` was taken, `pause` passes or `deadline` comes,
+    /// whichever is first.
+    pub async fn await_removal(
+        &self,
+        seen: &mut watch::Receiver<u64>,
+        pause: Duration,
+        deadline: Instant,
+    ) {
+        let until = deadline.min(Instant::now() + pause);
+        let _ = tokio::time::timeout_at(until.into(), seen.changed()).await;
     }
 
     /// Records an access resource planned in this process and returns those recorded before it on
@@ -202,9 +279,94 @@ impl Context {
     }
 }
 
+/// A removal of IAP running in this process (see [`Context::begin_removal`]).
+pub struct Removal<'a> {
+    ctx: &'a Context,
+    services: Vec<String>,
+}
+
+impl Drop for Removal<'_> {
+    fn drop(&mut self) {
+        let mut planned = self.ctx.planned();
+        for s in &self.services {
+            if let Some(n) = planned.removing.get_mut(s) {
+                *n -= 1;
+                if *n == 0 {
+                    planned.removing.remove(s);
+                }
+            }
+        }
+        drop(planned);
+        self.ctx.removals.send_modify(|n| *n += 1);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn context() -> Context {
+        let config = google::Config::default();
+        let clients = google::Clients::new(config).expect("clients");
+        Context::new(None, None, clients)
+    }
+
+    #[test]
+    fn each_side_sees_the_other_with_whether_it_switches_on() {
+        let ctx = context();
+        assert!(ctx.plan_direct_iap("42/r/hello", false).is_empty());
+        let seen = ctx.plan_backend_iap("42/global/web", &["42/r/hello".into()], true);
+        assert_eq!(seen, BTreeMap::from([("42/r/hello".to_string(), false)]));
+        let seen = ctx.plan_direct_iap("42/r/hello", false);
+        assert_eq!(seen, BTreeMap::from([("42/global/web".to_string(), true)]));
+        assert!(ctx
+            .plan_backend_iap("42/global/other", &["42/r/else".into()], false)
+            .is_empty());
+    }
+
+    #[test]
+    fn removals_are_recorded_by_layer() {
+        let ctx = context();
+        assert!(!ctx.direct_removed("42/r/hello"));
+        ctx.plan_direct_removal("42/r/hello");
+        assert!(ctx.direct_removed("42/r/hello"));
+        assert!(!ctx.backend_removed("42/global/web"));
+        ctx.plan_backend_removal("42/global/web");
+        assert!(ctx.backend_removed("42/global/web"));
+        assert!(!ctx.direct_removed("42/r/else"));
+    }
+
+    #[tokio::test]
+    async fn a_running_removal_is_seen_until_it_ends_and_wakes_a_waiter() {
+        let ctx = Arc::new(context());
+        let services = vec!["42/r/hello".to_string()];
+        let mut seen = ctx.removals();
+        let first = ctx.begin_removal(services.clone());
+        let second = ctx.begin_removal(services.clone());
+        assert!(ctx.removing(&services));
+        assert!(!ctx.removing(&["42/r/else".to_string()]));
+        drop(first);
+        assert!(ctx.removing(&services), "the other one still runs");
+        drop(second);
+        assert!(!ctx.removing(&services));
+        // Each finished removal is news to a receiver taken before it.
+        assert!(seen.has_changed().expect("sender alive"));
+        assert_eq!(*seen.borrow_and_update(), 2);
+        let far = Instant::now() + Duration::from_secs(600);
+        let waiter = {
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                ctx.await_removal(&mut seen, Duration::from_secs(600), far)
+                    .await;
+                *seen.borrow()
+            })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "nothing finished yet: it waits");
+        drop(ctx.begin_removal(services));
+        assert_eq!(waiter.await.expect("waiter"), 3);
+    }
+
     use crate::validation::{AccessKind, PlannedAccess};
 
     fn access(resource: &str, title: &str, config: &str) -> PlannedAccess {
@@ -228,9 +390,15 @@ mod tests {
         assert!(ctx.plan_access(access("r1", "t2", "title")).is_empty());
         assert!(ctx.plan_access(access("r2", "t1", "resource")).is_empty());
         let second = access("r1", "t1", "second");
-        assert_eq!(ctx.plan_access(second.clone()), vec![first.clone()]);
+        assert_eq!(
+            ctx.plan_access(second.clone()),
+            std::slice::from_ref(&first)
+        );
         // The same resource planned again sees the other, never itself, and is recorded once.
-        assert_eq!(ctx.plan_access(first.clone()), vec![second.clone()]);
+        assert_eq!(
+            ctx.plan_access(first.clone()),
+            std::slice::from_ref(&second)
+        );
         assert_eq!(
             ctx.plan_access(access("r1", "t1", "third")),
             [first, second],

@@ -1,12 +1,13 @@
 //! `iaprun_service_iap`: IAP enabled directly on a Cloud Run service (Run Admin API v2 `iapEnabled`),
 //! with the IAP service agent provisioned and granted `roles/run.invoker` on the service.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::common::{Agent, Iap, Private};
 use super::prelude::*;
 use crate::google::ServiceName;
 use crate::names::IapResource;
+use crate::validation::{service::Layer, timing::Judged};
 
 /// The resource type.
 pub struct ServiceIap;
@@ -123,6 +124,7 @@ impl Resource<Context> for ServiceIap {
             planned.uri = Attr::unknown();
         }
         let intent_changed = prior.is_some_and(|p| p.intent() != planned.intent());
+        let switching_on = Iap::switches_on(prior.map(|p| &p.iap), !replace.is_empty());
         let (_, at) = common::plan_apply(plan, |m| &mut m.iap, intent_changed, false);
         let planned = &mut plan.planned;
         if diags.has_errors() {
@@ -137,15 +139,21 @@ impl Resource<Context> for ServiceIap {
         };
         planned.set_identity(&name, &number);
         let grant = planned.iap.grant_iap_invoker.get().copied();
-        match checks(ctx, &name, &number, grant, false).await {
-            Ok(findings) => diags.extend(validation::timing::report_at_plan(
-                findings,
+        match checks(ctx, &name, &number, grant, switching_on, false).await {
+            Ok(judged) => diags.extend(validation::timing::report_judged_at_plan(
+                judged,
                 &common::ignored(&plan.config.iap.ignore_checks),
                 at,
             )),
             Err(d) => diags.push(d),
         }
         diags
+    }
+
+    async fn plan_destroy(&self, ctx: &Context, prior: &Model) {
+        if let Some(key) = direct_key(ctx, prior).await {
+            ctx.plan_direct_removal(&key);
+        }
     }
 
     async fn create(&self, ctx: &Context, change: Change<'_, Model, Private>) -> Applied<Model> {
@@ -187,6 +195,12 @@ impl Resource<Context> for ServiceIap {
         let Some(name) = delete.prior.service_name() else {
             return Ok(());
         };
+        // A move to load-balancer IAP in this run waits for this removal (and its grant release).
+        let key = direct_key(ctx, &delete.prior).await;
+        if let Some(key) = &key {
+            ctx.plan_direct_removal(key);
+        }
+        let _removal = ctx.begin_removal(key.into_iter().collect());
         let disabled = ctx
             .clients
             .run
@@ -220,48 +234,77 @@ impl Resource<Context> for ServiceIap {
     }
 }
 
-/// The live checks of a service with direct IAP (read-only API calls). `at_apply`: a missing
-/// service is an error only then (at plan the configuration may still create it).
+/// The record key of the service a state's direct IAP covers (project number looked up when the
+/// state lacks it).
+async fn direct_key(ctx: &Context, state: &Model) -> Option<String> {
+    let name = state.service_name()?;
+    let recorded = &state.iap.project_number;
+    let number = common::recorded_project_number(ctx, recorded, &name.project);
+    let number = number.await.ok()?;
+    Some(format!("{number}/{}/{}", name.location, name.service))
+}
+
+/// The live checks of a service with direct IAP (read-only API calls). `switching_on`: this run
+/// turns direct IAP on (otherwise an IAP-enabled backend on now in front of it is a standing
+/// double, not one this run may be moving away from). `at_apply`: a missing service is an error
+/// only then (at plan the configuration may still create it), and only what is live counts, not
+/// a planned removal.
 async fn checks(
     ctx: &Context,
     name: &ServiceName,
     project_number: &str,
     grant: Option<bool>,
+    switching_on: bool,
     at_apply: bool,
-) -> Result<Vec<validation::Finding>, Diagnostic> {
-    let mut findings = common::project_findings(ctx, &name.project, true).await;
+) -> Result<Judged, Diagnostic> {
+    let mut judged = Judged::usual(common::project_findings(ctx, &name.project, true).await);
     match common::run_service_facts(ctx, name).await {
-        Ok(None) if at_apply => findings.push(validation::target::target_missing(
+        Ok(None) if at_apply => judged.usual.push(validation::target::target_missing(
             "Cloud Run service",
             &name.service,
             &format!("{} of project {}", name.location, name.project),
             AttributePath::attr("service"),
         )),
-        Ok(None) => return Ok(vec![]),
+        Ok(None) => return Ok(Judged::default()),
         Ok(Some(facts)) => {
             let key = format!("{project_number}/{}/{}", name.location, name.service);
-            let mut fronting = ctx.plan_direct_iap(&key);
-            // Seen from the service: a live IAP-enabled backend in front of it.
-            if let Ok(paths) = common::iap_paths_to(ctx, name, false, None).await {
-                fronting.extend(
-                    paths
-                        .iter()
-                        .map(|p| p.trim_start_matches("backend service ").to_string()),
-                );
+            let planned = ctx.plan_direct_iap(&key, switching_on);
+            let mut fronting: BTreeMap<String, Layer> = planned
+                .into_iter()
+                .map(|(backend, on)| (backend, Layer::Planned { switching_on: on }))
+                .collect();
+            // Seen from the service: the live IAP-enabled backends in front of it.
+            if let Ok(live) = common::iap_backends_to(ctx, name, None).await {
+                for b in live {
+                    let region = match &b.scope {
+                        google::Scope::Global => None,
+                        google::Scope::Region(r) => Some(r.as_str()),
+                    };
+                    let k = validation::backend::backend_key(project_number, region, &b.name);
+                    let removed = !at_apply && ctx.backend_removed(&k);
+                    fronting.entry(k).or_insert(Layer::of(true, None, removed));
+                }
             }
+            let fronting: Vec<(String, Layer)> = fronting
+                .into_iter()
+                .map(|(k, layer)| (validation::backend::backend_label(&k).to_string(), layer))
+                .collect();
             let project_invokers = common::project_invokers(ctx, &name.project, grant).await;
-            findings.extend(validation::service::direct_iap(
+            judged.extend(validation::service::direct_iap(
                 &facts,
                 &fronting,
                 project_number,
                 grant,
                 project_invokers.as_deref(),
             ));
-            if findings.iter().any(|f| f.check == "no_organization")
+            if !switching_on {
+                judged = judged.standing_layer();
+            }
+            if judged.usual.iter().any(|f| f.check == "no_organization")
                 && has_custom_client(ctx, name, project_number).await
             {
                 // The fix no_organization points to is in place.
-                findings.retain(|f| f.check != "no_organization");
+                judged.usual.retain(|f| f.check != "no_organization");
             }
         }
         Err(e) => {
@@ -271,7 +314,7 @@ async fn checks(
             )
         }
     }
-    Ok(findings)
+    Ok(judged)
 }
 
 /// Whether the service's IAP settings name a custom OAuth client; false when unreadable.
@@ -301,9 +344,20 @@ async fn converge(ctx: &Context, change: Change<'_, Model, Private>) -> Applied<
     let (name, number) = common::apply_target(ctx, &prior, target, what).await?;
     let grant = planned.iap.grant_iap_invoker.or(true);
     // Right before the first change, on a fresh read: nothing changes while an error finding holds.
-    let findings = checks(ctx, &name, &number, Some(grant), true).await;
-    let findings = findings.map_err(Failure::unchanged(&prior))?;
-    common::refuse(findings, &planned.iap.ignore_checks).map_err(Failure::unchanged(&prior))?;
+    let switching_on = Iap::switches_on(prior.as_ref().map(|p| &p.iap), false);
+    let (name_ref, number_ref) = (&name, number.as_str());
+    let ignore = &planned.iap.ignore_checks;
+    common::judge_before_change(ctx, ignore, deadline, || async move {
+        let judged = checks(ctx, name_ref, number_ref, Some(grant), switching_on, true).await?;
+        let key = format!("{number_ref}/{}/{}", name_ref.location, name_ref.service);
+        Ok(common::Judgement {
+            read: (),
+            judged,
+            services: vec![key],
+        })
+    })
+    .await
+    .map_err(Failure::unchanged(&prior))?;
     let mut next = planned.clone();
     next.set_identity(&name, &number);
     let agent = Agent::new(&name.project, &number);

@@ -220,14 +220,17 @@ fn service_findings(
     let domain = facts.organization_domain.as_deref();
     let mut out = Vec::new();
     for b in reaching.iter().filter(|b| b.facts.iap_enabled) {
-        out.extend(backend::backend_iap(
-            &restricted_to(&b.facts, run),
-            number,
-            Some(false),
-            &[],
-            // The audit reads no project policy: only service-level grants count.
-            None,
-        ));
+        out.extend(
+            backend::backend_iap(
+                &restricted_to(&b.facts, run),
+                number,
+                Some(false),
+                |s| service::Layer::of(s.iap_enabled, None, false),
+                // The audit reads no project policy: only service-level grants count.
+                None,
+            )
+            .all(),
+        );
         out.extend(member_findings(
             b.iap_members.as_ref(),
             b.custom_oauth_client(),
@@ -236,7 +239,7 @@ fn service_findings(
         ));
     }
     if run.iap_enabled {
-        out.extend(service::direct_iap(run, &[], number, Some(false), None));
+        out.extend(service::direct_iap(run, &[], number, Some(false), None).all());
         out.extend(member_findings(
             audited.iap_members.as_ref(),
             audited.settings_client,

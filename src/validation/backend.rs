@@ -2,6 +2,7 @@
 
 use super::facts::{BackendFacts, RunServiceFacts};
 use super::service;
+use super::timing::Judged;
 use super::Finding;
 use crate::framework::AttributePath;
 
@@ -327,16 +328,43 @@ pub fn service_key(project_number: &str, s: &RunServiceFacts) -> String {
     format!("{project_number}/{}/{}", s.location, s.name)
 }
 
-/// Every check of a backend service with IAP and the services behind it; `planned_direct` are
-/// those services (by [`service_key`]) planned with direct IAP in this run; `project_invokers` the
-/// project's own invoker members when read.
+/// The key of a backend service in the record of IAP planned in this run:
+/// `{project_number}/{region or "global"}/{name}`; its label drops the number.
+pub fn backend_key(project_number: &str, region: Option<&str>, name: &str) -> String {
+    format!("{project_number}/{}/{name}", region.unwrap_or("global"))
+}
+
+/// How a backend's key reads in a finding: `global/web`, `us-central1/web`.
+pub fn backend_label(key: &str) -> &str {
+    key.split_once('/').map_or(key, |(_, label)| label)
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::*;
+
+    #[test]
+    fn keys_carry_the_project_number_and_labels_drop_it() {
+        let global = backend_key("42", None, "web");
+        assert_eq!(global, "42/global/web");
+        assert_eq!(backend_label(&global), "global/web");
+        let regional = backend_key("42", Some("us-central1"), "web");
+        assert_eq!(backend_label(&regional), "us-central1/web");
+        let s = fixtures::svc();
+        assert_eq!(service_key("42", &s), "42/us-central1/hello");
+    }
+}
+
+/// Every check of a backend service with IAP and the services behind it; `direct` tells what this
+/// run does to direct IAP on each of those services; `project_invokers` the project's own invoker
+/// members when read.
 pub fn backend_iap(
     facts: &BackendFacts,
     project_number: &str,
     grant: Option<bool>,
-    planned_direct: &[String],
+    direct: impl Fn(&RunServiceFacts) -> service::Layer,
     project_invokers: Option<&[String]>,
-) -> Vec<Finding> {
+) -> Judged {
     let mut findings = passthrough_lb(facts);
     findings.extend(cdn_enabled(facts));
     findings.extend(http2_classic_lb(facts));
@@ -344,11 +372,7 @@ pub fn backend_iap(
     findings.extend(run_app_bypass(facts));
     findings.extend(neg_mismatch(facts));
     findings.extend(no_https_frontend(facts));
-    findings.extend(service::double_iap(
-        facts,
-        |s| s.iap_enabled || planned_direct.contains(&service_key(project_number, s)),
-        AttributePath::attr("backend_service"),
-    ));
+    let mut judged = service::double_iap(facts, direct, AttributePath::attr("backend_service"));
     for s in facts.services() {
         findings.extend(service::public_invoker(
             s,
@@ -363,5 +387,6 @@ pub fn backend_iap(
             ));
         }
     }
-    findings
+    judged.usual.extend(findings);
+    judged
 }

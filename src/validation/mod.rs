@@ -36,7 +36,7 @@ pub const CATALOGUE: &[Check] = &[
         catches: "IAP enabled on both the Cloud Run service and a load balancer backend service in front of it.",
         consequence: "Google does not support this combination: users face two IAP checks with different OAuth clients and sign-in may fail or loop.",
         source: "Cloud Run IAP documentation: \"You cannot configure IAP on both the load balancer and the Cloud Run service.\"",
-        fix: "Choose one: remove iaprun_service_iap for this service, or disable IAP on the backend service.",
+        fix: "Choose one: remove iaprun_service_iap for this service, or disable IAP on the backend service. Moving from one to the other takes one run: remove the one resource and add the other in the same edit.",
     },
     Check {
         name: "http2_classic_lb",

@@ -1,6 +1,7 @@
 //! Checks on the Cloud Run services IAP protects (direct IAP, or behind a load balancer).
 
 use super::facts::{iap_service_agent, BackendFacts, RunServiceFacts};
+use super::timing::Judged;
 use super::Finding;
 use crate::framework::AttributePath;
 
@@ -212,66 +213,94 @@ mod missing_invoker_tests {
     }
 }
 
+/// What a run does to one IAP layer over a Cloud Run service (IAP directly on the service, or on
+/// a backend service in front of it), as far as this provider process has seen the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layer {
+    /// Off, and nothing planned so far turns it on.
+    Off,
+    /// On now, and nothing planned so far keeps or removes it.
+    Live,
+    /// On now, and a resource planned in this run removes it.
+    Removed,
+    /// A resource planned in this run keeps it on; `switching_on`: it turns it on in this run.
+    Planned { switching_on: bool },
+}
+
+impl Layer {
+    /// The layer from what is on now (`live`), its resource's plan in this run (`planned`: whether
+    /// it switches the layer on) and whether a resource planned in this run removes it. A plan that
+    /// keeps the layer wins over a removal (one instance destroyed, another created).
+    pub fn of(live: bool, planned: Option<bool>, removed: bool) -> Layer {
+        match (planned, live) {
+            (Some(switching_on), _) => Layer::Planned { switching_on },
+            (None, true) if removed => Layer::Removed,
+            (None, true) => Layer::Live,
+            (None, false) => Layer::Off,
+        }
+    }
+
+    /// Files `finding` where a plan treats it (nothing when the layer is or goes off).
+    fn judge(self, judged: &mut Judged, finding: impl FnOnce(&str) -> Finding) {
+        let (list, how) = match self {
+            Layer::Off | Layer::Removed => return,
+            Layer::Live => (&mut judged.pending, ""),
+            Layer::Planned { switching_on: true } => {
+                (&mut judged.forced, " (this run turns it on)")
+            }
+            Layer::Planned {
+                switching_on: false,
+            } => (&mut judged.usual, " (this run keeps it)"),
+        };
+        list.push(finding(how));
+    }
+}
+
 /// `double_iap`: IAP on the Cloud Run service and on a load balancer backend in front of it. Cloud
 /// Run IAP documentation: "You cannot configure IAP on both the load balancer and the Cloud Run
-/// service." Reads: Run `iapEnabled`, backend `iap.enabled`, the backend's serverless NEGs.
+/// service." `direct` tells what the run does to direct IAP on each service behind the backend.
+/// Reads: Run `iapEnabled`, the backend's serverless NEGs.
 pub fn double_iap(
     backend: &BackendFacts,
-    service_has_direct_iap: impl Fn(&RunServiceFacts) -> bool,
+    direct: impl Fn(&RunServiceFacts) -> Layer,
     path: AttributePath,
-) -> Vec<Finding> {
-    backend
-        .services()
-        .filter(|s| service_has_direct_iap(s))
-        .map(|s| {
+) -> Judged {
+    let mut judged = Judged::default();
+    for s in backend.services() {
+        direct(s).judge(&mut judged, |how| {
             Finding::new(
                 "double_iap",
                 Some(path.clone()),
                 format!(
-                    "Cloud Run service {} has IAP enabled directly (or gets it in this plan), and backend service {} in front of it enables IAP too.",
+                    "Cloud Run service {} has IAP enabled directly{how}, and backend service {} in front of it enables IAP too.",
                     s.label(),
                     backend.name
                 ),
             )
-        })
-        .collect()
+        });
+    }
+    judged
 }
 
-/// `double_iap`, seen from the Cloud Run service: a backend service with IAP on (live, or planned in
-/// this run) fronts the service that direct IAP is being enabled on. Same source as [`double_iap`].
-/// Reads: serverless NEGs' `cloudRun.service` and the backend services over them.
-pub fn double_iap_planned(service: &RunServiceFacts, backends: &[String]) -> Vec<Finding> {
-    if backends.is_empty() {
-        return vec![];
+/// `double_iap`, seen from the Cloud Run service that direct IAP is being enabled on: `fronting`
+/// are the backend services in front of it with IAP on now or planned in this run, each with what
+/// the run does to it. Same source as [`double_iap`]. Reads: serverless NEGs' `cloudRun.service`
+/// and the backend services over them.
+pub fn double_iap_fronted(service: &RunServiceFacts, fronting: &[(String, Layer)]) -> Judged {
+    let mut judged = Judged::default();
+    for (backend, layer) in fronting {
+        layer.judge(&mut judged, |how| {
+            Finding::new(
+                "double_iap",
+                Some(AttributePath::attr("service")),
+                format!(
+                    "Cloud Run service {} gets IAP directly, and backend service {backend} in front of it has IAP enabled{how}.",
+                    service.label()
+                ),
+            )
+        });
     }
-    vec![Finding::new(
-        "double_iap",
-        Some(AttributePath::attr("service")),
-        format!(
-            "Cloud Run service {} gets IAP directly, and IAP is on (or this plan turns it on) in front of it on backend service {}.",
-            service.label(),
-            backends.join(", ")
-        ),
-    )]
-}
-
-#[cfg(test)]
-mod double_iap_planned_tests {
-    use super::*;
-
-    #[test]
-    fn fires_when_a_planned_backend_fronts_the_service() {
-        let s = RunServiceFacts {
-            name: "hello".into(),
-            location: "us-central1".into(),
-            ..Default::default()
-        };
-        assert!(double_iap_planned(&s, &[]).is_empty());
-        let f = double_iap_planned(&s, &["web".to_string()]);
-        assert_eq!(f.len(), 1);
-        assert_eq!(f[0].path, Some(AttributePath::attr("service")));
-        assert!(f[0].detail.contains("backend service web"));
-    }
+    judged
 }
 
 #[cfg(test)]
@@ -279,50 +308,134 @@ mod double_iap_tests {
     use super::*;
     use crate::validation::facts::NegFacts;
 
-    #[test]
-    fn fires_when_a_service_behind_the_backend_has_direct_iap() {
-        let svc = RunServiceFacts {
+    fn hello() -> RunServiceFacts {
+        RunServiceFacts {
             name: "hello".into(),
             location: "us-central1".into(),
             iap_enabled: true,
             ..Default::default()
-        };
-        let backend = BackendFacts {
+        }
+    }
+
+    fn web() -> BackendFacts {
+        BackendFacts {
             name: "web".into(),
             negs: vec![NegFacts {
                 name: "neg".into(),
                 region: "us-central1".into(),
                 run_service: Some("hello".into()),
-                service: Some(svc),
+                service: Some(hello()),
                 ..Default::default()
             }],
             ..Default::default()
-        };
+        }
+    }
+
+    #[test]
+    fn layers_follow_the_plan_before_what_is_live() {
+        assert_eq!(Layer::of(false, None, false), Layer::Off);
+        assert_eq!(Layer::of(false, None, true), Layer::Off);
+        assert_eq!(Layer::of(true, None, false), Layer::Live);
+        assert_eq!(Layer::of(true, None, true), Layer::Removed);
         assert_eq!(
-            double_iap(
-                &backend,
-                |s| s.iap_enabled,
-                AttributePath::attr("backend_service")
-            )
-            .len(),
-            1
+            Layer::of(true, Some(false), true),
+            Layer::Planned {
+                switching_on: false
+            }
         );
-        assert!(double_iap(&backend, |_| false, AttributePath::attr("backend_service")).is_empty());
+        assert_eq!(
+            Layer::of(false, Some(true), false),
+            Layer::Planned { switching_on: true }
+        );
+    }
+
+    #[test]
+    fn a_removed_direct_layer_is_no_finding_and_a_live_one_waits() {
+        let path = || AttributePath::attr("backend_service");
+        assert_eq!(
+            double_iap(&web(), |_| Layer::Removed, path()),
+            Judged::default()
+        );
+        assert_eq!(
+            double_iap(&web(), |_| Layer::Off, path()),
+            Judged::default()
+        );
+        let live = double_iap(&web(), |s| Layer::of(s.iap_enabled, None, false), path());
+        assert!(live.usual.is_empty() && live.forced.is_empty());
+        assert_eq!(live.pending.len(), 1);
+        assert!(live.pending[0]
+            .detail
+            .contains("us-central1/hello has IAP enabled directly"));
+        assert_eq!(live.pending[0].path, Some(path()));
+    }
+
+    #[test]
+    fn a_planned_direct_layer_is_a_finding_forced_when_this_run_turns_it_on() {
+        let path = || AttributePath::attr("backend_service");
+        let kept = double_iap(
+            &web(),
+            |_| Layer::Planned {
+                switching_on: false,
+            },
+            path(),
+        );
+        assert_eq!((kept.usual.len(), kept.forced.len()), (1, 0));
+        assert!(kept.usual[0].detail.contains("this run keeps it"));
+        let on = double_iap(&web(), |_| Layer::Planned { switching_on: true }, path());
+        assert_eq!((on.usual.len(), on.forced.len()), (0, 1));
+        assert!(on.forced[0].detail.contains("this run turns it on"));
+    }
+
+    #[test]
+    fn seen_from_the_service_each_backend_is_judged_by_its_layer() {
+        let s = hello();
+        assert_eq!(double_iap_fronted(&s, &[]), Judged::default());
+        let judged = double_iap_fronted(
+            &s,
+            &[
+                ("global/old".to_string(), Layer::Removed),
+                ("global/live".to_string(), Layer::Live),
+                (
+                    "global/new".to_string(),
+                    Layer::Planned { switching_on: true },
+                ),
+                (
+                    "global/kept".to_string(),
+                    Layer::Planned {
+                        switching_on: false,
+                    },
+                ),
+            ],
+        );
+        assert_eq!(judged.pending.len(), 1);
+        assert!(judged.pending[0]
+            .detail
+            .contains("backend service global/live"));
+        assert!(judged.forced[0]
+            .detail
+            .contains("backend service global/new"));
+        assert!(judged.usual[0]
+            .detail
+            .contains("backend service global/kept"));
+        assert_eq!(judged.usual[0].path, Some(AttributePath::attr("service")));
+        let all = judged.all();
+        assert!(!all.iter().any(|f| f.detail.contains("global/old")));
+        assert_eq!(all.len(), 3);
     }
 }
 
 /// Every check of a Cloud Run service with IAP enabled directly; `fronting` are the backends with
-/// IAP in front of it (live, or planned in this run); `project_invokers` the project's own invoker
-/// members when read.
+/// IAP in front of it (live, or planned in this run) and what the run does to each;
+/// `project_invokers` the project's own invoker members when read.
 pub fn direct_iap(
     facts: &RunServiceFacts,
-    fronting: &[String],
+    fronting: &[(String, Layer)],
     project_number: &str,
     grant: Option<bool>,
     project_invokers: Option<&[String]>,
-) -> Vec<Finding> {
-    let mut findings = double_iap_planned(facts, fronting);
-    findings.extend(http2_direct(facts));
+) -> Judged {
+    let mut judged = double_iap_fronted(facts, fronting);
+    let mut findings = http2_direct(facts);
     findings.extend(public_invoker(facts, AttributePath::attr("service")));
     if let Some(grant) = grant {
         findings.extend(missing_invoker_in_project(
@@ -332,5 +445,6 @@ pub fn direct_iap(
             project_invokers,
         ));
     }
-    findings
+    judged.usual.extend(findings);
+    judged
 }

@@ -3,9 +3,56 @@
 //! a destroy. These pure functions decide it from the plan's values; docs/checks.md explains it.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use super::{report, Finding};
 use crate::framework::{Attr, Diagnostic, Diagnostics, Severity};
+
+/// The findings of the live checks, by how a plan and an apply treat them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Judged {
+    /// Reported as [`AtPlan`] says; an error stops the apply.
+    pub usual: Vec<Finding>,
+    /// Caused by another resource that switches IAP on in this run: they fail the plan even when
+    /// this resource does not change.
+    pub forced: Vec<Finding>,
+    /// Another IAP layer is on now and this run may still remove it (a move between direct and
+    /// load-balancer IAP, whose two halves Terraform does not order): a warning at plan; the apply
+    /// waits for it to turn off.
+    pub pending: Vec<Finding>,
+}
+
+impl Judged {
+    /// Findings reported as usual.
+    pub fn usual(findings: Vec<Finding>) -> Self {
+        Self {
+            usual: findings,
+            ..Self::default()
+        }
+    }
+
+    /// Adds `other`'s findings to these.
+    pub fn extend(&mut self, other: Judged) {
+        self.usual.extend(other.usual);
+        self.forced.extend(other.forced);
+        self.pending.extend(other.pending);
+    }
+
+    /// These findings for a resource whose own layer is on already: another layer on now is a
+    /// double IAP that stands (nothing of this resource moves), reported as usual.
+    pub fn standing_layer(mut self) -> Self {
+        self.usual.append(&mut self.pending);
+        self
+    }
+
+    /// Every finding, however it is treated (the audit has no run to wait for).
+    pub fn all(self) -> Vec<Finding> {
+        let mut all = self.usual;
+        all.extend(self.forced);
+        all.extend(self.pending);
+        all
+    }
+}
 
 /// How this plan treats the findings of the live checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +107,51 @@ pub fn report_at_plan(
     }
 }
 
+/// The diagnostics of `judged` for a plan treated as `at`: forced findings fail the plan unless the
+/// checks wait for apply; pending ones are warnings that say what the apply will do.
+pub fn report_judged_at_plan(judged: Judged, ignore: &BTreeSet<String>, at: AtPlan) -> Diagnostics {
+    let mut diags = report_at_plan(judged.usual, ignore, at);
+    let forced = match at {
+        AtPlan::Deferred => AtPlan::Deferred,
+        _ => AtPlan::Enforce,
+    };
+    diags.extend(report_at_plan(judged.forced, ignore, forced));
+    if at != AtPlan::Deferred {
+        let pending = judged
+            .pending
+            .into_iter()
+            .map(|f| noted(f, PENDING_AT_PLAN));
+        diags.extend(report(pending, ignore).into_iter().map(|d| Diagnostic {
+            severity: Severity::Warning,
+            ..d
+        }));
+    }
+    diags
+}
+
+const PENDING_AT_PLAN: &str = "This run may still remove that IAP: the other half of a move between direct and load-balancer IAP, which Terraform plans in no set order (and before Terraform 1.3 without showing it to the provider). The apply waits for it to turn off before changing anything, up to this resource's timeout, and stops with nothing changed if it stays on.";
+
+/// A finding whose detail goes on with `note`.
+fn noted(f: Finding, note: &str) -> Finding {
+    Finding {
+        detail: format!("{} {note}", f.detail),
+        ..f
+    }
+}
+
+/// Pending findings still holding at the apply's deadline, after waiting `waited`: errors.
+pub fn pending_at_apply(
+    pending: Vec<Finding>,
+    ignore: &BTreeSet<String>,
+    waited: Duration,
+) -> Diagnostics {
+    let note = format!(
+        "The apply waited {}s (this resource's timeout) for that IAP to turn off; it stayed on, and nothing was changed.",
+        waited.as_secs()
+    );
+    report(pending.into_iter().map(|f| noted(f, &note)), ignore)
+}
+
 /// An error finding about an object this plan does not change: a warning now, an error for the
 /// next apply that changes the resource.
 fn standing(d: Diagnostic) -> Diagnostic {
@@ -98,6 +190,54 @@ mod tests {
         assert!(checks_after_deferred(None, &applied), "create");
         assert!(!checks_after_deferred(None, &Attr::Null));
         assert!(!checks_after_deferred(Some(&applied), &Attr::Null));
+    }
+
+    #[test]
+    fn forced_findings_fail_a_standing_plan_and_pending_ones_warn() {
+        let f = |check| vec![Finding::new(check, None, "both layers")];
+        let none = BTreeSet::new();
+        let forced = Judged {
+            forced: f("double_iap"),
+            ..Judged::default()
+        };
+        let standing = report_judged_at_plan(forced.clone(), &none, AtPlan::Standing);
+        assert!(standing.has_errors(), "{standing:?}");
+        assert!(report_judged_at_plan(forced.clone(), &none, AtPlan::Deferred).is_empty());
+        let ignore = BTreeSet::from(["double_iap".to_string()]);
+        assert!(report_judged_at_plan(forced, &ignore, AtPlan::Enforce).is_empty());
+
+        let pending = Judged {
+            pending: f("double_iap"),
+            ..Judged::default()
+        };
+        let warned = report_judged_at_plan(pending.clone(), &none, AtPlan::Enforce);
+        assert_eq!(warned.len(), 1);
+        assert!(!warned.has_errors());
+        assert!(warned.iter().all(|d| d.detail.contains("The apply waits")));
+        assert!(report_judged_at_plan(pending.clone(), &none, AtPlan::Deferred).is_empty());
+        assert!(report_judged_at_plan(pending.clone(), &ignore, AtPlan::Enforce).is_empty());
+
+        let late = pending_at_apply(pending.pending, &none, Duration::from_secs(7));
+        assert!(late.has_errors());
+        assert!(late.iter().all(|d| d.detail.contains("waited 7s")));
+    }
+
+    #[test]
+    fn judged_keeps_every_finding() {
+        let f = |detail: &str| Finding::new("double_iap", None, detail);
+        let mut judged = Judged::usual(vec![f("a")]);
+        judged.extend(Judged {
+            usual: vec![],
+            forced: vec![f("b")],
+            pending: vec![f("c")],
+        });
+        let details: Vec<String> = judged.clone().all().into_iter().map(|f| f.detail).collect();
+        assert_eq!(details, ["a", "b", "c"]);
+        let standing = judged.standing_layer();
+        assert!(standing.pending.is_empty());
+        let usual: Vec<&str> = standing.usual.iter().map(|f| f.detail.as_str()).collect();
+        assert_eq!(usual, ["a", "c"]);
+        assert_eq!(standing.forced.len(), 1);
     }
 
     #[test]

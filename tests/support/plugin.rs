@@ -75,10 +75,15 @@ pub struct Launch {
 }
 
 /// Where a plugin listens: go-plugin servers announce a TCP address or a unix socket.
-#[derive(Debug, Clone)]
-pub enum Address {
-    Tcp(SocketAddr),
-    Unix(PathBuf),
+pub use iaprun::protocol::Address;
+
+/// The unix socket's path, panicking on a TCP address.
+#[track_caller]
+pub fn socket_path(address: &Address) -> &std::path::Path {
+    match address {
+        Address::Unix(path) => path,
+        Address::Tcp(address) => panic!("the plugin listens on TCP {address}, not a unix socket"),
+    }
 }
 
 /// What the handshake line said.
@@ -97,10 +102,24 @@ pub struct PluginProcess {
     pub handshake: Handshake,
     client: Option<Arc<ClientIdentity>>,
     stderr: mpsc::Receiver<String>,
+    /// The plugin's `TMPDIR` when the launch chose none: a plugin killed on drop cannot remove its
+    /// socket's directory, so it goes with this one instead of staying in the system's.
+    temporary: Option<tempfile::TempDir>,
 }
 
 /// Spawns the plugin binary with `launch`'s environment and the cookie.
 pub fn spawn(launch: &Launch) -> Child {
+    let mut command = command(launch);
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", command.get_program().to_string_lossy()))
+}
+
+/// The plugin binary with `launch`'s environment and the cookie, as go-plugin starts it.
+pub fn command(launch: &Launch) -> Command {
     let binary = launch.binary.clone().unwrap_or_else(provider_binary);
     let mut command = Command::new(&binary);
     for (key, _) in std::env::vars_os() {
@@ -123,18 +142,32 @@ pub fn spawn(launch: &Launch) -> Child {
         command.env(key, value);
     }
     command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {}: {e}", binary.display()))
 }
 
 impl PluginProcess {
     /// Starts the provider and reads its handshake line (panics after 60 s, Terraform's limit).
-    pub fn start(launch: Launch) -> Self {
+    pub fn start(mut launch: Launch) -> Self {
+        let chosen = |key: &str| launch.env.iter().any(|(k, _)| k == key);
+        let temporary = (!chosen("TMPDIR") && !chosen("PLUGIN_UNIX_SOCKET_DIR"))
+            .then(|| tempfile::tempdir().expect("a temporary directory for the plugin"));
+        if let Some(dir) = &temporary {
+            launch
+                .env
+                .push(("TMPDIR".into(), dir.path().display().to_string()));
+        }
         let started = Instant::now();
-        let mut child = spawn(&launch);
+        let child = spawn(&launch);
+        let mut process = Self::read_handshake(child, launch.client, started);
+        process.temporary = temporary;
+        process
+    }
+
+    /// Takes over a started plugin (stdout and stderr piped) and reads its handshake line.
+    pub fn read_handshake(
+        mut child: Child,
+        client: Option<Arc<ClientIdentity>>,
+        started: Instant,
+    ) -> Self {
         let stdout = child.stdout.take().expect("stdout");
         let (line_tx, line_rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -155,8 +188,9 @@ impl PluginProcess {
         Self {
             child,
             handshake,
-            client: launch.client,
+            client,
             stderr,
+            temporary: None,
         }
     }
 
@@ -262,7 +296,15 @@ pub fn parse_handshake(line: &str, elapsed: Duration) -> Handshake {
             assert!(address.ip().is_loopback(), "{address} is loopback");
             Address::Tcp(address)
         }
-        "unix" => Address::Unix(PathBuf::from(fields[3])),
+        "unix" => {
+            let path = PathBuf::from(fields[3]);
+            assert!(
+                path.is_absolute(),
+                "{} is an absolute socket path",
+                fields[3]
+            );
+            Address::Unix(path)
+        }
         network => panic!("network {network:?} is neither tcp nor unix in {line:?}"),
     };
     let server_certificate = (!fields[5].is_empty()).then(|| {
@@ -430,6 +472,49 @@ pub mod messages {
         #[prost(int32, tag = "1")]
         pub status: i32,
     }
+}
+
+/// Whether a GetSchema call over a channel made by `connect` fails (at connect or at the call).
+async fn refused<F>(connect: F) -> Result<(), String>
+where
+    F: std::future::Future<Output = Result<Channel, tonic::transport::Error>>,
+{
+    let channel = match connect.await {
+        Err(_) => return Ok(()),
+        Ok(channel) => channel,
+    };
+    match get_schema(channel).await {
+        Err(_) => Ok(()),
+        Ok(answer) => Err(format!(
+            "the call succeeded with {} resource schemas",
+            answer.resource_schemas.len()
+        )),
+    }
+}
+
+/// Calls a provider started with AutoMTLS the ways a stranger could (TLS without a client
+/// certificate, with a certificate Terraform did not send, plaintext) over the network its
+/// handshake announced; returns a line for each attempt that got an answer.
+pub async fn strangers_admitted(provider: &PluginProcess) -> Vec<String> {
+    let stranger = Arc::new(ClientIdentity::generate());
+    let attempts = [
+        (
+            "no client certificate",
+            refused(provider.channel_as(None)).await,
+        ),
+        (
+            "another client certificate",
+            refused(provider.channel_as(Some(stranger))).await,
+        ),
+        (
+            "plaintext",
+            refused(plaintext_channel(provider.handshake.address.clone())).await,
+        ),
+    ];
+    attempts
+        .into_iter()
+        .filter_map(|(what, outcome)| outcome.err().map(|e| format!("{what}: {e}")))
+        .collect()
 }
 
 /// `tfplugin5.Provider/GetSchema`.

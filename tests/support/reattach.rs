@@ -3,15 +3,19 @@
 //! test-only one, or the real one with test doubles) through the real protocol layer and a real
 //! Terraform, without building a binary for it.
 
-use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use iaprun::framework::Provider;
 
-/// A provider served on 127.0.0.1 (plaintext, as reattach mode requires) until dropped.
+/// A provider served on a unix socket (plaintext, as reattach mode requires), as go-plugin's
+/// debug servers do, until dropped.
 pub struct Reattached {
-    pub address: SocketAddr,
+    /// The socket's path.
+    pub socket: PathBuf,
+    /// Holds the socket; removed on drop.
+    directory: tempfile::TempDir,
     source: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
@@ -22,8 +26,12 @@ impl Reattached {
     /// (e.g. `registry.terraform.io/example/fixture`) on its own runtime thread, so tests may block
     /// on Terraform while it answers.
     pub fn serve<P: Provider>(provider: P, source: &str) -> Self {
-        let (address_tx, address_rx) = mpsc::channel();
+        // In the system's temporary directory: a socket path may be at most 107 bytes long.
+        let directory = tempfile::tempdir().expect("a directory for the socket");
+        let socket = directory.path().join("plugin.sock");
+        let (bound_tx, bound_rx) = mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let path = socket.clone();
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -31,12 +39,8 @@ impl Reattached {
                 .build()
                 .expect("runtime");
             runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-                    .await
-                    .expect("bind 127.0.0.1");
-                address_tx
-                    .send(listener.local_addr().expect("address"))
-                    .expect("test waiting for the address");
+                let listener = tokio::net::UnixListener::bind(&path).expect("bind the socket");
+                bound_tx.send(()).expect("test waiting for the socket");
                 let result = iaprun::protocol::serve_with(listener, None, provider, async {
                     let _ = stopped.await;
                 })
@@ -46,11 +50,12 @@ impl Reattached {
                 }
             });
         });
-        let address = address_rx
+        bound_rx
             .recv()
-            .expect("the provider thread reports its address");
+            .expect("the provider thread reports the socket bound");
         Self {
-            address,
+            socket,
+            directory,
             source: source.to_string(),
             stop: Some(stop),
             thread: Some(thread),
@@ -66,7 +71,7 @@ impl Reattached {
                 "Pid": std::process::id(),
                 // Test mode: Terraform neither waits for nor kills the process.
                 "Test": true,
-                "Addr": { "Network": "tcp", "String": self.address.to_string() },
+                "Addr": { "Network": "unix", "String": self.socket.display().to_string() },
             }
         })
         .to_string()

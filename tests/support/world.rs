@@ -361,6 +361,16 @@ impl World {
             .count()
     }
 
+    /// How many IAP setIamPolicy calls (conflicts included) were made since the request log was
+    /// cleared.
+    pub fn iap_policy_writes(&self) -> usize {
+        self.emulator
+            .requests()
+            .iter()
+            .filter(|r| r.path.ends_with(":setIamPolicy") && r.path.starts_with("/v1/"))
+            .count()
+    }
+
     /// Requests whose method mutates state (anything but GET and the read-only POSTs).
     pub fn mutating_requests(&self) -> Vec<String> {
         self.emulator
