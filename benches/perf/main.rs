@@ -533,6 +533,29 @@ async fn plan_cpu(ws: &Workspace, log: &Path) -> Result<PlanCpu, String> {
     })
 }
 
+/// `IAP_RESOURCES` Cloud Run services named `{prefix}-{i}` in `world`, and an initialised
+/// workspace of `BINDINGS` bindings over their IAP resources (also returned).
+async fn bindings_workspace(
+    terraform: &Path,
+    ours: &Path,
+    go: &Path,
+    world: &World,
+    prefix: &str,
+) -> Result<(Workspace, Vec<String>), String> {
+    let mut resources = Vec::new();
+    for i in 0..IAP_RESOURCES {
+        let service = format!("{prefix}-{i}");
+        world.run_service(&service, json!({})).await;
+        resources.push(cloud_run_iap_resource(&service));
+    }
+    let mut ws = workspace(terraform, ours, go)?;
+    ws.env("IAPRUN_EMULATOR_HOST", &world.emulator.host());
+    ws.configure(&bindings_config(&resources, BINDINGS))?;
+    ws.expect(&["init", "-input=false", "-no-color"], &[])
+        .await?;
+    Ok((ws, resources))
+}
+
 async fn at_scale(
     effort: &Effort,
     terraform: &Path,
@@ -542,18 +565,7 @@ async fn at_scale(
     let mut rows = Vec::new();
     let world = World::start().await;
     let emulator = &world.emulator;
-    let mut resources = Vec::new();
-    for i in 0..IAP_RESOURCES {
-        let service = format!("svc-{i}");
-        world.run_service(&service, json!({})).await;
-        resources.push(cloud_run_iap_resource(&service));
-    }
-    let mut ws_ours = workspace(terraform, ours, go)?;
-    ws_ours.env("IAPRUN_EMULATOR_HOST", &emulator.host());
-    ws_ours.configure(&bindings_config(&resources, BINDINGS))?;
-    ws_ours
-        .expect(&["init", "-input=false", "-no-color"], &[])
-        .await?;
+    let (ws_ours, resources) = bindings_workspace(terraform, ours, go, &world, "svc").await?;
     let ws_go = workspace(terraform, ours, go)?;
     ws_go.configure(&null_config(BINDINGS))?;
     ws_go
@@ -785,17 +797,7 @@ async fn parallel_apply(
     world: &World,
 ) -> Result<Row, String> {
     let emulator = &world.emulator;
-    let mut resources = Vec::new();
-    for i in 0..IAP_RESOURCES {
-        let service = format!("parallel-{i}");
-        world.run_service(&service, json!({})).await;
-        resources.push(cloud_run_iap_resource(&service));
-    }
-    let mut ws = workspace(terraform, ours, go)?;
-    ws.env("IAPRUN_EMULATOR_HOST", &emulator.host());
-    ws.configure(&bindings_config(&resources, BINDINGS))?;
-    ws.expect(&["init", "-input=false", "-no-color"], &[])
-        .await?;
+    let (ws, _) = bindings_workspace(terraform, ours, go, world, "parallel").await?;
     emulator.add_fault(stale_etags()?)?;
     emulator.clear_requests();
     let applied = ws
@@ -958,54 +960,73 @@ fn verdict(pass: Option<bool>) -> &'static str {
     }
 }
 
-fn render(rows: &[Row]) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "| Figure | iaprun (Rust) | null 2.1.2 (Go) | Ratio | Target | Result | Load (1 min) |"
+/// A markdown table of `header` and `lines`.
+fn markdown(header: &[&str], lines: impl Iterator<Item = Vec<String>>) -> String {
+    let mut out = format!(
+        "| {} |\n|{}\n",
+        header.join(" | "),
+        "---|".repeat(header.len())
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|");
-    for row in rows {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} | {} | {} | {} |",
-            row.figure,
-            row.ours,
-            row.go,
-            row.ratio,
-            row.target,
-            verdict(row.pass),
-            row.load
-        );
+    for line in lines {
+        let _ = writeln!(out, "| {} |", line.join(" | "));
     }
     out
 }
 
+fn render(rows: &[Row]) -> String {
+    markdown(
+        &[
+            "Figure",
+            "iaprun (Rust)",
+            "null 2.1.2 (Go)",
+            "Ratio",
+            "Target",
+            "Result",
+            "Load (1 min)",
+        ],
+        rows.iter().map(|row| {
+            vec![
+                row.figure.clone(),
+                row.ours.clone(),
+                row.go.clone(),
+                row.ratio.clone(),
+                row.target.clone(),
+                verdict(row.pass).to_string(),
+                row.load.clone(),
+            ]
+        }),
+    )
+}
+
 /// Issue 20's target table, from the rows that measured its figures in this run.
 fn render_issue(rows: &[Row]) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "| Issue 20 figure | Before (issue) | Target | Measured | Result |"
-    );
-    let _ = writeln!(out, "|---|---|---|---|---|");
-    for issue in Issue::ALL {
-        let measured = rows
-            .iter()
-            .find_map(|r| r.issue.filter(|(i, _)| *i == issue).map(|(_, m)| m));
-        let (figure, before, target, pass) = issue.row(measured.unwrap_or(f64::NAN));
-        let shown = match measured {
-            None => "not measured".to_string(),
-            Some(m) if issue.is_count() => format!("{m:.0}"),
-            Some(m) => format!("{m:.2}×"),
-        };
-        let _ = writeln!(
-            out,
-            "| {figure} | {before} | {target} | {shown} | {} |",
-            verdict(measured.map(|_| pass))
-        );
-    }
-    out
+    markdown(
+        &[
+            "Issue 20 figure",
+            "Before (issue)",
+            "Target",
+            "Measured",
+            "Result",
+        ],
+        Issue::ALL.into_iter().map(|issue| {
+            let measured = rows
+                .iter()
+                .find_map(|r| r.issue.filter(|(i, _)| *i == issue).map(|(_, m)| m));
+            let (figure, before, target, pass) = issue.row(measured.unwrap_or(f64::NAN));
+            let shown = match measured {
+                None => "not measured".to_string(),
+                Some(m) if issue.is_count() => format!("{m:.0}"),
+                Some(m) => format!("{m:.2}×"),
+            };
+            vec![
+                figure.to_string(),
+                before.to_string(),
+                target,
+                shown,
+                verdict(measured.map(|_| pass)).to_string(),
+            ]
+        }),
+    )
 }
 
 fn machine(terraform_version: &str, load_before: &str, load_after: &str) -> String {
