@@ -693,6 +693,14 @@ impl<S: PolicyStore> BatchWriter<S> {
                     groups.push(second);
                     groups.push(group);
                 }
+                Err(e) if e.is_conflict() && !read_now => {
+                    // `base` was a remembered copy (or this batch's last write) and is stale: the
+                    // read it saved is due now. Only a conflict after a fresh read is contention,
+                    // which the callers back off from.
+                    tracing::debug!(resource = %self.key, "remembered IAM policy was stale; re-reading");
+                    base = None;
+                    groups.push(group);
+                }
                 Err(e) => {
                     // A 409 means `base` was stale; after any other failure it may be.
                     read_now = false;
