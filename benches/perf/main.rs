@@ -593,11 +593,7 @@ async fn at_scale(
     let world = World::start().await;
     let emulator = &world.emulator;
     let (ws_ours, resources) = bindings_workspace(terraform, ours, go, &world, "svc").await?;
-    let ws_go = workspace(terraform, ours, go)?;
-    ws_go.configure(&null_config(BINDINGS))?;
-    ws_go
-        .expect(&["init", "-input=false", "-no-color"], &[])
-        .await?;
+    let ws_go = null_workspace(terraform, ours, go).await?;
 
     // 4 and 7: fresh plans at three sizes, alternating providers.
     let mut growth = Vec::new();
@@ -729,15 +725,20 @@ async fn at_scale(
     Ok(rows)
 }
 
+/// An initialised workspace of `BINDINGS` `null_resource`.
+async fn null_workspace(terraform: &Path, ours: &Path, go: &Path) -> Result<Workspace, String> {
+    let ws = workspace(terraform, ours, go)?;
+    ws.configure(&null_config(BINDINGS))?;
+    ws.expect(&["init", "-input=false", "-no-color"], &[])
+        .await?;
+    Ok(ws)
+}
+
 /// Figure 5 alone (`BENCH_ONLY=apply`): the applies and the refresh, no plans at scale.
 async fn apply_only(terraform: &Path, ours: &Path, go: &Path) -> Result<Vec<Row>, String> {
     let world = World::start().await;
     let (ws_ours, _) = bindings_workspace(terraform, ours, go, &world, "svc").await?;
-    let ws_go = workspace(terraform, ours, go)?;
-    ws_go.configure(&null_config(BINDINGS))?;
-    ws_go
-        .expect(&["init", "-input=false", "-no-color"], &[])
-        .await?;
+    let ws_go = null_workspace(terraform, ours, go).await?;
     let mut rows = apply_at_scale(&ws_ours, &ws_go, &world.emulator).await?;
     world.emulator.shutdown().await;
     rows.push(parallel_apply(terraform, ours, go).await?);
