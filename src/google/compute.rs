@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use super::error::Error;
 pub use super::operation::ComputeOperation;
 use super::operation::{wait_compute, OperationScope};
+use super::run::ServiceName;
 use super::transport::{Api, BaseUrl, Call, Replay, Transport};
 
 /// Largest page requested from list methods (compute's maximum).
@@ -794,6 +795,53 @@ impl ComputeClient {
         .into_iter()
         .map(NetworkEndpointGroup::from_value)
         .collect()
+    }
+
+    /// The backend services with IAP on (global, or in the service's region) over a serverless NEG
+    /// for a Cloud Run service, except `except`.
+    pub async fn iap_backends_to(
+        &self,
+        name: &ServiceName,
+        except: Option<&BackendServiceRef>,
+    ) -> Result<Vec<BackendServiceRef>, Error> {
+        let mut found = Vec::new();
+        let negs: Vec<String> = self
+            .network_endpoint_groups(&name.project, &name.location)
+            .await?
+            .into_iter()
+            .filter(|n| {
+                n.cloud_run.as_ref().and_then(|r| r.service.as_deref())
+                    == Some(name.service.as_str())
+            })
+            .map(|n| n.name)
+            .collect();
+        if negs.is_empty() {
+            return Ok(found);
+        }
+        for scope in [Scope::Global, Scope::Region(name.location.clone())] {
+            for backend in self.backend_services(&name.project, &scope).await? {
+                let this = BackendServiceRef {
+                    project: name.project.clone(),
+                    scope: scope.clone(),
+                    name: backend.name.clone(),
+                };
+                if except.is_some_and(|e| e.to_string() == this.to_string())
+                    || !backend.iap_enabled()
+                {
+                    continue;
+                }
+                let fronts = backend.backend_groups.iter().any(|g| {
+                    let mut parts = g.rsplit('/');
+                    let neg = parts.next().unwrap_or_default();
+                    let _collection = parts.next();
+                    parts.next() == Some(name.location.as_str()) && negs.iter().any(|n| n == neg)
+                });
+                if fronts {
+                    found.push(this);
+                }
+            }
+        }
+        Ok(found)
     }
 
     /// urlMaps.get / regionUrlMaps.get.

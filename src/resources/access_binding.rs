@@ -103,56 +103,6 @@ pub(super) fn role_attribute() -> Attribute {
     )
 }
 
-/// Validation of `resource`, `role` and `condition`, shared with `iaprun_access_member`.
-pub(super) fn validate_target(
-    resource: &Attr<String>,
-    role: &Attr<String>,
-    condition: &Attr<Condition>,
-) -> Diagnostics {
-    let mut diags = Diagnostics::new();
-    if let Some(Err(e)) = resource.get().map(|r| IapResource::parse(r)) {
-        diags.attribute_error(
-            AttributePath::attr("resource"),
-            "Invalid IAP resource name",
-            e,
-        );
-    }
-    if let Some(role) = role.get() {
-        let valid = (role.starts_with("roles/") && role.len() > "roles/".len())
-            || (role.starts_with("projects/") || role.starts_with("organizations/"))
-                && role.contains("/roles/");
-        if !valid || role.contains(char::is_whitespace) {
-            diags.attribute_error(
-                AttributePath::attr("role"),
-                "Invalid role",
-                format!("{role:?} is not a role name such as roles/iap.httpsResourceAccessor or projects/PROJECT/roles/CUSTOM."),
-            );
-        }
-    }
-    if let Some(condition) = condition.get() {
-        for (field, value) in [
-            ("title", &condition.title),
-            ("expression", &condition.expression),
-        ] {
-            if value.get().is_some_and(|t| t.trim().is_empty()) {
-                diags.attribute_error(
-                    AttributePath::attr("condition").then_attr(field),
-                    "Empty condition field",
-                    format!("The condition's {field} must not be empty."),
-                );
-            }
-        }
-        if condition.title.get().is_some_and(|t| t.len() > 100) {
-            diags.attribute_error(
-                AttributePath::attr("condition").then_attr("title"),
-                "Condition title too long",
-                "IAM limits condition titles to 100 characters.",
-            );
-        }
-    }
-    diags
-}
-
 /// The binding of (`role`, `condition`) in `policy`. After an import only the condition's title
 /// is known: then the title alone matches.
 pub(super) fn find_binding<'p>(
@@ -269,7 +219,7 @@ pub(super) fn member_checks(
 ) -> Diagnostics {
     let found = validation::member_format(members);
     let found = found.into_iter().chain(validation::public_member(members));
-    validation::report(found, &common::ignored(ignore_checks))
+    validation::report(found, &validation::ignored(ignore_checks))
 }
 
 impl Model {
@@ -477,8 +427,13 @@ impl Access {
 
     /// Checks shared by both access resources: `ignore_checks`, `resource`, `role`, `condition`.
     pub(super) fn validate(&self) -> Diagnostics {
-        let mut diags = common::validate_common(&Attr::Null, &self.ignore_checks);
-        diags.extend(validate_target(&self.resource, &self.role, &self.condition));
+        let mut diags = validation::common_config(&Attr::Null, &self.ignore_checks);
+        let condition = self.condition.get().map(|c| [&c.title, &c.expression]);
+        diags.extend(validation::access_config(
+            &self.resource,
+            &self.role,
+            condition,
+        ));
         diags
     }
 
@@ -525,7 +480,7 @@ pub(super) async fn plan_checks(
     members: &[&str],
     at: validation::timing::AtPlan,
 ) -> Diagnostics {
-    let ignore = common::ignored(&access.ignore_checks);
+    let ignore = validation::ignored(&access.ignore_checks);
     let mut diags = conflicts(
         ctx,
         kind,

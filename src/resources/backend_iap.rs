@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use super::common::{Agent, Iap, Private};
+use super::common::{Iap, Private};
 use super::prelude::*;
 use crate::google::{BackendServiceRef, IapPatch, Scope, ServiceName};
 use crate::validation::facts::{BackendFacts, NegFacts, RunServiceFacts};
@@ -158,10 +158,15 @@ impl Resource<Context> for BackendIap {
     }
 
     fn validate(config: &Model, _: ClientCapabilities) -> Diagnostics {
-        let mut diags = common::validate_common(&config.iap.project, &config.iap.ignore_checks);
-        common::check_name(&mut diags, "backend_service", &config.backend_service);
-        common::check_name(&mut diags, "region", &config.region);
-        diags.extend(validate_client(config));
+        let mut diags = validation::common_config(&config.iap.project, &config.iap.ignore_checks);
+        validation::target::check_name(&mut diags, "backend_service", &config.backend_service);
+        validation::target::check_name(&mut diags, "region", &config.region);
+        let (id, secret) = (&config.oauth2_client_id, &config.oauth2_client_secret);
+        let wo = (
+            &config.oauth2_client_secret_wo,
+            &config.oauth2_client_secret_wo_version,
+        );
+        diags.extend(validation::backend::oauth_client_config(id, secret, wo));
         diags
     }
 
@@ -227,7 +232,7 @@ impl Resource<Context> for BackendIap {
         };
         let grant = planned.iap.grant_iap_invoker.get().copied();
         let judged = checks(ctx, &r, &facts, &number, grant, switching_on, false).await;
-        let ignore = common::ignored(&config.iap.ignore_checks);
+        let ignore = validation::ignored(&config.iap.ignore_checks);
         diags.extend(validation::timing::report_judged_at_plan(
             judged, &ignore, at,
         ));
@@ -274,7 +279,7 @@ impl Resource<Context> for BackendIap {
         state.oauth2_client_secret_sha256 = Attr::from_option(iap.oauth2_client_secret_sha256);
         state.set_read(&backend, &facts);
         // The facts carry each service's invoker members already: no second policy read.
-        let agent = Agent::new(&r.project, &number);
+        let agent = google::IapAgent::new(&r.project, &number);
         let granted = facts
             .services()
             .all(|s| s.has_invoker(&agent.member) == Some(true));
@@ -320,58 +325,6 @@ impl Resource<Context> for BackendIap {
             ..Model::default()
         })
     }
-}
-
-/// The custom OAuth client: id and secret together, one kind of secret, no empty id.
-fn validate_client(config: &Model) -> Diagnostics {
-    let mut diags = Diagnostics::new();
-    let (id, secret, secret_wo) = (
-        &config.oauth2_client_id,
-        &config.oauth2_client_secret,
-        &config.oauth2_client_secret_wo,
-    );
-    if !secret.is_null() && !secret_wo.is_null() {
-        diags.attribute_error(
-            AttributePath::attr("oauth2_client_secret_wo"),
-            "Conflicting secrets",
-            "Set either oauth2_client_secret or oauth2_client_secret_wo, not both.",
-        );
-    }
-    if id.is_null() && (!secret.is_null() || !secret_wo.is_null()) {
-        // On the secret that is set: the missing id has no line in the configuration to point at.
-        let given = if secret.is_null() {
-            "oauth2_client_secret_wo"
-        } else {
-            "oauth2_client_secret"
-        };
-        diags.attribute_error(
-            AttributePath::attr(given),
-            "OAuth client id missing",
-            "A client secret was given without oauth2_client_id. Set both for a custom OAuth client, or neither for the Google-managed one.",
-        );
-    }
-    if !id.is_null() && id.is_known() && secret.is_null() && secret_wo.is_null() {
-        diags.attribute_error(
-            AttributePath::attr("oauth2_client_id"),
-            "OAuth client secret missing",
-            "A custom OAuth client needs its secret: set oauth2_client_secret (or oauth2_client_secret_wo on Terraform 1.11+).",
-        );
-    }
-    if id.get().is_some_and(|i| i.trim().is_empty()) {
-        diags.attribute_error(
-            AttributePath::attr("oauth2_client_id"),
-            "Empty OAuth client id",
-            "Leave oauth2_client_id unset (null) to use the Google-managed OAuth client; an empty string is not a client id.",
-        );
-    }
-    if !config.oauth2_client_secret_wo_version.is_null() && secret_wo.is_null() {
-        diags.attribute_error(
-            AttributePath::attr("oauth2_client_secret_wo_version"),
-            "Version without a write-only secret",
-            "oauth2_client_secret_wo_version only has an effect together with oauth2_client_secret_wo.",
-        );
-    }
-    diags
 }
 
 /// SHA-256 of a secret in lower-case hex, as Compute reports `oauth2ClientSecretSha256`.
@@ -531,7 +484,7 @@ async fn converge(ctx: &Context, change: Change<'_, Model, Private>) -> Applied<
         let found =
             found.map_err(|e| common::api_error(&format!("read backend service {r_ref}"), &e));
         let Some((backend, facts)) = found? else {
-            let found = validation::report([backend_missing(r_ref)], &common::ignored(ignore));
+            let found = validation::report([backend_missing(r_ref)], &validation::ignored(ignore));
             return Err(found.into_iter().next().unwrap_or_else(|| {
                 Diagnostic::error(
                     "Backend service not found",
@@ -560,7 +513,7 @@ async fn converge(ctx: &Context, change: Change<'_, Model, Private>) -> Applied<
     let mut next = planned.clone();
     next.set_identity(&r, &number);
     next.set_audience(&r, &number, &backend);
-    let agent = Agent::new(&r.project, &number);
+    let agent = google::IapAgent::new(&r.project, &number);
     let behind: Vec<ServiceName> = facts
         .services()
         .map(|s| ServiceName::new(r.project.as_str(), s.location.as_str(), s.name.as_str()))
@@ -579,7 +532,9 @@ async fn converge(ctx: &Context, change: Change<'_, Model, Private>) -> Applied<
         state
     };
     if grant {
-        let provisioned = agent.provision(ctx, deadline).await;
+        let provisioned = agent.provision(&ctx.clients, deadline).await;
+        let provisioned =
+            provisioned.map_err(|e| common::api_error("provision the IAP service agent", &e));
         provisioned.map_err(Failure::unchanged(&prior))?;
     }
     let had_custom_client = backend
