@@ -5,7 +5,6 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 use super::prelude::*;
-use crate::framework::Value;
 use crate::names::{IapResource, IapTarget};
 
 /// The resource type.
@@ -103,26 +102,6 @@ pub(super) fn role_attribute() -> Attribute {
     )
 }
 
-/// The binding of (`role`, `condition`) in `policy`. After an import only the condition's title
-/// is known: then the title alone matches.
-pub(super) fn find_binding<'p>(
-    policy: &'p google::Policy,
-    role: &str,
-    condition: &Attr<Condition>,
-) -> Option<&'p google::Binding> {
-    let wanted = iam_condition(condition);
-    let title_only = condition.get().is_some_and(|c| c.expression.is_null());
-    policy.bindings.iter().find(|b| {
-        b.role == role
-            && match (&wanted, &b.condition) {
-                (None, None) => true,
-                (Some(w), Some(c)) if title_only => w.title == c.title,
-                (Some(w), Some(c)) => w.same_as(c),
-                _ => false,
-            }
-    })
-}
-
 /// The condition block as read from a binding.
 pub(super) fn read_condition(binding: &google::Binding) -> Attr<Condition> {
     Attr::from_option(binding.condition.as_ref().map(|c| Condition {
@@ -202,16 +181,6 @@ pub(super) async fn edit_policy(
     written
 }
 
-/// The members known at plan: all of a known set, the known elements of a partly known one.
-fn known_members(members: &Attr<BTreeSet<String>>) -> Option<Vec<String>> {
-    match members {
-        Attr::Known(set) => Some(set.iter().cloned().collect()),
-        Attr::Unknown(Value::Unknown(_)) => None,
-        Attr::Unknown(partial) => Some(partial.strings().into_iter().map(str::to_string).collect()),
-        Attr::Null => Some(Vec::new()),
-    }
-}
-
 /// The member checks that need no API, on `members` (`members[...]` paths).
 pub(super) fn member_checks(
     members: &[&str],
@@ -265,7 +234,7 @@ impl Resource<Context> for AccessBinding {
                 "members is empty. An IAM binding needs at least one member; to remove the binding, remove this resource.",
             );
         }
-        if let Some(members) = known_members(&config.members) {
+        if let Some(members) = config.members.known_elements() {
             let known: Vec<&str> = members.iter().map(String::as_str).collect();
             diags.extend(member_checks(&known, &config.access.ignore_checks));
         }
@@ -277,15 +246,10 @@ impl Resource<Context> for AccessBinding {
             Ok(planned) => planned,
             Err(d) => return d,
         };
-        let (prior, planned) = (plan.prior.as_ref(), &mut plan.planned);
         // A role removed from the configuration falls back to the default: another binding.
-        let replace = &mut plan.requires_replace;
-        common::replace_on_change(
-            prior.map(|p| &p.access.role),
-            &planned.access.role,
-            "role",
-            replace,
-        );
+        plan.replace_on_change("role", |m| &m.access.role);
+        let (prior, planned) = (plan.prior.as_ref(), &mut plan.planned);
+        let replace = &plan.requires_replace;
         let title = plan.config.access.title();
         if planned.access.role.get().is_some() && title.is_known() {
             let resource = planned.access.resource.get().unwrap_or(&resource);
@@ -298,7 +262,7 @@ impl Resource<Context> for AccessBinding {
             Some(prior) if !replacing && !intent_changed => prior.etag.clone(),
             _ => Attr::unknown(),
         };
-        let members = known_members(&plan.config.members);
+        let members = plan.config.members.known_elements();
         let listed = members
             .as_ref()
             .map_or("members = (known after apply)".to_string(), |m| {
@@ -445,7 +409,10 @@ impl Access {
         wanted: impl Fn(&google::Binding) -> bool,
     ) -> Option<&'p google::Binding> {
         let role = self.role();
-        let found = find_binding(policy, &role, &self.condition).filter(|b| wanted(b))?;
+        // After an import only the condition's title is known: then the title alone matches.
+        let title_only = self.condition.get().is_some_and(|c| c.expression.is_null());
+        let found = policy.binding(&role, self.iam_condition().as_ref(), title_only);
+        let found = found.filter(|b| wanted(b))?;
         if found.condition.is_some() {
             self.condition = read_condition(found);
         }

@@ -372,24 +372,6 @@ pub async fn project_invokers(
         .map(|p| p.members(google::INVOKER_ROLE, None))
 }
 
-/// A different effective value of `attribute` (`location`, `role`: their defaults may change)
-/// replaces the resource.
-pub fn replace_on_change<T: PartialEq>(
-    prior: Option<&Attr<T>>,
-    planned: &Attr<T>,
-    attribute: &str,
-    requires_replace: &mut Vec<AttributePath>,
-) {
-    let path = AttributePath::attr(attribute);
-    let changed = match (prior.and_then(Attr::get), planned.get()) {
-        (Some(before), Some(now)) => before != now,
-        _ => false,
-    };
-    if changed && !requires_replace.contains(&path) {
-        requires_replace.push(path);
-    }
-}
-
 /// Parses the `project/location/name` keys of [`Private::invoker_grants`].
 fn parse_service_key(key: &str) -> Result<ServiceName, String> {
     let parsed = names::parse_service_id(key)?;

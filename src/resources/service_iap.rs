@@ -111,14 +111,9 @@ impl Resource<Context> for ServiceIap {
             }
         }
         // A new provider default is a new target: replace, never move IAP in place.
-        let prior = plan.prior.as_ref();
-        let replace = &mut plan.requires_replace;
-        common::replace_on_change(
-            prior.map(|p| &p.location),
-            &planned.location,
-            "location",
-            replace,
-        );
+        plan.replace_on_change("location", |m| &m.location);
+        let (prior, planned) = (plan.prior.as_ref(), &mut plan.planned);
+        let replace = &plan.requires_replace;
         if !replace.is_empty() {
             planned.iap_service_agent = Attr::unknown();
             planned.uri = Attr::unknown();
