@@ -35,6 +35,14 @@ impl Scope {
         }
     }
 
+    /// The region of a regional scope.
+    pub fn region(&self) -> Option<&str> {
+        match self {
+            Scope::Global => None,
+            Scope::Region(region) => Some(region),
+        }
+    }
+
     fn operation_scope(&self) -> OperationScope<'_> {
         match self {
             Scope::Global => OperationScope::Global,
@@ -243,6 +251,12 @@ impl BackendService {
     /// Whether IAP is on.
     pub fn iap_enabled(&self) -> bool {
         self.iap.as_ref().is_some_and(BackendServiceIap::is_enabled)
+    }
+
+    /// The custom OAuth client IAP uses (`None`: the Google-managed one; an empty id is none).
+    pub fn oauth2_client_id(&self) -> Option<&str> {
+        let id = self.iap.as_ref()?.oauth2_client_id.as_deref();
+        id.filter(|c| !c.trim().is_empty())
     }
 
     /// The region of a regional backend service (the last segment of its `region` URL).

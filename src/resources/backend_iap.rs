@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use super::common::{Iap, Private};
 use super::prelude::*;
-use crate::google::{BackendServiceRef, IapPatch, Scope, ServiceName};
+use crate::google::{BackendServiceRef, IapPatch, ServiceName};
 use crate::validation::facts::{BackendFacts, NegFacts, RunServiceFacts};
 use crate::validation::{service::Layer, timing::Judged};
 
@@ -47,7 +47,7 @@ impl Model {
     }
 
     fn set_identity(&mut self, r: &BackendServiceRef, project_number: &str) {
-        let resource = google::backend_service_resource(project_number, region_of(r), &r.name);
+        let resource = google::backend_service_resource(project_number, r.scope.region(), &r.name);
         self.iap.identify(r.to_string(), project_number, resource);
     }
 
@@ -80,7 +80,7 @@ impl Model {
             backend
                 .id
                 .as_deref()
-                .map(|id| google::backend_service_jwt_audience(number, region_of(r), id)),
+                .map(|id| google::backend_service_jwt_audience(number, r.scope.region(), id)),
         );
     }
 
@@ -88,13 +88,6 @@ impl Model {
     fn set_read(&mut self, backend: &google::BackendService, facts: &BackendFacts) {
         self.load_balancing_scheme = Attr::from_option(backend.load_balancing_scheme.clone());
         self.cloud_run_services = Attr::Known(facts.services().map(|s| s.label()).collect());
-    }
-}
-
-fn region_of(r: &BackendServiceRef) -> Option<&str> {
-    match &r.scope {
-        Scope::Region(region) => Some(region),
-        Scope::Global => None,
     }
 }
 
@@ -274,7 +267,7 @@ impl Resource<Context> for BackendIap {
         state.set_audience(&r, &number, &backend);
         let iap = backend.iap.clone().unwrap_or_default();
         state.iap.iap_enabled = Attr::Known(iap.is_enabled());
-        let client = iap.oauth2_client_id.filter(|c| !c.trim().is_empty());
+        let client = backend.oauth2_client_id().map(str::to_string);
         state.oauth2_client_id = Attr::from_option(client);
         state.oauth2_client_secret_sha256 = Attr::from_option(iap.oauth2_client_secret_sha256);
         state.set_read(&backend, &facts);
@@ -375,16 +368,12 @@ async fn backend_facts(
     let https_frontend = ctx.clients.compute.https_frontend(r, &backend).await;
     let facts = BackendFacts {
         name: r.name.clone(),
-        region: region_of(r).map(str::to_string),
+        region: r.scope.region().map(str::to_string),
         scheme: backend.load_balancing_scheme.clone().unwrap_or_default(),
         protocol: backend.protocol.clone().unwrap_or_default(),
         cdn_enabled: backend.enable_cdn,
-        iap_enabled: backend.iap.as_ref().is_some_and(|i| i.is_enabled()),
-        oauth2_client_id: backend
-            .iap
-            .as_ref()
-            .and_then(|i| i.oauth2_client_id.clone())
-            .filter(|c| !c.trim().is_empty()),
+        iap_enabled: backend.iap_enabled(),
+        oauth2_client_id: backend.oauth2_client_id().map(str::to_string),
         negs,
         https_frontend,
     };
@@ -406,7 +395,7 @@ async fn checks(
     let mut judged = Judged::usual(common::project_findings(ctx, &r.project, false).await);
     let key = |s: &RunServiceFacts| validation::backend::service_key(project_number, s);
     let behind: Vec<String> = facts.services().map(key).collect();
-    let backend = validation::backend::backend_key(project_number, region_of(r), &r.name);
+    let backend = validation::backend::backend_key(project_number, r.scope.region(), &r.name);
     let planned_direct = ctx.plan_backend_iap(&backend, &behind, switching_on);
     let direct = |s: &RunServiceFacts| {
         let k = key(s);
@@ -438,7 +427,7 @@ async fn removal_keys(
     let recorded = &state.iap.project_number;
     let number = common::recorded_project_number(ctx, recorded, &r.project);
     let number = number.await.ok()?;
-    let backend = validation::backend::backend_key(&number, region_of(r), &r.name);
+    let backend = validation::backend::backend_key(&number, r.scope.region(), &r.name);
     let services = state.cloud_run_services.get().into_iter().flatten();
     let services = services.map(|label| format!("{number}/{label}")).collect();
     Some((backend, services))
@@ -446,7 +435,7 @@ async fn removal_keys(
 
 /// `target_missing` for a backend service still missing at apply.
 fn backend_missing(r: &BackendServiceRef) -> validation::Finding {
-    let where_ = match region_of(r) {
+    let where_ = match r.scope.region() {
         Some(region) => format!("region {region} of project {}", r.project),
         None => format!("project {} (global)", r.project),
     };
@@ -537,11 +526,7 @@ async fn converge(ctx: &Context, change: Change<'_, Model, Private>) -> Applied<
             provisioned.map_err(|e| common::api_error("provision the IAP service agent", &e));
         provisioned.map_err(Failure::unchanged(&prior))?;
     }
-    let had_custom_client = backend
-        .iap
-        .as_ref()
-        .and_then(|i| i.oauth2_client_id.as_deref())
-        .is_some_and(|c| !c.trim().is_empty());
+    let had_custom_client = backend.oauth2_client_id().is_some();
     let patch = match config.oauth2_client_id.get() {
         Some(id) => IapPatch {
             enabled: true,

@@ -241,11 +241,7 @@ pub async fn custom_oauth_client(
 ) -> Result<bool, google::Error> {
     if let Some(r) = backend_of(target) {
         let backend = ctx.clients.compute.backend_service(&r).await?;
-        let client = backend
-            .iap
-            .as_ref()
-            .and_then(|i| i.oauth2_client_id.as_deref());
-        if client.is_some_and(|c| !c.trim().is_empty()) {
+        if backend.oauth2_client_id().is_some() {
             return Ok(true);
         }
     }

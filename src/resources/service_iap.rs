@@ -273,10 +273,7 @@ async fn checks(
             // Seen from the service: the live IAP-enabled backends in front of it.
             if let Ok(live) = ctx.clients.compute.iap_backends_to(name, None).await {
                 for b in live {
-                    let region = match &b.scope {
-                        google::Scope::Global => None,
-                        google::Scope::Region(r) => Some(r.as_str()),
-                    };
+                    let region = b.scope.region();
                     let k = validation::backend::backend_key(project_number, region, &b.name);
                     let removed = !at_apply && ctx.backend_removed(&k);
                     fronting.entry(k).or_insert(Layer::of(true, None, removed));
