@@ -49,8 +49,13 @@ impl Access {
         self.role.as_deref().unwrap_or(DEFAULT_ROLE).to_string()
     }
 
+    /// The condition block as an IAM condition (`None` when unset).
     pub(super) fn iam_condition(&self) -> Option<google::Condition> {
-        iam_condition(&self.condition)
+        let c = self.condition.get()?;
+        let expression = c.expression.as_deref().unwrap_or_default();
+        let mut condition = google::Condition::new(c.title.as_deref()?, expression);
+        condition.description = c.description.get().cloned();
+        Some(condition)
     }
 
     /// The condition's title (null without a condition).
@@ -63,15 +68,51 @@ impl Access {
         let parts = [Some(resource), Some(&self.role()), who, title];
         parts.into_iter().flatten().collect::<Vec<_>>().join(" ")
     }
-}
 
-/// The condition block as an IAM condition (`None` when unset).
-pub(super) fn iam_condition(condition: &Attr<Condition>) -> Option<google::Condition> {
-    let c = condition.get()?;
-    let expression = c.expression.as_deref().unwrap_or_default();
-    let mut condition = google::Condition::new(c.title.as_deref()?, expression);
-    condition.description = c.description.get().cloned();
-    Some(condition)
+    /// The state of an import: the id names resource, role and the condition's title.
+    pub(super) fn imported(resource: String, role: String, title: Option<String>) -> Access {
+        Access {
+            resource: Attr::Known(resource),
+            role: Attr::Known(role),
+            condition: Attr::from_option(title.map(|t| Condition {
+                title: Attr::Known(t),
+                ..Condition::default()
+            })),
+            ..Access::default()
+        }
+    }
+
+    /// Checks shared by both access resources: `ignore_checks`, `resource`, `role`, `condition`.
+    pub(super) fn validate(&self) -> Diagnostics {
+        let mut diags = validation::common_config(&Attr::Null, &self.ignore_checks);
+        let condition = self.condition.get().map(|c| [&c.title, &c.expression]);
+        let target = validation::access_config(&self.resource, &self.role, condition);
+        diags.extend(target);
+        diags
+    }
+
+    /// Refreshes role and condition from the binding of `policy` they name, when `wanted`; the
+    /// binding found.
+    pub(super) fn refresh<'p>(
+        &mut self,
+        policy: &'p google::Policy,
+        wanted: impl Fn(&google::Binding) -> bool,
+    ) -> Option<&'p google::Binding> {
+        let role = self.role();
+        // After an import only the condition's title is known: then the title alone matches.
+        let title_only = self.condition.get().is_some_and(|c| c.expression.is_null());
+        let found = policy.binding(&role, self.iam_condition().as_ref(), title_only);
+        let found = found.filter(|b| wanted(b))?;
+        if let Some(c) = &found.condition {
+            self.condition = Attr::Known(Condition {
+                title: Attr::from_option(c.title.clone()),
+                description: Attr::from_option(c.description.clone()),
+                expression: Attr::Known(c.expression.clone()),
+            });
+        }
+        self.role = Attr::Known(role);
+        Some(found)
+    }
 }
 
 /// The `condition` block, shared with `iaprun_access_member`.
@@ -100,15 +141,6 @@ pub(super) fn role_attribute() -> Attribute {
     Attribute::string("role").optional().computed().force_new().default(DEFAULT_ROLE).description(
         "Role to bind. Defaults to `roles/iap.httpsResourceAccessor` (IAP-secured Web App User). Changing it replaces the resource.",
     )
-}
-
-/// The condition block as read from a binding.
-pub(super) fn read_condition(binding: &google::Binding) -> Attr<Condition> {
-    Attr::from_option(binding.condition.as_ref().map(|c| Condition {
-        title: Attr::from_option(c.title.clone()),
-        description: Attr::from_option(c.description.clone()),
-        expression: Attr::Known(c.expression.clone()),
-    }))
 }
 
 /// Plans `resource` (the attribute `field` picks): the same policy written with the project id
@@ -273,18 +305,8 @@ impl Resource<Context> for AccessBinding {
             _ => vec![],
         };
         let at = validation::timing::at_plan(prior.is_none() || replacing, false, intent_changed);
-        let kind = validation::AccessKind::Binding;
-        plan_checks(
-            ctx,
-            kind,
-            &plan.planned.access,
-            &resource,
-            &target,
-            listed,
-            &known,
-            at,
-        )
-        .await
+        let (kind, access) = (validation::AccessKind::Binding, &plan.planned.access);
+        plan_checks(ctx, kind, access, (&resource, &target), listed, &known, at).await
     }
 
     async fn create(&self, ctx: &Context, change: Change<'_, Model, ()>) -> Applied<Model> {
@@ -375,52 +397,6 @@ async fn write(ctx: &Context, change: Change<'_, Model, ()>) -> Applied<Model> {
     Ok(planned)
 }
 
-impl Access {
-    /// The state of an import: the id names resource, role and the condition's title.
-    pub(super) fn imported(resource: String, role: String, title: Option<String>) -> Access {
-        Access {
-            resource: Attr::Known(resource),
-            role: Attr::Known(role),
-            condition: Attr::from_option(title.map(|t| Condition {
-                title: Attr::Known(t),
-                ..Condition::default()
-            })),
-            ..Access::default()
-        }
-    }
-
-    /// Checks shared by both access resources: `ignore_checks`, `resource`, `role`, `condition`.
-    pub(super) fn validate(&self) -> Diagnostics {
-        let mut diags = validation::common_config(&Attr::Null, &self.ignore_checks);
-        let condition = self.condition.get().map(|c| [&c.title, &c.expression]);
-        diags.extend(validation::access_config(
-            &self.resource,
-            &self.role,
-            condition,
-        ));
-        diags
-    }
-
-    /// Refreshes role and condition from the binding of `policy` they name, when `wanted`; the
-    /// binding found.
-    pub(super) fn refresh<'p>(
-        &mut self,
-        policy: &'p google::Policy,
-        wanted: impl Fn(&google::Binding) -> bool,
-    ) -> Option<&'p google::Binding> {
-        let role = self.role();
-        // After an import only the condition's title is known: then the title alone matches.
-        let title_only = self.condition.get().is_some_and(|c| c.expression.is_null());
-        let found = policy.binding(&role, self.iam_condition().as_ref(), title_only);
-        let found = found.filter(|b| wanted(b))?;
-        if found.condition.is_some() {
-            self.condition = read_condition(found);
-        }
-        self.role = Attr::Known(role);
-        Some(found)
-    }
-}
-
 /// The IAP resource of an access write, after the live checks on a fresh read: nothing changes
 /// while an error finding holds.
 pub(super) async fn checked_target(
@@ -436,26 +412,17 @@ pub(super) async fn checked_target(
 
 /// The plan-time checks of an access resource: `binding_conflict` with the access resources
 /// planned before it in this run (`what`: its members, briefly), then the live checks of `members`.
-#[allow(clippy::too_many_arguments)]
 pub(super) async fn plan_checks(
     ctx: &Context,
     kind: validation::AccessKind,
     access: &Access,
-    resource: &str,
-    target: &IapResource,
+    (resource, target): (&str, &IapResource),
     what: String,
     members: &[&str],
     at: validation::timing::AtPlan,
 ) -> Diagnostics {
     let ignore = validation::ignored(&access.ignore_checks);
-    let mut diags = conflicts(
-        ctx,
-        kind,
-        target,
-        access,
-        describe(resource, access, what),
-        &ignore,
-    );
+    let mut diags = conflicts(ctx, kind, (resource, target), access, what, &ignore);
     match checks(ctx, members, target, false).await {
         Ok(findings) => diags.extend(validation::timing::report_at_plan(findings, &ignore, at)),
         Err(d) => diags.push(d),
@@ -545,13 +512,14 @@ pub(super) fn condition_key(
 }
 
 /// `binding_conflict`: records this access resource as planned in this run and reports the others
-/// on its (resource, role, condition). Skipped while the role or condition is unknown.
+/// on its (resource, role, condition), naming it by `what`. Skipped while the role or condition is
+/// unknown.
 fn conflicts(
     ctx: &Context,
     kind: validation::AccessKind,
-    target: &IapResource,
+    (resource, target): (&str, &IapResource),
     access: &Access,
-    config: String,
+    what: String,
     ignore: &BTreeSet<String>,
 ) -> Diagnostics {
     let (Some(role), Some(condition)) = (access.role.get(), condition_key(&access.condition))
@@ -563,7 +531,7 @@ fn conflicts(
         resource: target.to_string(),
         role: role.clone(),
         condition,
-        config,
+        config: describe(resource, access, what),
     };
     let others = ctx.plan_access(this.clone());
     validation::report(validation::binding_conflict(&this, &others), ignore)

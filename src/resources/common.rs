@@ -423,14 +423,12 @@ pub struct Iap {
 impl Iap {
     /// What the configuration asks for here: a change in it is a change the user makes.
     pub fn intent(&self) -> impl PartialEq + '_ {
-        let Iap {
-            project,
-            grant_iap_invoker,
-            ignore_checks,
-            timeouts,
-            ..
-        } = self;
-        (project, grant_iap_invoker, ignore_checks, timeouts)
+        (
+            &self.project,
+            &self.grant_iap_invoker,
+            &self.ignore_checks,
+            &self.timeouts,
+        )
     }
 
     /// The state of an import: the project, and the grant on (its default).

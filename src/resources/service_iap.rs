@@ -174,9 +174,8 @@ impl Resource<Context> for ServiceIap {
         state.set_identity(&name, &number);
         state.iap.iap_enabled = Attr::Known(service.iap_enabled);
         state.uri = Attr::from_option(service.uri.clone());
-        let granted = google::IapAgent::new(&name.project, &number)
-            .granted(&ctx.clients, &name)
-            .await;
+        let agent = google::IapAgent::new(&name.project, &number);
+        let granted = agent.granted(&ctx.clients, &name).await;
         let granted = granted.map_err(|e| {
             common::api_error(
                 &format!("read the IAM policy of Cloud Run service {name}"),
