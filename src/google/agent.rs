@@ -18,6 +18,7 @@ pub struct IapAgent {
 }
 
 impl IapAgent {
+    /// The agent of `project`, whose number is `project_number`.
     pub fn new(project: &str, project_number: &str) -> Self {
         Self {
             project: project.to_string(),

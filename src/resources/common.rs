@@ -1,5 +1,5 @@
-//! Pieces every resource type shares, once: common attributes and checks, the project lookup, the
-//! IAP service agent and the invoker grants it is given, and the reads plan-time checks need.
+//! Pieces every resource type shares, once: common attributes, the project lookup, the invoker
+//! grants the IAP service agent is given, the reads plan-time checks need, the steps of an apply.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
