@@ -11,10 +11,11 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use iaprun::emulator::FaultSpec;
+use iaprun::framework::server::Server;
 use iaprun::framework::{
-    AnyResource, ApplyRequest, ClientCapabilities, ConfigureRequest, DeleteRequest, Provider,
-    ReadRequest, Value as TfValue,
+    ApplyRequest, Block, ClientCapabilities, ConfigureRequest, ReadRequest, Value as TfValue,
 };
+use iaprun::provider::IaprunProvider;
 
 use crate::access_binding::{
     assert_slot_bindings, four_iap_resources, many_bindings, members, workspace, ACCESSOR,
@@ -529,10 +530,11 @@ async fn two_hundred_bindings_race_conflicts_and_an_out_of_band_writer_and_lose_
 
 // ---- IAM safety --------------------------------------------------------------------------------
 
-/// The real provider, in this process, configured against the emulator.
-async fn configured_provider(world: &World) -> iaprun::resources::Context {
-    let provider = iaprun::provider::IaprunProvider::default();
-    let mut config = provider.schema().block.empty_value();
+/// The engine Terraform's requests reach (`framework::server::Server`), in this process, over the
+/// real provider configured against the emulator.
+async fn configured_engine(world: &World) -> Server<IaprunProvider> {
+    let server = Server::new(Arc::new(IaprunProvider::default()));
+    let mut config = server.provider_schema().block.empty_value();
     let base = format!("http://{}/", world.host());
     config.set_attr("project", TfValue::from(PROJECT));
     config.set_attr("region", TfValue::from(REGION));
@@ -549,21 +551,28 @@ async fn configured_provider(world: &World) -> iaprun::resources::Context {
         "compute_custom_endpoint",
         TfValue::from(format!("{base}compute/v1/").as_str()),
     );
-    provider
+    let configured = server
         .configure(ConfigureRequest {
             terraform_version: "1.11.4".into(),
             config,
             client_capabilities: ClientCapabilities::default(),
         })
-        .await
-        .expect("configured")
+        .await;
+    assert!(!configured.has_errors(), "configured: {configured:?}");
+    server
 }
 
-fn access_binding() -> Arc<dyn AnyResource<iaprun::resources::Context>> {
-    iaprun::resources::all()
-        .into_iter()
-        .find(|r| r.type_name() == "iaprun_access_binding")
-        .expect("access binding resource")
+/// What a configuration holding `state`'s values says: its computed-only attributes are null.
+fn config_of(block: &Block, state: &TfValue) -> TfValue {
+    let mut config = state.clone();
+    for attribute in block
+        .attributes
+        .iter()
+        .filter(|a| a.computed && !a.optional)
+    {
+        config.set_attr(&attribute.name, TfValue::Null);
+    }
+    config
 }
 
 /// The etag the setIamPolicy requests since the log was cleared carried.
@@ -585,21 +594,23 @@ async fn a_binding_write_starts_from_a_fresh_read_and_keeps_every_other_binding(
     world
         .set_iap_members(&resource, ACCESSOR, &["user:a@example.com"])
         .await;
-    let ctx = configured_provider(&world).await;
-    let binding = access_binding();
+    let engine = configured_engine(&world).await;
+    let binding = engine
+        .resource("iaprun_access_binding")
+        .expect("access binding resource");
 
     // Import and refresh: the context now caches the policy as it is now.
-    let imported = binding
-        .import(&ctx, &format!("{resource} {ACCESSOR}"))
+    let imported = engine
+        .import_resource(binding, &format!("{resource} {ACCESSOR}"))
         .await;
     assert!(
         !imported.diagnostics.has_errors(),
         "{:?}",
         imported.diagnostics
     );
-    let read = binding
-        .read(
-            &ctx,
+    let read = engine
+        .read_resource(
+            binding,
             ReadRequest {
                 state: imported.state,
                 private: imported.private,
@@ -636,6 +647,7 @@ async fn a_binding_write_starts_from_a_fresh_read_and_keeps_every_other_binding(
     assert_ne!(fresh_etag, cached_etag);
     let number = world.emulator.project_number(PROJECT).expect("number");
     let key = format!("projects/{number}/iap_web/cloud_run-{REGION}/services/svc-a");
+    let ctx = engine.configured().expect("configured context");
     let cached = ctx
         .policies
         .get_or_fetch(&key, || async {
@@ -649,21 +661,35 @@ async fn a_binding_write_starts_from_a_fresh_read_and_keeps_every_other_binding(
         "the cache is stale"
     );
 
-    // Update the binding through the stale context.
+    // Update the binding through the stale context: plan, then apply, as Terraform does.
     world.emulator.clear_requests();
-    let mut planned = state.clone();
-    planned.set_attr(
+    let mut proposed = state.clone();
+    proposed.set_attr(
         "members",
         TfValue::string_set(["user:a@example.com", "user:new@example.com"]),
     );
-    let updated = binding
-        .update(
-            &ctx,
+    let config = config_of(&binding.schema.block, &proposed);
+    let planned = engine
+        .plan_resource(
+            binding,
+            state.clone(),
+            proposed,
+            config.clone(),
+            read.private.clone(),
+        )
+        .await;
+    assert!(
+        !planned.diagnostics.has_errors() && planned.requires_replace.is_empty(),
+        "{planned:?}"
+    );
+    let updated = engine
+        .apply_resource(
+            binding,
             ApplyRequest {
                 prior_state: state.clone(),
-                planned_state: planned.clone(),
-                config: planned.clone(),
-                planned_private: Vec::new(),
+                planned_state: planned.planned_state,
+                config,
+                planned_private: planned.planned_private,
             },
         )
         .await;
@@ -692,12 +718,24 @@ async fn a_binding_write_starts_from_a_fresh_read_and_keeps_every_other_binding(
     );
 
     // Delete removes exactly this (role, no condition) binding.
-    let deleted = binding
-        .delete(
-            &ctx,
-            DeleteRequest {
+    let destroy = engine
+        .plan_resource(
+            binding,
+            updated.state.clone(),
+            TfValue::Null,
+            TfValue::Null,
+            updated.private,
+        )
+        .await;
+    assert!(destroy.planned_state.is_null(), "{destroy:?}");
+    let deleted = engine
+        .apply_resource(
+            binding,
+            ApplyRequest {
                 prior_state: updated.state,
-                prior_private: updated.private,
+                planned_state: TfValue::Null,
+                config: TfValue::Null,
+                planned_private: destroy.planned_private,
             },
         )
         .await;
