@@ -18,7 +18,7 @@ use iaprun::framework::{
 use iaprun::provider::IaprunProvider;
 
 use crate::access_binding::{
-    assert_slot_bindings, four_iap_resources, many_bindings, members, workspace, ACCESSOR,
+    assert_slot_bindings, four_iap_resources, many_bindings, members, ACCESSOR,
 };
 use crate::support::{newest, Workspace};
 use crate::world::{provider_header, World, PROJECT, REGION};
@@ -34,10 +34,7 @@ fn fault(spec: Value) -> FaultSpec {
 /// HTTPS frontend; `user:existing@example.com` already invokes both services.
 async fn mixed_world(world: &World) {
     world.run_service("direct", json!({})).await;
-    world.run_service("hello", json!({})).await;
-    world.neg("hello-neg", "hello").await;
-    world.backend("web", None, &["hello-neg"], json!({})).await;
-    world.https_frontend("web").await;
+    world.load_balanced_service("hello", "web").await;
     for service in ["direct", "hello"] {
         world
             .set_run_members(service, INVOKER, &["user:existing@example.com"])
@@ -102,19 +99,13 @@ async fn assert_mixed_world_converged(world: &World) {
     );
 }
 
-#[track_caller]
-fn assert_no_changes(ws: &Workspace, context: &str) {
-    let plan = ws.plan_detailed_exitcode();
-    assert_eq!(plan.code(), 0, "{context}: plan shows no changes:\n{plan}");
-}
-
 // ---- faults ------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_fifth_of_requests_rate_limited_or_unavailable_still_converges() {
     let world = World::start().await;
     mixed_world(&world).await;
-    let ws = workspace(&world, &mixed_config(""));
+    let ws = world.workspace(&newest(), &mixed_config(""));
     world.emulator.clear_requests();
     // 10% answer 429 and another ~10% 503, both with Retry-After: 1, on every API.
     world
@@ -130,7 +121,7 @@ async fn a_fifth_of_requests_rate_limited_or_unavailable_still_converges() {
         ))
         .expect("fault");
     ws.apply().expect_success();
-    assert_no_changes(&ws, "under the same faults");
+    ws.assert_plan(0, "under the same faults");
     world.emulator.clear_faults();
 
     let requests = world.emulator.requests();
@@ -144,7 +135,7 @@ async fn a_fifth_of_requests_rate_limited_or_unavailable_still_converges() {
         requests.len()
     );
     assert_mixed_world_converged(&world).await;
-    assert_no_changes(&ws, "after the faults");
+    ws.assert_plan(0, "after the faults");
     world.assert_conformant();
 }
 
@@ -153,7 +144,7 @@ async fn a_failed_backend_operation_is_reported_with_googles_message_and_the_nex
 {
     let world = World::start().await;
     mixed_world(&world).await;
-    let ws = workspace(&world, &mixed_config(""));
+    let ws = world.workspace(&newest(), &mixed_config(""));
     world
         .emulator
         .add_fault(fault(json!({
@@ -206,7 +197,7 @@ async fn a_failed_backend_operation_is_reported_with_googles_message_and_the_nex
     );
     ws.apply().expect_success();
     assert_mixed_world_converged(&world).await;
-    assert_no_changes(&ws, "converged after the failure");
+    ws.assert_plan(0, "converged after the failure");
     // Destroy leaves nothing of ours behind: no agent grant, IAP off, pre-existing members kept.
     ws.destroy().expect_success();
     assert_nothing_left(&world).await;
@@ -240,7 +231,7 @@ async fn assert_nothing_left(world: &World) {
 async fn slow_and_dropped_connections_are_retried_or_reported_never_hung() {
     let world = World::start().await;
     mixed_world(&world).await;
-    let ws = workspace(&world, &mixed_config("  request_timeout = \"2s\""));
+    let ws = world.workspace(&newest(), &mixed_config("  request_timeout = \"2s\""));
     world.emulator.clear_requests();
     // Two reads answered after the request timeout and two dropped connections: all retried.
     world
@@ -307,7 +298,7 @@ resource "iaprun_service_iap" "slow" {
     );
     world.emulator.clear_faults();
     ws.apply().expect_success();
-    assert_no_changes(&ws, "after the slow API recovered");
+    ws.assert_plan(0, "after the slow API recovered");
 }
 
 // ---- the provider killed in the middle of an apply ---------------------------------------------
@@ -339,7 +330,7 @@ fn provider_pids(ws: &Workspace) -> Vec<i32> {
 async fn the_provider_killed_mid_apply_leaves_nothing_terraform_does_not_know_about() {
     let world = World::start().await;
     mixed_world(&world).await;
-    let ws = Arc::new(workspace(&world, &mixed_config("")));
+    let ws = Arc::new(world.workspace(&newest(), &mixed_config("")));
     // Both enabling operations stay running long enough for the kill to land while the provider
     // waits on them, after the invoker grants are made and the changes are accepted.
     for path in ["/services/direct$", "/global/backendServices/web$"] {
@@ -395,7 +386,7 @@ async fn the_provider_killed_mid_apply_leaves_nothing_terraform_does_not_know_ab
     );
     ws.apply().expect_success();
     assert_mixed_world_converged(&world).await;
-    assert_no_changes(&ws, "converged after the kill");
+    ws.assert_plan(0, "converged after the kill");
     let state = ws.show_json();
     let resources = state["values"]["root_module"]["resources"]
         .as_array()
@@ -461,7 +452,7 @@ async fn two_hundred_bindings_race_conflicts_and_an_out_of_band_writer_and_lose_
     resources.push(format!(
         "projects/{PROJECT}/iap_web/cloud_run-{REGION}/services/svc-c"
     ));
-    let ws = Arc::new(workspace(&world, &many_bindings(&resources, 200)));
+    let ws = Arc::new(world.workspace(&newest(), &many_bindings(&resources, 200)));
     world
         .emulator
         .add_fault(fault(json!({
@@ -525,7 +516,7 @@ async fn two_hundred_bindings_race_conflicts_and_an_out_of_band_writer_and_lose_
             "every out-of-band member of {resource} is still there"
         );
     }
-    assert_no_changes(&ws, "200 bindings converged");
+    ws.assert_plan(0, "200 bindings converged");
 }
 
 // ---- IAM safety --------------------------------------------------------------------------------
@@ -635,14 +626,7 @@ async fn a_binding_write_starts_from_a_fresh_read_and_keeps_every_other_binding(
             "condition": {"title": "office", "expression": "request.time.getHours(\"UTC\") >= 9"}
         }));
     policy["version"] = json!(3);
-    let (status, answer) = world
-        .call(
-            "POST",
-            &format!("/v1/{resource}:setIamPolicy"),
-            Some(json!({"policy": policy})),
-        )
-        .await;
-    assert!(status.is_success(), "{answer}");
+    let answer = world.set_iap_policy(&resource, policy).await;
     let fresh_etag = answer["etag"].as_str().expect("etag").to_string();
     assert_ne!(fresh_etag, cached_etag);
     let number = world.emulator.project_number(PROJECT).expect("number");
@@ -765,10 +749,7 @@ const CLIENT_SECRET: &str = "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2a7b";
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn trace_logs_never_show_the_access_token_or_the_client_secret() {
     let world = World::start().await;
-    world.run_service("hello", json!({})).await;
-    world.neg("hello-neg", "hello").await;
-    world.backend("web", None, &["hello-neg"], json!({})).await;
-    world.https_frontend("web").await;
+    world.load_balanced_service("hello", "web").await;
     let base = format!("http://{}/", world.host());
     // No IAPRUN_EMULATOR_HOST: the provider authenticates with the access token on every call.
     let provider = format!(

@@ -213,6 +213,13 @@ impl Run {
     }
 }
 
+impl Run {
+    /// Stdout then stderr: where a message shows up depends on the Terraform version.
+    pub fn output(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
 impl std::fmt::Display for Run {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -421,6 +428,15 @@ impl Workspace {
     /// `terraform plan -detailed-exitcode`: 0 no changes, 1 error, 2 changes.
     pub fn plan_detailed_exitcode(&self) -> Run {
         self.run(&["plan", "-detailed-exitcode", "-input=false", "-no-color"])
+    }
+
+    /// `terraform plan -detailed-exitcode`, which must exit with `expected_code` (0 no changes,
+    /// 2 changes); panics with `context` and the output otherwise.
+    #[track_caller]
+    pub fn assert_plan(&self, expected_code: i32, context: &str) -> Run {
+        let run = self.plan_detailed_exitcode();
+        assert_eq!(run.code(), expected_code, "{context}:\n{run}");
+        run
     }
 
     /// `terraform apply -auto-approve`.
