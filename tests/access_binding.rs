@@ -15,13 +15,6 @@ use crate::world::{header_with_resources, provider_header, World, PROJECT, REGIO
 
 pub(crate) const ACCESSOR: &str = "roles/iap.httpsResourceAccessor";
 
-pub(crate) fn workspace(world: &World, main_tf: &str) -> Workspace {
-    let mut ws = Workspace::new(&newest(), main_tf);
-    ws.env("IAPRUN_EMULATOR_HOST", &world.host());
-    ws.init();
-    ws
-}
-
 /// Two Cloud Run services (direct IAP) and two backend services (global and regional) over them.
 pub(crate) async fn four_iap_resources(world: &World) -> Vec<String> {
     world.run_service("svc-a", json!({})).await;
@@ -111,7 +104,7 @@ async fn a_hundred_bindings_in_parallel_under_conflicts_keep_every_member() {
             )
             .await;
     }
-    let ws = workspace(&world, &many_bindings(&resources, 100));
+    let ws = world.workspace(&newest(), &many_bindings(&resources, 100));
     world.inject_iam_conflicts(0.3);
     ws.run(&["apply", "-auto-approve", "-no-color", "-parallelism=50"])
         .expect_success();
@@ -325,8 +318,8 @@ async fn drift_import_conditions_and_destroy() {
     description = "Office hours only"
     expression  = "request.time.getHours(\"Europe/Berlin\") >= 9"
   }"#;
-    let ws = workspace(
-        &world,
+    let ws = world.workspace(
+        &newest(),
         &one_binding(
             &resource,
             &["user:a@example.com", "group:g@example.com"],
@@ -363,13 +356,7 @@ async fn drift_import_conditions_and_destroy() {
                 .push(json!("user:intruder@example.com"));
         }
     }
-    world
-        .call(
-            "POST",
-            &format!("/v1/{resource}:setIamPolicy"),
-            Some(json!({"policy": policy})),
-        )
-        .await;
+    world.set_iap_policy(&resource, policy).await;
     let plan = ws.plan_detailed_exitcode();
     assert_eq!(plan.code(), 2, "{plan}");
     assert!(plan.stdout.contains("user:intruder@example.com"), "{plan}");
@@ -405,7 +392,7 @@ async fn project_id_and_number_name_the_same_binding_and_removal_out_of_band_is_
     let by_id = format!("projects/{PROJECT}/iap_web/cloud_run-{REGION}/services/svc-a");
     let number = world.emulator.project_number(PROJECT).expect("number");
     let by_number = format!("projects/{number}/iap_web/cloud_run-{REGION}/services/svc-a");
-    let ws = workspace(&world, &one_binding(&by_id, &["user:a@example.com"], ""));
+    let ws = world.workspace(&newest(), &one_binding(&by_id, &["user:a@example.com"], ""));
     ws.apply().expect_success();
     ws.write(
         "main.tf",
@@ -435,8 +422,8 @@ async fn bad_bindings_fail_validate_on_the_attribute_and_change_nothing() {
     let world = World::start().await;
     world.run_service("svc-a", json!({})).await;
     let resource = format!("projects/{PROJECT}/iap_web/cloud_run-{REGION}/services/svc-a");
-    let ws = workspace(
-        &world,
+    let ws = world.workspace(
+        &newest(),
         &one_binding(&resource, &["allUsers", "user:Bob@Example.com"], ""),
     );
     world.emulator.clear_requests();

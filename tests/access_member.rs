@@ -8,13 +8,6 @@ use crate::access_binding::{members, ACCESSOR};
 use crate::support::{newest, terraform_binaries, Run, Terraform, Workspace};
 use crate::world::{header_with_resources, provider_header, World, PROJECT, REGION};
 
-fn workspace(terraform: &Terraform, world: &World, main_tf: &str) -> Workspace {
-    let mut ws = Workspace::new(terraform, main_tf);
-    ws.env("IAPRUN_EMULATOR_HOST", &world.host());
-    ws.init();
-    ws
-}
-
 /// Adds `member` to the unconditional `role` binding out of band, keeping everyone else.
 async fn add_member_out_of_band(world: &World, resource: &str, role: &str, member: &str) {
     let mut current = members(&world.iap_policy(resource).await, role, None);
@@ -188,7 +181,7 @@ async fn two_hundred_members_under_conflicts_keep_everyone_and_refresh_reads_eac
             .await;
     }
     let count = 200;
-    let ws = workspace(&newest(), &world, &many_members(&resources, count));
+    let ws = world.workspace(&newest(), &many_members(&resources, count));
     world.inject_iam_conflicts(0.3);
     ws.run(&["apply", "-auto-approve", "-no-color", "-parallelism=20"])
         .expect_success();
@@ -233,7 +226,7 @@ resource "iaprun_access_member" "m" {{
 "#,
         provider_header("")
     );
-    let ws = workspace(&newest(), &world, &config);
+    let ws = world.workspace(&newest(), &config);
     world
         .set_iap_members(&resource, ACCESSOR, &["user:other@example.com"])
         .await;
@@ -253,13 +246,7 @@ resource "iaprun_access_member" "m" {{
     if let Some(bindings) = policy["bindings"].as_array_mut() {
         bindings.retain(|b| b["condition"]["title"] != "office hours");
     }
-    world
-        .call(
-            "POST",
-            &format!("/v1/{resource}:setIamPolicy"),
-            Some(json!({"policy": policy})),
-        )
-        .await;
+    world.set_iap_policy(&resource, policy).await;
     let plan = ws.plan_detailed_exitcode();
     assert_eq!(plan.code(), 2, "{plan}");
     assert!(plan.stdout.contains("will be created"), "{plan}");
@@ -367,9 +354,8 @@ resource "iaprun_access_member" "f" {{
             condition("weekdays"),
             condition("weekends")
         );
-        let ws = workspace(
+        let ws = world.workspace(
             &terraform,
-            &world,
             &format!("{header}{two_bindings}{member_and_binding}"),
         );
         world.emulator.clear_requests();
@@ -463,7 +449,7 @@ output "audiences" {{
 "#,
         provider_header("")
     );
-    let ws = workspace(&newest(), &world, &config);
+    let ws = world.workspace(&newest(), &config);
     ws.apply().expect_success();
     let out = ws.run(&["output", "-json", "audiences"]).expect_success();
     let got: Value = out.json();

@@ -12,6 +12,7 @@ use iaprun::google::{Clients, Config};
 use iaprun::resources::audit::collect;
 use iaprun::validation::audit::{evaluate, Report};
 
+use crate::support::compose::{create_backend, create_neg, create_run_service, Rest};
 use crate::support::{terraform_binaries, Workspace};
 use crate::world::{provider_header, World, PROJECT, REGION};
 
@@ -25,20 +26,14 @@ fn step(method: &str, path: String, body: Value) -> Value {
     json!({"method": method, "path": path, "body": body})
 }
 
+/// A call of the kit's REST world builder as a step.
+fn step_of(call: Rest) -> Value {
+    step(call.method, call.path, call.body.unwrap_or(Value::Null))
+}
+
 /// A Cloud Run service; `extra` merges over an internal-load-balancer-only default.
 fn service(region: &str, name: &str, extra: Value) -> Value {
-    let mut body = json!({
-        "ingress": "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER",
-        "template": {"containers": [{"image": "us-docker.pkg.dev/cloudrun/container/hello"}]}
-    });
-    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
-        b.extend(e.clone());
-    }
-    step(
-        "POST",
-        format!("/v2/projects/{PROJECT}/locations/{region}/services?serviceId={name}"),
-        body,
-    )
+    step_of(create_run_service(PROJECT, region, name, extra))
 }
 
 /// Replaces the invoker members of a service.
@@ -61,29 +56,16 @@ fn accessors(tail: &str, members: &[&str]) -> Value {
 
 /// A serverless NEG for a service (which need not exist).
 fn neg(region: &str, name: &str, target: &str) -> Value {
-    step(
-        "POST",
-        format!("/compute/v1/projects/{PROJECT}/regions/{region}/networkEndpointGroups"),
-        json!({"name": name, "networkEndpointType": "SERVERLESS", "cloudRun": {"service": target}}),
-    )
+    step_of(create_neg(PROJECT, region, name, target))
 }
 
 /// A global backend service over NEGs of the world's region; `extra` merges over a classic HTTPS one.
 fn backend(name: &str, negs: &[&str], extra: Value) -> Value {
-    let mut body = json!({
-        "name": name,
-        "loadBalancingScheme": "EXTERNAL",
-        "protocol": "HTTPS",
-        "backends": negs.iter().map(|n| json!({"group": format!("projects/{PROJECT}/regions/{REGION}/networkEndpointGroups/{n}")})).collect::<Vec<_>>(),
-    });
-    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
-        b.extend(e.clone());
+    let mut classic = json!({"loadBalancingScheme": "EXTERNAL"});
+    if let (Some(c), Some(e)) = (classic.as_object_mut(), extra.as_object()) {
+        c.extend(e.clone());
     }
-    step(
-        "POST",
-        format!("/compute/v1/projects/{PROJECT}/global/backendServices"),
-        body,
-    )
+    step_of(create_backend(PROJECT, REGION, name, negs, classic))
 }
 
 /// A compute object of the world's project (`scope` is `global` or `regions/{r}`).

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use crate::support::{newest, terraform_binaries, Terraform, Workspace};
+use crate::support::{newest, terraform_binaries, Terraform};
 use crate::world::{provider_header, World, PROJECT, REGION};
 
 const INVOKER: &str = "roles/run.invoker";
@@ -52,13 +52,6 @@ async fn load_balancer(region: Option<&str>) -> World {
     world
 }
 
-fn workspace(terraform: &Terraform, world: &World, main_tf: &str) -> Workspace {
-    let mut ws = Workspace::new(terraform, main_tf);
-    ws.env("IAPRUN_EMULATOR_HOST", &world.host());
-    ws.init();
-    ws
-}
-
 fn iap(backend: &Value) -> &Value {
     &backend["iap"]
 }
@@ -71,7 +64,7 @@ async fn global_and_regional_lifecycle() {
     {
         let world = load_balancer(region).await;
         // Warnings (envoy_jwt_header; no_https_frontend for the regional one) do not stop the apply.
-        let ws = workspace(&terraform, &world, &config(region, ""));
+        let ws = world.workspace(&terraform, &config(region, ""));
         let what = format!("{} {:?}", terraform.version, region);
 
         ws.apply().expect_success();
@@ -147,7 +140,7 @@ async fn custom_client_secret_rotation_and_back_to_managed() {
         None,
         "  ignore_checks = [\"envoy_jwt_header\"]\n  oauth2_client_id     = \"client-1.apps.googleusercontent.com\"\n  oauth2_client_secret = var.secret\n",
     );
-    let ws = workspace(&newest(), &world, &managed);
+    let ws = world.workspace(&newest(), &managed);
     ws.apply().expect_success();
     assert!(iap(&world.backend_json("web", None).await)
         .get("oauth2ClientId")
@@ -207,7 +200,7 @@ async fn write_only_secret_never_reaches_the_state() {
     }
     let world = load_balancer(None).await;
     let extra = "  ignore_checks = [\"envoy_jwt_header\"]\n  oauth2_client_id                = \"client-1.apps.googleusercontent.com\"\n  oauth2_client_secret_wo         = var.secret\n  oauth2_client_secret_wo_version = 1\n";
-    let ws = workspace(&terraform, &world, &config(None, extra));
+    let ws = world.workspace(&terraform, &config(None, extra));
     ws.apply().expect_success();
     let backend = world.backend_json("web", None).await;
     assert_eq!(

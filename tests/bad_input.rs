@@ -7,9 +7,8 @@ use std::sync::Mutex;
 
 use serde_json::{json, Value};
 
-use crate::access_binding::workspace;
-use crate::support::Workspace;
-use crate::world::{World, PROJECT, REGION};
+use crate::support::{newest, Workspace};
+use crate::world::{provider_block, World, PROJECT, REGION, REQUIRED_PROVIDERS};
 
 /// One malformed configuration: its name, the attribute its error must point at (a word that
 /// appears on the line the diagnostic's range starts on), and the HCL after `required_providers`.
@@ -19,26 +18,9 @@ struct Case {
     hcl: String,
 }
 
-const REQUIRED: &str = r#"terraform {
-  required_providers {
-    iaprun = { source = "iaprun/iaprun" }
-  }
-}
-"#;
-
-fn provider() -> String {
-    format!(
-        r#"provider "iaprun" {{
-  project = "{PROJECT}"
-  region  = "{REGION}"
-}}
-"#
-    )
-}
-
 /// A valid provider block plus `body`.
 fn with_provider(body: &str) -> String {
-    format!("{}\n{body}\n", provider())
+    format!("{}\n{body}\n", provider_block(""))
 }
 
 /// A provider block with `settings` instead of the defaults, plus a valid resource.
@@ -238,7 +220,7 @@ fn plan_errors(ws: &Workspace) -> Vec<Value> {
 
 /// Runs one case; `Err` says how it was not rejected properly.
 fn run_case(ws: &Workspace, case: &Case) -> Result<&'static str, String> {
-    let hcl = format!("{REQUIRED}\n{}", case.hcl);
+    let hcl = format!("{REQUIRED_PROVIDERS}\n{}", case.hcl);
     ws.write("main.tf", &hcl);
     let mut stage = "validate";
     let mut errors = validate_errors(ws);
@@ -292,15 +274,15 @@ fn run_case(ws: &Workspace, case: &Case) -> Result<&'static str, String> {
 async fn every_malformed_config_is_rejected_on_its_attribute_and_changes_nothing() {
     let world = World::start().await;
     world.run_service("svc-a", json!({})).await;
-    world.run_service("hello", json!({})).await;
-    world.neg("hello-neg", "hello").await;
-    world.backend("web", None, &["hello-neg"], json!({})).await;
-    world.https_frontend("web").await;
+    world.load_balanced_service("hello", "web").await;
     let corpus = corpus();
     assert!(corpus.len() >= 40, "{} cases", corpus.len());
-    let initial = format!("{REQUIRED}\n{}", with_provider(""));
+    let initial = format!("{REQUIRED_PROVIDERS}\n{}", with_provider(""));
     // Two workspaces, each initialised once, share the cases.
-    let workspaces = [workspace(&world, &initial), workspace(&world, &initial)];
+    let workspaces = [
+        world.workspace(&newest(), &initial),
+        world.workspace(&newest(), &initial),
+    ];
     world.emulator.clear_requests();
     let next = Mutex::new(0usize);
     let outcomes: Mutex<Vec<(usize, Result<&'static str, String>)>> = Mutex::new(Vec::new());

@@ -10,7 +10,7 @@ use crate::support::compose::{
     create_backend, create_https_frontend, create_neg, create_run_service, delete_load_balancer,
     delete_run_service, provider_mutations, rest, rest_resource, terraform_with_terraform_data,
 };
-use crate::support::{terraform_binaries, Terraform, Workspace};
+use crate::support::{terraform_binaries, Workspace};
 use crate::world::{members_of, provider_header, World, PROJECT, REGION};
 
 const INVOKER: &str = "roles/run.invoker";
@@ -80,20 +80,6 @@ resource "iaprun_access_binding" "lb" {{
     )
 }
 
-fn workspace(terraform: &Terraform, world: &World, main_tf: &str) -> Workspace {
-    let mut ws = Workspace::new(terraform, main_tf);
-    ws.env("IAPRUN_EMULATOR_HOST", &world.host());
-    ws.init();
-    ws
-}
-
-#[track_caller]
-fn assert_plan(ws: &Workspace, expected_code: i32, context: &str) -> String {
-    let run = ws.plan_detailed_exitcode();
-    assert_eq!(run.code(), expected_code, "{context}:\n{run}");
-    run.stdout
-}
-
 /// Everything the composed configuration promises holds in the emulator.
 async fn assert_composed(world: &World) {
     let agent = world.iap_agent();
@@ -133,10 +119,12 @@ async fn one_configuration_creates_the_services_the_load_balancer_and_the_iap() 
         let world = World::start().await;
         let base = world.emulator.base_url();
         let config = composed_config(&base, json!({}), "EXTERNAL_MANAGED");
-        let ws = workspace(&terraform, &world, &config);
+        let ws = world.workspace(&terraform, &config);
         let v = &terraform.version;
 
-        let plan = assert_plan(&ws, 2, &format!("{v}: one plan for everything"));
+        let plan = ws
+            .assert_plan(2, &format!("{v}: one plan for everything"))
+            .stdout;
         assert!(
             plan.contains("iaprun_service_iap.direct will be created"),
             "{plan}"
@@ -151,7 +139,7 @@ async fn one_configuration_creates_the_services_the_load_balancer_and_the_iap() 
         );
         ws.apply().expect_success();
         assert_composed(&world).await;
-        assert_plan(&ws, 0, &format!("{v}: converged in one apply"));
+        ws.assert_plan(0, &format!("{v}: converged in one apply"));
 
         let destroy = ws.destroy().expect_success();
         assert!(
@@ -210,14 +198,13 @@ output "protected" {{
         ws.init();
         let v = &terraform.version;
 
-        assert_plan(
-            &ws,
+        ws.assert_plan(
             2,
             &format!("{v}: the module plans on services still to be made"),
         );
         ws.apply().expect_success();
         assert_composed(&world).await;
-        assert_plan(&ws, 0, &format!("{v}: converged in one apply"));
+        ws.assert_plan(0, &format!("{v}: converged in one apply"));
         let outputs = ws.show_json()["values"]["outputs"]["protected"]["value"].clone();
         assert_eq!(
             outputs,
@@ -240,13 +227,13 @@ async fn checks_deferred_to_apply_stop_it_before_any_change() {
             "ports": [{"name": "h2c", "containerPort": 8080}]
         }]}});
         let config = composed_config(&base, h2c, "EXTERNAL");
-        let ws = workspace(&terraform, &world, &config);
+        let ws = world.workspace(&terraform, &config);
         let v = &terraform.version;
 
-        assert_plan(&ws, 2, &format!("{v}: nothing to check at plan yet"));
+        ws.assert_plan(2, &format!("{v}: nothing to check at plan yet"));
         let apply = ws.apply();
         assert!(!apply.success(), "{v}: {apply}");
-        let output = format!("{}{}", apply.stdout, apply.stderr);
+        let output = apply.output();
         assert!(output.contains("http2_classic_lb"), "{v}: {apply}");
         assert!(
             world.backend_json("lb-backend", None).await.is_object(),
@@ -292,12 +279,7 @@ async fn destroy_succeeds_while_a_live_error_finding_holds() {
         world
             .run_service("direct-app", json!({"ingress": "INGRESS_TRAFFIC_ALL"}))
             .await;
-        world.run_service("lb-app", json!({})).await;
-        world.neg("lb-app-neg", "lb-app").await;
-        world
-            .backend("lb-backend", None, &["lb-app-neg"], json!({}))
-            .await;
-        world.https_frontend("lb-backend").await;
+        world.load_balanced_service("lb-app", "lb-backend").await;
         let header = provider_header("");
         let config = format!(
             r#"{header}
@@ -316,26 +298,14 @@ resource "iaprun_access_binding" "direct" {{
 }}
 "#
         );
-        let ws = workspace(&terraform, &world, &config);
+        let ws = world.workspace(&terraform, &config);
         let v = &terraform.version;
         ws.apply().expect_success();
 
         // Out of band: the findings.
         let mut service = world.run_service_json("lb-app").await;
         service["ingress"] = json!("INGRESS_TRAFFIC_ALL");
-        for output_only in [
-            "uri",
-            "urls",
-            "conditions",
-            "terminalCondition",
-            "reconciling",
-        ] {
-            service.as_object_mut().map(|m| m.remove(output_only));
-        }
-        let (status, op) = world
-            .call("PATCH", &World::run_path("lb-app"), Some(service))
-            .await;
-        assert!(status.is_success(), "{op}");
+        world.write_run_service("lb-app", service).await;
         world.neg("direct-app-neg", "direct-app").await;
         world
             .backend(
@@ -346,7 +316,7 @@ resource "iaprun_access_binding" "direct" {{
             )
             .await;
         let plan = ws.run(&["plan", "-input=false", "-no-color"]);
-        let shown = format!("{}{}", plan.stdout, plan.stderr);
+        let shown = plan.output();
         assert!(
             shown.contains("run_app_bypass"),
             "{v}: the finding holds: {plan}"
@@ -399,7 +369,7 @@ async fn a_finding_is_fixed_in_the_same_run_that_applies_iap() {
             ];
             create.extend(create_https_frontend(PROJECT, "lb-backend", "EXTERNAL"));
             let lb = rest_resource("lb", &base, &create, &[], "");
-            let ws = workspace(&terraform, &world, &format!("{header}\n{lb}"));
+            let ws = world.workspace(&terraform, &format!("{header}\n{lb}"));
             let v = &terraform.version;
             ws.apply().expect_success();
             assert_eq!(
@@ -444,7 +414,7 @@ resource "iaprun_backend_iap" "lb" {{
                 "main.tf",
                 &iap("  checks_after    = [terraform_data.cdn_off.id]"),
             );
-            assert_plan(&ws, 2, &format!("{v}: the checks wait for apply"));
+            ws.assert_plan(2, &format!("{v}: the checks wait for apply"));
             world.emulator.clear_requests();
             let apply = ws.apply();
             let backend = world.backend_json("lb-backend", None).await;
@@ -452,14 +422,11 @@ resource "iaprun_backend_iap" "lb" {{
                 assert!(apply.success(), "{v}: {apply}");
                 assert_eq!(backend["enableCDN"], false, "{backend}");
                 assert_eq!(backend["iap"]["enabled"], true, "{backend}");
-                assert_plan(&ws, 0, &format!("{v}: converged"));
+                ws.assert_plan(0, &format!("{v}: converged"));
             } else {
                 // The path defers the checks, it never skips them.
                 assert!(!apply.success(), "{v}: {apply}");
-                assert!(
-                    format!("{}{}", apply.stdout, apply.stderr).contains("cdn_enabled"),
-                    "{v}: {apply}"
-                );
+                assert!(apply.output().contains("cdn_enabled"), "{v}: {apply}");
                 let requests: Vec<_> = world
                     .emulator
                     .requests()

@@ -369,12 +369,7 @@ async fn module_composition_applies_on_the_emulator_and_replans_empty() {
         world
             .run_service("frontend", json!({"ingress": "INGRESS_TRAFFIC_ALL"}))
             .await;
-        world.run_service("admin", json!({})).await;
-        world.neg("admin-neg", "admin").await;
-        world
-            .backend("admin-backend", None, &["admin-neg"], json!({}))
-            .await;
-        world.https_frontend("admin-backend").await;
+        world.load_balanced_service("admin", "admin-backend").await;
 
         let mut ws = Workspace::new(&terraform, "");
         copy_tree(
@@ -470,12 +465,7 @@ async fn load_balancer_example_applies_on_the_emulator_and_replans_empty() {
     for terraform in terraform_binaries() {
         // The load balancer of examples/load-balancer/README.md, built through the Compute API.
         let world = World::start().await;
-        world.run_service("app", json!({})).await;
-        world.neg("app-neg", "app").await;
-        world
-            .backend("app-backend", None, &["app-neg"], json!({}))
-            .await;
-        world.https_frontend("app-backend").await;
+        world.load_balanced_service("app", "app-backend").await;
 
         let mut ws = Workspace::new(&terraform, &example);
         ws.env("IAPRUN_EMULATOR_HOST", &world.host());

@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use crate::support::{newest, terraform_binaries, Terraform, Workspace};
+use crate::support::{newest, terraform_binaries};
 use crate::world::{provider_header, World, PROJECT, REGION};
 
 fn resource_name(project: &str) -> String {
@@ -51,13 +51,6 @@ async fn world() -> World {
     world
 }
 
-fn workspace(terraform: &Terraform, world: &World, main_tf: &str) -> Workspace {
-    let mut ws = Workspace::new(terraform, main_tf);
-    ws.env("IAPRUN_EMULATOR_HOST", &world.host());
-    ws.init();
-    ws
-}
-
 /// The update masks of the settings PATCH requests so far, each sorted.
 fn masks(world: &World) -> Vec<Vec<String>> {
     world
@@ -96,7 +89,7 @@ async fn lifecycle_masks_drift_others_settings_import_destroy() {
             )
             .await;
         let all = [CORS, PROGRAMMATIC, DOMAINS, REAUTH];
-        let ws = workspace(&terraform, &world, &config(&name, &all, "", ""));
+        let ws = world.workspace(&terraform, &config(&name, &all, "", ""));
 
         // Create: one PATCH naming exactly the configured fields; the other setting stays.
         ws.apply().expect_success();
@@ -286,7 +279,7 @@ async fn client_secret_sensitive_and_write_only() {
                 "  ephemeral = true\n",
             );
         }
-        let mut ws = workspace(&terraform, &world, &main_tf);
+        let mut ws = world.workspace(&terraform, &main_tf);
         ws.env("TF_VAR_secret", SECRET);
         let log = ws.dir().join("trace.log");
         // Trace logs on the write-only run (Terraform 1.0.3 itself panics on a marked value
@@ -386,9 +379,8 @@ async fn managed_oauth_external_learns_the_planned_custom_client() {
         format!("resource \"iaprun_access_binding\" \"outside\" {{\n  resource = {resource}\n  members  = [\"user:bob@other.org\"]\n}}\n")
     };
     let oauth = "    oauth_settings {\n      client_id     = \"1234-web.apps.googleusercontent.com\"\n      client_secret = var.secret\n    }\n";
-    let ws = workspace(
+    let ws = world.workspace(
         &newest(),
-        &world,
         &config(
             &name,
             &[CORS],
@@ -440,7 +432,7 @@ async fn bad_values_and_expressions_fail_the_plan() {
     let world = world().await;
     let name = resource_name(PROJECT);
     let bad = "    reauth_settings {\n      method  = \"SMS\"\n      max_age = \"1h\"\n    }\n    oauth_settings {\n      programmatic_clients = [\"ci@p.iam.gserviceaccount.com\"]\n    }\n";
-    let ws = workspace(&newest(), &world, &config(&name, &[bad], "", ""));
+    let ws = world.workspace(&newest(), &config(&name, &[bad], "", ""));
     let before = world.mutating_requests();
     let plan = ws.plan_detailed_exitcode();
     assert_eq!(plan.code(), 1, "{plan}");
@@ -497,7 +489,7 @@ resource "iaprun_iap_settings" "hello" {{
 "#,
         provider_header("")
     );
-    let ws = workspace(&newest(), &world, &main_tf);
+    let ws = world.workspace(&newest(), &main_tf);
     let plan = ws.plan_detailed_exitcode();
     assert_eq!(plan.code(), 2, "{plan}");
     let warning = plan

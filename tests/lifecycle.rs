@@ -7,41 +7,15 @@ use serde_json::{json, Value};
 use crate::support::compose::{
     create_neg, create_run_service, rest, rest_resource, terraform_with_terraform_data,
 };
-use crate::support::{newest, terraform_binaries, Terraform, Workspace};
-use crate::world::{members_of, provider_header, World, PROJECT, REGION};
+use crate::support::{newest, terraform_binaries, Workspace};
+use crate::world::{members_of, provider_header, World, PROJECT, REGION, REQUIRED_PROVIDERS};
 
 const INVOKER: &str = "roles/run.invoker";
 const ACCESSOR: &str = "roles/iap.httpsResourceAccessor";
 
-fn workspace(terraform: &Terraform, world: &World, main_tf: &str) -> Workspace {
-    let mut ws = Workspace::new(terraform, main_tf);
-    ws.env("IAPRUN_EMULATOR_HOST", &world.host());
-    ws.init();
-    ws
-}
-
-#[track_caller]
-fn assert_plan(ws: &Workspace, expected_code: i32, context: &str) -> String {
-    let run = ws.plan_detailed_exitcode();
-    assert_eq!(run.code(), expected_code, "{context}:\n{run}");
-    format!("{}{}", run.stdout, run.stderr)
-}
-
 /// A provider block without project or region: both come from the environment.
 fn env_provider(resources: &str) -> String {
-    format!(
-        r#"
-terraform {{
-  required_providers {{
-    iaprun = {{ source = "iaprun/iaprun" }}
-  }}
-}}
-
-provider "iaprun" {{}}
-
-{resources}
-"#
-    )
+    format!("\n{REQUIRED_PROVIDERS}\nprovider \"iaprun\" {{}}\n\n{resources}\n")
 }
 
 /// The members of `role` on a Cloud Run service in any project and region.
@@ -95,7 +69,7 @@ async fn a_new_provider_project_or_region_replaces_and_the_old_target_is_left_cl
   service = "hello"
 }"#,
         );
-        let mut ws = workspace(&terraform, &world, &config);
+        let mut ws = world.workspace(&terraform, &config);
         ws.env("GOOGLE_PROJECT", PROJECT)
             .env("GOOGLE_REGION", REGION);
         let v = &terraform.version;
@@ -104,7 +78,9 @@ async fn a_new_provider_project_or_region_replaces_and_the_old_target_is_left_cl
 
         // Another project through the provider default: a replacement, never an in-place move.
         ws.env("GOOGLE_PROJECT", other);
-        let plan = assert_plan(&ws, 2, &format!("{v}: new provider project"));
+        let plan = ws
+            .assert_plan(2, &format!("{v}: new provider project"))
+            .output();
         assert!(plan.contains("must be replaced"), "{v}: {plan}");
         ws.apply().expect_success();
         assert_ne!(
@@ -126,16 +102,14 @@ async fn a_new_provider_project_or_region_replaces_and_the_old_target_is_left_cl
         // The same project by its number: nothing to do.
         let number = world.emulator.project_number(other).expect("number");
         ws.env("GOOGLE_PROJECT", &number);
-        assert_plan(
-            &ws,
-            0,
-            &format!("{v}: project id and number are one project"),
-        );
+        ws.assert_plan(0, &format!("{v}: project id and number are one project"));
 
         // Another region through the provider default: a replacement too.
         ws.env("GOOGLE_PROJECT", other)
             .env("GOOGLE_REGION", "europe-west1");
-        let plan = assert_plan(&ws, 2, &format!("{v}: new provider region"));
+        let plan = ws
+            .assert_plan(2, &format!("{v}: new provider region"))
+            .output();
         assert!(plan.contains("must be replaced"), "{v}: {plan}");
         ws.apply().expect_success();
         assert_ne!(
@@ -179,9 +153,8 @@ resource "iaprun_access_binding" "users" {{
 "#
             )
         };
-        let ws = workspace(
+        let ws = world.workspace(
             &terraform,
-            &world,
             &config(r#"  role     = "roles/iap.tunnelResourceAccessor""#),
         );
         let v = &terraform.version;
@@ -195,7 +168,9 @@ resource "iaprun_access_binding" "users" {{
         );
 
         ws.write("main.tf", &config(""));
-        let plan = assert_plan(&ws, 2, &format!("{v}: the default role is another binding"));
+        let plan = ws
+            .assert_plan(2, &format!("{v}: the default role is another binding"))
+            .output();
         assert!(plan.contains("must be replaced"), "{v}: {plan}");
         ws.apply().expect_success();
         let policy = world.iap_policy(&resource).await;
@@ -205,7 +180,7 @@ resource "iaprun_access_binding" "users" {{
             "{v}: the old role's access is revoked: {policy}"
         );
         assert_eq!(members_of(&policy, ACCESSOR), vec!["group:eng@example.com"]);
-        assert_plan(&ws, 0, &format!("{v}: converged"));
+        ws.assert_plan(0, &format!("{v}: converged"));
     }
 }
 
@@ -233,10 +208,7 @@ async fn add_neg_to_backend(world: &World, backend: &str, neg: &str) {
 /// Cloud Run service "app" behind global backend "web" (serverless NEG, HTTPS frontend), and a
 /// configuration that puts IAP on the backend.
 async fn backend_world(world: &World) -> String {
-    world.run_service("app", json!({})).await;
-    world.neg("app-neg", "app").await;
-    world.backend("web", None, &["app-neg"], json!({})).await;
-    world.https_frontend("web").await;
+    world.load_balanced_service("app", "web").await;
     let header = provider_header("");
     format!(
         r#"{header}
@@ -253,7 +225,7 @@ async fn backend_grants_drift_when_removed_and_a_later_neg_is_granted() {
     for terraform in terraform_binaries() {
         let world = World::start().await;
         let config = backend_world(&world).await;
-        let ws = workspace(&terraform, &world, &config);
+        let ws = world.workspace(&terraform, &config);
         let v = &terraform.version;
         ws.apply().expect_success();
         let agent = world.iap_agent();
@@ -261,26 +233,28 @@ async fn backend_grants_drift_when_removed_and_a_later_neg_is_granted() {
 
         // Removed out of band: drift, and the next apply restores it.
         world.set_run_members("app", INVOKER, &[]).await;
-        let plan = assert_plan(&ws, 2, &format!("{v}: the removed grant is drift"));
+        let plan = ws
+            .assert_plan(2, &format!("{v}: the removed grant is drift"))
+            .output();
         assert!(plan.contains("iap_invoker_granted"), "{v}: {plan}");
         ws.apply().expect_success();
         assert!(
             world.run_members("app", INVOKER).await.contains(&agent),
             "{v}"
         );
-        assert_plan(&ws, 0, &format!("{v}: converged"));
+        ws.assert_plan(0, &format!("{v}: converged"));
 
         // A NEG added later behind the backend: its service is granted on the next apply.
         world.run_service("late", json!({})).await;
         world.neg("late-neg", "late").await;
         add_neg_to_backend(&world, "web", "late-neg").await;
-        assert_plan(&ws, 2, &format!("{v}: a new service behind the backend"));
+        ws.assert_plan(2, &format!("{v}: a new service behind the backend"));
         ws.apply().expect_success();
         assert!(
             world.run_members("late", INVOKER).await.contains(&agent),
             "{v}"
         );
-        assert_plan(&ws, 0, &format!("{v}: converged"));
+        ws.assert_plan(0, &format!("{v}: converged"));
         let state = ws.show_json();
         let grants =
             state["values"]["root_module"]["resources"][0]["values"]["invoker_grants"].clone();
@@ -308,10 +282,7 @@ async fn a_grant_that_existed_before_create_survives_destroy_for_both_types() {
     world
         .run_service("direct", json!({"ingress": "INGRESS_TRAFFIC_ALL"}))
         .await;
-    world.run_service("app", json!({})).await;
-    world.neg("app-neg", "app").await;
-    world.backend("web", None, &["app-neg"], json!({})).await;
-    world.https_frontend("web").await;
+    world.load_balanced_service("app", "web").await;
     world.provision_iap_agent().await;
     let agent = world.iap_agent();
     world.set_run_members("direct", INVOKER, &[&agent]).await;
@@ -330,7 +301,7 @@ resource "iaprun_backend_iap" "web" {{
 }}
 "#
     );
-    let ws = workspace(&newest(), &world, &config);
+    let ws = world.workspace(&newest(), &config);
     ws.apply().expect_success();
     let state = ws.show_json();
     for r in state["values"]["root_module"]["resources"]
@@ -357,7 +328,7 @@ resource "iaprun_backend_iap" "web" {{
 async fn a_grant_still_needed_by_another_iap_path_survives_destroy() {
     let world = World::start().await;
     let config = backend_world(&world).await;
-    let ws = workspace(&newest(), &world, &config);
+    let ws = world.workspace(&newest(), &config);
     ws.apply().expect_success();
     let agent = world.iap_agent();
     assert!(world.run_members("app", INVOKER).await.contains(&agent));
@@ -407,7 +378,7 @@ resource "iaprun_backend_iap" "b" {{
 "#
         )
     };
-    let ws = workspace(&newest(), &world, &config("one", "web-a"));
+    let ws = world.workspace(&newest(), &config("one", "web-a"));
     ws.apply().expect_success();
     let agent = world.iap_agent();
     assert!(world.run_members("one", INVOKER).await.contains(&agent));
@@ -443,7 +414,7 @@ resource "iaprun_service_iap" "hello" {{
 }}
 "#
         );
-        let ws = workspace(&terraform, &world, &config);
+        let ws = world.workspace(&terraform, &config);
         let v = &terraform.version;
         world
             .emulator
@@ -463,7 +434,7 @@ resource "iaprun_service_iap" "hello" {{
             "{v}: the state knows: {state}"
         );
         ws.apply().expect_success();
-        assert_plan(&ws, 0, &format!("{v}: converged"));
+        ws.assert_plan(0, &format!("{v}: converged"));
         assert!(world
             .run_members("hello", INVOKER)
             .await
@@ -504,7 +475,7 @@ resource "iaprun_service_iap" "hello" {{
 }}
 "#
         );
-        let ws = workspace(&newest(), &world, &config);
+        let ws = world.workspace(&newest(), &config);
         let apply = ws.apply();
         let agent = world.iap_agent();
         let rejected = world
@@ -521,9 +492,7 @@ resource "iaprun_service_iap" "hello" {{
             assert!(!apply.success(), "{apply}");
             let email = agent.trim_start_matches("serviceAccount:");
             assert!(
-                format!("{}{}", apply.stdout, apply.stderr)
-                    .replace('\n', " ")
-                    .contains(email),
+                apply.output().replace('\n', " ").contains(email),
                 "the error names the agent: {apply}"
             );
         }
@@ -539,10 +508,7 @@ async fn the_google_providers_custom_endpoint_variables_reach_the_apis() {
         world
             .run_service("hello", json!({"ingress": "INGRESS_TRAFFIC_ALL"}))
             .await;
-        world.run_service("app", json!({})).await;
-        world.neg("app-neg", "app").await;
-        world.backend("web", None, &["app-neg"], json!({})).await;
-        world.https_frontend("web").await;
+        world.load_balanced_service("app", "web").await;
         let header = provider_header("");
         let config = format!(
             r#"{header}
@@ -585,11 +551,7 @@ resource "iaprun_access_binding" "users" {{
         ws.init();
         let v = &terraform.version;
         ws.apply().expect_success();
-        assert_plan(
-            &ws,
-            0,
-            &format!("{v}: read back through the same endpoints"),
-        );
+        ws.assert_plan(0, &format!("{v}: read back through the same endpoints"));
         assert_eq!(world.run_service_json("hello").await["iapEnabled"], true);
         let doubled: Vec<String> = world
             .emulator
@@ -628,11 +590,11 @@ resource "iaprun_service_iap" "hello" {{
 }}
 "#
     );
-    let ws = workspace(&newest(), &world, &config);
+    let ws = world.workspace(&newest(), &config);
     world.emulator.clear_requests();
     let plan = ws.plan_detailed_exitcode();
     assert_eq!(plan.code(), 2, "{plan}");
-    let shown = format!("{}{}", plan.stdout, plan.stderr);
+    let shown = plan.output();
     assert!(shown.contains("Warning: double_iap"), "{plan}");
     assert!(
         shown.contains("global/web in front of it"),
@@ -655,7 +617,7 @@ resource "iaprun_service_iap" "hello" {{
 }}
 "#
     );
-    let ws = workspace(&newest(), &world, &config);
+    let ws = world.workspace(&newest(), &config);
     let plan = ws.plan_detailed_exitcode();
     assert_eq!(plan.code(), 1, "no grant anywhere: {plan}");
     assert!(plan.stderr.contains("missing_invoker"), "{plan}");
@@ -684,7 +646,7 @@ resource "iaprun_service_iap" "hello" {{
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_secret_digest_is_sensitive() {
     let world = World::start().await;
-    let ws = workspace(&newest(), &world, &provider_header(""));
+    let ws = world.workspace(&newest(), &provider_header(""));
     let schema = ws.providers_schema_json();
     let attribute = &schema["provider_schemas"]["registry.terraform.io/iaprun/iaprun"]
         ["resource_schemas"]["iaprun_backend_iap"]["block"]["attributes"]
@@ -721,11 +683,7 @@ resource "iaprun_access_binding" "b" {{
 "#
             )
         };
-        let ws = workspace(
-            &terraform,
-            &world,
-            &config(r#""group:eng@example.com""#, ""),
-        );
+        let ws = world.workspace(&terraform, &config(r#""group:eng@example.com""#, ""));
         let v = &terraform.version;
         ws.apply().expect_success();
         ws.write(
@@ -738,7 +696,7 @@ resource "iaprun_access_binding" "b" {{
         let apply = ws.apply();
         assert!(apply.success(), "{v}: {apply}");
         assert!(!apply.stderr.contains("inconsistent"), "{v}: {apply}");
-        assert_plan(&ws, 0, &format!("{v}: converged"));
+        ws.assert_plan(0, &format!("{v}: converged"));
     }
 }
 
@@ -748,10 +706,7 @@ resource "iaprun_access_binding" "b" {{
 async fn a_neg_added_in_the_same_run_does_not_break_the_final_plan() {
     for terraform in terraform_with_terraform_data() {
         let world = World::start().await;
-        world.run_service("app", json!({})).await;
-        world.neg("app-neg", "app").await;
-        world.backend("web", None, &["app-neg"], json!({})).await;
-        world.https_frontend("web").await;
+        world.load_balanced_service("app", "web").await;
         let base = world.emulator.base_url();
         let header = provider_header("");
         let adds = rest_resource(
@@ -782,7 +737,7 @@ resource "iaprun_backend_iap" "web" {{
 }}
 "#
         );
-        let ws = workspace(&terraform, &world, &config);
+        let ws = world.workspace(&terraform, &config);
         let v = &terraform.version;
         ws.apply().expect_success();
         let state = ws.show_json();
@@ -802,7 +757,7 @@ resource "iaprun_backend_iap" "web" {{
             .run_members("second", INVOKER)
             .await
             .contains(&world.iap_agent()));
-        assert_plan(&ws, 0, &format!("{v}: converged"));
+        ws.assert_plan(0, &format!("{v}: converged"));
     }
 }
 
@@ -812,10 +767,7 @@ resource "iaprun_backend_iap" "web" {{
 /// an HTTPS frontend); IAP on neither.
 async fn move_world() -> World {
     let world = World::start().await;
-    world.run_service("app", json!({})).await;
-    world.neg("app-neg", "app").await;
-    world.backend("web", None, &["app-neg"], json!({})).await;
-    world.https_frontend("web").await;
+    world.load_balanced_service("app", "web").await;
     world
 }
 
@@ -887,7 +839,7 @@ async fn moving_between_direct_and_load_balancer_iap_takes_one_run_each_way() {
     for terraform in terraform_binaries() {
         let world = move_world().await;
         let header = provider_header("");
-        let ws = workspace(&terraform, &world, &format!("{header}{}", direct_layer()));
+        let ws = world.workspace(&terraform, &format!("{header}{}", direct_layer()));
         let v = &terraform.version;
         ws.apply().expect_success();
         assert_eq!(layers(&world).await, (true, false), "{v}");
@@ -899,7 +851,9 @@ async fn moving_between_direct_and_load_balancer_iap_takes_one_run_each_way() {
         ];
         for (layer, address, expected) in steps {
             ws.write("main.tf", &format!("{header}{layer}"));
-            let plan = assert_plan(&ws, 2, &format!("{v}: {address} plans without an error"));
+            let plan = ws
+                .assert_plan(2, &format!("{v}: {address} plans without an error"))
+                .output();
             assert!(!plan.contains("Error"), "{v}: {plan}");
             world.emulator.clear_requests();
             let apply = ws.apply().expect_success();
@@ -930,7 +884,7 @@ async fn moving_between_direct_and_load_balancer_iap_takes_one_run_each_way() {
                 json!([app]),
                 "{v}: {address}"
             );
-            assert_plan(&ws, 0, &format!("{v}: {address} converged in one run"));
+            ws.assert_plan(0, &format!("{v}: {address} converged in one run"));
         }
         let number = world.emulator.project_number(PROJECT).expect("number");
         let lb_policy = world
@@ -953,7 +907,7 @@ async fn a_layer_the_run_keeps_and_one_it_adds_fail_the_plan() {
         for (kept, added) in [(direct_layer(), lb_layer()), (lb_layer(), direct_layer())] {
             let world = move_world().await;
             let header = provider_header("");
-            let ws = workspace(&terraform, &world, &format!("{header}{kept}"));
+            let ws = world.workspace(&terraform, &format!("{header}{kept}"));
             let v = &terraform.version;
             ws.apply().expect_success();
             let before = layers(&world).await;
@@ -1009,9 +963,11 @@ resource "iaprun_service_iap" "other" {{
 }}
 "#
         );
-        let ws = workspace(&terraform, &world, &config);
+        let ws = world.workspace(&terraform, &config);
         let v = &terraform.version;
-        let plan = assert_plan(&ws, 2, &format!("{v}: a warning, not an error"));
+        let plan = ws
+            .assert_plan(2, &format!("{v}: a warning, not an error"))
+            .output();
         assert!(plan.contains("Warning: double_iap"), "{v}: {plan}");
         world.emulator.clear_requests();
         let apply = ws.apply();

@@ -11,13 +11,14 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use iaprun::emulator::FaultSpec;
+use iaprun::framework::server::Server;
 use iaprun::framework::{
-    AnyResource, ApplyRequest, ClientCapabilities, ConfigureRequest, DeleteRequest, Provider,
-    ReadRequest, Value as TfValue,
+    ApplyRequest, Block, ClientCapabilities, ConfigureRequest, ReadRequest, Value as TfValue,
 };
+use iaprun::provider::IaprunProvider;
 
 use crate::access_binding::{
-    assert_slot_bindings, four_iap_resources, many_bindings, members, workspace, ACCESSOR,
+    assert_slot_bindings, four_iap_resources, many_bindings, members, ACCESSOR,
 };
 use crate::support::{newest, Workspace};
 use crate::world::{provider_header, World, PROJECT, REGION};
@@ -33,10 +34,7 @@ fn fault(spec: Value) -> FaultSpec {
 /// HTTPS frontend; `user:existing@example.com` already invokes both services.
 async fn mixed_world(world: &World) {
     world.run_service("direct", json!({})).await;
-    world.run_service("hello", json!({})).await;
-    world.neg("hello-neg", "hello").await;
-    world.backend("web", None, &["hello-neg"], json!({})).await;
-    world.https_frontend("web").await;
+    world.load_balanced_service("hello", "web").await;
     for service in ["direct", "hello"] {
         world
             .set_run_members(service, INVOKER, &["user:existing@example.com"])
@@ -101,19 +99,13 @@ async fn assert_mixed_world_converged(world: &World) {
     );
 }
 
-#[track_caller]
-fn assert_no_changes(ws: &Workspace, context: &str) {
-    let plan = ws.plan_detailed_exitcode();
-    assert_eq!(plan.code(), 0, "{context}: plan shows no changes:\n{plan}");
-}
-
 // ---- faults ------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_fifth_of_requests_rate_limited_or_unavailable_still_converges() {
     let world = World::start().await;
     mixed_world(&world).await;
-    let ws = workspace(&world, &mixed_config(""));
+    let ws = world.workspace(&newest(), &mixed_config(""));
     world.emulator.clear_requests();
     // 10% answer 429 and another ~10% 503, both with Retry-After: 1, on every API.
     world
@@ -129,7 +121,7 @@ async fn a_fifth_of_requests_rate_limited_or_unavailable_still_converges() {
         ))
         .expect("fault");
     ws.apply().expect_success();
-    assert_no_changes(&ws, "under the same faults");
+    ws.assert_plan(0, "under the same faults");
     world.emulator.clear_faults();
 
     let requests = world.emulator.requests();
@@ -143,7 +135,7 @@ async fn a_fifth_of_requests_rate_limited_or_unavailable_still_converges() {
         requests.len()
     );
     assert_mixed_world_converged(&world).await;
-    assert_no_changes(&ws, "after the faults");
+    ws.assert_plan(0, "after the faults");
     world.assert_conformant();
 }
 
@@ -152,7 +144,7 @@ async fn a_failed_backend_operation_is_reported_with_googles_message_and_the_nex
 {
     let world = World::start().await;
     mixed_world(&world).await;
-    let ws = workspace(&world, &mixed_config(""));
+    let ws = world.workspace(&newest(), &mixed_config(""));
     world
         .emulator
         .add_fault(fault(json!({
@@ -205,7 +197,7 @@ async fn a_failed_backend_operation_is_reported_with_googles_message_and_the_nex
     );
     ws.apply().expect_success();
     assert_mixed_world_converged(&world).await;
-    assert_no_changes(&ws, "converged after the failure");
+    ws.assert_plan(0, "converged after the failure");
     // Destroy leaves nothing of ours behind: no agent grant, IAP off, pre-existing members kept.
     ws.destroy().expect_success();
     assert_nothing_left(&world).await;
@@ -239,7 +231,7 @@ async fn assert_nothing_left(world: &World) {
 async fn slow_and_dropped_connections_are_retried_or_reported_never_hung() {
     let world = World::start().await;
     mixed_world(&world).await;
-    let ws = workspace(&world, &mixed_config("  request_timeout = \"2s\""));
+    let ws = world.workspace(&newest(), &mixed_config("  request_timeout = \"2s\""));
     world.emulator.clear_requests();
     // Two reads answered after the request timeout and two dropped connections: all retried.
     world
@@ -306,7 +298,7 @@ resource "iaprun_service_iap" "slow" {
     );
     world.emulator.clear_faults();
     ws.apply().expect_success();
-    assert_no_changes(&ws, "after the slow API recovered");
+    ws.assert_plan(0, "after the slow API recovered");
 }
 
 // ---- the provider killed in the middle of an apply ---------------------------------------------
@@ -338,7 +330,7 @@ fn provider_pids(ws: &Workspace) -> Vec<i32> {
 async fn the_provider_killed_mid_apply_leaves_nothing_terraform_does_not_know_about() {
     let world = World::start().await;
     mixed_world(&world).await;
-    let ws = Arc::new(workspace(&world, &mixed_config("")));
+    let ws = Arc::new(world.workspace(&newest(), &mixed_config("")));
     // Both enabling operations stay running long enough for the kill to land while the provider
     // waits on them, after the invoker grants are made and the changes are accepted.
     for path in ["/services/direct$", "/global/backendServices/web$"] {
@@ -394,7 +386,7 @@ async fn the_provider_killed_mid_apply_leaves_nothing_terraform_does_not_know_ab
     );
     ws.apply().expect_success();
     assert_mixed_world_converged(&world).await;
-    assert_no_changes(&ws, "converged after the kill");
+    ws.assert_plan(0, "converged after the kill");
     let state = ws.show_json();
     let resources = state["values"]["root_module"]["resources"]
         .as_array()
@@ -460,7 +452,7 @@ async fn two_hundred_bindings_race_conflicts_and_an_out_of_band_writer_and_lose_
     resources.push(format!(
         "projects/{PROJECT}/iap_web/cloud_run-{REGION}/services/svc-c"
     ));
-    let ws = Arc::new(workspace(&world, &many_bindings(&resources, 200)));
+    let ws = Arc::new(world.workspace(&newest(), &many_bindings(&resources, 200)));
     world
         .emulator
         .add_fault(fault(json!({
@@ -524,15 +516,16 @@ async fn two_hundred_bindings_race_conflicts_and_an_out_of_band_writer_and_lose_
             "every out-of-band member of {resource} is still there"
         );
     }
-    assert_no_changes(&ws, "200 bindings converged");
+    ws.assert_plan(0, "200 bindings converged");
 }
 
 // ---- IAM safety --------------------------------------------------------------------------------
 
-/// The real provider, in this process, configured against the emulator.
-async fn configured_provider(world: &World) -> iaprun::resources::Context {
-    let provider = iaprun::provider::IaprunProvider::default();
-    let mut config = provider.schema().block.empty_value();
+/// The engine Terraform's requests reach (`framework::server::Server`), in this process, over the
+/// real provider configured against the emulator.
+async fn configured_engine(world: &World) -> Server<IaprunProvider> {
+    let server = Server::new(Arc::new(IaprunProvider::default()));
+    let mut config = server.provider_schema().block.empty_value();
     let base = format!("http://{}/", world.host());
     config.set_attr("project", TfValue::from(PROJECT));
     config.set_attr("region", TfValue::from(REGION));
@@ -549,21 +542,28 @@ async fn configured_provider(world: &World) -> iaprun::resources::Context {
         "compute_custom_endpoint",
         TfValue::from(format!("{base}compute/v1/").as_str()),
     );
-    provider
+    let configured = server
         .configure(ConfigureRequest {
             terraform_version: "1.11.4".into(),
             config,
             client_capabilities: ClientCapabilities::default(),
         })
-        .await
-        .expect("configured")
+        .await;
+    assert!(!configured.has_errors(), "configured: {configured:?}");
+    server
 }
 
-fn access_binding() -> Arc<dyn AnyResource<iaprun::resources::Context>> {
-    iaprun::resources::all()
-        .into_iter()
-        .find(|r| r.type_name() == "iaprun_access_binding")
-        .expect("access binding resource")
+/// What a configuration holding `state`'s values says: its computed-only attributes are null.
+fn config_of(block: &Block, state: &TfValue) -> TfValue {
+    let mut config = state.clone();
+    for attribute in block
+        .attributes
+        .iter()
+        .filter(|a| a.computed && !a.optional)
+    {
+        config.set_attr(&attribute.name, TfValue::Null);
+    }
+    config
 }
 
 /// The etag the setIamPolicy requests since the log was cleared carried.
@@ -585,21 +585,23 @@ async fn a_binding_write_starts_from_a_fresh_read_and_keeps_every_other_binding(
     world
         .set_iap_members(&resource, ACCESSOR, &["user:a@example.com"])
         .await;
-    let ctx = configured_provider(&world).await;
-    let binding = access_binding();
+    let engine = configured_engine(&world).await;
+    let binding = engine
+        .resource("iaprun_access_binding")
+        .expect("access binding resource");
 
     // Import and refresh: the context now caches the policy as it is now.
-    let imported = binding
-        .import(&ctx, &format!("{resource} {ACCESSOR}"))
+    let imported = engine
+        .import_resource(binding, &format!("{resource} {ACCESSOR}"))
         .await;
     assert!(
         !imported.diagnostics.has_errors(),
         "{:?}",
         imported.diagnostics
     );
-    let read = binding
-        .read(
-            &ctx,
+    let read = engine
+        .read_resource(
+            binding,
             ReadRequest {
                 state: imported.state,
                 private: imported.private,
@@ -624,18 +626,12 @@ async fn a_binding_write_starts_from_a_fresh_read_and_keeps_every_other_binding(
             "condition": {"title": "office", "expression": "request.time.getHours(\"UTC\") >= 9"}
         }));
     policy["version"] = json!(3);
-    let (status, answer) = world
-        .call(
-            "POST",
-            &format!("/v1/{resource}:setIamPolicy"),
-            Some(json!({"policy": policy})),
-        )
-        .await;
-    assert!(status.is_success(), "{answer}");
+    let answer = world.set_iap_policy(&resource, policy).await;
     let fresh_etag = answer["etag"].as_str().expect("etag").to_string();
     assert_ne!(fresh_etag, cached_etag);
     let number = world.emulator.project_number(PROJECT).expect("number");
     let key = format!("projects/{number}/iap_web/cloud_run-{REGION}/services/svc-a");
+    let ctx = engine.configured().expect("configured context");
     let cached = ctx
         .policies
         .get_or_fetch(&key, || async {
@@ -649,21 +645,35 @@ async fn a_binding_write_starts_from_a_fresh_read_and_keeps_every_other_binding(
         "the cache is stale"
     );
 
-    // Update the binding through the stale context.
+    // Update the binding through the stale context: plan, then apply, as Terraform does.
     world.emulator.clear_requests();
-    let mut planned = state.clone();
-    planned.set_attr(
+    let mut proposed = state.clone();
+    proposed.set_attr(
         "members",
         TfValue::string_set(["user:a@example.com", "user:new@example.com"]),
     );
-    let updated = binding
-        .update(
-            &ctx,
+    let config = config_of(&binding.schema.block, &proposed);
+    let planned = engine
+        .plan_resource(
+            binding,
+            state.clone(),
+            proposed,
+            config.clone(),
+            read.private.clone(),
+        )
+        .await;
+    assert!(
+        !planned.diagnostics.has_errors() && planned.requires_replace.is_empty(),
+        "{planned:?}"
+    );
+    let updated = engine
+        .apply_resource(
+            binding,
             ApplyRequest {
                 prior_state: state.clone(),
-                planned_state: planned.clone(),
-                config: planned.clone(),
-                planned_private: Vec::new(),
+                planned_state: planned.planned_state,
+                config,
+                planned_private: planned.planned_private,
             },
         )
         .await;
@@ -692,12 +702,24 @@ async fn a_binding_write_starts_from_a_fresh_read_and_keeps_every_other_binding(
     );
 
     // Delete removes exactly this (role, no condition) binding.
-    let deleted = binding
-        .delete(
-            &ctx,
-            DeleteRequest {
+    let destroy = engine
+        .plan_resource(
+            binding,
+            updated.state.clone(),
+            TfValue::Null,
+            TfValue::Null,
+            updated.private,
+        )
+        .await;
+    assert!(destroy.planned_state.is_null(), "{destroy:?}");
+    let deleted = engine
+        .apply_resource(
+            binding,
+            ApplyRequest {
                 prior_state: updated.state,
-                prior_private: updated.private,
+                planned_state: TfValue::Null,
+                config: TfValue::Null,
+                planned_private: destroy.planned_private,
             },
         )
         .await;
@@ -727,10 +749,7 @@ const CLIENT_SECRET: &str = "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2a7b";
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn trace_logs_never_show_the_access_token_or_the_client_secret() {
     let world = World::start().await;
-    world.run_service("hello", json!({})).await;
-    world.neg("hello-neg", "hello").await;
-    world.backend("web", None, &["hello-neg"], json!({})).await;
-    world.https_frontend("web").await;
+    world.load_balanced_service("hello", "web").await;
     let base = format!("http://{}/", world.host());
     // No IAPRUN_EMULATOR_HOST: the provider authenticates with the access token on every call.
     let provider = format!(

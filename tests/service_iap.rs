@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::support::{newest, terraform_binaries, Terraform, Workspace};
+use crate::support::{newest, terraform_binaries};
 use crate::world::{provider_header, World, PROJECT, REGION};
 
 const INVOKER: &str = "roles/run.invoker";
@@ -19,20 +19,6 @@ resource "iaprun_service_iap" "hello" {{
     )
 }
 
-fn workspace(terraform: &Terraform, world: &World, main_tf: &str) -> Workspace {
-    let mut ws = Workspace::new(terraform, main_tf);
-    ws.env("IAPRUN_EMULATOR_HOST", &world.host());
-    ws.init();
-    ws
-}
-
-#[track_caller]
-fn assert_plan(ws: &Workspace, expected_code: i32, context: &str) -> String {
-    let run = ws.plan_detailed_exitcode();
-    assert_eq!(run.code(), expected_code, "{context}:\n{run}");
-    run.stdout
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn apply_drift_and_destroy_on_every_terraform() {
     for terraform in terraform_binaries() {
@@ -42,7 +28,7 @@ async fn apply_drift_and_destroy_on_every_terraform() {
         world
             .set_run_members("hello", INVOKER, &["user:existing@example.com"])
             .await;
-        let ws = workspace(&terraform, &world, &config(""));
+        let ws = world.workspace(&terraform, &config(""));
         let v = &terraform.version;
 
         ws.apply().expect_success();
@@ -60,11 +46,13 @@ async fn apply_drift_and_destroy_on_every_terraform() {
             members.contains(&"user:existing@example.com".to_string()),
             "{v}: {members:?}"
         );
-        assert_plan(&ws, 0, &format!("{v}: second plan"));
+        ws.assert_plan(0, &format!("{v}: second plan"));
 
         // IAP switched off out of band: drift in plan and plan -refresh-only, apply restores it.
         world.set_run_iap("hello", false).await;
-        let out = assert_plan(&ws, 2, &format!("{v}: IAP off out of band"));
+        let out = ws
+            .assert_plan(2, &format!("{v}: IAP off out of band"))
+            .stdout;
         assert!(
             out.contains("iap_enabled") && out.contains("false -> true"),
             "{v}: {out}"
@@ -86,7 +74,9 @@ async fn apply_drift_and_destroy_on_every_terraform() {
         world
             .set_run_members("hello", INVOKER, &["user:existing@example.com"])
             .await;
-        let out = assert_plan(&ws, 2, &format!("{v}: grant removed out of band"));
+        let out = ws
+            .assert_plan(2, &format!("{v}: grant removed out of band"))
+            .stdout;
         assert!(out.contains("iap_invoker_granted"), "{v}: {out}");
         ws.apply().expect_success();
         assert!(
@@ -96,7 +86,7 @@ async fn apply_drift_and_destroy_on_every_terraform() {
                 .contains(&world.iap_agent()),
             "{v}: grant restored"
         );
-        assert_plan(&ws, 0, &format!("{v}: converged"));
+        ws.assert_plan(0, &format!("{v}: converged"));
 
         ws.destroy().expect_success();
         assert!(
@@ -129,7 +119,7 @@ async fn a_grant_that_existed_before_create_survives_destroy() {
     world
         .set_run_members("hello", INVOKER, &[&world.iap_agent()])
         .await;
-    let ws = workspace(&newest(), &world, &config(""));
+    let ws = world.workspace(&newest(), &config(""));
     ws.apply().expect_success();
     ws.destroy().expect_success();
     assert_eq!(
@@ -142,7 +132,7 @@ async fn a_grant_that_existed_before_create_survives_destroy() {
 async fn a_service_deleted_out_of_band_leaves_state_with_a_warning() {
     let world = World::start().await;
     world.run_service("hello", json!({})).await;
-    let ws = workspace(&newest(), &world, &config(""));
+    let ws = world.workspace(&newest(), &config(""));
     ws.apply().expect_success();
     world.delete_run_service("hello").await;
     let plan = ws.plan_detailed_exitcode();
@@ -151,16 +141,13 @@ async fn a_service_deleted_out_of_band_leaves_state_with_a_warning() {
         2,
         "the service is gone: the plan recreates it (another resource may create the service in the same run):\n{plan}"
     );
-    let all = format!("{}{}", plan.stdout, plan.stderr);
+    let all = plan.output();
     assert!(all.contains("deleted outside Terraform"), "{plan}");
     // Still missing at apply: target_missing stops it before any change.
     world.emulator.clear_requests();
     let apply = ws.apply();
     assert!(!apply.success(), "{apply}");
-    assert!(
-        format!("{}{}", apply.stdout, apply.stderr).contains("target_missing"),
-        "{apply}"
-    );
+    assert!(apply.output().contains("target_missing"), "{apply}");
     assert_eq!(world.mutating_requests(), Vec::<String>::new(), "{apply}");
     ws.run(&["apply", "-refresh-only", "-auto-approve", "-no-color"])
         .expect_success();
@@ -182,7 +169,7 @@ async fn import_in_every_id_form_then_plan_has_no_changes() {
         .set_run_members("hello", INVOKER, &[&world.iap_agent()])
         .await;
     world.set_run_iap("hello", true).await;
-    let ws = workspace(&newest(), &world, &config(""));
+    let ws = world.workspace(&newest(), &config(""));
     for id in [
         format!("projects/{PROJECT}/locations/{REGION}/services/hello"),
         format!("{PROJECT}/{REGION}/hello"),
@@ -191,7 +178,7 @@ async fn import_in_every_id_form_then_plan_has_no_changes() {
     ] {
         ws.run(&["import", "-no-color", "iaprun_service_iap.hello", &id])
             .expect_success();
-        assert_plan(&ws, 0, &format!("plan after importing {id}"));
+        ws.assert_plan(0, &format!("plan after importing {id}"));
         ws.run(&["state", "rm", "iaprun_service_iap.hello"])
             .expect_success();
     }
@@ -206,7 +193,7 @@ async fn import_in_every_id_form_then_plan_has_no_changes() {
 async fn a_failed_operation_leaves_state_that_the_next_apply_converges_from() {
     let world = World::start().await;
     world.run_service("hello", json!({})).await;
-    let ws = workspace(&newest(), &world, &config(""));
+    let ws = world.workspace(&newest(), &config(""));
     let fault: iaprun::emulator::FaultSpec = serde_json::from_value(json!({
         "kind": "operation_error", "method": "PATCH", "path_regex": "/services/hello$",
         "message": "injected: the revision failed to become ready", "code": 13
@@ -237,20 +224,20 @@ async fn a_failed_operation_leaves_state_that_the_next_apply_converges_from() {
         .contains(&world.iap_agent()));
     ws.apply().expect_success();
     assert_eq!(world.run_service_json("hello").await["iapEnabled"], true);
-    assert_plan(&ws, 0, "converged after the failure");
+    ws.assert_plan(0, "converged after the failure");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn grant_can_be_turned_off_in_place() {
     let world = World::start().await;
     world.run_service("hello", json!({})).await;
-    let ws = workspace(&newest(), &world, &config(""));
+    let ws = world.workspace(&newest(), &config(""));
     ws.apply().expect_success();
     ws.write(
         "main.tf",
         &config("  grant_iap_invoker = false\n  ignore_checks = [\"missing_invoker\"]"),
     );
-    let out = assert_plan(&ws, 2, "grant turned off");
+    let out = ws.assert_plan(2, "grant turned off").stdout;
     assert!(out.contains("update in-place"), "{out}");
     ws.apply().expect_success();
     assert!(
@@ -260,5 +247,5 @@ async fn grant_can_be_turned_off_in_place() {
             .contains(&world.iap_agent()),
         "the resource's own grant is revoked"
     );
-    assert_plan(&ws, 0, "converged with grant off");
+    ws.assert_plan(0, "converged with grant off");
 }

@@ -11,6 +11,7 @@ use iaprun::google::{Clients, Config};
 use iaprun::resources::audit::{collect, POLICY_READS_IN_FLIGHT};
 use iaprun::validation::audit::evaluate;
 
+use super::support::compose::{create_backend, create_neg, create_run_service, Rest};
 use super::support::world::World;
 use super::Row;
 
@@ -25,6 +26,8 @@ const RUN_PAGE: usize = 100;
 /// IAP per region (the first five of each region also behind one without: unprotected_path); one
 /// HTTPS frontend (URL map, proxy, forwarding rule) reaches the backends with IAP.
 fn build_steps() -> Vec<(String, Value)> {
+    // Every step is a POST: the path and body of one of the kit's REST builders, or written here.
+    let post = |call: Rest| (call.path, call.body.unwrap_or(Value::Null));
     let mut steps = Vec::new();
     let mut negs: Vec<Vec<String>> = vec![Vec::new(); REGIONS.len()];
     for i in 0..SERVICES {
@@ -35,11 +38,12 @@ fn build_steps() -> Vec<(String, Value)> {
         } else {
             "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"
         };
-        steps.push((
-            format!("/v2/projects/{PROJECT}/locations/{region}/services?serviceId={name}"),
-            json!({"ingress": ingress, "iapEnabled": i % 10 == 1,
-                   "template": {"containers": [{"image": "us-docker.pkg.dev/cloudrun/container/hello"}]}}),
-        ));
+        steps.push(post(create_run_service(
+            PROJECT,
+            region,
+            &name,
+            json!({"ingress": ingress, "iapEnabled": i % 10 == 1}),
+        )));
         if i % 10 == 0 {
             steps.push((
                 format!("/v2/projects/{PROJECT}/locations/{region}/services/{name}:setIamPolicy"),
@@ -47,27 +51,27 @@ fn build_steps() -> Vec<(String, Value)> {
             ));
         }
         if i % 10 == 2 {
-            steps.push((
-                format!("/compute/v1/projects/{PROJECT}/regions/{region}/networkEndpointGroups"),
-                json!({"name": format!("{name}-neg"), "networkEndpointType": "SERVERLESS", "cloudRun": {"service": name}}),
-            ));
-            negs[i % REGIONS.len()].push(format!(
-                "projects/{PROJECT}/regions/{region}/networkEndpointGroups/{name}-neg"
-            ));
+            let neg = format!("{name}-neg");
+            steps.push(post(create_neg(PROJECT, region, &neg, &name)));
+            negs[i % REGIONS.len()].push(neg);
         }
     }
     for (region, groups) in REGIONS.iter().zip(&negs) {
-        let backends: Vec<Value> = groups.iter().map(|g| json!({"group": g})).collect();
-        steps.push((
-            format!("/compute/v1/projects/{PROJECT}/global/backendServices"),
-            json!({"name": format!("guarded-{region}"), "loadBalancingScheme": "EXTERNAL", "protocol": "HTTPS",
-                   "iap": {"enabled": true}, "backends": backends}),
-        ));
-        steps.push((
-            format!("/compute/v1/projects/{PROJECT}/global/backendServices"),
-            json!({"name": format!("side-{region}"), "loadBalancingScheme": "EXTERNAL", "protocol": "HTTPS",
-                   "backends": backends[..5].to_vec()}),
-        ));
+        let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
+        steps.push(post(create_backend(
+            PROJECT,
+            region,
+            &format!("guarded-{region}"),
+            &groups,
+            json!({"loadBalancingScheme": "EXTERNAL", "iap": {"enabled": true}}),
+        )));
+        steps.push(post(create_backend(
+            PROJECT,
+            region,
+            &format!("side-{region}"),
+            &groups[..5],
+            json!({"loadBalancingScheme": "EXTERNAL"}),
+        )));
     }
     let global = format!("/compute/v1/projects/{PROJECT}/global");
     let guarded = |r: &str| format!("global/backendServices/guarded-{r}");

@@ -145,9 +145,14 @@ impl<P: Provider> Server<P> {
         })
     }
 
-    fn context(&self, rpc: &str) -> Result<Arc<P::Context>, Diagnostic> {
+    /// The context Configure made (None before Configure), for in-process callers and tests.
+    pub fn configured(&self) -> Option<Arc<P::Context>> {
         let guard = self.context.read().unwrap_or_else(|e| e.into_inner());
-        guard.clone().ok_or_else(|| {
+        guard.clone()
+    }
+
+    fn context(&self, rpc: &str) -> Result<Arc<P::Context>, Diagnostic> {
+        self.configured().ok_or_else(|| {
             Diagnostic::error(
                 "Provider not configured",
                 format!(

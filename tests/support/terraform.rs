@@ -213,6 +213,13 @@ impl Run {
     }
 }
 
+impl Run {
+    /// Stdout then stderr: where a message shows up depends on the Terraform version.
+    pub fn output(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
 impl std::fmt::Display for Run {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -234,6 +241,48 @@ pub struct Workspace {
     /// Where commands run, relative to the working directory (see `enter`).
     subdir: PathBuf,
     env: Vec<(String, String)>,
+    /// `TMPDIR` of every command (see [`scratch`]).
+    scratch: Scratch,
+}
+
+/// The longest path a unix socket may have (`sun_path` is 108 bytes with its NUL).
+const SOCKET_PATH_MAX: usize = 107;
+/// What the provider adds below its temporary directory: `/iaprun-plugin-XXXXXX/plugin.sock`.
+const SOCKET_SUFFIX_LEN: usize = 33;
+
+/// A workspace's temporary directory.
+enum Scratch {
+    /// `tmp/` in the workspace, removed with it.
+    Inside(PathBuf),
+    /// The workspace's path is too long for a socket below it: a directory of its own in the
+    /// system's temporary directory, removed with the workspace.
+    Outside(tempfile::TempDir),
+}
+
+/// The `TMPDIR` of a workspace's commands. Terraform's own temporary files and the directory of
+/// the provider's unix socket (Terraform passes no `PLUGIN_UNIX_SOCKET_DIR`, so the provider uses
+/// `TMPDIR`) go with the workspace, even from a provider a test kills, instead of staying in /tmp.
+fn scratch(root: &Path) -> Scratch {
+    let inside = root.join("tmp");
+    if inside.as_os_str().len() + SOCKET_SUFFIX_LEN <= SOCKET_PATH_MAX {
+        fs::create_dir_all(&inside).expect("workspace temporary directory");
+        Scratch::Inside(inside)
+    } else {
+        let outside = tempfile::Builder::new()
+            .prefix("tf-tmp-")
+            .tempdir()
+            .expect("temporary directory");
+        Scratch::Outside(outside)
+    }
+}
+
+impl Scratch {
+    fn path(&self) -> &Path {
+        match self {
+            Scratch::Inside(path) => path,
+            Scratch::Outside(dir) => dir.path(),
+        }
+    }
 }
 
 impl Workspace {
@@ -245,6 +294,7 @@ impl Workspace {
             .expect("temporary directory under target/tmp");
         let workspace = Self {
             terraform: terraform.clone(),
+            scratch: scratch(root.path()),
             root,
             subdir: PathBuf::new(),
             env: Vec::new(),
@@ -339,7 +389,8 @@ impl Workspace {
             .env("TF_IN_AUTOMATION", "1")
             .env("TF_INPUT", "0")
             .env("CHECKPOINT_DISABLE", "1")
-            .env("HOME", self.root.path().join("home"));
+            .env("HOME", self.root.path().join("home"))
+            .env("TMPDIR", self.scratch.path());
         for (key, value) in &self.env {
             command.env(key, value);
         }
@@ -377,6 +428,15 @@ impl Workspace {
     /// `terraform plan -detailed-exitcode`: 0 no changes, 1 error, 2 changes.
     pub fn plan_detailed_exitcode(&self) -> Run {
         self.run(&["plan", "-detailed-exitcode", "-input=false", "-no-color"])
+    }
+
+    /// `terraform plan -detailed-exitcode`, which must exit with `expected_code` (0 no changes,
+    /// 2 changes); panics with `context` and the output otherwise.
+    #[track_caller]
+    pub fn assert_plan(&self, expected_code: i32, context: &str) -> Run {
+        let run = self.plan_detailed_exitcode();
+        assert_eq!(run.code(), expected_code, "{context}:\n{run}");
+        run
     }
 
     /// `terraform apply -auto-approve`.

@@ -9,11 +9,22 @@ use iaprun::emulator::{self, Emulator, Options};
 use super::compose::{
     create_backend, create_https_frontend, create_neg, create_run_service, rest, Rest,
 };
+use super::terraform::{Terraform, Workspace};
 
 /// The project every world is built in.
 pub const PROJECT: &str = "world-project";
 /// The region every world is built in.
 pub const REGION: &str = "us-central1";
+
+/// Output-only fields of a Cloud Run service that a write leaves out.
+const RUN_OUTPUT_ONLY: [&str; 6] = [
+    "uri",
+    "urls",
+    "conditions",
+    "terminalCondition",
+    "reconciling",
+    "trafficStatuses",
+];
 
 /// An emulator plus a client for its REST APIs.
 pub struct World {
@@ -38,6 +49,14 @@ impl World {
             emulator,
             http: reqwest::Client::new(),
         }
+    }
+
+    /// An initialised workspace for `main_tf` whose provider calls this world's emulator.
+    pub fn workspace(&self, terraform: &Terraform, main_tf: &str) -> Workspace {
+        let mut ws = Workspace::new(terraform, main_tf);
+        ws.env("IAPRUN_EMULATOR_HOST", &self.host());
+        ws.init();
+        ws
     }
 
     /// `host:port`, for IAPRUN_EMULATOR_HOST.
@@ -88,6 +107,17 @@ impl World {
         self.run_service_in(PROJECT, REGION, name, extra).await;
     }
 
+    /// Cloud Run service `service` behind serverless NEG `<service>-neg` and global backend
+    /// service `backend` with an HTTPS frontend: the usual load-balanced service.
+    pub async fn load_balanced_service(&self, service: &str, backend: &str) {
+        self.run_service(service, json!({})).await;
+        let neg = format!("{service}-neg");
+        self.neg(&neg, service).await;
+        self.backend(backend, None, &[neg.as_str()], json!({}))
+            .await;
+        self.https_frontend(backend).await;
+    }
+
     /// Creates a Cloud Run service in another project or region (see `run_service`).
     pub async fn run_service_in(&self, project: &str, region: &str, name: &str, extra: Value) {
         let create = create_run_service(project, region, name, extra);
@@ -113,16 +143,15 @@ impl World {
     pub async fn set_run_iap(&self, name: &str, enabled: bool) {
         let mut service = self.run_service_json(name).await;
         service["iapEnabled"] = json!(enabled);
-        for output_only in [
-            "uri",
-            "urls",
-            "conditions",
-            "terminalCondition",
-            "reconciling",
-            "traffic_statuses",
-        ] {
-            if let Some(m) = service.as_object_mut() {
-                m.remove(output_only);
+        self.write_run_service(name, service).await;
+    }
+
+    /// Writes `service` (a read of `name`, changed) back out of band, as another tool would:
+    /// without the fields the API fills in, and with its etag. Waits for the operation.
+    pub async fn write_run_service(&self, name: &str, mut service: Value) {
+        if let Some(fields) = service.as_object_mut() {
+            for output_only in RUN_OUTPUT_ONLY {
+                fields.remove(output_only);
             }
         }
         let op = self.ok("PATCH", &Self::run_path(name), Some(service)).await;
@@ -200,12 +229,18 @@ impl World {
     pub async fn set_iap_members(&self, resource: &str, role: &str, members: &[&str]) {
         let mut policy = self.iap_policy(resource).await;
         set_members(&mut policy, role, members);
+        self.set_iap_policy(resource, policy).await;
+    }
+
+    /// Writes a whole IAP policy out of band (guarded by the etag it carries); returns the
+    /// policy as written.
+    pub async fn set_iap_policy(&self, resource: &str, policy: Value) -> Value {
         self.ok(
             "POST",
             &format!("/v1/{resource}:setIamPolicy"),
             Some(json!({"policy": policy})),
         )
-        .await;
+        .await
     }
 
     fn compute(path: &str) -> String {
@@ -399,22 +434,32 @@ impl World {
     }
 }
 
-/// `required_providers` and a provider block for the world's project and region, with
-/// `provider_settings` (whole lines, or "") added inside the provider block.
-pub fn provider_header(provider_settings: &str) -> String {
-    format!(
-        r#"
-terraform {{
-  required_providers {{
-    iaprun = {{ source = "iaprun/iaprun" }}
-  }}
-}}
+/// The `terraform` block that says where `iaprun` comes from.
+pub const REQUIRED_PROVIDERS: &str = r#"terraform {
+  required_providers {
+    iaprun = { source = "iaprun/iaprun" }
+  }
+}
+"#;
 
-provider "iaprun" {{
+/// A provider block for the world's project and region, with `provider_settings` (whole lines,
+/// or "") added inside it.
+pub fn provider_block(provider_settings: &str) -> String {
+    format!(
+        r#"provider "iaprun" {{
   project = "{PROJECT}"
   region  = "{REGION}"
 {provider_settings}}}
 "#
+    )
+}
+
+/// `required_providers` and a provider block for the world's project and region, with
+/// `provider_settings` (whole lines, or "") added inside the provider block.
+pub fn provider_header(provider_settings: &str) -> String {
+    format!(
+        "\n{REQUIRED_PROVIDERS}\n{}",
+        provider_block(provider_settings)
     )
 }
 
