@@ -240,7 +240,7 @@ async fn an_apply_reads_each_target_once_and_a_target_gone_since_the_plan_fails_
     world.run_service("doomed", json!({})).await;
     let doomed = format!("projects/{PROJECT}/iap_web/cloud_run-{REGION}/services/doomed");
     let all: Vec<String> = resources.iter().cloned().chain([doomed]).collect();
-    let ws = workspace(&world, &many_bindings(&all, 50));
+    let ws = world.workspace(&newest(), &many_bindings(&all, 50));
     let plan = ["plan", "-input=false", "-no-color", "-out=tfplan"];
     ws.run(&plan).expect_success();
     world.delete_run_service("doomed").await;
