@@ -222,6 +222,67 @@ async fn a_hundred_bindings_on_one_policy_at_parallelism_fifty_fold_into_far_few
     }
 }
 
+/// GETs of a Cloud Run service (its target check) since the request log was cleared.
+fn service_reads(world: &World, service: &str) -> usize {
+    let path = format!("/services/{service}");
+    let requests = world.emulator.requests();
+    requests
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.ends_with(&path))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_apply_reads_each_target_once_and_a_target_gone_since_the_plan_fails_on_target_missing()
+{
+    let world = World::start().await;
+    let resources = four_iap_resources(&world).await;
+    world.run_service("doomed", json!({})).await;
+    let doomed = format!("projects/{PROJECT}/iap_web/cloud_run-{REGION}/services/doomed");
+    let all: Vec<String> = resources.iter().cloned().chain([doomed]).collect();
+    let ws = world.workspace(&newest(), &many_bindings(&all, 50));
+    let plan = ["plan", "-input=false", "-no-color", "-out=tfplan"];
+    ws.run(&plan).expect_success();
+    world.delete_run_service("doomed").await;
+    world.emulator.clear_requests();
+    let apply = ws.run(&[
+        "apply",
+        "-input=false",
+        "-no-color",
+        "-parallelism=20",
+        "tfplan",
+    ]);
+
+    // Ten bindings on each Cloud Run service, one read of it for all ten.
+    assert_eq!(service_reads(&world, "svc-a"), 1, "{apply}");
+    assert_eq!(service_reads(&world, "svc-b"), 1, "{apply}");
+    // The service deleted since the plan: each of its bindings reads it afresh and stops on
+    // target_missing, writing nothing.
+    assert!(!apply.success(), "{apply}");
+    let output = format!("{}{}", apply.stdout, apply.stderr);
+    assert!(output.contains("target_missing:"), "{apply}");
+    assert!(service_reads(&world, "doomed") >= 1, "{apply}");
+    let writes_to_doomed = world
+        .emulator
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/services/doomed:setIamPolicy"))
+        .count();
+    assert_eq!(writes_to_doomed, 0, "{apply}");
+    // The bindings on the other four were all written.
+    for (i, r) in resources.iter().enumerate() {
+        let policy = world.iap_policy(r).await;
+        for n in (i..50).step_by(all.len()) {
+            let got = members(&policy, ACCESSOR, Some(&format!("slot-{n}")));
+            assert!(
+                got.contains(&format!("user:u{n}@example.com")),
+                "{r} slot-{n}: {got:?}"
+            );
+        }
+    }
+    world.assert_conformant();
+}
+
 fn one_binding(resource: &str, members: &[&str], condition: &str) -> String {
     let members = members
         .iter()

@@ -5,6 +5,7 @@
 //! `cargo bench --bench perf` (cargo builds the release binaries first). `BENCH_QUICK=1` runs
 //! fewer repetitions; `BENCH_ONLY=audit` runs only figure 8 (the audit at scale, no terraform);
 //! `BENCH_ONLY=plugin` only figures 1 and 2 (the two providers started as go-plugin does);
+//! `BENCH_ONLY=apply` only figure 5 (the applies of 500 bindings and the refresh);
 //! `BENCH_REPORT=docs/performance.md` also writes the table and the machine into that file, between
 //! its `<!-- perf:begin -->` and `<!-- perf:end -->` markers.
 
@@ -163,7 +164,7 @@ impl Issue {
                 measured <= 1.3,
             ),
             Issue::ApplyCalls => (
-                "IAM policy calls applying 500 bindings over 10 resources",
+                "API calls applying 500 bindings over 10 resources",
                 "1,020",
                 format!("≤ 600 + injected conflicts ({INJECTED_CONFLICTS})"),
                 measured <= 600.0 + conflicts,
@@ -243,6 +244,17 @@ fn run() -> Result<(), String> {
         ours.display(),
         go.display()
     );
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("apply") {
+        let terraform = support::terraform::newest_on_path().ok_or("no terraform on PATH")?;
+        let rows = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?
+            .block_on(apply_only(&terraform.path, &ours, &go))?;
+        println!("\n{}\n{}", render(&rows), render_issue(&rows));
+        return Ok(());
+    }
     let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let mut rows = Vec::new();
 
@@ -505,10 +517,19 @@ impl PlanCpu {
 /// CPU seconds of the children this process has waited for (Terraform, and through it the
 /// provider processes it waited for).
 fn children_cpu() -> f64 {
+    cpu_of(libc::RUSAGE_CHILDREN)
+}
+
+/// CPU seconds of this process: the emulator serving the providers, and the bench itself.
+fn own_cpu() -> f64 {
+    cpu_of(libc::RUSAGE_SELF)
+}
+
+fn cpu_of(who: libc::c_int) -> f64 {
     // SAFETY: zeroed rusage is a valid value for getrusage to fill in.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: a valid out-pointer.
-    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    unsafe { libc::getrusage(who, &mut usage) };
     let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
@@ -516,10 +537,16 @@ fn children_cpu() -> f64 {
 /// One `terraform plan` with the recorder around each provider process: their CPU and
 /// Terraform's own.
 async fn plan_cpu(ws: &Workspace, log: &Path) -> Result<PlanCpu, String> {
+    command_cpu(ws, PLAN, log).await
+}
+
+/// One terraform command (`args`) with the recorder around each provider process: their CPU and
+/// Terraform's own.
+async fn command_cpu(ws: &Workspace, args: &[&str], log: &Path) -> Result<PlanCpu, String> {
     let _ = std::fs::remove_file(log);
     let log_text = log.display().to_string();
     let before = children_cpu();
-    ws.expect(PLAN, &[("BENCH_RSS_LOG", &log_text)]).await?;
+    ws.expect(args, &[("BENCH_RSS_LOG", &log_text)]).await?;
     let all = children_cpu() - before;
     let text = std::fs::read_to_string(log).map_err(|e| format!("{}: {e}", log.display()))?;
     let providers = text
@@ -566,11 +593,7 @@ async fn at_scale(
     let world = World::start().await;
     let emulator = &world.emulator;
     let (ws_ours, resources) = bindings_workspace(terraform, ours, go, &world, "svc").await?;
-    let ws_go = workspace(terraform, ours, go)?;
-    ws_go.configure(&null_config(BINDINGS))?;
-    ws_go
-        .expect(&["init", "-input=false", "-no-color"], &[])
-        .await?;
+    let ws_go = null_workspace(terraform, ours, go).await?;
 
     // 4 and 7: fresh plans at three sizes, alternating providers.
     let mut growth = Vec::new();
@@ -647,94 +670,8 @@ async fn at_scale(
     }
     rows.push(cpu_row);
 
-    // 5: apply 500 bindings under injected conflicts, then refresh them.
-    emulator.add_fault(stale_etags()?)?;
-    emulator.clear_requests();
-    let apply = [
-        "apply",
-        "-auto-approve",
-        "-input=false",
-        "-no-color",
-        "-lock=false",
-    ];
-    let applied_ours = ws_ours.expect(&apply, &[]).await?.elapsed.as_secs_f64();
-    emulator.clear_faults();
-    let applied = emulator.requests();
-    let sets: Vec<u16> = applied
-        .iter()
-        .filter(|r| r.path.starts_with("/v1/") && r.path.ends_with(":setIamPolicy"))
-        .map(|r| r.status)
-        .collect();
-    let conflicts = sets.iter().filter(|s| **s == 409).count();
-    let written = sets.iter().filter(|s| **s == 200).count();
-    let gets = applied
-        .iter()
-        .filter(|r| r.path.starts_with("/v1/") && r.path.ends_with(":getIamPolicy"))
-        .count();
-    let others = applied.len() - gets - sets.len();
-    let applied_go = ws_go.expect(&apply, &[]).await?.elapsed.as_secs_f64();
-    eprintln!(
-        "perf: apply of {BINDINGS}: ours {applied_ours:.2} s ({} setIamPolicy, {conflicts} conflicts), Go {applied_go:.2} s",
-        sets.len()
-    );
-    emulator.clear_requests();
-    let refresh = [
-        "plan",
-        "-refresh-only",
-        "-input=false",
-        "-no-color",
-        "-lock=false",
-    ];
-    let refreshed_ours = ws_ours.expect(&refresh, &[]).await?.elapsed.as_secs_f64();
-    let reads = emulator
-        .requests()
-        .iter()
-        .filter(|r| r.path.starts_with("/v1/") && r.path.ends_with(":getIamPolicy"))
-        .count();
-    let refreshed_go = ws_go.expect(&refresh, &[]).await?.elapsed.as_secs_f64();
-    eprintln!("perf: refresh of {BINDINGS}: ours {refreshed_ours:.2} s ({reads} getIamPolicy), Go {refreshed_go:.2} s");
-    rows.push(
-        Row::new(format!(
-            "5a. getIamPolicy calls refreshing {BINDINGS} bindings over {IAP_RESOURCES} resources"
-        ))
-        .ours(reads.to_string())
-        .target(format!("≤ {IAP_RESOURCES}"), reads <= IAP_RESOURCES),
-    );
-    rows.push(
-        Row::new(format!("   refresh-only plan of {BINDINGS} (information)"))
-            .ours(format!("{refreshed_ours:.2} s"))
-            .go(format!("{refreshed_go:.2} s"))
-            .ratio(refreshed_ours, refreshed_go),
-    );
-    rows.push(
-        Row::new(format!(
-            "5b. setIamPolicy calls applying {BINDINGS} bindings ({INJECTED_CONFLICTS} conflicts injected)"
-        ))
-        .ours(format!("{} ({written} written, {conflicts} conflicts)", sets.len()))
-        .target(
-            format!("≤ {BINDINGS} + injected conflicts"),
-            written <= BINDINGS && conflicts <= INJECTED_CONFLICTS as usize,
-        ),
-    );
-    rows.push(
-        Row::new(format!(
-            "5c. API calls applying {BINDINGS} bindings over {IAP_RESOURCES} resources (information)"
-        ))
-        .ours(format!(
-            "{} IAM policy ({gets} get, {} set) + {others} other",
-            gets + sets.len(),
-            sets.len()
-        ))
-        .issue(Issue::ApplyCalls, (gets + sets.len()) as f64),
-    );
-    rows.push(
-        Row::new(format!("   apply of {BINDINGS} (information)"))
-            .ours(format!("{applied_ours:.2} s"))
-            .go(format!("{applied_go:.2} s"))
-            .ratio(applied_ours, applied_go)
-            .issue(Issue::Apply500, applied_ours / applied_go),
-    );
-    rows.push(parallel_apply(terraform, ours, go, &world).await?);
+    rows.extend(apply_at_scale(&ws_ours, &ws_go, emulator).await?);
+    rows.push(parallel_apply(terraform, ours, go).await?);
 
     let mismatches = emulator.mismatches();
     if !mismatches.is_empty() {
@@ -788,16 +725,165 @@ async fn at_scale(
     Ok(rows)
 }
 
-/// 5d: the apply of figure 5 at `-parallelism=50`, on IAP resources of its own, counting the
-/// `setIamPolicy` calls: with 50 bindings in flight, writes queued on one policy can go together.
-async fn parallel_apply(
-    terraform: &Path,
-    ours: &Path,
-    go: &Path,
-    world: &World,
-) -> Result<Row, String> {
+/// An initialised workspace of `BINDINGS` `null_resource`.
+async fn null_workspace(terraform: &Path, ours: &Path, go: &Path) -> Result<Workspace, String> {
+    let ws = workspace(terraform, ours, go)?;
+    ws.configure(&null_config(BINDINGS))?;
+    ws.expect(&["init", "-input=false", "-no-color"], &[])
+        .await?;
+    Ok(ws)
+}
+
+/// Figure 5 alone (`BENCH_ONLY=apply`): the applies and the refresh, no plans at scale.
+async fn apply_only(terraform: &Path, ours: &Path, go: &Path) -> Result<Vec<Row>, String> {
+    let world = World::start().await;
+    let (ws_ours, _) = bindings_workspace(terraform, ours, go, &world, "svc").await?;
+    let ws_go = null_workspace(terraform, ours, go).await?;
+    let mut rows = apply_at_scale(&ws_ours, &ws_go, &world.emulator).await?;
+    world.emulator.shutdown().await;
+    rows.push(parallel_apply(terraform, ours, go).await?);
+    Ok(rows)
+}
+
+/// 5a–5c: `terraform apply` of `BINDINGS` bindings (`ws_ours`, on `emulator`) under injected
+/// conflicts and of as many `null_resource` (`ws_go`), then a refresh of each.
+async fn apply_at_scale(
+    ws_ours: &Workspace,
+    ws_go: &Workspace,
+    emulator: &iaprun::emulator::Emulator,
+) -> Result<Vec<Row>, String> {
+    let mut rows = Vec::new();
+    emulator.add_fault(stale_etags()?)?;
+    emulator.clear_requests();
+    let apply = [
+        "apply",
+        "-auto-approve",
+        "-input=false",
+        "-no-color",
+        "-lock=false",
+    ];
+    let (started, emulator_cpu) = (Instant::now(), own_cpu());
+    let cpu_ours = command_cpu(ws_ours, &apply, &ws_ours.dir().join("apply-cpu.log")).await?;
+    let (applied_ours, emulator_cpu) = (started.elapsed().as_secs_f64(), own_cpu() - emulator_cpu);
+    emulator.clear_faults();
+    let applied = emulator.requests();
+    let sets: Vec<u16> = applied
+        .iter()
+        .filter(|r| r.path.starts_with("/v1/") && r.path.ends_with(":setIamPolicy"))
+        .map(|r| r.status)
+        .collect();
+    let conflicts = sets.iter().filter(|s| **s == 409).count();
+    let written = sets.iter().filter(|s| **s == 200).count();
+    let gets = applied
+        .iter()
+        .filter(|r| r.path.starts_with("/v1/") && r.path.ends_with(":getIamPolicy"))
+        .count();
+    let others = applied.len() - gets - sets.len();
+    let started = Instant::now();
+    let cpu_go = command_cpu(ws_go, &apply, &ws_go.dir().join("apply-cpu.log")).await?;
+    let applied_go = started.elapsed().as_secs_f64();
+    eprintln!(
+        "perf: apply of {BINDINGS}: ours {applied_ours:.2} s ({} setIamPolicy, {conflicts} conflicts), Go {applied_go:.2} s",
+        sets.len()
+    );
+    emulator.clear_requests();
+    let refresh = [
+        "plan",
+        "-refresh-only",
+        "-input=false",
+        "-no-color",
+        "-lock=false",
+    ];
+    let refreshed_ours = ws_ours.expect(&refresh, &[]).await?.elapsed.as_secs_f64();
+    let reads = emulator
+        .requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/v1/") && r.path.ends_with(":getIamPolicy"))
+        .count();
+    let refreshed_go = ws_go.expect(&refresh, &[]).await?.elapsed.as_secs_f64();
+    eprintln!("perf: refresh of {BINDINGS}: ours {refreshed_ours:.2} s ({reads} getIamPolicy), Go {refreshed_go:.2} s");
+    rows.push(
+        Row::new(format!(
+            "5a. getIamPolicy calls refreshing {BINDINGS} bindings over {IAP_RESOURCES} resources"
+        ))
+        .ours(reads.to_string())
+        .target(format!("≤ {IAP_RESOURCES}"), reads <= IAP_RESOURCES),
+    );
+    rows.push(
+        Row::new(format!("   refresh-only plan of {BINDINGS} (information)"))
+            .ours(format!("{refreshed_ours:.2} s"))
+            .go(format!("{refreshed_go:.2} s"))
+            .ratio(refreshed_ours, refreshed_go),
+    );
+    rows.push(
+        Row::new(format!(
+            "5b. setIamPolicy calls applying {BINDINGS} bindings ({INJECTED_CONFLICTS} conflicts injected)"
+        ))
+        .ours(format!("{} ({written} written, {conflicts} conflicts)", sets.len()))
+        .target(
+            format!("≤ {BINDINGS} + injected conflicts"),
+            written <= BINDINGS && conflicts <= INJECTED_CONFLICTS as usize,
+        ),
+    );
+    rows.push(
+        Row::new(format!(
+            "5c. API calls applying {BINDINGS} bindings over {IAP_RESOURCES} resources (information)"
+        ))
+        .ours(format!(
+            "{} IAM policy ({gets} get, {} set) + {others} other",
+            gets + sets.len(),
+            sets.len()
+        ))
+        .issue(Issue::ApplyCalls, applied.len() as f64),
+    );
+    rows.push(
+        Row::new(format!("   apply of {BINDINGS} (information)"))
+            .ours(format!("{applied_ours:.2} s"))
+            .go(format!("{applied_go:.2} s"))
+            .ratio(applied_ours, applied_go)
+            .issue(Issue::Apply500, applied_ours / applied_go),
+    );
+    eprintln!(
+        "perf: CPU of the apply of {BINDINGS}: ours {:.2} s + Terraform {:.2} s + emulator {emulator_cpu:.2} s, Go {:.2} s + Terraform {:.2} s",
+        cpu_ours.providers, cpu_ours.terraform, cpu_go.providers, cpu_go.terraform
+    );
+    rows.push(
+        Row::new(format!(
+            "   CPU of the apply of {BINDINGS}: provider processes (Terraform's own; the emulator's)"
+        ))
+        .ours(format!(
+            "{:.2} s (Terraform {:.2} s; emulator {emulator_cpu:.2} s)",
+            cpu_ours.providers, cpu_ours.terraform
+        ))
+        .go(format!("{:.2} s (Terraform {:.2} s)", cpu_go.providers, cpu_go.terraform))
+        .ratio(cpu_ours.providers, cpu_go.providers),
+    );
+    Ok(rows)
+}
+
+/// API latency of figure 5d, every call: only with a latency do writes overlap as they do against
+/// Google (against a zero-latency emulator a write is over before the next binding asks).
+const PARALLEL_LATENCY_MS: u64 = 50;
+/// How long `setIamPolicy` takes in figure 5d, all told: half a second, as the tests assume of
+/// Google's (an assumption, not a measurement of Google).
+const PARALLEL_SET_MS: u64 = 500;
+
+/// 5d: the apply of figure 5 at `-parallelism=50`, against an emulator answering every API call
+/// after `PARALLEL_LATENCY_MS` and `setIamPolicy` after `PARALLEL_SET_MS`, counting the `setIamPolicy` calls: with 50 bindings in flight,
+/// writes queued on one policy go together.
+async fn parallel_apply(terraform: &Path, ours: &Path, go: &Path) -> Result<Row, String> {
+    let world = World::with_options(Options {
+        latency_ms: PARALLEL_LATENCY_MS,
+        ..Options::default()
+    })
+    .await;
     let emulator = &world.emulator;
-    let (ws, _) = bindings_workspace(terraform, ours, go, world, "parallel").await?;
+    let (ws, _) = bindings_workspace(terraform, ours, go, &world, "parallel").await?;
+    let slow_writes = json!({
+        "kind": "delay", "delay_ms": PARALLEL_SET_MS - PARALLEL_LATENCY_MS, "probability": 1.0,
+        "method": "POST", "path_regex": "^/v1/.*:setIamPolicy$"
+    });
+    emulator.add_fault(serde_json::from_value(slow_writes).map_err(|e| e.to_string())?)?;
     emulator.add_fault(stale_etags()?)?;
     emulator.clear_requests();
     let applied = ws
@@ -823,13 +909,15 @@ async fn parallel_apply(
         .map(|r| r.status)
         .collect();
     let conflicts = sets.iter().filter(|s| **s == 409).count();
+    let calls = emulator.requests().len();
     eprintln!(
-        "perf: apply of {BINDINGS} at -parallelism=50: {applied:.2} s, {} setIamPolicy ({conflicts} conflicts) (load {})",
+        "perf: apply of {BINDINGS} at -parallelism=50, {PARALLEL_LATENCY_MS} ms latency, setIamPolicy {PARALLEL_SET_MS} ms: {applied:.2} s, {} setIamPolicy ({conflicts} conflicts), {calls} API calls in all (load {})",
         sets.len(),
         load_now()
     );
+    world.emulator.shutdown().await;
     Ok(Row::new(format!(
-        "5d. setIamPolicy calls applying {BINDINGS} bindings at -parallelism=50 ({INJECTED_CONFLICTS} conflicts injected; information)"
+        "5d. setIamPolicy calls applying {BINDINGS} bindings at -parallelism=50, {PARALLEL_LATENCY_MS} ms API latency, setIamPolicy {PARALLEL_SET_MS} ms ({INJECTED_CONFLICTS} conflicts injected; information)"
     ))
     .ours(format!(
         "{} ({conflicts} conflicts) in {applied:.2} s",

@@ -213,6 +213,30 @@ pub(super) async fn edit_policy(
     written
 }
 
+/// [`edit_policy`] for an access resource's create or update (`doing`: what, for the error). A write
+/// that finds the IAP resource missing, its target deleted since the check (whose yes the apply
+/// keeps), reads the target again and then fails on `target_missing`.
+pub(super) async fn write_policy(
+    ctx: &Context,
+    access: &Access,
+    target: &IapResource,
+    deadline: Instant,
+    doing: &str,
+    edit: impl FnMut(&mut google::Policy) -> bool,
+) -> Result<google::Policy, Diagnostic> {
+    let error = match edit_policy(ctx, target, deadline, edit).await {
+        Ok(policy) => return Ok(policy),
+        Err(e) => e,
+    };
+    if error.is_not_found() {
+        ctx.live_targets.forget(&target.to_string());
+        if let Ok(findings) = checks(ctx, &[], target, true).await {
+            common::refuse(findings, &access.ignore_checks)?;
+        }
+    }
+    Err(common::api_error(doing, &error))
+}
+
 /// The member checks that need no API, on `members` (`members[...]` paths).
 pub(super) fn member_checks(
     members: &[&str],
@@ -383,12 +407,10 @@ async fn write(ctx: &Context, change: Change<'_, Model, ()>) -> Applied<Model> {
         .map_err(Failure::unchanged(&prior))?;
     let (role, condition) = (planned.access.role(), planned.access.iam_condition());
     let edit = |p: &mut google::Policy| p.set_binding(&role, condition.as_ref(), &members);
-    let policy = edit_policy(ctx, &target, deadline, edit)
+    let doing = format!("set the {role} binding on {target}");
+    let policy = write_policy(ctx, &planned.access, &target, deadline, &doing, edit)
         .await
-        .map_err(|e| {
-            let d = common::api_error(&format!("set the {role} binding on {target}"), &e);
-            Failure::new(prior.clone(), d)
-        })?;
+        .map_err(Failure::unchanged(&prior))?;
     planned.etag = Attr::from_option(policy.etag.clone());
     if planned.id.is_unknown() {
         let title = planned.access.title();
@@ -440,12 +462,15 @@ pub(super) async fn checks(
 ) -> Result<Vec<validation::Finding>, Diagnostic> {
     let project = &target.project;
     let key = target.to_string();
+    let read = || common::target_exists(ctx, target);
     let exists = if at_apply {
-        common::target_exists(ctx, target).await
+        ctx.live_targets.check(&key, read).await
     } else {
-        ctx.targets
-            .get_or_fetch(&key, || common::target_exists(ctx, target))
-            .await
+        let exists = ctx.targets.get_or_fetch(&key, read).await;
+        if matches!(exists, Ok(true)) {
+            ctx.live_targets.saw(&key);
+        }
+        exists
     };
     match exists {
         Ok(true) => Ok(oauth_findings(ctx, members, target).await),

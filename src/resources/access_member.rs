@@ -101,12 +101,10 @@ impl Resource<Context> for AccessMember {
             .map_err(|d| Failure::new(prior.clone(), on_member(d)))?;
         let (role, condition) = (planned.access.role(), planned.access.iam_condition());
         let edit = |p: &mut google::Policy| p.add_member(&role, &member, condition.as_ref());
-        binding::edit_policy(ctx, &target, deadline, edit)
+        let doing = format!("add {member} to the {role} binding on {target}");
+        binding::write_policy(ctx, &planned.access, &target, deadline, &doing, edit)
             .await
-            .map_err(|e| {
-                let doing = format!("add {member} to the {role} binding on {target}");
-                Failure::new(prior.clone(), common::api_error(&doing, &e))
-            })?;
+            .map_err(Failure::unchanged(&prior))?;
         planned.id = Attr::Known(planned.id(&resource));
         Ok(planned)
     }

@@ -4,7 +4,8 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::OnceCell;
 
@@ -23,11 +24,10 @@ impl<V: Clone> Default for Coalesced<V> {
 
 impl<V: Clone> Coalesced<V> {
     fn cell(&self, key: &str) -> Arc<OnceCell<V>> {
-        let mut cells = self
-            .cells
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        cells.entry(key.to_string()).or_default().clone()
+        lock(&self.cells)
+            .entry(key.to_string())
+            .or_default()
+            .clone()
     }
 
     /// The cached value of `key`, or the result of `fetch`, run by exactly one of the concurrent
@@ -43,19 +43,325 @@ impl<V: Clone> Coalesced<V> {
     /// Replaces the cached value (after a write, with what the write returned).
     pub fn put(&self, key: &str, value: V) {
         let cell = OnceCell::new_with(Some(value));
-        let mut cells = self
-            .cells
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        cells.insert(key.to_string(), Arc::new(cell));
+        lock(&self.cells).insert(key.to_string(), Arc::new(cell));
     }
 
     /// Forgets the cached value.
     pub fn invalidate(&self, key: &str) {
-        let mut cells = self
-            .cells
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        cells.remove(key);
+        lock(&self.cells).remove(key);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Whether objects exist, asked at apply, where an answer must be fresh. Two rules keep the calls
+/// few without answering anyone from before it asked, except with a yes:
+/// - **Single flight, started after the caller arrived.** At most one read of an object runs at a
+///   time; callers that ask while it runs wait and then share the next read, which starts after all
+///   of them asked. A no, or an error, is never kept.
+/// - **A yes is kept for the process** (one apply). What it may miss is the object deleted later in
+///   the apply, which a fresh read cannot exclude either: the object may go between the check and
+///   the write. The write then meets the missing object itself (see [`Existence::forget`]).
+#[derive(Default)]
+pub struct Existence {
+    slots: Mutex<HashMap<String, Arc<ExistenceSlot>>>,
+}
+
+#[derive(Default)]
+struct ExistenceSlot {
+    /// A read (or [`Existence::saw`]) has answered yes in this process.
+    seen: AtomicBool,
+    /// Held by the caller reading: one read at a time.
+    reading: tokio::sync::Mutex<()>,
+    /// The read that callers asking now will share; not started yet.
+    next: Mutex<Option<Arc<OnceCell<bool>>>>,
+}
+
+impl Existence {
+    fn slot(&self, key: &str) -> Arc<ExistenceSlot> {
+        lock(&self.slots)
+            .entry(key.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// Whether `key` exists: a yes seen before in this process, else the answer of a `read` that
+    /// started after this call (run by one of the callers sharing it).
+    pub async fn check<E, F, Fut>(&self, key: &str, read: F) -> Result<bool, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<bool, E>>,
+    {
+        let slot = self.slot(key);
+        if slot.seen.load(Ordering::Acquire) {
+            return Ok(true);
+        }
+        let round = lock(&slot.next)
+            .get_or_insert_with(Default::default)
+            .clone();
+        let _reading = slot.reading.lock().await;
+        if let Some(answer) = round.get() {
+            return Ok(*answer);
+        }
+        if slot.seen.load(Ordering::Acquire) {
+            return Ok(true);
+        }
+        // This round's read starts now: whoever asks from here on waits for the next one.
+        {
+            let mut next = lock(&slot.next);
+            if next.as_ref().is_some_and(|n| Arc::ptr_eq(n, &round)) {
+                *next = None;
+            }
+        }
+        let exists = read().await?;
+        if exists {
+            slot.seen.store(true, Ordering::Release);
+        }
+        // Only this caller sets the round (it holds `reading`), so this cannot fail.
+        let _ = round.set(exists);
+        Ok(exists)
+    }
+
+    /// Records a yes read elsewhere in this process (a plan-time check).
+    pub fn saw(&self, key: &str) {
+        self.slot(key).seen.store(true, Ordering::Release);
+    }
+
+    /// Forgets a yes: a write found the object missing, so the next check reads again.
+    pub fn forget(&self, key: &str) {
+        self.slot(key).seen.store(false, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    use tokio::sync::Notify;
+
+    use super::*;
+
+    /// A read that counts itself, answers `exists`, and waits for `release` first when given one.
+    async fn read(
+        calls: &AtomicUsize,
+        exists: bool,
+        release: Option<&Notify>,
+    ) -> Result<bool, String> {
+        calls.fetch_add(1, Ordering::SeqCst);
+        if let Some(release) = release {
+            release.notified().await;
+        }
+        Ok(exists)
+    }
+
+    #[tokio::test]
+    async fn concurrent_checks_share_one_read_and_a_yes_is_kept() {
+        let (existence, calls) = (Existence::default(), AtomicUsize::new(0));
+        let checks = (0..20).map(|_| existence.check("t", || read(&calls, true, None)));
+        let answers = futures::future::join_all(checks).await;
+        assert!(answers.iter().all(|a| *a == Ok(true)), "{answers:?}");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            existence.check("t", || read(&calls, true, None)).await,
+            Ok(true)
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "the yes is kept");
+        // Another object is another read.
+        assert_eq!(
+            existence.check("u", || read(&calls, true, None)).await,
+            Ok(true)
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_no_is_never_kept_and_a_forgotten_yes_is_read_again() {
+        let (existence, calls) = (Existence::default(), AtomicUsize::new(0));
+        assert_eq!(
+            existence.check("t", || read(&calls, false, None)).await,
+            Ok(false)
+        );
+        assert_eq!(
+            existence.check("t", || read(&calls, true, None)).await,
+            Ok(true)
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "the no was read again");
+        existence.forget("t");
+        assert_eq!(
+            existence.check("t", || read(&calls, false, None)).await,
+            Ok(false)
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        let failed: Result<bool, String> =
+            existence.check("t", || async { Err("down".into()) }).await;
+        assert_eq!(failed, Err("down".into()));
+        assert_eq!(
+            existence.check("t", || read(&calls, false, None)).await,
+            Ok(false)
+        );
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            4,
+            "an error is not kept either"
+        );
+        existence.saw("t");
+        assert_eq!(
+            existence.check("t", || read(&calls, false, None)).await,
+            Ok(true)
+        );
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            4,
+            "a yes seen elsewhere is kept"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn callers_arriving_during_a_read_share_the_next_one_not_its_answer() {
+        let existence = Arc::new(Existence::default());
+        let calls = Arc::new(AtomicUsize::new(0));
+        let release = Arc::new(Notify::new());
+        let check = |exists: bool| {
+            let (existence, calls, release) = (existence.clone(), calls.clone(), release.clone());
+            tokio::spawn(async move {
+                existence
+                    .check("t", || read(&calls, exists, Some(&release)))
+                    .await
+            })
+        };
+        // The first read runs (and says no) while three more callers arrive.
+        let first = check(false);
+        while calls.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let later: Vec<_> = (0..3).map(|_| check(true)).collect();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "the later callers wait");
+        release.notify_one();
+        assert_eq!(first.await.expect("first"), Ok(false));
+        // Their own read started after they asked: its yes, not the first read's no.
+        while calls.load(Ordering::SeqCst) == 1 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        release.notify_one();
+        for answer in later {
+            assert_eq!(answer.await.expect("later"), Ok(true));
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "three callers, one read");
+    }
+
+    /// Apply-time checks of access resources against the emulator, counted in its request log.
+    mod at_apply {
+        use std::time::Instant;
+
+        use serde_json::json;
+
+        use crate::emulator::{Emulator, Options};
+        use crate::google::{self, Clients, Config};
+        use crate::names::IapResource;
+        use crate::resources::access_binding::{checks, write_policy, Access};
+        use crate::resources::Context;
+
+        const PROJECT: &str = "check-project";
+        const REGION: &str = "us-central1";
+
+        /// An emulator with the Cloud Run service `svc`, and a context on it.
+        async fn emulated() -> (Emulator, Context) {
+            let options = Options {
+                open: true,
+                ..Options::default()
+            };
+            let emulator = crate::emulator::spawn(options).await.expect("emulator");
+            let seed = json!({"run_services": [{
+                "project": PROJECT, "location": REGION, "name": "svc",
+                "spec": {"template": {"containers": [{"image": "us-docker.pkg.dev/cloudrun/container/hello"}]}}
+            }]});
+            emulator.seed_json(&seed.to_string()).await.expect("seeded");
+            let clients = Clients::new(Config::emulator(&emulator.host())).expect("clients");
+            emulator.clear_requests();
+            (emulator, Context::new(None, None, clients))
+        }
+
+        fn target(emulator: &Emulator, service: &str) -> IapResource {
+            let number = emulator.project_number(PROJECT).expect("number");
+            let name = format!("projects/{number}/iap_web/cloud_run-{REGION}/services/{service}");
+            IapResource::parse(&name).expect("IAP resource")
+        }
+
+        /// Reads of the Cloud Run service `service` in the request log.
+        fn service_reads(emulator: &Emulator, service: &str) -> usize {
+            let path = format!("/services/{service}");
+            let reads = emulator.requests();
+            reads
+                .iter()
+                .filter(|r| r.method == "GET" && r.path.ends_with(&path))
+                .count()
+        }
+
+        fn checks_found(findings: &[crate::validation::Finding]) -> Vec<&str> {
+            findings.iter().map(|f| f.check).collect()
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn concurrent_apply_time_checks_of_one_target_make_one_read() {
+            let (emulator, ctx) = emulated().await;
+            let svc = target(&emulator, "svc");
+            let all = (0..30).map(|_| checks(&ctx, &[], &svc, true));
+            for found in futures::future::join_all(all).await {
+                assert_eq!(checks_found(&found.expect("checked")), Vec::<&str>::new());
+            }
+            assert_eq!(service_reads(&emulator, "svc"), 1);
+            // Later checks in this apply keep the yes.
+            checks(&ctx, &[], &svc, true).await.expect("checked");
+            assert_eq!(service_reads(&emulator, "svc"), 1);
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_missing_target_is_read_again_at_each_check_and_reported() {
+            let (emulator, ctx) = emulated().await;
+            let ghost = target(&emulator, "ghost");
+            for expected_reads in 1..=2 {
+                let found = checks(&ctx, &[], &ghost, true).await.expect("checked");
+                assert_eq!(checks_found(&found), ["target_missing"]);
+                assert_eq!(service_reads(&emulator, "ghost"), expected_reads);
+            }
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_write_that_finds_the_target_gone_fails_on_target_missing() {
+            let (emulator, ctx) = emulated().await;
+            let svc = target(&emulator, "svc");
+            let found = checks(&ctx, &[], &svc, true).await.expect("checked");
+            assert!(found.is_empty(), "{found:?}");
+            // Deleted after the check whose yes this apply keeps.
+            let url = format!(
+                "http://{}/v2/projects/{PROJECT}/locations/{REGION}/services/svc",
+                emulator.host()
+            );
+            let deleted = reqwest::Client::new()
+                .delete(&url)
+                .send()
+                .await
+                .expect("delete");
+            assert!(deleted.status().is_success(), "{deleted:?}");
+            let access = Access::default();
+            let deadline = Instant::now() + std::time::Duration::from_secs(30);
+            let add =
+                |p: &mut google::Policy| p.add_member("roles/viewer", "user:a@example.com", None);
+            let failed = write_policy(&ctx, &access, &svc, deadline, "add a member", add)
+                .await
+                .expect_err("the IAP resource is gone");
+            assert!(failed.summary.starts_with("target_missing"), "{failed:?}");
+            let sets = emulator.requests();
+            let sets = sets
+                .iter()
+                .filter(|r| r.path.ends_with(":setIamPolicy") && r.status == 200);
+            assert_eq!(sets.count(), 0, "nothing written");
+        }
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::cache::Coalesced;
+use super::cache::{Coalesced, Existence};
 use crate::google;
 
 /// What every resource receives once the provider block is configured.
@@ -27,6 +27,9 @@ pub struct Context {
     pub policies: Coalesced<google::Policy>,
     /// Whether the target of an IAP resource exists, by canonical resource name (plan-time checks).
     pub targets: Coalesced<bool>,
+    /// The same, asked at apply: fresh reads shared by the callers waiting, and a yes kept (see
+    /// [`Existence`] for the rule).
+    pub live_targets: Existence,
     /// Whether an IAP resource uses a custom OAuth client, by canonical resource name; a backend
     /// planned in this process records its configured client here (plan-time checks).
     pub custom_oauth_clients: Coalesced<bool>,
@@ -85,6 +88,7 @@ impl Context {
             projects: Coalesced::default(),
             policies: Coalesced::default(),
             targets: Coalesced::default(),
+            live_targets: Existence::default(),
             custom_oauth_clients: Coalesced::default(),
             organization_domains: Coalesced::default(),
             planned_iap: Default::default(),

@@ -352,3 +352,30 @@ async fn under_injected_conflicts_every_folded_edit_lands_and_only_conflicts_re_
         emulator.mismatches()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stale_remembered_copy_is_read_again_at_once_not_after_a_backoff() {
+    let (emulator, fast, resource) = emulated().await;
+    // The default retry policy: a conflict's backoff takes half a second or more.
+    let clients = Clients::new(Config::emulator(&emulator.host())).expect("clients");
+    let edit = |n: usize, until: Instant| {
+        let (iap, resource) = (clients.iap.clone(), resource.clone());
+        async move {
+            iap.modify_iam_policy(&resource, until, |p| p.add_member(ROLE, &user(n), None))
+                .await
+        }
+    };
+    edit(0, deadline()).await.expect("first edit");
+    write_out_of_band(&fast, &resource, add_oob).await;
+    emulator.clear_requests();
+    // Too soon for any backoff: only a read right after the conflict meets it.
+    let soon = Instant::now() + Duration::from_millis(400);
+    edit(1, soon)
+        .await
+        .expect("edit on a stale remembered copy");
+    assert_eq!(statuses(&emulator, ":setIamPolicy"), [409, 200]);
+    assert_eq!(statuses(&emulator, ":getIamPolicy"), [200]);
+    let policy = current(&clients, &resource).await;
+    assert_eq!(policy.members(OTHER_ROLE, None), ["user:oob@example.com"]);
+    assert_eq!(policy.members(ROLE, None), [user(0), user(1)]);
+}
