@@ -37,15 +37,68 @@ pub struct Context {
     /// Counts the IAP removals finished in this process, for applies that wait on one.
     removals: watch::Sender<u64>,
     /// Access resources this plan manages, so `binding_conflict` sees two of them before either is
-    /// applied; grouped by the binding they touch, so recording one is not a scan of all.
-    planned_access: std::sync::Mutex<PlannedAccessByBinding>,
+    /// applied; indexed by the binding they touch, so recording one is not a scan of all.
+    planned_access: std::sync::Mutex<PlannedAccessIndex>,
 }
 
-/// Planned access resources by (resource, role, condition), each group in the order planned.
-type PlannedAccessByBinding = std::collections::HashMap<
-    (String, String, Option<(String, String, String)>),
-    Vec<crate::validation::PlannedAccess>,
->;
+/// Planned access resources by a hash of their (resource, role, condition), so the index keeps
+/// no second copy of those strings. Two bindings whose hashes collide share a group, so readers
+/// compare the bindings themselves. Members are kept apart from bindings: a member is at odds only
+/// with bindings, so planning many members on one role reads only the few bindings.
+#[derive(Default)]
+struct PlannedAccessIndex<S = std::collections::hash_map::RandomState> {
+    hasher: S,
+    groups: std::collections::HashMap<u64, PlannedGroup>,
+}
+
+/// The access resources of one group, each kind in the order planned, with the hashes of the
+/// members recorded so that a member planned again is found without a scan.
+#[derive(Default)]
+struct PlannedGroup {
+    bindings: Vec<crate::validation::PlannedAccess>,
+    members: Vec<crate::validation::PlannedAccess>,
+    member_hashes: std::collections::HashSet<u64>,
+}
+
+impl<S: std::hash::BuildHasher> PlannedAccessIndex<S> {
+    /// Records `access` (once: an identical record is the same resource planned again) and
+    /// returns those recorded before it on its binding that it is at odds with.
+    fn record(
+        &mut self,
+        access: crate::validation::PlannedAccess,
+    ) -> Vec<crate::validation::PlannedAccess> {
+        use crate::validation::AccessKind;
+        let binding = (&access.resource, &access.role, &access.condition);
+        let group = self
+            .groups
+            .entry(self.hasher.hash_one(binding))
+            .or_default();
+        let others = [
+            (AccessKind::Binding, &group.bindings),
+            (AccessKind::Member, &group.members),
+        ]
+        .into_iter()
+        .filter(|(kind, _)| access.kind.at_odds(*kind))
+        .flat_map(|(_, recorded)| recorded)
+        .filter(|o| o.same_binding(&access) && **o != access)
+        .cloned()
+        .collect();
+        let known = match access.kind {
+            AccessKind::Binding => group.bindings.contains(&access),
+            AccessKind::Member => {
+                !group.member_hashes.insert(self.hasher.hash_one(&access))
+                    && group.members.contains(&access)
+            }
+        };
+        if !known {
+            match access.kind {
+                AccessKind::Binding => group.bindings.push(access),
+                AccessKind::Member => group.members.push(access),
+            }
+        }
+        others
+    }
+}
 
 /// IAP planned in this process: Cloud Run services with direct IAP, the services behind each
 /// backend with IAP (each with whether this run switches it on), and the layers this run removes.
@@ -232,33 +285,18 @@ impl Context {
     }
 
     /// Records an access resource planned in this process and returns those recorded before it on
-    /// the same (resource, role, condition). As with IAP, of two planned at once the later sees the
-    /// earlier. An identical record is the same resource planned again (Terraform plans the create
-    /// half of a replacement a second time), never a conflict: two resources alike to the last
-    /// member are not told apart.
+    /// the same (resource, role, condition) that it is at odds with (a member meets only the
+    /// bindings). As with IAP, of two planned at once the later sees the earlier. An identical
+    /// record is the same resource planned again (Terraform plans the create half of a replacement
+    /// a second time), never a conflict: two resources alike to the last member are not told apart.
     pub fn plan_access(
         &self,
         access: crate::validation::PlannedAccess,
     ) -> Vec<crate::validation::PlannedAccess> {
-        let mut planned = self
-            .planned_access
+        self.planned_access
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let key = (
-            access.resource.clone(),
-            access.role.clone(),
-            access.condition.clone(),
-        );
-        let same_binding = planned.entry(key).or_default();
-        let others = same_binding
-            .iter()
-            .filter(|o| **o != access)
-            .cloned()
-            .collect();
-        if !same_binding.contains(&access) {
-            same_binding.push(access);
-        }
-        others
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .record(access)
     }
 
     /// The primary domain of the organization above `project`, read once per process.
@@ -377,6 +415,90 @@ mod tests {
             condition: Some((title.to_string(), String::new(), "true".to_string())),
             config: config.to_string(),
         }
+    }
+
+    fn member(resource: &str, config: &str) -> PlannedAccess {
+        PlannedAccess {
+            kind: AccessKind::Member,
+            condition: None,
+            ..access(resource, "", config)
+        }
+    }
+
+    #[test]
+    fn a_member_meets_only_the_bindings_and_a_binding_meets_everything_once() {
+        let mut index = PlannedAccessIndex::<std::collections::hash_map::RandomState>::default();
+        let binding = PlannedAccess {
+            condition: None,
+            ..access("r1", "", "binding")
+        };
+        // Members among themselves compose: nothing comes back however many share the role.
+        for n in 0..50 {
+            assert!(index.record(member("r1", &format!("m{n}"))).is_empty());
+        }
+        let seen = index.record(binding.clone());
+        assert_eq!(seen.len(), 50, "the binding meets every member");
+        assert_eq!(seen[0], member("r1", "m0"), "in the order planned");
+        // A member planned again is recorded once, and now meets the binding only.
+        assert_eq!(
+            index.record(member("r1", "m7")),
+            std::slice::from_ref(&binding)
+        );
+        let second = PlannedAccess {
+            config: "second".into(),
+            ..binding.clone()
+        };
+        let seen = index.record(second);
+        assert_eq!(
+            seen.len(),
+            51,
+            "50 members and the first binding, the replanned one once"
+        );
+        assert_eq!(seen[0], binding);
+    }
+
+    /// Hashes everything to one value, so every binding shares one group.
+    #[derive(Default)]
+    struct Colliding;
+
+    impl std::hash::BuildHasher for Colliding {
+        type Hasher = Constant;
+        fn build_hasher(&self) -> Constant {
+            Constant
+        }
+    }
+
+    struct Constant;
+
+    impl std::hash::Hasher for Constant {
+        fn finish(&self) -> u64 {
+            7
+        }
+        fn write(&mut self, _: &[u8]) {}
+    }
+
+    #[test]
+    fn bindings_whose_hashes_collide_stay_apart() {
+        let mut index = PlannedAccessIndex::<Colliding>::default();
+        let first = access("r1", "t1", "first");
+        assert!(index.record(first.clone()).is_empty());
+        assert!(index.record(access("r2", "t1", "resource")).is_empty());
+        assert!(index.record(member("r1", "m")).is_empty());
+        assert!(index.record(member("r1", "m")).is_empty());
+        assert_eq!(index.groups.len(), 1, "one group for all");
+        assert_eq!(
+            index.record(access("r1", "t1", "second")),
+            std::slice::from_ref(&first)
+        );
+        let unconditional = PlannedAccess {
+            condition: None,
+            ..access("r1", "", "binding")
+        };
+        assert_eq!(
+            index.record(unconditional),
+            [member("r1", "m")],
+            "the member was recorded once, though every record hashes alike"
+        );
     }
 
     #[test]
