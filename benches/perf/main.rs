@@ -5,6 +5,7 @@
 //! `cargo bench --bench perf` (cargo builds the release binaries first). `BENCH_QUICK=1` runs
 //! fewer repetitions; `BENCH_ONLY=audit` runs only figure 8 (the audit at scale, no terraform);
 //! `BENCH_ONLY=plugin` only figures 1 and 2 (the two providers started as go-plugin does);
+//! `BENCH_ONLY=plan` figures 1 to 4c (start-up, schema, plans at the three sizes, their CPU and RSS);
 //! `BENCH_REPORT=docs/performance.md` also writes the table and the machine into that file, between
 //! its `<!-- perf:begin -->` and `<!-- perf:end -->` markers.
 
@@ -224,8 +225,13 @@ fn main() {
     }
 }
 
+/// Whether `BENCH_ONLY` names this part of the bench.
+fn only(part: &str) -> bool {
+    std::env::var("BENCH_ONLY").as_deref() == Ok(part)
+}
+
 fn run() -> Result<(), String> {
-    if std::env::var("BENCH_ONLY").as_deref() == Ok("audit") {
+    if only("audit") {
         let row = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -265,7 +271,7 @@ fn run() -> Result<(), String> {
         &client,
         scratch.path(),
     ))?);
-    if std::env::var("BENCH_ONLY").as_deref() == Ok("plugin") {
+    if only("plugin") {
         println!("\n{}", render(&rows));
         return Ok(());
     }
@@ -279,6 +285,9 @@ fn run() -> Result<(), String> {
     );
     runtime.block_on(async {
         rows.extend(at_scale(&effort, &terraform, &ours, &go).await?);
+        if only("plan") {
+            return Ok(());
+        }
         rows.push(apply_latency(&terraform, &ours, &go).await?);
         rows.push(audit::audit_at_scale().await?);
         Ok::<_, String>(())
@@ -646,6 +655,9 @@ async fn at_scale(
         );
     }
     rows.push(cpu_row);
+    if only("plan") {
+        return Ok(rows);
+    }
 
     // 5: apply 500 bindings under injected conflicts, then refresh them.
     emulator.add_fault(stale_etags()?)?;
