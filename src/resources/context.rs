@@ -41,62 +41,73 @@ pub struct Context {
     planned_access: std::sync::Mutex<PlannedAccessIndex>,
 }
 
-/// Planned access resources by a hash of their (resource, role, condition), so the index keeps
-/// no second copy of those strings. Two bindings whose hashes collide share a group, so readers
-/// compare the bindings themselves. Members are kept apart from bindings: a member is at odds only
-/// with bindings, so planning many members on one role reads only the few bindings.
+/// Planned access resources in one list, in the order planned, chained by a hash of their
+/// (resource, role, condition) and their kind: no second copy of those strings, and no list per
+/// binding (most bindings have one resource, and a list of one reserves room for four). Two
+/// bindings whose hashes collide share a chain, so readers compare the bindings themselves. A
+/// member reads only the bindings' chain, so planning many members on one role stays cheap.
 #[derive(Default)]
 struct PlannedAccessIndex<S = std::collections::hash_map::RandomState> {
     hasher: S,
-    groups: std::collections::HashMap<u64, PlannedGroup>,
-}
-
-/// The access resources of one group, each kind in the order planned, with the hashes of the
-/// members recorded so that a member planned again is found without a scan.
-#[derive(Default)]
-struct PlannedGroup {
-    bindings: Vec<crate::validation::PlannedAccess>,
-    members: Vec<crate::validation::PlannedAccess>,
+    /// Each record with the record before it on its chain.
+    records: Vec<(crate::validation::PlannedAccess, Option<usize>)>,
+    /// The last record of each chain.
+    last: std::collections::HashMap<(u64, crate::validation::AccessKind), usize>,
+    /// Hashes of the whole member records, so a member planned again is found without a scan.
     member_hashes: std::collections::HashSet<u64>,
 }
 
 impl<S: std::hash::BuildHasher> PlannedAccessIndex<S> {
     /// Records `access` (once: an identical record is the same resource planned again) and
-    /// returns those recorded before it on its binding that it is at odds with.
+    /// returns those recorded before it on its binding that it is at odds with, bindings first,
+    /// each kind in the order planned.
     fn record(
         &mut self,
         access: crate::validation::PlannedAccess,
     ) -> Vec<crate::validation::PlannedAccess> {
         use crate::validation::AccessKind;
-        let binding = (&access.resource, &access.role, &access.condition);
-        let group = self
-            .groups
-            .entry(self.hasher.hash_one(binding))
-            .or_default();
-        let others = [
-            (AccessKind::Binding, &group.bindings),
-            (AccessKind::Member, &group.members),
-        ]
-        .into_iter()
-        .filter(|(kind, _)| access.kind.at_odds(*kind))
-        .flat_map(|(_, recorded)| recorded)
-        .filter(|o| o.same_binding(&access) && **o != access)
-        .cloned()
-        .collect();
+        let hash = self
+            .hasher
+            .hash_one((&access.resource, &access.role, &access.condition));
+        let mut others = Vec::new();
+        for kind in [AccessKind::Binding, AccessKind::Member] {
+            if access.kind.at_odds(kind) {
+                let start = others.len();
+                others.extend(
+                    self.chain(hash, kind)
+                        .filter(|o| o.same_binding(&access) && **o != access)
+                        .cloned(),
+                );
+                // Chains run newest first.
+                others[start..].reverse();
+            }
+        }
         let known = match access.kind {
-            AccessKind::Binding => group.bindings.contains(&access),
+            AccessKind::Binding => self.chain(hash, access.kind).any(|o| *o == access),
             AccessKind::Member => {
-                !group.member_hashes.insert(self.hasher.hash_one(&access))
-                    && group.members.contains(&access)
+                !self.member_hashes.insert(self.hasher.hash_one(&access))
+                    && self.chain(hash, access.kind).any(|o| *o == access)
             }
         };
         if !known {
-            match access.kind {
-                AccessKind::Binding => group.bindings.push(access),
-                AccessKind::Member => group.members.push(access),
-            }
+            let before = self.last.insert((hash, access.kind), self.records.len());
+            self.records.push((access, before));
         }
         others
+    }
+
+    /// The records of one chain, newest first.
+    fn chain(
+        &self,
+        hash: u64,
+        kind: crate::validation::AccessKind,
+    ) -> impl Iterator<Item = &crate::validation::PlannedAccess> {
+        let mut next = self.last.get(&(hash, kind)).copied();
+        std::iter::from_fn(move || {
+            let (access, before) = &self.records[next?];
+            next = *before;
+            Some(access)
+        })
     }
 }
 
@@ -485,7 +496,7 @@ mod tests {
         assert!(index.record(access("r2", "t1", "resource")).is_empty());
         assert!(index.record(member("r1", "m")).is_empty());
         assert!(index.record(member("r1", "m")).is_empty());
-        assert_eq!(index.groups.len(), 1, "one group for all");
+        assert_eq!(index.last.len(), 2, "one chain for each kind");
         assert_eq!(
             index.record(access("r1", "t1", "second")),
             std::slice::from_ref(&first)
