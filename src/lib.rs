@@ -15,7 +15,8 @@
 //! - [`resources`]: one file per resource type or data source: its model, its schema and its
 //!   calls to Google; pieces several types share in `resources/common.rs`; the run-time
 //!   [`resources::Context`] (clients, coalesced reads, what this run plans).
-//! - [`google`]: the Google API clients, one module per API over one transport.
+//! - [`google`]: the Google API clients, one module per API over one transport, and what several
+//!   APIs compose ([`google::IapAgent`], the IAP-enabled paths to a Cloud Run service).
 //! - [`validation`]: every known limitation as a named check citing its source.
 //! - [`provider`]: the provider block's settings and how they become a context.
 //! - [`names`]: parsers of import ids and IAP resource names; [`docs`] renders docs/ from the

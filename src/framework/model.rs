@@ -68,6 +68,21 @@ impl Attr<String> {
     }
 }
 
+impl Attr<std::collections::BTreeSet<String>> {
+    /// The elements known at plan: all of a known set, the known ones of a partly known set (`None`
+    /// when wholly unknown), none of a null one.
+    pub fn known_elements(&self) -> Option<Vec<String>> {
+        match self {
+            Attr::Known(set) => Some(set.iter().cloned().collect()),
+            Attr::Unknown(Value::Unknown(_)) => None,
+            Attr::Unknown(partial) => {
+                Some(partial.strings().into_iter().map(str::to_string).collect())
+            }
+            Attr::Null => Some(Vec::new()),
+        }
+    }
+}
+
 impl<T: Clone> Attr<T> {
     /// The value when known, else `default`.
     pub fn or(&self, default: T) -> T {

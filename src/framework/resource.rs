@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::diagnostics::{Diagnostic, Diagnostics};
-use super::model;
+use super::model::{self, Attr};
 use super::path::AttributePath;
 use super::schema::Schema;
 use super::timeouts;
@@ -287,6 +287,24 @@ pub struct Plan<M> {
     pub planned: M,
     /// Starts with the changed force-new attributes and blocks; the resource may edit it.
     pub requires_replace: Vec<AttributePath>,
+}
+
+impl<M> Plan<M> {
+    /// Replaces the resource when the effective value of `attribute` (`field`) changes, as a new
+    /// default (from the provider, or the schema) may change it while the configuration does not.
+    pub fn replace_on_change<T: PartialEq>(&mut self, attribute: &str, field: fn(&M) -> &Attr<T>) {
+        let path = AttributePath::attr(attribute);
+        let changed = match (
+            self.prior.as_ref().and_then(|p| field(p).get()),
+            field(&self.planned).get(),
+        ) {
+            (Some(before), Some(now)) => before != now,
+            _ => false,
+        };
+        if changed && !self.requires_replace.contains(&path) {
+            self.requires_replace.push(path);
+        }
+    }
 }
 
 /// Input of `create` and `update`.

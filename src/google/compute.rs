@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use super::error::Error;
 pub use super::operation::ComputeOperation;
 use super::operation::{wait_compute, OperationScope};
+use super::run::ServiceName;
 use super::transport::{Api, BaseUrl, Call, Replay, Transport};
 
 /// Largest page requested from list methods (compute's maximum).
@@ -31,6 +32,14 @@ impl Scope {
         match self {
             Scope::Global => vec!["projects", project, "global"],
             Scope::Region(region) => vec!["projects", project, "regions", region],
+        }
+    }
+
+    /// The region of a regional scope.
+    pub fn region(&self) -> Option<&str> {
+        match self {
+            Scope::Global => None,
+            Scope::Region(region) => Some(region),
         }
     }
 
@@ -242,6 +251,12 @@ impl BackendService {
     /// Whether IAP is on.
     pub fn iap_enabled(&self) -> bool {
         self.iap.as_ref().is_some_and(BackendServiceIap::is_enabled)
+    }
+
+    /// The custom OAuth client IAP uses (`None`: the Google-managed one; an empty id is none).
+    pub fn oauth2_client_id(&self) -> Option<&str> {
+        let id = self.iap.as_ref()?.oauth2_client_id.as_deref();
+        id.filter(|c| !c.trim().is_empty())
     }
 
     /// The region of a regional backend service (the last segment of its `region` URL).
@@ -794,6 +809,53 @@ impl ComputeClient {
         .into_iter()
         .map(NetworkEndpointGroup::from_value)
         .collect()
+    }
+
+    /// The backend services with IAP on (global, or in the service's region) over a serverless NEG
+    /// for a Cloud Run service, except `except`.
+    pub async fn iap_backends_to(
+        &self,
+        name: &ServiceName,
+        except: Option<&BackendServiceRef>,
+    ) -> Result<Vec<BackendServiceRef>, Error> {
+        let mut found = Vec::new();
+        let negs: Vec<String> = self
+            .network_endpoint_groups(&name.project, &name.location)
+            .await?
+            .into_iter()
+            .filter(|n| {
+                n.cloud_run.as_ref().and_then(|r| r.service.as_deref())
+                    == Some(name.service.as_str())
+            })
+            .map(|n| n.name)
+            .collect();
+        if negs.is_empty() {
+            return Ok(found);
+        }
+        for scope in [Scope::Global, Scope::Region(name.location.clone())] {
+            for backend in self.backend_services(&name.project, &scope).await? {
+                let this = BackendServiceRef {
+                    project: name.project.clone(),
+                    scope: scope.clone(),
+                    name: backend.name.clone(),
+                };
+                if except.is_some_and(|e| e.to_string() == this.to_string())
+                    || !backend.iap_enabled()
+                {
+                    continue;
+                }
+                let fronts = backend.backend_groups.iter().any(|g| {
+                    let mut parts = g.rsplit('/');
+                    let neg = parts.next().unwrap_or_default();
+                    let _collection = parts.next();
+                    parts.next() == Some(name.location.as_str()) && negs.iter().any(|n| n == neg)
+                });
+                if fronts {
+                    found.push(this);
+                }
+            }
+        }
+        Ok(found)
     }
 
     /// urlMaps.get / regionUrlMaps.get.

@@ -208,6 +208,22 @@ impl Policy {
             .any(|b| b.members.iter().any(|m| same_member(m, member)))
     }
 
+    /// The binding of `role` under `condition`; with `title_only` (what an import id names), a
+    /// condition matches on its title alone.
+    pub fn binding(
+        &self,
+        role: &str,
+        condition: Option<&Condition>,
+        title_only: bool,
+    ) -> Option<&Binding> {
+        self.bindings
+            .iter()
+            .find(|b| match (condition, &b.condition) {
+                (Some(wanted), Some(c)) if title_only => b.role == role && wanted.title == c.title,
+                _ => b.matches(role, condition),
+            })
+    }
+
     /// Whether any binding carries a condition (such a policy must be written as version 3).
     pub fn has_conditions(&self) -> bool {
         self.bindings.iter().any(|b| b.condition.is_some())

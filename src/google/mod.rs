@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod agent;
 mod compute;
 mod error;
 pub mod iam;
@@ -18,6 +19,7 @@ mod transport;
 #[cfg(test)]
 mod testutil;
 
+pub use agent::{IapAgent, INVOKER_ROLE};
 pub use compute::{
     https_backends, neg_parts, resource_path, same_resource, BackendService, BackendServiceIap,
     BackendServiceRef, CloudRunTarget, ComputeClient, ComputeOperation, ForwardingRule, IapPatch,

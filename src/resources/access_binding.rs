@@ -5,7 +5,6 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 use super::prelude::*;
-use crate::framework::Value;
 use crate::names::{IapResource, IapTarget};
 
 /// The resource type.
@@ -50,8 +49,13 @@ impl Access {
         self.role.as_deref().unwrap_or(DEFAULT_ROLE).to_string()
     }
 
+    /// The condition block as an IAM condition (`None` when unset).
     pub(super) fn iam_condition(&self) -> Option<google::Condition> {
-        iam_condition(&self.condition)
+        let c = self.condition.get()?;
+        let expression = c.expression.as_deref().unwrap_or_default();
+        let mut condition = google::Condition::new(c.title.as_deref()?, expression);
+        condition.description = c.description.get().cloned();
+        Some(condition)
     }
 
     /// The condition's title (null without a condition).
@@ -64,15 +68,51 @@ impl Access {
         let parts = [Some(resource), Some(&self.role()), who, title];
         parts.into_iter().flatten().collect::<Vec<_>>().join(" ")
     }
-}
 
-/// The condition block as an IAM condition (`None` when unset).
-pub(super) fn iam_condition(condition: &Attr<Condition>) -> Option<google::Condition> {
-    let c = condition.get()?;
-    let expression = c.expression.as_deref().unwrap_or_default();
-    let mut condition = google::Condition::new(c.title.as_deref()?, expression);
-    condition.description = c.description.get().cloned();
-    Some(condition)
+    /// The state of an import: the id names resource, role and the condition's title.
+    pub(super) fn imported(resource: String, role: String, title: Option<String>) -> Access {
+        Access {
+            resource: Attr::Known(resource),
+            role: Attr::Known(role),
+            condition: Attr::from_option(title.map(|t| Condition {
+                title: Attr::Known(t),
+                ..Condition::default()
+            })),
+            ..Access::default()
+        }
+    }
+
+    /// Checks shared by both access resources: `ignore_checks`, `resource`, `role`, `condition`.
+    pub(super) fn validate(&self) -> Diagnostics {
+        let mut diags = validation::common_config(&Attr::Null, &self.ignore_checks);
+        let condition = self.condition.get().map(|c| [&c.title, &c.expression]);
+        let target = validation::access_config(&self.resource, &self.role, condition);
+        diags.extend(target);
+        diags
+    }
+
+    /// Refreshes role and condition from the binding of `policy` they name, when `wanted`; the
+    /// binding found.
+    pub(super) fn refresh<'p>(
+        &mut self,
+        policy: &'p google::Policy,
+        wanted: impl Fn(&google::Binding) -> bool,
+    ) -> Option<&'p google::Binding> {
+        let role = self.role();
+        // After an import only the condition's title is known: then the title alone matches.
+        let title_only = self.condition.get().is_some_and(|c| c.expression.is_null());
+        let found = policy.binding(&role, self.iam_condition().as_ref(), title_only);
+        let found = found.filter(|b| wanted(b))?;
+        if let Some(c) = &found.condition {
+            self.condition = Attr::Known(Condition {
+                title: Attr::from_option(c.title.clone()),
+                description: Attr::from_option(c.description.clone()),
+                expression: Attr::Known(c.expression.clone()),
+            });
+        }
+        self.role = Attr::Known(role);
+        Some(found)
+    }
 }
 
 /// The `condition` block, shared with `iaprun_access_member`.
@@ -101,85 +141,6 @@ pub(super) fn role_attribute() -> Attribute {
     Attribute::string("role").optional().computed().force_new().default(DEFAULT_ROLE).description(
         "Role to bind. Defaults to `roles/iap.httpsResourceAccessor` (IAP-secured Web App User). Changing it replaces the resource.",
     )
-}
-
-/// Validation of `resource`, `role` and `condition`, shared with `iaprun_access_member`.
-pub(super) fn validate_target(
-    resource: &Attr<String>,
-    role: &Attr<String>,
-    condition: &Attr<Condition>,
-) -> Diagnostics {
-    let mut diags = Diagnostics::new();
-    if let Some(Err(e)) = resource.get().map(|r| IapResource::parse(r)) {
-        diags.attribute_error(
-            AttributePath::attr("resource"),
-            "Invalid IAP resource name",
-            e,
-        );
-    }
-    if let Some(role) = role.get() {
-        let valid = (role.starts_with("roles/") && role.len() > "roles/".len())
-            || (role.starts_with("projects/") || role.starts_with("organizations/"))
-                && role.contains("/roles/");
-        if !valid || role.contains(char::is_whitespace) {
-            diags.attribute_error(
-                AttributePath::attr("role"),
-                "Invalid role",
-                format!("{role:?} is not a role name such as roles/iap.httpsResourceAccessor or projects/PROJECT/roles/CUSTOM."),
-            );
-        }
-    }
-    if let Some(condition) = condition.get() {
-        for (field, value) in [
-            ("title", &condition.title),
-            ("expression", &condition.expression),
-        ] {
-            if value.get().is_some_and(|t| t.trim().is_empty()) {
-                diags.attribute_error(
-                    AttributePath::attr("condition").then_attr(field),
-                    "Empty condition field",
-                    format!("The condition's {field} must not be empty."),
-                );
-            }
-        }
-        if condition.title.get().is_some_and(|t| t.len() > 100) {
-            diags.attribute_error(
-                AttributePath::attr("condition").then_attr("title"),
-                "Condition title too long",
-                "IAM limits condition titles to 100 characters.",
-            );
-        }
-    }
-    diags
-}
-
-/// The binding of (`role`, `condition`) in `policy`. After an import only the condition's title
-/// is known: then the title alone matches.
-pub(super) fn find_binding<'p>(
-    policy: &'p google::Policy,
-    role: &str,
-    condition: &Attr<Condition>,
-) -> Option<&'p google::Binding> {
-    let wanted = iam_condition(condition);
-    let title_only = condition.get().is_some_and(|c| c.expression.is_null());
-    policy.bindings.iter().find(|b| {
-        b.role == role
-            && match (&wanted, &b.condition) {
-                (None, None) => true,
-                (Some(w), Some(c)) if title_only => w.title == c.title,
-                (Some(w), Some(c)) => w.same_as(c),
-                _ => false,
-            }
-    })
-}
-
-/// The condition block as read from a binding.
-pub(super) fn read_condition(binding: &google::Binding) -> Attr<Condition> {
-    Attr::from_option(binding.condition.as_ref().map(|c| Condition {
-        title: Attr::from_option(c.title.clone()),
-        description: Attr::from_option(c.description.clone()),
-        expression: Attr::Known(c.expression.clone()),
-    }))
 }
 
 /// Plans `resource` (the attribute `field` picks): the same policy written with the project id
@@ -252,16 +213,6 @@ pub(super) async fn edit_policy(
     written
 }
 
-/// The members known at plan: all of a known set, the known elements of a partly known one.
-fn known_members(members: &Attr<BTreeSet<String>>) -> Option<Vec<String>> {
-    match members {
-        Attr::Known(set) => Some(set.iter().cloned().collect()),
-        Attr::Unknown(Value::Unknown(_)) => None,
-        Attr::Unknown(partial) => Some(partial.strings().into_iter().map(str::to_string).collect()),
-        Attr::Null => Some(Vec::new()),
-    }
-}
-
 /// The member checks that need no API, on `members` (`members[...]` paths).
 pub(super) fn member_checks(
     members: &[&str],
@@ -269,7 +220,7 @@ pub(super) fn member_checks(
 ) -> Diagnostics {
     let found = validation::member_format(members);
     let found = found.into_iter().chain(validation::public_member(members));
-    validation::report(found, &common::ignored(ignore_checks))
+    validation::report(found, &validation::ignored(ignore_checks))
 }
 
 impl Model {
@@ -315,7 +266,7 @@ impl Resource<Context> for AccessBinding {
                 "members is empty. An IAM binding needs at least one member; to remove the binding, remove this resource.",
             );
         }
-        if let Some(members) = known_members(&config.members) {
+        if let Some(members) = config.members.known_elements() {
             let known: Vec<&str> = members.iter().map(String::as_str).collect();
             diags.extend(member_checks(&known, &config.access.ignore_checks));
         }
@@ -327,15 +278,10 @@ impl Resource<Context> for AccessBinding {
             Ok(planned) => planned,
             Err(d) => return d,
         };
-        let (prior, planned) = (plan.prior.as_ref(), &mut plan.planned);
         // A role removed from the configuration falls back to the default: another binding.
-        let replace = &mut plan.requires_replace;
-        common::replace_on_change(
-            prior.map(|p| &p.access.role),
-            &planned.access.role,
-            "role",
-            replace,
-        );
+        plan.replace_on_change("role", |m| &m.access.role);
+        let (prior, planned) = (plan.prior.as_ref(), &mut plan.planned);
+        let replace = &plan.requires_replace;
         let title = plan.config.access.title();
         if planned.access.role.get().is_some() && title.is_known() {
             let resource = planned.access.resource.get().unwrap_or(&resource);
@@ -348,7 +294,7 @@ impl Resource<Context> for AccessBinding {
             Some(prior) if !replacing && !intent_changed => prior.etag.clone(),
             _ => Attr::unknown(),
         };
-        let members = known_members(&plan.config.members);
+        let members = plan.config.members.known_elements();
         let listed = members
             .as_ref()
             .map_or("members = (known after apply)".to_string(), |m| {
@@ -359,18 +305,8 @@ impl Resource<Context> for AccessBinding {
             _ => vec![],
         };
         let at = validation::timing::at_plan(prior.is_none() || replacing, false, intent_changed);
-        let kind = validation::AccessKind::Binding;
-        plan_checks(
-            ctx,
-            kind,
-            &plan.planned.access,
-            &resource,
-            &target,
-            listed,
-            &known,
-            at,
-        )
-        .await
+        let (kind, access) = (validation::AccessKind::Binding, &plan.planned.access);
+        plan_checks(ctx, kind, access, (&resource, &target), listed, &known, at).await
     }
 
     async fn create(&self, ctx: &Context, change: Change<'_, Model, ()>) -> Applied<Model> {
@@ -461,44 +397,6 @@ async fn write(ctx: &Context, change: Change<'_, Model, ()>) -> Applied<Model> {
     Ok(planned)
 }
 
-impl Access {
-    /// The state of an import: the id names resource, role and the condition's title.
-    pub(super) fn imported(resource: String, role: String, title: Option<String>) -> Access {
-        Access {
-            resource: Attr::Known(resource),
-            role: Attr::Known(role),
-            condition: Attr::from_option(title.map(|t| Condition {
-                title: Attr::Known(t),
-                ..Condition::default()
-            })),
-            ..Access::default()
-        }
-    }
-
-    /// Checks shared by both access resources: `ignore_checks`, `resource`, `role`, `condition`.
-    pub(super) fn validate(&self) -> Diagnostics {
-        let mut diags = common::validate_common(&Attr::Null, &self.ignore_checks);
-        diags.extend(validate_target(&self.resource, &self.role, &self.condition));
-        diags
-    }
-
-    /// Refreshes role and condition from the binding of `policy` they name, when `wanted`; the
-    /// binding found.
-    pub(super) fn refresh<'p>(
-        &mut self,
-        policy: &'p google::Policy,
-        wanted: impl Fn(&google::Binding) -> bool,
-    ) -> Option<&'p google::Binding> {
-        let role = self.role();
-        let found = find_binding(policy, &role, &self.condition).filter(|b| wanted(b))?;
-        if found.condition.is_some() {
-            self.condition = read_condition(found);
-        }
-        self.role = Attr::Known(role);
-        Some(found)
-    }
-}
-
 /// The IAP resource of an access write, after the live checks on a fresh read: nothing changes
 /// while an error finding holds.
 pub(super) async fn checked_target(
@@ -514,26 +412,17 @@ pub(super) async fn checked_target(
 
 /// The plan-time checks of an access resource: `binding_conflict` with the access resources
 /// planned before it in this run (`what`: its members, briefly), then the live checks of `members`.
-#[allow(clippy::too_many_arguments)]
 pub(super) async fn plan_checks(
     ctx: &Context,
     kind: validation::AccessKind,
     access: &Access,
-    resource: &str,
-    target: &IapResource,
+    (resource, target): (&str, &IapResource),
     what: String,
     members: &[&str],
     at: validation::timing::AtPlan,
 ) -> Diagnostics {
-    let ignore = common::ignored(&access.ignore_checks);
-    let mut diags = conflicts(
-        ctx,
-        kind,
-        target,
-        access,
-        describe(resource, access, what),
-        &ignore,
-    );
+    let ignore = validation::ignored(&access.ignore_checks);
+    let mut diags = conflicts(ctx, kind, (resource, target), access, what, &ignore);
     match checks(ctx, members, target, false).await {
         Ok(findings) => diags.extend(validation::timing::report_at_plan(findings, &ignore, at)),
         Err(d) => diags.push(d),
@@ -623,13 +512,14 @@ pub(super) fn condition_key(
 }
 
 /// `binding_conflict`: records this access resource as planned in this run and reports the others
-/// on its (resource, role, condition). Skipped while the role or condition is unknown.
+/// on its (resource, role, condition), naming it by `what`. Skipped while the role or condition is
+/// unknown.
 fn conflicts(
     ctx: &Context,
     kind: validation::AccessKind,
-    target: &IapResource,
+    (resource, target): (&str, &IapResource),
     access: &Access,
-    config: String,
+    what: String,
     ignore: &BTreeSet<String>,
 ) -> Diagnostics {
     let (Some(role), Some(condition)) = (access.role.get(), condition_key(&access.condition))
@@ -641,7 +531,7 @@ fn conflicts(
         resource: target.to_string(),
         role: role.clone(),
         condition,
-        config,
+        config: describe(resource, access, what),
     };
     let others = ctx.plan_access(this.clone());
     validation::report(validation::binding_conflict(&this, &others), ignore)

@@ -82,7 +82,8 @@ impl Resource<Context> for AccessMember {
         let at = validation::timing::at_plan(creating, false, false);
         let kind = validation::AccessKind::Member;
         let (access, what) = (&plan.planned.access, format!("member = {what}"));
-        let diags = binding::plan_checks(ctx, kind, access, &resource, &target, what, &members, at);
+        let diags =
+            binding::plan_checks(ctx, kind, access, (&resource, &target), what, &members, at);
         diags.await.into_iter().map(on_member).collect()
     }
 

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
-use super::common::{api_error, service_facts, INVOKER_ROLE};
+use super::common::{api_error, service_facts};
 use super::Context;
 use crate::framework::{
     Attr, Attribute, AttributePath, Block, DataSource, Diagnostic, Diagnostics, Schema, Type,
@@ -244,7 +244,7 @@ fn record(found: Vec<Found>, services: &mut [AuditedService], backends: &mut [Au
     for found in found {
         match found {
             Found::Invoker(i, p) => {
-                services[i].run.invoker_members = p.map(|p| role_members(&p, INVOKER_ROLE));
+                services[i].run.invoker_members = p.map(|p| role_members(&p, google::INVOKER_ROLE));
             }
             Found::IapPolicy(IapLayer::Direct(i), p) => services[i].iap_members = accessors(p),
             Found::IapPolicy(IapLayer::Backend(i), p) => backends[i].iap_members = accessors(p),

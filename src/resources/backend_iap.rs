@@ -3,9 +3,9 @@
 
 use std::collections::BTreeSet;
 
-use super::common::{Agent, Iap, Private};
+use super::common::{Iap, Private};
 use super::prelude::*;
-use crate::google::{BackendServiceRef, IapPatch, Scope, ServiceName};
+use crate::google::{BackendServiceRef, IapPatch, ServiceName};
 use crate::validation::facts::{BackendFacts, NegFacts, RunServiceFacts};
 use crate::validation::{service::Layer, timing::Judged};
 
@@ -47,7 +47,7 @@ impl Model {
     }
 
     fn set_identity(&mut self, r: &BackendServiceRef, project_number: &str) {
-        let resource = google::backend_service_resource(project_number, region_of(r), &r.name);
+        let resource = google::backend_service_resource(project_number, r.scope.region(), &r.name);
         self.iap.identify(r.to_string(), project_number, resource);
     }
 
@@ -80,7 +80,7 @@ impl Model {
             backend
                 .id
                 .as_deref()
-                .map(|id| google::backend_service_jwt_audience(number, region_of(r), id)),
+                .map(|id| google::backend_service_jwt_audience(number, r.scope.region(), id)),
         );
     }
 
@@ -88,13 +88,6 @@ impl Model {
     fn set_read(&mut self, backend: &google::BackendService, facts: &BackendFacts) {
         self.load_balancing_scheme = Attr::from_option(backend.load_balancing_scheme.clone());
         self.cloud_run_services = Attr::Known(facts.services().map(|s| s.label()).collect());
-    }
-}
-
-fn region_of(r: &BackendServiceRef) -> Option<&str> {
-    match &r.scope {
-        Scope::Region(region) => Some(region),
-        Scope::Global => None,
     }
 }
 
@@ -158,10 +151,15 @@ impl Resource<Context> for BackendIap {
     }
 
     fn validate(config: &Model, _: ClientCapabilities) -> Diagnostics {
-        let mut diags = common::validate_common(&config.iap.project, &config.iap.ignore_checks);
-        common::check_name(&mut diags, "backend_service", &config.backend_service);
-        common::check_name(&mut diags, "region", &config.region);
-        diags.extend(validate_client(config));
+        let mut diags = validation::common_config(&config.iap.project, &config.iap.ignore_checks);
+        validation::target::check_name(&mut diags, "backend_service", &config.backend_service);
+        validation::target::check_name(&mut diags, "region", &config.region);
+        let (id, secret) = (&config.oauth2_client_id, &config.oauth2_client_secret);
+        let wo = (
+            &config.oauth2_client_secret_wo,
+            &config.oauth2_client_secret_wo_version,
+        );
+        diags.extend(validation::backend::oauth_client_config(id, secret, wo));
         diags
     }
 
@@ -227,7 +225,7 @@ impl Resource<Context> for BackendIap {
         };
         let grant = planned.iap.grant_iap_invoker.get().copied();
         let judged = checks(ctx, &r, &facts, &number, grant, switching_on, false).await;
-        let ignore = common::ignored(&config.iap.ignore_checks);
+        let ignore = validation::ignored(&config.iap.ignore_checks);
         diags.extend(validation::timing::report_judged_at_plan(
             judged, &ignore, at,
         ));
@@ -269,12 +267,12 @@ impl Resource<Context> for BackendIap {
         state.set_audience(&r, &number, &backend);
         let iap = backend.iap.clone().unwrap_or_default();
         state.iap.iap_enabled = Attr::Known(iap.is_enabled());
-        let client = iap.oauth2_client_id.filter(|c| !c.trim().is_empty());
+        let client = backend.oauth2_client_id().map(str::to_string);
         state.oauth2_client_id = Attr::from_option(client);
         state.oauth2_client_secret_sha256 = Attr::from_option(iap.oauth2_client_secret_sha256);
         state.set_read(&backend, &facts);
         // The facts carry each service's invoker members already: no second policy read.
-        let agent = Agent::new(&r.project, &number);
+        let agent = google::IapAgent::new(&r.project, &number);
         let granted = facts
             .services()
             .all(|s| s.has_invoker(&agent.member) == Some(true));
@@ -320,58 +318,6 @@ impl Resource<Context> for BackendIap {
             ..Model::default()
         })
     }
-}
-
-/// The custom OAuth client: id and secret together, one kind of secret, no empty id.
-fn validate_client(config: &Model) -> Diagnostics {
-    let mut diags = Diagnostics::new();
-    let (id, secret, secret_wo) = (
-        &config.oauth2_client_id,
-        &config.oauth2_client_secret,
-        &config.oauth2_client_secret_wo,
-    );
-    if !secret.is_null() && !secret_wo.is_null() {
-        diags.attribute_error(
-            AttributePath::attr("oauth2_client_secret_wo"),
-            "Conflicting secrets",
-            "Set either oauth2_client_secret or oauth2_client_secret_wo, not both.",
-        );
-    }
-    if id.is_null() && (!secret.is_null() || !secret_wo.is_null()) {
-        // On the secret that is set: the missing id has no line in the configuration to point at.
-        let given = if secret.is_null() {
-            "oauth2_client_secret_wo"
-        } else {
-            "oauth2_client_secret"
-        };
-        diags.attribute_error(
-            AttributePath::attr(given),
-            "OAuth client id missing",
-            "A client secret was given without oauth2_client_id. Set both for a custom OAuth client, or neither for the Google-managed one.",
-        );
-    }
-    if !id.is_null() && id.is_known() && secret.is_null() && secret_wo.is_null() {
-        diags.attribute_error(
-            AttributePath::attr("oauth2_client_id"),
-            "OAuth client secret missing",
-            "A custom OAuth client needs its secret: set oauth2_client_secret (or oauth2_client_secret_wo on Terraform 1.11+).",
-        );
-    }
-    if id.get().is_some_and(|i| i.trim().is_empty()) {
-        diags.attribute_error(
-            AttributePath::attr("oauth2_client_id"),
-            "Empty OAuth client id",
-            "Leave oauth2_client_id unset (null) to use the Google-managed OAuth client; an empty string is not a client id.",
-        );
-    }
-    if !config.oauth2_client_secret_wo_version.is_null() && secret_wo.is_null() {
-        diags.attribute_error(
-            AttributePath::attr("oauth2_client_secret_wo_version"),
-            "Version without a write-only secret",
-            "oauth2_client_secret_wo_version only has an effect together with oauth2_client_secret_wo.",
-        );
-    }
-    diags
 }
 
 /// SHA-256 of a secret in lower-case hex, as Compute reports `oauth2ClientSecretSha256`.
@@ -422,16 +368,12 @@ async fn backend_facts(
     let https_frontend = ctx.clients.compute.https_frontend(r, &backend).await;
     let facts = BackendFacts {
         name: r.name.clone(),
-        region: region_of(r).map(str::to_string),
+        region: r.scope.region().map(str::to_string),
         scheme: backend.load_balancing_scheme.clone().unwrap_or_default(),
         protocol: backend.protocol.clone().unwrap_or_default(),
         cdn_enabled: backend.enable_cdn,
-        iap_enabled: backend.iap.as_ref().is_some_and(|i| i.is_enabled()),
-        oauth2_client_id: backend
-            .iap
-            .as_ref()
-            .and_then(|i| i.oauth2_client_id.clone())
-            .filter(|c| !c.trim().is_empty()),
+        iap_enabled: backend.iap_enabled(),
+        oauth2_client_id: backend.oauth2_client_id().map(str::to_string),
         negs,
         https_frontend,
     };
@@ -453,7 +395,7 @@ async fn checks(
     let mut judged = Judged::usual(common::project_findings(ctx, &r.project, false).await);
     let key = |s: &RunServiceFacts| validation::backend::service_key(project_number, s);
     let behind: Vec<String> = facts.services().map(key).collect();
-    let backend = validation::backend::backend_key(project_number, region_of(r), &r.name);
+    let backend = validation::backend::backend_key(project_number, r.scope.region(), &r.name);
     let planned_direct = ctx.plan_backend_iap(&backend, &behind, switching_on);
     let direct = |s: &RunServiceFacts| {
         let k = key(s);
@@ -485,7 +427,7 @@ async fn removal_keys(
     let recorded = &state.iap.project_number;
     let number = common::recorded_project_number(ctx, recorded, &r.project);
     let number = number.await.ok()?;
-    let backend = validation::backend::backend_key(&number, region_of(r), &r.name);
+    let backend = validation::backend::backend_key(&number, r.scope.region(), &r.name);
     let services = state.cloud_run_services.get().into_iter().flatten();
     let services = services.map(|label| format!("{number}/{label}")).collect();
     Some((backend, services))
@@ -493,7 +435,7 @@ async fn removal_keys(
 
 /// `target_missing` for a backend service still missing at apply.
 fn backend_missing(r: &BackendServiceRef) -> validation::Finding {
-    let where_ = match region_of(r) {
+    let where_ = match r.scope.region() {
         Some(region) => format!("region {region} of project {}", r.project),
         None => format!("project {} (global)", r.project),
     };
@@ -531,7 +473,7 @@ async fn converge(ctx: &Context, change: Change<'_, Model, Private>) -> Applied<
         let found =
             found.map_err(|e| common::api_error(&format!("read backend service {r_ref}"), &e));
         let Some((backend, facts)) = found? else {
-            let found = validation::report([backend_missing(r_ref)], &common::ignored(ignore));
+            let found = validation::report([backend_missing(r_ref)], &validation::ignored(ignore));
             return Err(found.into_iter().next().unwrap_or_else(|| {
                 Diagnostic::error(
                     "Backend service not found",
@@ -560,7 +502,7 @@ async fn converge(ctx: &Context, change: Change<'_, Model, Private>) -> Applied<
     let mut next = planned.clone();
     next.set_identity(&r, &number);
     next.set_audience(&r, &number, &backend);
-    let agent = Agent::new(&r.project, &number);
+    let agent = google::IapAgent::new(&r.project, &number);
     let behind: Vec<ServiceName> = facts
         .services()
         .map(|s| ServiceName::new(r.project.as_str(), s.location.as_str(), s.name.as_str()))
@@ -579,14 +521,12 @@ async fn converge(ctx: &Context, change: Change<'_, Model, Private>) -> Applied<
         state
     };
     if grant {
-        let provisioned = agent.provision(ctx, deadline).await;
+        let provisioned = agent.provision(&ctx.clients, deadline).await;
+        let provisioned =
+            provisioned.map_err(|e| common::api_error("provision the IAP service agent", &e));
         provisioned.map_err(Failure::unchanged(&prior))?;
     }
-    let had_custom_client = backend
-        .iap
-        .as_ref()
-        .and_then(|i| i.oauth2_client_id.as_deref())
-        .is_some_and(|c| !c.trim().is_empty());
+    let had_custom_client = backend.oauth2_client_id().is_some();
     let patch = match config.oauth2_client_id.get() {
         Some(id) => IapPatch {
             enabled: true,

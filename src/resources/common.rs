@@ -1,5 +1,5 @@
-//! Pieces every resource type shares, once: common attributes and checks, the project lookup, the
-//! IAP service agent and the invoker grants it is given, and the reads plan-time checks need.
+//! Pieces every resource type shares, once: common attributes, the project lookup, the invoker
+//! grants the IAP service agent is given, the reads plan-time checks need, the steps of an apply.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -9,12 +9,9 @@ use serde::{Deserialize, Serialize};
 use super::context::Context;
 use crate::framework::timeouts::Timeouts;
 use crate::framework::{Attr, Attribute, AttributePath, Diagnostic, Diagnostics, Failure, Plan};
-use crate::google::{self, ServiceName};
+use crate::google::{self, IapAgent, ServiceName};
 use crate::names::{self, IapResource, IapTarget};
 use crate::validation::{self, facts::RunServiceFacts, timing::AtPlan, Finding};
-
-/// The role the IAP service agent needs on Cloud Run services.
-pub const INVOKER_ROLE: &str = "roles/run.invoker";
 
 // ---- attributes ----------------------------------------------------------------------------
 
@@ -78,48 +75,6 @@ pub fn id_attribute(format: &str) -> Attribute {
 
 // ---- checks --------------------------------------------------------------------------------
 
-/// The check names `ignore_checks` turns off (none while unknown).
-pub fn ignored(ignore_checks: &Attr<BTreeSet<String>>) -> BTreeSet<String> {
-    ignore_checks.get().cloned().unwrap_or_default()
-}
-
-/// Checks shared by every resource: `ignore_checks` names and a valid `project`.
-pub fn validate_common(
-    project: &Attr<String>,
-    ignore_checks: &Attr<BTreeSet<String>>,
-) -> Diagnostics {
-    let mut diags = validation::ignore_checks_known(&ignored(ignore_checks));
-    if let Some(p) = project.get().filter(|p| !names::is_project(p)) {
-        diags.attribute_error(
-            AttributePath::attr("project"),
-            "Invalid project",
-            format!("{p:?} is not a project id or number: a project id has 6 to 30 lower-case letters, digits or hyphens and starts with a letter."),
-        );
-    }
-    diags
-}
-
-/// How each name attribute is checked: (attribute, valid, summary, what is wrong with the value).
-type NameRule = (&'static str, fn(&str) -> bool, &'static str, &'static str);
-
-const NAME_RULES: [NameRule; 4] = [
-    ("service", names::is_run_service, "Invalid service name", "is not a Cloud Run service name: lower-case letters, digits and hyphens, starting with a letter, at most 49 characters. Give the name, not the full resource path."),
-    ("location", names::is_region, "Invalid location", "is not a region such as us-central1; Cloud Run services live in regions, not zones."),
-    ("backend_service", names::is_compute_name, "Invalid backend service name", "is not a backend service name: lower-case letters, digits and hyphens, starting with a letter, at most 63 characters. Give the name, not its URL."),
-    ("region", names::is_region, "Invalid region", "is not a region such as us-central1. Leave region unset for a global backend service."),
-];
-
-/// An error on the name attribute `attribute` when its value is known and not a valid name.
-pub fn check_name(diags: &mut Diagnostics, attribute: &str, value: &Attr<String>) {
-    let Some((_, valid, summary, why)) = NAME_RULES.iter().find(|r| r.0 == attribute) else {
-        return;
-    };
-    if let Some(v) = value.get().filter(|v| !valid(v)) {
-        let path = AttributePath::attr(attribute);
-        diags.attribute_error(path, *summary, format!("{v:?} {why}"));
-    }
-}
-
 /// The target of an apply with its project number: the plan left it unknown only by a provider bug
 /// (`what`: the attributes it comes from, `planned` its project); an unreadable project changes
 /// nothing.
@@ -158,7 +113,7 @@ pub fn refuse(
     findings: Vec<Finding>,
     ignore_checks: &Attr<BTreeSet<String>>,
 ) -> Result<(), Diagnostic> {
-    let found = validation::report(findings, &ignored(ignore_checks));
+    let found = validation::report(findings, &validation::ignored(ignore_checks));
     found
         .into_iter()
         .find(Diagnostic::is_error)
@@ -220,7 +175,7 @@ pub async fn run_service_facts(
         return Ok(None);
     };
     let invoker_members = match ctx.clients.run.iam_policy(name).await {
-        Ok(policy) => Some(policy.members(INVOKER_ROLE, None)),
+        Ok(policy) => Some(policy.members(google::INVOKER_ROLE, None)),
         Err(e) if e.is_permission_denied() => None,
         Err(e) => return Err(e),
     };
@@ -286,11 +241,7 @@ pub async fn custom_oauth_client(
 ) -> Result<bool, google::Error> {
     if let Some(r) = backend_of(target) {
         let backend = ctx.clients.compute.backend_service(&r).await?;
-        let client = backend
-            .iap
-            .as_ref()
-            .and_then(|i| i.oauth2_client_id.as_deref());
-        if client.is_some_and(|c| !c.trim().is_empty()) {
+        if backend.oauth2_client_id().is_some() {
             return Ok(true);
         }
     }
@@ -336,107 +287,6 @@ pub struct Private {
     pub invoker_grants: BTreeMap<String, String>,
 }
 
-/// The IAP service agent of one project.
-pub struct Agent {
-    pub project: String,
-    pub project_number: String,
-    /// `serviceAccount:service-{number}@gcp-sa-iap.iam.gserviceaccount.com`.
-    pub member: String,
-}
-
-impl Agent {
-    pub fn new(project: &str, project_number: &str) -> Self {
-        Self {
-            project: project.to_string(),
-            project_number: project_number.to_string(),
-            member: format!(
-                "serviceAccount:{}",
-                google::iap_service_agent_email(project_number)
-            ),
-        }
-    }
-
-    /// Creates the agent if the project does not have it yet, and waits for it.
-    pub async fn provision(&self, ctx: &Context, deadline: Instant) -> Result<(), Diagnostic> {
-        ctx.clients
-            .service_usage
-            .iap_service_agent(&self.project, &self.project_number, deadline)
-            .await
-            .map(drop)
-            .map_err(|e| api_error("provision the IAP service agent", &e))
-    }
-
-    /// Grants the agent roles/run.invoker on `service`; true when this call added it (a grant
-    /// found in place is somebody else's and never claimed). Right after the agent is provisioned
-    /// IAM may not know it yet (400 "Service account ... does not exist"): retried until `deadline`,
-    /// then the error names the agent.
-    pub async fn grant(
-        &self,
-        ctx: &Context,
-        service: &ServiceName,
-        deadline: Instant,
-    ) -> Result<bool, Diagnostic> {
-        let mut pause = Duration::from_millis(500);
-        loop {
-            let mut added = false;
-            let result = ctx
-                .clients
-                .run
-                .modify_iam_policy(service, deadline, |policy| {
-                    added = policy.add_member(INVOKER_ROLE, &self.member, None);
-                    added
-                })
-                .await;
-            let doing = format!("grant roles/run.invoker on {service} to the IAP service agent");
-            match result {
-                Ok(_) => return Ok(added),
-                Err(e) if is_agent_not_propagated(&e) => {
-                    if Instant::now() + pause >= deadline {
-                        let e = e.with_hint(format!(
-                            "The IAP service agent {} was still unknown to IAM when the timeout ran out; Google takes a while to propagate a new agent. Apply again, or raise the resource's timeouts",
-                            self.member
-                        ));
-                        return Err(api_error(&doing, &e));
-                    }
-                    tracing::debug!(%service, agent = %self.member, "IAP service agent not propagated yet; retrying");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(5));
-                }
-                Err(e) => return Err(api_error(&doing, &e)),
-            }
-        }
-    }
-
-    /// Whether the agent holds roles/run.invoker on `service` now (false when unreadable).
-    pub async fn granted(
-        &self,
-        ctx: &Context,
-        service: &ServiceName,
-    ) -> Result<bool, google::Error> {
-        let policy = ctx.clients.run.iam_policy(service).await?;
-        Ok(policy.has_member(INVOKER_ROLE, &self.member, None))
-    }
-
-    /// Whether the agent holds roles/run.invoker on every one of `services` (false when unreadable).
-    pub async fn granted_everywhere(&self, ctx: &Context, services: &[ServiceName]) -> bool {
-        for name in services {
-            if !self.granted(ctx, name).await.unwrap_or(false) {
-                return false;
-            }
-        }
-        true
-    }
-}
-
-/// Whether an error says the IAP service agent named in a policy does not exist yet: Google
-/// propagates a just-provisioned agent for a while (400 "Service account ... does not exist").
-fn is_agent_not_propagated(error: &google::Error) -> bool {
-    error.http_status() == Some(400) && {
-        let message = error.message();
-        message.contains("does not exist") && message.contains("gcp-sa-iap")
-    }
-}
-
 /// The grants an earlier apply recorded: the state's `invoker_grants`, and those a state written
 /// by an older version kept in private state (they move to the state on the next apply).
 pub fn recorded_grants(
@@ -454,86 +304,7 @@ pub fn recorded_grants(
     grants
 }
 
-/// The IAP-enabled paths that still route to a Cloud Run service: its own direct IAP (when
-/// `direct`) and every backend service with IAP on (global, or in the service's region) over a
-/// serverless NEG for it, except `except`. Described for diagnostics.
-pub async fn iap_paths_to(
-    ctx: &Context,
-    name: &ServiceName,
-    direct: bool,
-    except: Option<&google::BackendServiceRef>,
-) -> Result<Vec<String>, google::Error> {
-    let mut paths = Vec::new();
-    if direct {
-        match google::found(ctx.clients.run.service(name).await)? {
-            Some(s) if s.iap_enabled => paths.push(format!("direct IAP on {name}")),
-            Some(_) => {}
-            None => return Ok(paths),
-        }
-    }
-    let backends = iap_backends_to(ctx, name, except).await?;
-    paths.extend(
-        backends
-            .iter()
-            .map(|b| format!("backend service {b} (IAP on)")),
-    );
-    Ok(paths)
-}
-
-/// The backend services with IAP on (global, or in the service's region) over a serverless NEG
-/// for a Cloud Run service, except `except`.
-pub async fn iap_backends_to(
-    ctx: &Context,
-    name: &ServiceName,
-    except: Option<&google::BackendServiceRef>,
-) -> Result<Vec<google::BackendServiceRef>, google::Error> {
-    let mut found = Vec::new();
-    let compute = &ctx.clients.compute;
-    let negs: Vec<String> = compute
-        .network_endpoint_groups(&name.project, &name.location)
-        .await?
-        .into_iter()
-        .filter(|n| {
-            n.cloud_run.as_ref().and_then(|r| r.service.as_deref()) == Some(name.service.as_str())
-        })
-        .map(|n| n.name)
-        .collect();
-    if negs.is_empty() {
-        return Ok(found);
-    }
-    for scope in [
-        google::Scope::Global,
-        google::Scope::Region(name.location.clone()),
-    ] {
-        for backend in compute.backend_services(&name.project, &scope).await? {
-            let this = match &scope {
-                google::Scope::Global => {
-                    google::BackendServiceRef::global(name.project.as_str(), backend.name.as_str())
-                }
-                google::Scope::Region(r) => google::BackendServiceRef::regional(
-                    name.project.as_str(),
-                    r.as_str(),
-                    backend.name.as_str(),
-                ),
-            };
-            if except.is_some_and(|e| e.to_string() == this.to_string()) || !backend.iap_enabled() {
-                continue;
-            }
-            let fronts = backend.backend_groups.iter().any(|g| {
-                let mut parts = g.rsplit('/');
-                let neg = parts.next().unwrap_or_default();
-                let _collection = parts.next();
-                parts.next() == Some(name.location.as_str()) && negs.iter().any(|n| n == neg)
-            });
-            if fronts {
-                found.push(this);
-            }
-        }
-    }
-    Ok(found)
-}
-
-/// Removes the recorded grants of `member` but those `keep` names (forgetting each one removed),
+/// Removes the recorded grants of the `agent` but those `keep` names (forgetting each one removed),
 /// except, when `except` is given, where another IAP-enabled path than `except` still routes to
 /// the service: such a grant stays, and is
 /// forgotten too (whoever manages that path owns it now). A lookup failure keeps the grant:
@@ -541,7 +312,7 @@ pub async fn iap_backends_to(
 /// trying them all.
 pub async fn release_grants(
     ctx: &Context,
-    member: &str,
+    agent: &IapAgent,
     grants: &mut BTreeSet<String>,
     keep: impl Fn(&str) -> bool,
     except: Option<Option<&google::BackendServiceRef>>,
@@ -559,7 +330,7 @@ pub async fn release_grants(
         // `except: None`: revoke regardless (the resource stops granting, by configuration).
         let still_needed = match except {
             None => false,
-            Some(except) => match iap_paths_to(ctx, &name, true, except).await {
+            Some(except) => match ctx.clients.iap_paths_to(&name, true, except).await {
                 Ok(paths) => !paths.is_empty(),
                 Err(_) => true,
             },
@@ -569,21 +340,10 @@ pub async fn release_grants(
             grants.remove(&key);
             continue;
         }
-        let revoked = ctx
-            .clients
-            .run
-            .modify_iam_policy(&name, deadline, |policy| {
-                policy.remove_member(INVOKER_ROLE, member, None)
-            })
-            .await;
-        match revoked {
-            Ok(_) => {}
-            Err(e) if e.is_not_found() => {}
-            Err(e) => {
-                let doing = format!("remove the invoker grant this resource added on {name}");
-                first_error.get_or_insert(api_error(&doing, &e));
-                continue;
-            }
+        if let Err(e) = agent.revoke(&ctx.clients, &name, deadline).await {
+            let doing = format!("remove the invoker grant this resource added on {name}");
+            first_error.get_or_insert(api_error(&doing, &e));
+            continue;
         }
         grants.remove(&key);
     }
@@ -605,25 +365,7 @@ pub async fn project_invokers(
         .project_iam_policy(project)
         .await
         .ok()
-        .map(|p| p.members(INVOKER_ROLE, None))
-}
-
-/// A different effective value of `attribute` (`location`, `role`: their defaults may change)
-/// replaces the resource.
-pub fn replace_on_change<T: PartialEq>(
-    prior: Option<&Attr<T>>,
-    planned: &Attr<T>,
-    attribute: &str,
-    requires_replace: &mut Vec<AttributePath>,
-) {
-    let path = AttributePath::attr(attribute);
-    let changed = match (prior.and_then(Attr::get), planned.get()) {
-        (Some(before), Some(now)) => before != now,
-        _ => false,
-    };
-    if changed && !requires_replace.contains(&path) {
-        requires_replace.push(path);
-    }
+        .map(|p| p.members(google::INVOKER_ROLE, None))
 }
 
 /// Parses the `project/location/name` keys of [`Private::invoker_grants`].
@@ -681,14 +423,12 @@ pub struct Iap {
 impl Iap {
     /// What the configuration asks for here: a change in it is a change the user makes.
     pub fn intent(&self) -> impl PartialEq + '_ {
-        let Iap {
-            project,
-            grant_iap_invoker,
-            ignore_checks,
-            timeouts,
-            ..
-        } = self;
-        (project, grant_iap_invoker, ignore_checks, timeouts)
+        (
+            &self.project,
+            &self.grant_iap_invoker,
+            &self.ignore_checks,
+            &self.timeouts,
+        )
     }
 
     /// The state of an import: the project, and the grant on (its default).
@@ -837,26 +577,27 @@ pub fn take_grants(prior: Option<&Iap>, private: &mut Private) -> BTreeSet<Strin
 /// IAP-enabled path needs them). Returns whether the agent holds the grant on all of `behind`.
 pub async fn converge_grants(
     ctx: &Context,
-    agent: &Agent,
+    agent: &IapAgent,
     grants: &mut BTreeSet<String>,
     (behind, backend): (&[ServiceName], Option<&google::BackendServiceRef>),
     grant: bool,
     deadline: Instant,
 ) -> Result<bool, Diagnostic> {
-    let member = &agent.member;
     if !grant {
-        release_grants(ctx, member, grants, |_| false, None, deadline).await?;
-        return Ok(agent.granted_everywhere(ctx, behind).await);
+        release_grants(ctx, agent, grants, |_| false, None, deadline).await?;
+        return Ok(agent.granted_everywhere(&ctx.clients, behind).await);
     }
     for name in behind {
-        if agent.grant(ctx, name, deadline).await? {
+        let granted = agent.grant(&ctx.clients, name, deadline).await;
+        let doing = || format!("grant roles/run.invoker on {name} to the IAP service agent");
+        if granted.map_err(|e| api_error(&doing(), &e))? {
             grants.insert(name.to_string());
         }
     }
     if let Some(r) = backend {
         let keep: BTreeSet<String> = behind.iter().map(|n| n.to_string()).collect();
         let keep = |k: &str| keep.contains(k);
-        release_grants(ctx, member, grants, keep, Some(Some(r)), deadline).await?;
+        release_grants(ctx, agent, grants, keep, Some(Some(r)), deadline).await?;
     }
     Ok(true)
 }
@@ -871,10 +612,10 @@ pub async fn release_recorded(
     deadline: Instant,
 ) -> Result<(), Diagnostic> {
     let number = prior.project_number.as_deref().unwrap_or_default();
-    let agent = Agent::new(prior.project.as_deref().unwrap_or_default(), number);
+    let agent = IapAgent::new(prior.project.as_deref().unwrap_or_default(), number);
     let mut grants = recorded_grants(Some(&prior.invoker_grants), private);
-    let (member, keep) = (&agent.member, |_: &str| false);
-    release_grants(ctx, member, &mut grants, keep, Some(backend), deadline).await
+    let keep = |_: &str| false;
+    release_grants(ctx, &agent, &mut grants, keep, Some(backend), deadline).await
 }
 
 // ---- the checks right before the first change --------------------------------------------------
@@ -904,7 +645,7 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<Judgement<T>, Diagnostic>>,
 {
-    let ignore = ignored(ignore_checks);
+    let ignore = validation::ignored(ignore_checks);
     let started = Instant::now();
     let mut pause = Duration::from_millis(250);
     loop {

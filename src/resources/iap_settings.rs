@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value as Json};
 
-use super::access_binding::{plan_resource, resource_gone, validate_target};
+use super::access_binding::{plan_resource, resource_gone};
 use super::backend_iap::secret_sha256;
 use super::prelude::*;
 use crate::framework::timeouts::Timeouts;
@@ -321,7 +321,7 @@ impl Resource<Context> for IapSettings {
     }
 
     fn validate(config: &Model, _: ClientCapabilities) -> Diagnostics {
-        let mut diags = validate_target(&config.resource, &Attr::Null, &Attr::Null);
+        let mut diags = validation::access_config(&config.resource, &Attr::Null, None);
         if config.access_settings.is_null() && config.application_settings.is_null() {
             diags.error(
                 "Nothing to manage",

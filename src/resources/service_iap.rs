@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::common::{Agent, Iap, Private};
+use super::common::{Iap, Private};
 use super::prelude::*;
 use crate::google::ServiceName;
 use crate::names::IapResource;
@@ -89,9 +89,9 @@ impl Resource<Context> for ServiceIap {
     }
 
     fn validate(config: &Model, _: ClientCapabilities) -> Diagnostics {
-        let mut diags = common::validate_common(&config.iap.project, &config.iap.ignore_checks);
-        common::check_name(&mut diags, "service", &config.service);
-        common::check_name(&mut diags, "location", &config.location);
+        let mut diags = validation::common_config(&config.iap.project, &config.iap.ignore_checks);
+        validation::target::check_name(&mut diags, "service", &config.service);
+        validation::target::check_name(&mut diags, "location", &config.location);
         diags
     }
 
@@ -111,14 +111,9 @@ impl Resource<Context> for ServiceIap {
             }
         }
         // A new provider default is a new target: replace, never move IAP in place.
-        let prior = plan.prior.as_ref();
-        let replace = &mut plan.requires_replace;
-        common::replace_on_change(
-            prior.map(|p| &p.location),
-            &planned.location,
-            "location",
-            replace,
-        );
+        plan.replace_on_change("location", |m| &m.location);
+        let (prior, planned) = (plan.prior.as_ref(), &mut plan.planned);
+        let replace = &plan.requires_replace;
         if !replace.is_empty() {
             planned.iap_service_agent = Attr::unknown();
             planned.uri = Attr::unknown();
@@ -142,7 +137,7 @@ impl Resource<Context> for ServiceIap {
         match checks(ctx, &name, &number, grant, switching_on, false).await {
             Ok(judged) => diags.extend(validation::timing::report_judged_at_plan(
                 judged,
-                &common::ignored(&plan.config.iap.ignore_checks),
+                &validation::ignored(&plan.config.iap.ignore_checks),
                 at,
             )),
             Err(d) => diags.push(d),
@@ -179,7 +174,8 @@ impl Resource<Context> for ServiceIap {
         state.set_identity(&name, &number);
         state.iap.iap_enabled = Attr::Known(service.iap_enabled);
         state.uri = Attr::from_option(service.uri.clone());
-        let granted = Agent::new(&name.project, &number).granted(ctx, &name).await;
+        let agent = google::IapAgent::new(&name.project, &number);
+        let granted = agent.granted(&ctx.clients, &name).await;
         let granted = granted.map_err(|e| {
             common::api_error(
                 &format!("read the IAM policy of Cloud Run service {name}"),
@@ -274,12 +270,9 @@ async fn checks(
                 .map(|(backend, on)| (backend, Layer::Planned { switching_on: on }))
                 .collect();
             // Seen from the service: the live IAP-enabled backends in front of it.
-            if let Ok(live) = common::iap_backends_to(ctx, name, None).await {
+            if let Ok(live) = ctx.clients.compute.iap_backends_to(name, None).await {
                 for b in live {
-                    let region = match &b.scope {
-                        google::Scope::Global => None,
-                        google::Scope::Region(r) => Some(r.as_str()),
-                    };
+                    let region = b.scope.region();
                     let k = validation::backend::backend_key(project_number, region, &b.name);
                     let removed = !at_apply && ctx.backend_removed(&k);
                     fronting.entry(k).or_insert(Layer::of(true, None, removed));
@@ -360,7 +353,7 @@ async fn converge(ctx: &Context, change: Change<'_, Model, Private>) -> Applied<
     .map_err(Failure::unchanged(&prior))?;
     let mut next = planned.clone();
     next.set_identity(&name, &number);
-    let agent = Agent::new(&name.project, &number);
+    let agent = google::IapAgent::new(&name.project, &number);
     let key = name.to_string();
     let mut grants = common::take_grants(prior.as_ref().map(|p| &p.iap), private);
     // What exists after a failure part-way, IAP being on.
@@ -373,7 +366,9 @@ async fn converge(ctx: &Context, change: Change<'_, Model, Private>) -> Applied<
         state
     };
     if grant {
-        let provisioned = agent.provision(ctx, deadline).await;
+        let provisioned = agent.provision(&ctx.clients, deadline).await;
+        let provisioned =
+            provisioned.map_err(|e| common::api_error("provision the IAP service agent", &e));
         provisioned.map_err(Failure::unchanged(&prior))?;
     }
     // IAP first: should the run stop before the grant, the next apply finds IAP on and no grant,

@@ -1,7 +1,55 @@
-//! Checks across access resources: two of them fighting over one IAM binding.
+//! Checks of access resources: their configuration, and two of them fighting over one IAM binding.
 
 use super::Finding;
-use crate::framework::AttributePath;
+use crate::framework::{Attr, AttributePath, Diagnostics};
+use crate::names::IapResource;
+
+/// Checks of an access resource's `resource`, `role` and condition `title` and `expression`.
+pub fn access_config(
+    resource: &Attr<String>,
+    role: &Attr<String>,
+    condition: Option<[&Attr<String>; 2]>,
+) -> Diagnostics {
+    let mut diags = Diagnostics::new();
+    if let Some(Err(e)) = resource.get().map(|r| IapResource::parse(r)) {
+        diags.attribute_error(
+            AttributePath::attr("resource"),
+            "Invalid IAP resource name",
+            e,
+        );
+    }
+    if let Some(role) = role.get() {
+        let valid = (role.starts_with("roles/") && role.len() > "roles/".len())
+            || (role.starts_with("projects/") || role.starts_with("organizations/"))
+                && role.contains("/roles/");
+        if !valid || role.contains(char::is_whitespace) {
+            diags.attribute_error(
+                AttributePath::attr("role"),
+                "Invalid role",
+                format!("{role:?} is not a role name such as roles/iap.httpsResourceAccessor or projects/PROJECT/roles/CUSTOM."),
+            );
+        }
+    }
+    if let Some([title, expression]) = condition {
+        for (field, value) in [("title", title), ("expression", expression)] {
+            if value.get().is_some_and(|t| t.trim().is_empty()) {
+                diags.attribute_error(
+                    AttributePath::attr("condition").then_attr(field),
+                    "Empty condition field",
+                    format!("The condition's {field} must not be empty."),
+                );
+            }
+        }
+        if title.get().is_some_and(|t| t.len() > 100) {
+            diags.attribute_error(
+                AttributePath::attr("condition").then_attr("title"),
+                "Condition title too long",
+                "IAM limits condition titles to 100 characters.",
+            );
+        }
+    }
+    diags
+}
 
 /// The two access resource types, by how they treat a (resource, role, condition) binding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

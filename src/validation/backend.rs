@@ -4,7 +4,58 @@ use super::facts::{BackendFacts, RunServiceFacts};
 use super::service;
 use super::timing::Judged;
 use super::Finding;
-use crate::framework::AttributePath;
+use crate::framework::{Attr, AttributePath, Diagnostics};
+
+/// Checks of the custom OAuth client: id and secret together, one kind of secret, no empty id.
+pub fn oauth_client_config<N>(
+    id: &Attr<String>,
+    secret: &Attr<String>,
+    (secret_wo, version): (&Attr<String>, &Attr<N>),
+) -> Diagnostics {
+    let mut diags = Diagnostics::new();
+    if !secret.is_null() && !secret_wo.is_null() {
+        diags.attribute_error(
+            AttributePath::attr("oauth2_client_secret_wo"),
+            "Conflicting secrets",
+            "Set either oauth2_client_secret or oauth2_client_secret_wo, not both.",
+        );
+    }
+    if id.is_null() && (!secret.is_null() || !secret_wo.is_null()) {
+        // On the secret that is set: the missing id has no line in the configuration to point at.
+        let given = if secret.is_null() {
+            "oauth2_client_secret_wo"
+        } else {
+            "oauth2_client_secret"
+        };
+        diags.attribute_error(
+            AttributePath::attr(given),
+            "OAuth client id missing",
+            "A client secret was given without oauth2_client_id. Set both for a custom OAuth client, or neither for the Google-managed one.",
+        );
+    }
+    if !id.is_null() && id.is_known() && secret.is_null() && secret_wo.is_null() {
+        diags.attribute_error(
+            AttributePath::attr("oauth2_client_id"),
+            "OAuth client secret missing",
+            "A custom OAuth client needs its secret: set oauth2_client_secret (or oauth2_client_secret_wo on Terraform 1.11+).",
+        );
+    }
+    if id.get().is_some_and(|i| i.trim().is_empty()) {
+        diags.attribute_error(
+            AttributePath::attr("oauth2_client_id"),
+            "Empty OAuth client id",
+            "Leave oauth2_client_id unset (null) to use the Google-managed OAuth client; an empty string is not a client id.",
+        );
+    }
+    if !version.is_null() && secret_wo.is_null() {
+        diags.attribute_error(
+            AttributePath::attr("oauth2_client_secret_wo_version"),
+            "Version without a write-only secret",
+            "oauth2_client_secret_wo_version only has an effect together with oauth2_client_secret_wo.",
+        );
+    }
+    diags
+}
 
 fn at_backend() -> Option<AttributePath> {
     Some(AttributePath::attr("backend_service"))

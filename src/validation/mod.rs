@@ -11,7 +11,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::framework::{AttributePath, Diagnostic, Diagnostics, Severity};
+use crate::framework::{Attr, AttributePath, Diagnostic, Diagnostics, Severity};
 
 /// One entry of the catalogue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -278,6 +278,27 @@ pub fn ignore_checks_known(names: &BTreeSet<String>) -> Diagnostics {
     diags
 }
 
+/// The check names `ignore_checks` turns off (none while unknown).
+pub fn ignored(ignore_checks: &Attr<BTreeSet<String>>) -> BTreeSet<String> {
+    ignore_checks.get().cloned().unwrap_or_default()
+}
+
+/// Checks shared by every resource: `ignore_checks` names and a valid `project`.
+pub fn common_config(
+    project: &Attr<String>,
+    ignore_checks: &Attr<BTreeSet<String>>,
+) -> Diagnostics {
+    let mut diags = ignore_checks_known(&ignored(ignore_checks));
+    if let Some(p) = project.get().filter(|p| !crate::names::is_project(p)) {
+        diags.attribute_error(
+            AttributePath::attr("project"),
+            "Invalid project",
+            format!("{p:?} is not a project id or number: a project id has 6 to 30 lower-case letters, digits or hyphens and starts with a letter."),
+        );
+    }
+    diags
+}
+
 #[cfg(test)]
 mod catalogue_tests {
     use super::*;
@@ -369,5 +390,5 @@ pub mod settings;
 pub mod target;
 pub mod timing;
 
-pub use access::{binding_conflict, AccessKind, PlannedAccess};
+pub use access::{access_config, binding_conflict, AccessKind, PlannedAccess};
 pub use members::{managed_oauth_external, member_format, public_member};

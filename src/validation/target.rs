@@ -1,7 +1,29 @@
 //! Checks on the project and on the object IAP is switched on for.
 
 use super::Finding;
-use crate::framework::AttributePath;
+use crate::framework::{Attr, AttributePath, Diagnostics};
+use crate::names;
+
+/// How each name attribute is checked: (attribute, valid, summary, what is wrong with the value).
+type NameRule = (&'static str, fn(&str) -> bool, &'static str, &'static str);
+
+const NAME_RULES: [NameRule; 4] = [
+    ("service", names::is_run_service, "Invalid service name", "is not a Cloud Run service name: lower-case letters, digits and hyphens, starting with a letter, at most 49 characters. Give the name, not the full resource path."),
+    ("location", names::is_region, "Invalid location", "is not a region such as us-central1; Cloud Run services live in regions, not zones."),
+    ("backend_service", names::is_compute_name, "Invalid backend service name", "is not a backend service name: lower-case letters, digits and hyphens, starting with a letter, at most 63 characters. Give the name, not its URL."),
+    ("region", names::is_region, "Invalid region", "is not a region such as us-central1. Leave region unset for a global backend service."),
+];
+
+/// An error on the name attribute `attribute` when its value is known and not a valid name.
+pub fn check_name(diags: &mut Diagnostics, attribute: &str, value: &Attr<String>) {
+    let Some((_, valid, summary, why)) = NAME_RULES.iter().find(|r| r.0 == attribute) else {
+        return;
+    };
+    if let Some(v) = value.get().filter(|v| !valid(v)) {
+        let path = AttributePath::attr(attribute);
+        diags.attribute_error(path, *summary, format!("{v:?} {why}"));
+    }
+}
 
 /// `target_missing`: the Cloud Run service or backend service does not exist, so the apply would fail
 /// with NOT_FOUND. Source: Cloud Run Admin API and Compute API (GET on a missing resource answers
