@@ -6,6 +6,7 @@
 //! fewer repetitions; `BENCH_ONLY=audit` runs only figure 8 (the audit at scale, no terraform);
 //! `BENCH_ONLY=plugin` only figures 1 and 2 (the two providers started as go-plugin does);
 //! `BENCH_ONLY=apply` only figure 5 (the applies of 500 bindings and the refresh);
+//! `BENCH_ONLY=plan` figures 1 to 4c and 7 (start-up, schema, plans at the three sizes, their CPU and RSS);
 //! `BENCH_REPORT=docs/performance.md` also writes the table and the machine into that file, between
 //! its `<!-- perf:begin -->` and `<!-- perf:end -->` markers.
 
@@ -225,8 +226,13 @@ fn main() {
     }
 }
 
+/// Whether `BENCH_ONLY` names this part of the bench.
+fn only(part: &str) -> bool {
+    std::env::var("BENCH_ONLY").as_deref() == Ok(part)
+}
+
 fn run() -> Result<(), String> {
-    if std::env::var("BENCH_ONLY").as_deref() == Ok("audit") {
+    if only("audit") {
         let row = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -277,7 +283,7 @@ fn run() -> Result<(), String> {
         &client,
         scratch.path(),
     ))?);
-    if std::env::var("BENCH_ONLY").as_deref() == Ok("plugin") {
+    if only("plugin") {
         println!("\n{}", render(&rows));
         return Ok(());
     }
@@ -291,6 +297,9 @@ fn run() -> Result<(), String> {
     );
     runtime.block_on(async {
         rows.extend(at_scale(&effort, &terraform, &ours, &go).await?);
+        if only("plan") {
+            return Ok(());
+        }
         rows.push(apply_latency(&terraform, &ours, &go).await?);
         rows.push(audit::audit_at_scale().await?);
         Ok::<_, String>(())
@@ -669,9 +678,11 @@ async fn at_scale(
         );
     }
     rows.push(cpu_row);
-
-    rows.extend(apply_at_scale(&ws_ours, &ws_go, emulator).await?);
-    rows.push(parallel_apply(terraform, ours, go).await?);
+    // `BENCH_ONLY=plan` stops at the plans: no applies (figure 5).
+    if !only("plan") {
+        rows.extend(apply_at_scale(&ws_ours, &ws_go, emulator).await?);
+        rows.push(parallel_apply(terraform, ours, go).await?);
+    }
 
     let mismatches = emulator.mismatches();
     if !mismatches.is_empty() {

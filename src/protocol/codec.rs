@@ -200,34 +200,69 @@ fn decoding_within<T>(
     }
 }
 
-fn marker_kind(marker: Marker) -> &'static str {
-    match marker {
-        Marker::Null => "nil",
-        Marker::True | Marker::False => "a bool",
-        Marker::FixPos(_)
-        | Marker::FixNeg(_)
-        | Marker::U8
-        | Marker::U16
-        | Marker::U32
-        | Marker::U64
-        | Marker::I8
-        | Marker::I16
-        | Marker::I32
-        | Marker::I64 => "an integer",
-        Marker::F32 | Marker::F64 => "a float",
-        Marker::FixStr(_) | Marker::Str8 | Marker::Str16 | Marker::Str32 => "a string",
-        Marker::Bin8 | Marker::Bin16 | Marker::Bin32 => "binary data",
-        Marker::FixArray(_) | Marker::Array16 | Marker::Array32 => "an array",
-        Marker::FixMap(_) | Marker::Map16 | Marker::Map32 => "a map",
-        Marker::FixExt1
-        | Marker::FixExt2
-        | Marker::FixExt4
-        | Marker::FixExt8
-        | Marker::FixExt16
-        | Marker::Ext8
-        | Marker::Ext16
-        | Marker::Ext32 => "an extension",
-        Marker::Reserved => "the reserved marker",
+/// What a msgpack marker starts, as far as the codec tells markers apart. One exhaustive match
+/// here, so a caller that singles out a kind cannot miss one of its markers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MarkerKind {
+    Nil,
+    Bool,
+    Integer,
+    Float,
+    String,
+    Binary,
+    Array,
+    Map,
+    /// Terraform's unknown values (and anything else in an extension type).
+    Extension,
+    Reserved,
+}
+
+impl MarkerKind {
+    fn of(marker: Marker) -> Self {
+        match marker {
+            Marker::Null => Self::Nil,
+            Marker::True | Marker::False => Self::Bool,
+            Marker::FixPos(_)
+            | Marker::FixNeg(_)
+            | Marker::U8
+            | Marker::U16
+            | Marker::U32
+            | Marker::U64
+            | Marker::I8
+            | Marker::I16
+            | Marker::I32
+            | Marker::I64 => Self::Integer,
+            Marker::F32 | Marker::F64 => Self::Float,
+            Marker::FixStr(_) | Marker::Str8 | Marker::Str16 | Marker::Str32 => Self::String,
+            Marker::Bin8 | Marker::Bin16 | Marker::Bin32 => Self::Binary,
+            Marker::FixArray(_) | Marker::Array16 | Marker::Array32 => Self::Array,
+            Marker::FixMap(_) | Marker::Map16 | Marker::Map32 => Self::Map,
+            Marker::FixExt1
+            | Marker::FixExt2
+            | Marker::FixExt4
+            | Marker::FixExt8
+            | Marker::FixExt16
+            | Marker::Ext8
+            | Marker::Ext16
+            | Marker::Ext32 => Self::Extension,
+            Marker::Reserved => Self::Reserved,
+        }
+    }
+
+    /// The kind as an error message names what it found.
+    fn described(self) -> &'static str {
+        match self {
+            Self::Nil => "nil",
+            Self::Bool => "a bool",
+            Self::Integer => "an integer",
+            Self::Float => "a float",
+            Self::String => "a string",
+            Self::Binary => "binary data",
+            Self::Array => "an array",
+            Self::Map => "a map",
+            Self::Extension => "an extension",
+            Self::Reserved => "the reserved marker",
+        }
     }
 }
 
@@ -311,7 +346,7 @@ impl<'a> Reader<'a> {
             Ok(Some(key)) => Ok(key),
             Ok(None) => Err(Fault::misfit(format!(
                 "map keys must be strings, found {}",
-                marker_kind(marker)
+                MarkerKind::of(marker).described()
             ))),
             Err(Fault::Misfit(_)) => Err(Fault::misfit("map key is not valid UTF-8")),
             Err(e) => Err(e),
@@ -345,23 +380,16 @@ impl<'a> Reader<'a> {
             Fault::misfit(format!(
                 "expected {}, found {}",
                 type_name(ty),
-                marker_kind(marker)
+                MarkerKind::of(marker).described()
             ))
         };
         let index = |i: usize| Step::Index(i64::try_from(i).unwrap_or(i64::MAX));
-        match marker {
-            Marker::Null => {
+        match MarkerKind::of(marker) {
+            MarkerKind::Nil => {
                 self.take(1)?;
                 return Ok(Value::Null);
             }
-            Marker::FixExt1
-            | Marker::FixExt2
-            | Marker::FixExt4
-            | Marker::FixExt8
-            | Marker::FixExt16
-            | Marker::Ext8
-            | Marker::Ext16
-            | Marker::Ext32 => {
+            MarkerKind::Extension => {
                 let Mp::Ext(code, payload) = self.raw()? else {
                     return Err(Fault::Malformed("extension expected".into()));
                 };

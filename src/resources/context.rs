@@ -40,15 +40,79 @@ pub struct Context {
     /// Counts the IAP removals finished in this process, for applies that wait on one.
     removals: watch::Sender<u64>,
     /// Access resources this plan manages, so `binding_conflict` sees two of them before either is
-    /// applied; grouped by the binding they touch, so recording one is not a scan of all.
-    planned_access: std::sync::Mutex<PlannedAccessByBinding>,
+    /// applied; indexed by the binding they touch, so recording one is not a scan of all.
+    planned_access: std::sync::Mutex<PlannedAccessIndex>,
 }
 
-/// Planned access resources by (resource, role, condition), each group in the order planned.
-type PlannedAccessByBinding = std::collections::HashMap<
-    (String, String, Option<(String, String, String)>),
-    Vec<crate::validation::PlannedAccess>,
->;
+/// Planned access resources in one list, in the order planned, chained by a hash of their
+/// (resource, role, condition) and their kind: no second copy of those strings, and no list per
+/// binding (most bindings have one resource, and a list of one reserves room for four). Two
+/// bindings whose hashes collide share a chain, so readers compare the bindings themselves. A
+/// member reads only the bindings' chain, so planning many members on one role stays cheap.
+#[derive(Default)]
+struct PlannedAccessIndex<S = std::collections::hash_map::RandomState> {
+    hasher: S,
+    /// Each record with the record before it on its chain.
+    records: Vec<(crate::validation::PlannedAccess, Option<usize>)>,
+    /// The last record of each chain.
+    last: std::collections::HashMap<(u64, crate::validation::AccessKind), usize>,
+    /// Hashes of the whole member records, so a member planned again is found without a scan.
+    member_hashes: std::collections::HashSet<u64>,
+}
+
+impl<S: std::hash::BuildHasher> PlannedAccessIndex<S> {
+    /// Records `access` (once: an identical record is the same resource planned again) and
+    /// returns those recorded before it on its binding that it is at odds with, bindings first,
+    /// each kind in the order planned.
+    fn record(
+        &mut self,
+        access: crate::validation::PlannedAccess,
+    ) -> Vec<crate::validation::PlannedAccess> {
+        use crate::validation::AccessKind;
+        let hash = self
+            .hasher
+            .hash_one((&access.resource, &access.role, &access.condition));
+        let mut others = Vec::new();
+        for kind in [AccessKind::Binding, AccessKind::Member] {
+            if access.kind.at_odds(kind) {
+                let start = others.len();
+                others.extend(
+                    self.chain(hash, kind)
+                        .filter(|o| o.same_binding(&access) && **o != access)
+                        .cloned(),
+                );
+                // Chains run newest first.
+                others[start..].reverse();
+            }
+        }
+        let known = match access.kind {
+            AccessKind::Binding => self.chain(hash, access.kind).any(|o| *o == access),
+            AccessKind::Member => {
+                !self.member_hashes.insert(self.hasher.hash_one(&access))
+                    && self.chain(hash, access.kind).any(|o| *o == access)
+            }
+        };
+        if !known {
+            let before = self.last.insert((hash, access.kind), self.records.len());
+            self.records.push((access, before));
+        }
+        others
+    }
+
+    /// The records of one chain, newest first.
+    fn chain(
+        &self,
+        hash: u64,
+        kind: crate::validation::AccessKind,
+    ) -> impl Iterator<Item = &crate::validation::PlannedAccess> {
+        let mut next = self.last.get(&(hash, kind)).copied();
+        std::iter::from_fn(move || {
+            let (access, before) = &self.records[next?];
+            next = *before;
+            Some(access)
+        })
+    }
+}
 
 /// IAP planned in this process: Cloud Run services with direct IAP, the services behind each
 /// backend with IAP (each with whether this run switches it on), and the layers this run removes.
@@ -236,33 +300,18 @@ impl Context {
     }
 
     /// Records an access resource planned in this process and returns those recorded before it on
-    /// the same (resource, role, condition). As with IAP, of two planned at once the later sees the
-    /// earlier. An identical record is the same resource planned again (Terraform plans the create
-    /// half of a replacement a second time), never a conflict: two resources alike to the last
-    /// member are not told apart.
+    /// the same (resource, role, condition) that it is at odds with (a member meets only the
+    /// bindings). As with IAP, of two planned at once the later sees the earlier. An identical
+    /// record is the same resource planned again (Terraform plans the create half of a replacement
+    /// a second time), never a conflict: two resources alike to the last member are not told apart.
     pub fn plan_access(
         &self,
         access: crate::validation::PlannedAccess,
     ) -> Vec<crate::validation::PlannedAccess> {
-        let mut planned = self
-            .planned_access
+        self.planned_access
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let key = (
-            access.resource.clone(),
-            access.role.clone(),
-            access.condition.clone(),
-        );
-        let same_binding = planned.entry(key).or_default();
-        let others = same_binding
-            .iter()
-            .filter(|o| **o != access)
-            .cloned()
-            .collect();
-        if !same_binding.contains(&access) {
-            same_binding.push(access);
-        }
-        others
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .record(access)
     }
 
     /// The primary domain of the organization above `project`, read once per process.
@@ -381,6 +430,90 @@ mod tests {
             condition: Some((title.to_string(), String::new(), "true".to_string())),
             config: config.to_string(),
         }
+    }
+
+    fn member(resource: &str, config: &str) -> PlannedAccess {
+        PlannedAccess {
+            kind: AccessKind::Member,
+            condition: None,
+            ..access(resource, "", config)
+        }
+    }
+
+    #[test]
+    fn a_member_meets_only_the_bindings_and_a_binding_meets_everything_once() {
+        let mut index = PlannedAccessIndex::<std::collections::hash_map::RandomState>::default();
+        let binding = PlannedAccess {
+            condition: None,
+            ..access("r1", "", "binding")
+        };
+        // Members among themselves compose: nothing comes back however many share the role.
+        for n in 0..50 {
+            assert!(index.record(member("r1", &format!("m{n}"))).is_empty());
+        }
+        let seen = index.record(binding.clone());
+        assert_eq!(seen.len(), 50, "the binding meets every member");
+        assert_eq!(seen[0], member("r1", "m0"), "in the order planned");
+        // A member planned again is recorded once, and now meets the binding only.
+        assert_eq!(
+            index.record(member("r1", "m7")),
+            std::slice::from_ref(&binding)
+        );
+        let second = PlannedAccess {
+            config: "second".into(),
+            ..binding.clone()
+        };
+        let seen = index.record(second);
+        assert_eq!(
+            seen.len(),
+            51,
+            "50 members and the first binding, the replanned one once"
+        );
+        assert_eq!(seen[0], binding);
+    }
+
+    /// Hashes everything to one value, so every binding shares one group.
+    #[derive(Default)]
+    struct Colliding;
+
+    impl std::hash::BuildHasher for Colliding {
+        type Hasher = Constant;
+        fn build_hasher(&self) -> Constant {
+            Constant
+        }
+    }
+
+    struct Constant;
+
+    impl std::hash::Hasher for Constant {
+        fn finish(&self) -> u64 {
+            7
+        }
+        fn write(&mut self, _: &[u8]) {}
+    }
+
+    #[test]
+    fn bindings_whose_hashes_collide_stay_apart() {
+        let mut index = PlannedAccessIndex::<Colliding>::default();
+        let first = access("r1", "t1", "first");
+        assert!(index.record(first.clone()).is_empty());
+        assert!(index.record(access("r2", "t1", "resource")).is_empty());
+        assert!(index.record(member("r1", "m")).is_empty());
+        assert!(index.record(member("r1", "m")).is_empty());
+        assert_eq!(index.last.len(), 2, "one chain for each kind");
+        assert_eq!(
+            index.record(access("r1", "t1", "second")),
+            std::slice::from_ref(&first)
+        );
+        let unconditional = PlannedAccess {
+            condition: None,
+            ..access("r1", "", "binding")
+        };
+        assert_eq!(
+            index.record(unconditional),
+            [member("r1", "m")],
+            "the member was recorded once, though every record hashes alike"
+        );
     }
 
     #[test]

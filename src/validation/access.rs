@@ -52,7 +52,7 @@ pub fn access_config(
 }
 
 /// The two access resource types, by how they treat a (resource, role, condition) binding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AccessKind {
     /// `iaprun_access_binding`: authoritative, sets the binding's member list.
     Binding,
@@ -61,6 +61,12 @@ pub enum AccessKind {
 }
 
 impl AccessKind {
+    /// Whether two access resources of these kinds on one binding undo each other: unless both
+    /// are members (members among themselves compose).
+    pub fn at_odds(self, other: AccessKind) -> bool {
+        self == AccessKind::Binding || other == AccessKind::Binding
+    }
+
     fn type_name(self) -> &'static str {
         match self {
             AccessKind::Binding => "iaprun_access_binding",
@@ -70,7 +76,7 @@ impl AccessKind {
 }
 
 /// One access resource planned in this run: the binding it touches and how it names itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PlannedAccess {
     pub kind: AccessKind,
     /// The IAP resource with its project as a number, so id and number forms compare equal.
@@ -113,7 +119,7 @@ pub fn binding_conflict(this: &PlannedAccess, others: &[PlannedAccess]) -> Vec<F
     others
         .iter()
         .filter(|o| this.same_binding(o))
-        .filter(|o| this.kind == AccessKind::Binding || o.kind == AccessKind::Binding)
+        .filter(|o| this.kind.at_odds(o.kind))
         .map(|other| {
             let keep = match (this.kind, other.kind) {
                 (AccessKind::Binding, AccessKind::Binding) => {
