@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::OnceCell;
@@ -73,12 +72,21 @@ pub struct Existence {
 
 #[derive(Default)]
 struct ExistenceSlot {
-    /// A read (or [`Existence::saw`]) has answered yes in this process.
-    seen: AtomicBool,
+    /// Whether a read (or [`Existence::saw`]) has answered yes in this process.
+    seen: Mutex<Seen>,
     /// Held by the caller reading: one read at a time.
     reading: tokio::sync::Mutex<()>,
     /// The read that callers asking now will share; not started yet.
     next: Mutex<Option<Arc<OnceCell<bool>>>>,
+}
+
+/// A kept yes, and how many times one was forgotten: a read that started before the last
+/// [`Existence::forget`] may have seen the object before the write found it gone, so its yes is not
+/// kept.
+#[derive(Default)]
+struct Seen {
+    yes: bool,
+    forgets: u64,
 }
 
 impl Existence {
@@ -97,7 +105,7 @@ impl Existence {
         Fut: Future<Output = Result<bool, E>>,
     {
         let slot = self.slot(key);
-        if slot.seen.load(Ordering::Acquire) {
+        if lock(&slot.seen).yes {
             return Ok(true);
         }
         let round = lock(&slot.next)
@@ -107,9 +115,13 @@ impl Existence {
         if let Some(answer) = round.get() {
             return Ok(*answer);
         }
-        if slot.seen.load(Ordering::Acquire) {
-            return Ok(true);
-        }
+        let forgets = {
+            let seen = lock(&slot.seen);
+            if seen.yes {
+                return Ok(true);
+            }
+            seen.forgets
+        };
         // This round's read starts now: whoever asks from here on waits for the next one.
         {
             let mut next = lock(&slot.next);
@@ -119,7 +131,10 @@ impl Existence {
         }
         let exists = read().await?;
         if exists {
-            slot.seen.store(true, Ordering::Release);
+            let mut seen = lock(&slot.seen);
+            if seen.forgets == forgets {
+                seen.yes = true;
+            }
         }
         // Only this caller sets the round (it holds `reading`), so this cannot fail.
         let _ = round.set(exists);
@@ -128,18 +143,22 @@ impl Existence {
 
     /// Records a yes read elsewhere in this process (a plan-time check).
     pub fn saw(&self, key: &str) {
-        self.slot(key).seen.store(true, Ordering::Release);
+        lock(&self.slot(key).seen).yes = true;
     }
 
-    /// Forgets a yes: a write found the object missing, so the next check reads again.
+    /// Forgets a yes: a write found the object missing, so the next check reads again (a read
+    /// already out keeps no yes either).
     pub fn forget(&self, key: &str) {
-        self.slot(key).seen.store(false, Ordering::Release);
+        let slot = self.slot(key);
+        let mut seen = lock(&slot.seen);
+        seen.yes = false;
+        seen.forgets += 1;
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
     use tokio::sync::Notify;
@@ -219,6 +238,25 @@ mod tests {
             4,
             "a yes seen elsewhere is kept"
         );
+    }
+
+    #[tokio::test]
+    async fn a_yes_from_a_read_that_started_before_a_forget_is_not_kept() {
+        let (existence, calls, release) =
+            (Existence::default(), AtomicUsize::new(0), Notify::new());
+        let mut first = Box::pin(existence.check("t", || read(&calls, true, Some(&release))));
+        assert!(futures::poll!(&mut first).is_pending());
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        // A write meets the missing object while that read is still out.
+        existence.forget("t");
+        release.notify_one();
+        assert_eq!(first.await, Ok(true), "its own callers get its answer");
+        assert_eq!(
+            existence.check("t", || read(&calls, false, None)).await,
+            Ok(false),
+            "the next check reads again"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
