@@ -83,8 +83,11 @@ struct ExistenceSlot<E> {
     /// Held by the caller reading: one read at a time.
     reading: tokio::sync::Mutex<()>,
     /// The read that callers asking now will share; not started yet.
-    next: Mutex<Option<Arc<OnceCell<Result<bool, E>>>>>,
+    next: Mutex<Option<Round<E>>>,
 }
+
+/// The answer of one read, shared by the callers that asked before it started.
+type Round<E> = Arc<OnceCell<Result<bool, E>>>;
 
 impl<E> Default for ExistenceSlot<E> {
     fn default() -> Self {
