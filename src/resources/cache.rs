@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::OnceCell;
@@ -62,27 +61,55 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// few without answering anyone from before it asked, except with a yes:
 /// - **Single flight, started after the caller arrived.** At most one read of an object runs at a
 ///   time; callers that ask while it runs wait and then share the next read, which starts after all
-///   of them asked. A no, or an error, is never kept.
+///   of them asked (and get its answer, an error too). A no, or an error, is never kept.
 /// - **A yes is kept for the process** (one apply). What it may miss is the object deleted later in
 ///   the apply, which a fresh read cannot exclude either: the object may go between the check and
 ///   the write. The write then meets the missing object itself (see [`Existence::forget`]).
-#[derive(Default)]
-pub struct Existence {
-    slots: Mutex<HashMap<String, Arc<ExistenceSlot>>>,
+pub struct Existence<E> {
+    slots: Mutex<HashMap<String, Arc<ExistenceSlot<E>>>>,
 }
 
-#[derive(Default)]
-struct ExistenceSlot {
-    /// A read (or [`Existence::saw`]) has answered yes in this process.
-    seen: AtomicBool,
+impl<E> Default for Existence<E> {
+    fn default() -> Self {
+        Self {
+            slots: Mutex::default(),
+        }
+    }
+}
+
+struct ExistenceSlot<E> {
+    /// Whether a read (or [`Existence::saw`]) has answered yes in this process.
+    seen: Mutex<Seen>,
     /// Held by the caller reading: one read at a time.
     reading: tokio::sync::Mutex<()>,
     /// The read that callers asking now will share; not started yet.
-    next: Mutex<Option<Arc<OnceCell<bool>>>>,
+    next: Mutex<Option<Round<E>>>,
 }
 
-impl Existence {
-    fn slot(&self, key: &str) -> Arc<ExistenceSlot> {
+/// The answer of one read, shared by the callers that asked before it started.
+type Round<E> = Arc<OnceCell<Result<bool, E>>>;
+
+impl<E> Default for ExistenceSlot<E> {
+    fn default() -> Self {
+        Self {
+            seen: Mutex::default(),
+            reading: tokio::sync::Mutex::default(),
+            next: Mutex::default(),
+        }
+    }
+}
+
+/// A kept yes, and how many times one was forgotten: a read that started before the last
+/// [`Existence::forget`] may have seen the object before the write found it gone, so its yes is not
+/// kept.
+#[derive(Default)]
+struct Seen {
+    yes: bool,
+    forgets: u64,
+}
+
+impl<E: Clone> Existence<E> {
+    fn slot(&self, key: &str) -> Arc<ExistenceSlot<E>> {
         lock(&self.slots)
             .entry(key.to_string())
             .or_default()
@@ -91,13 +118,13 @@ impl Existence {
 
     /// Whether `key` exists: a yes seen before in this process, else the answer of a `read` that
     /// started after this call (run by one of the callers sharing it).
-    pub async fn check<E, F, Fut>(&self, key: &str, read: F) -> Result<bool, E>
+    pub async fn check<F, Fut>(&self, key: &str, read: F) -> Result<bool, E>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<bool, E>>,
     {
         let slot = self.slot(key);
-        if slot.seen.load(Ordering::Acquire) {
+        if lock(&slot.seen).yes {
             return Ok(true);
         }
         let round = lock(&slot.next)
@@ -105,11 +132,15 @@ impl Existence {
             .clone();
         let _reading = slot.reading.lock().await;
         if let Some(answer) = round.get() {
-            return Ok(*answer);
+            return answer.clone();
         }
-        if slot.seen.load(Ordering::Acquire) {
-            return Ok(true);
-        }
+        let forgets = {
+            let seen = lock(&slot.seen);
+            if seen.yes {
+                return Ok(true);
+            }
+            seen.forgets
+        };
         // This round's read starts now: whoever asks from here on waits for the next one.
         {
             let mut next = lock(&slot.next);
@@ -117,29 +148,37 @@ impl Existence {
                 *next = None;
             }
         }
-        let exists = read().await?;
-        if exists {
-            slot.seen.store(true, Ordering::Release);
+        // A read cancelled here answers nobody: the next caller in line reads instead.
+        let exists = read().await;
+        if matches!(exists, Ok(true)) {
+            let mut seen = lock(&slot.seen);
+            if seen.forgets == forgets {
+                seen.yes = true;
+            }
         }
         // Only this caller sets the round (it holds `reading`), so this cannot fail.
-        let _ = round.set(exists);
-        Ok(exists)
+        let _ = round.set(exists.clone());
+        exists
     }
 
     /// Records a yes read elsewhere in this process (a plan-time check).
     pub fn saw(&self, key: &str) {
-        self.slot(key).seen.store(true, Ordering::Release);
+        lock(&self.slot(key).seen).yes = true;
     }
 
-    /// Forgets a yes: a write found the object missing, so the next check reads again.
+    /// Forgets a yes: a write found the object missing, so the next check reads again (a read
+    /// already out keeps no yes either).
     pub fn forget(&self, key: &str) {
-        self.slot(key).seen.store(false, Ordering::Release);
+        let slot = self.slot(key);
+        let mut seen = lock(&slot.seen);
+        seen.yes = false;
+        seen.forgets += 1;
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
     use tokio::sync::Notify;
@@ -219,6 +258,76 @@ mod tests {
             4,
             "a yes seen elsewhere is kept"
         );
+    }
+
+    #[tokio::test]
+    async fn callers_sharing_a_read_that_fails_share_its_error_not_one_read_each() {
+        let (existence, calls, release) =
+            (Existence::default(), AtomicUsize::new(0), Notify::new());
+        let failing = || {
+            existence.check("t", || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err::<bool, String>("down".into())
+            })
+        };
+        // Three callers arrive while a read runs; the read they share then fails.
+        let (first, a, b, c, ()) = tokio::join!(
+            existence.check("t", || read(&calls, false, Some(&release))),
+            failing(),
+            failing(),
+            failing(),
+            async { release.notify_one() },
+        );
+        assert_eq!(first, Ok(false));
+        for answer in [a, b, c] {
+            assert_eq!(answer, Err("down".to_string()));
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "one read for the three");
+        // The error is not kept.
+        assert_eq!(
+            existence.check("t", || read(&calls, true, None)).await,
+            Ok(true)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_read_cancelled_while_others_wait_leaves_the_next_of_them_to_read() {
+        let (existence, calls) = (Existence::default(), AtomicUsize::new(0));
+        let (release, never) = (Notify::new(), Notify::new());
+        let cancelled = tokio::time::timeout(
+            Duration::from_millis(20),
+            existence.check("t", || read(&calls, true, Some(&never))),
+        );
+        // Two callers arrive while a read runs; the one that reads for both is cancelled.
+        let (first, cancelled, waiter, ()) = tokio::join!(
+            existence.check("t", || read(&calls, false, Some(&release))),
+            cancelled,
+            existence.check("t", || read(&calls, true, None)),
+            async { release.notify_one() },
+        );
+        assert_eq!(first, Ok(false));
+        assert!(cancelled.is_err(), "timed out");
+        assert_eq!(waiter, Ok(true), "answered by a read of its own");
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_yes_from_a_read_that_started_before_a_forget_is_not_kept() {
+        let (existence, calls, release) =
+            (Existence::default(), AtomicUsize::new(0), Notify::new());
+        let mut first = Box::pin(existence.check("t", || read(&calls, true, Some(&release))));
+        assert!(futures::poll!(&mut first).is_pending());
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        // A write meets the missing object while that read is still out.
+        existence.forget("t");
+        release.notify_one();
+        assert_eq!(first.await, Ok(true), "its own callers get its answer");
+        assert_eq!(
+            existence.check("t", || read(&calls, false, None)).await,
+            Ok(false),
+            "the next check reads again"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,7 +29,7 @@ pub struct Context {
     pub targets: Coalesced<bool>,
     /// The same, asked at apply: fresh reads shared by the callers waiting, and a yes kept (see
     /// [`Existence`] for the rule).
-    pub live_targets: Existence,
+    pub live_targets: Existence<google::Error>,
     /// Whether an IAP resource uses a custom OAuth client, by canonical resource name; a backend
     /// planned in this process records its configured client here (plan-time checks).
     pub custom_oauth_clients: Coalesced<bool>,
