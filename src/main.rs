@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 // One thread: a call is read, answered and written on the thread that polls the socket, with no
 // wake-up of another worker in between, and one allocator arena. Nothing in the provider blocks a
-// thread (DNS and file reads of the HTTP clients go to tokio's blocking pool).
+// thread (DNS and file reads of the HTTP clients, and the gcloud CLI that application default
+// credentials may fall back to, go to tokio's blocking pool).
 #[tokio::main(flavor = "current_thread")]
 // `default()` keeps working when the provider struct gains fields.
 #[allow(clippy::default_constructed_unit_structs)]

@@ -316,9 +316,26 @@ impl ProviderOrigin {
             ProviderOrigin::KeyFile(path) => Ok(Arc::new(
                 gcp_auth::CustomServiceAccount::from_file(path).map_err(fail)?,
             )),
-            ProviderOrigin::ApplicationDefault => gcp_auth::provider().await.map_err(fail),
+            ProviderOrigin::ApplicationDefault => {
+                off_runtime(gcp_auth::provider()).await?.map_err(fail)
+            }
         }
     }
+}
+
+/// Runs a gcp_auth future on tokio's blocking pool. Its last fallback for application default
+/// credentials runs the gcloud CLI with a blocking `std::process::Command` (at start and whenever
+/// the token expires), which would stall the provider's one runtime thread: every call, timer and
+/// Stop with it. The runtime's own thread keeps driving IO and timers meanwhile.
+async fn off_runtime<F>(future: F) -> Result<F::Output, Error>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || runtime.block_on(future))
+        .await
+        .map_err(|e| Error::Auth(format!("the credential lookup did not finish: {e}")))
 }
 
 impl TokenSource {
@@ -380,7 +397,15 @@ impl TokenSource {
                         }
                     }
                 };
-                let token = provider.token(&[CLOUD_PLATFORM_SCOPE]).await.map_err(|e| {
+                let token = match origin {
+                    // Key-based providers only sign and fetch: no blocking call to move away.
+                    ProviderOrigin::ApplicationDefault => {
+                        off_runtime(async move { provider.token(&[CLOUD_PLATFORM_SCOPE]).await })
+                            .await?
+                    }
+                    _ => provider.token(&[CLOUD_PLATFORM_SCOPE]).await,
+                };
+                let token = token.map_err(|e| {
                     Error::Auth(format!(
                         "could not obtain an access token from {}: {}",
                         origin.describe(),

@@ -631,3 +631,27 @@ async fn stop_cancels_in_flight_and_future_calls() {
     assert!(matches!(again, Err(Error::Cancelled)));
     assert_eq!(stub.count(), 1, "no request after stop");
 }
+
+/// The gcloud fallback of application default credentials blocks the thread it runs on; on the
+/// provider's one-thread runtime, `off_runtime` keeps that thread free for every other call.
+#[tokio::test(flavor = "current_thread")]
+async fn a_blocking_credential_lookup_leaves_the_runtime_thread_free() {
+    let (unblock, blocked) = std::sync::mpsc::channel::<()>();
+    let lookup = off_runtime(async move {
+        // What `gcloud auth print-access-token` does to its thread: waits, blocking it.
+        let freed = blocked.recv_timeout(Duration::from_secs(20)).is_ok();
+        // Timers still work from the blocking pool: the runtime's thread drives them.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        freed
+    });
+    let other_call = async move {
+        // Runs on the runtime's thread only while the lookup does not hold it.
+        tokio::task::yield_now().await;
+        unblock.send(()).unwrap();
+    };
+    let (freed, ()) = tokio::join!(lookup, other_call);
+    assert!(
+        freed.unwrap(),
+        "the blocking lookup held the runtime's only thread"
+    );
+}
