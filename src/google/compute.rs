@@ -845,10 +845,9 @@ impl ComputeClient {
                     continue;
                 }
                 let fronts = backend.backend_groups.iter().any(|g| {
-                    let mut parts = g.rsplit('/');
-                    let neg = parts.next().unwrap_or_default();
-                    let _collection = parts.next();
-                    parts.next() == Some(name.location.as_str()) && negs.iter().any(|n| n == neg)
+                    neg_parts(g).is_some_and(|(_, region, neg)| {
+                        region == name.location && negs.contains(&neg)
+                    })
                 });
                 if fronts {
                     found.push(this);
