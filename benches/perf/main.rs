@@ -5,8 +5,8 @@
 //! `cargo bench --bench perf` (cargo builds the release binaries first). `BENCH_QUICK=1` runs
 //! fewer repetitions; `BENCH_ONLY=audit` runs only figure 8 (the audit at scale, no terraform);
 //! `BENCH_ONLY=plugin` only figures 1 and 2 (the two providers started as go-plugin does);
-//! `BENCH_ONLY=apply` only figure 5 (the applies of 500 bindings and the refresh);
-//! `BENCH_ONLY=plan` figures 1 to 4c and 7 (start-up, schema, plans at the three sizes, their CPU and RSS);
+//! `BENCH_ONLY=apply` only figure 5 (the applies of 500 bindings, their control and the refresh);
+//! `BENCH_ONLY=plan` figures 1 to 4d and 7 (start-up, schema, plans at the three sizes, their CPU and RSS, and the control);
 //! `BENCH_REPORT=docs/performance.md` also writes the table and the machine into that file, between
 //! its `<!-- perf:begin -->` and `<!-- perf:end -->` markers.
 
@@ -464,6 +464,42 @@ resource "null_resource" "r" {{
     )
 }
 
+/// The control of figures 4d and 5e: `count` `null_resource` whose triggers carry the strings each
+/// binding of `bindings_config` is configured with (its IAP resource, role, member and condition).
+/// Terraform then evaluates, renders and stores about as much per instance as for a binding, while
+/// the Go provider does next to nothing: what remains of the gap is the provider's, and the shape of
+/// our resource (a nested block, the computed `id` and `etag`).
+fn null_like_config(resources: &[String], count: usize) -> String {
+    let list = resources
+        .iter()
+        .map(|r| format!("\"{r}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        r#"terraform {{
+  required_providers {{
+    null = {{ source = "hashicorp/null" }}
+  }}
+}}
+
+locals {{
+  resources = [{list}]
+}}
+
+resource "null_resource" "r" {{
+  count = {count}
+  triggers = {{
+    resource   = local.resources[count.index % length(local.resources)]
+    role       = "roles/iap.httpsResourceAccessor"
+    member     = "user:u${{count.index}}@example.com"
+    title      = "slot-${{count.index}}"
+    expression = "request.time < timestamp(\"2030-01-01T00:00:00Z\")"
+  }}
+}}
+"#
+    )
+}
+
 const NULL_SOURCE: &str = "registry.terraform.io/hashicorp/null";
 
 fn workspace(terraform: &Path, ours: &Path, go: &Path) -> Result<Workspace, String> {
@@ -602,17 +638,27 @@ async fn at_scale(
     let world = World::start().await;
     let emulator = &world.emulator;
     let (ws_ours, resources) = bindings_workspace(terraform, ours, go, &world, "svc").await?;
-    let ws_go = null_workspace(terraform, ours, go).await?;
+    let ws_go = null_workspace(terraform, ours, go, &null_config(BINDINGS)).await?;
+    let ws_like =
+        null_workspace(terraform, ours, go, &null_like_config(&resources, BINDINGS)).await?;
 
-    // 4 and 7: fresh plans at three sizes, alternating providers.
+    // 4 and 7: fresh plans at three sizes, alternating providers; at the largest, the control of
+    // 4d too.
+    let largest = effort.growth_sizes[effort.growth_sizes.len() - 1];
     let mut growth = Vec::new();
+    let mut like = f64::INFINITY;
     for &size in &effort.growth_sizes {
         ws_ours.configure(&bindings_config(&resources, size))?;
         ws_go.configure(&null_config(size))?;
+        ws_like.configure(&null_like_config(&resources, size))?;
         let (mut o, mut g) = (Vec::new(), Vec::new());
         for _ in 0..effort.plan_repeats {
             o.push(ws_ours.expect(PLAN, &[]).await?.elapsed.as_secs_f64());
             g.push(ws_go.expect(PLAN, &[]).await?.elapsed.as_secs_f64());
+            if size == largest {
+                let l = ws_like.expect(PLAN, &[]).await?.elapsed.as_secs_f64();
+                like = like.min(l);
+            }
         }
         // Best of the runs: on a shared machine noise only ever adds time.
         let best = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
@@ -623,9 +669,18 @@ async fn at_scale(
         );
         growth.push((size, o, g));
     }
+    let control_row = growth.iter().find(|(s, _, _)| *s == largest).map(|(_, o, _)| {
+        eprintln!("perf: plan of {largest}: null_resource with the bindings' strings {like:.2} s");
+        Row::new(format!(
+            "4d. plan of {largest} bindings vs {largest} null_resource carrying each binding's strings (control, best of {})",
+            effort.plan_repeats
+        ))
+        .ours(format!("{o:.2} s"))
+        .go(format!("{like:.2} s"))
+        .ratio(*o, like)
+    });
     // 4c: the CPU of a plan of the largest size, split between the provider processes (the part
     // the provider controls) and Terraform itself.
-    let largest = effort.growth_sizes[effort.growth_sizes.len() - 1];
     ws_ours.configure(&bindings_config(&resources, largest))?;
     ws_go.configure(&null_config(largest))?;
     let (mut cpu_ours, mut cpu_go) = (Vec::new(), Vec::new());
@@ -648,6 +703,7 @@ async fn at_scale(
     // 3: peak RSS of the provider processes during a plan of 500.
     ws_ours.configure(&bindings_config(&resources, BINDINGS))?;
     ws_go.configure(&null_config(BINDINGS))?;
+    ws_like.configure(&null_like_config(&resources, BINDINGS))?;
     let rss_ours = plan_peak_rss(&ws_ours, &ws_ours.dir().join("rss.log")).await?;
     let rss_go = plan_peak_rss(&ws_go, &ws_go.dir().join("rss.log")).await?;
     let (o, g) = (rss_ours as f64 / 1024.0, rss_go as f64 / 1024.0);
@@ -678,9 +734,10 @@ async fn at_scale(
         );
     }
     rows.push(cpu_row);
+    rows.extend(control_row);
     // `BENCH_ONLY=plan` stops at the plans: no applies (figure 5).
     if !only("plan") {
-        rows.extend(apply_at_scale(&ws_ours, &ws_go, emulator).await?);
+        rows.extend(apply_at_scale(&ws_ours, &ws_go, &ws_like, emulator).await?);
         rows.push(parallel_apply(terraform, ours, go).await?);
     }
 
@@ -736,10 +793,15 @@ async fn at_scale(
     Ok(rows)
 }
 
-/// An initialised workspace of `BINDINGS` `null_resource`.
-async fn null_workspace(terraform: &Path, ours: &Path, go: &Path) -> Result<Workspace, String> {
+/// An initialised workspace of `null_resource` configured with `config`.
+async fn null_workspace(
+    terraform: &Path,
+    ours: &Path,
+    go: &Path,
+    config: &str,
+) -> Result<Workspace, String> {
     let ws = workspace(terraform, ours, go)?;
-    ws.configure(&null_config(BINDINGS))?;
+    ws.configure(config)?;
     ws.expect(&["init", "-input=false", "-no-color"], &[])
         .await?;
     Ok(ws)
@@ -748,19 +810,23 @@ async fn null_workspace(terraform: &Path, ours: &Path, go: &Path) -> Result<Work
 /// Figure 5 alone (`BENCH_ONLY=apply`): the applies and the refresh, no plans at scale.
 async fn apply_only(terraform: &Path, ours: &Path, go: &Path) -> Result<Vec<Row>, String> {
     let world = World::start().await;
-    let (ws_ours, _) = bindings_workspace(terraform, ours, go, &world, "svc").await?;
-    let ws_go = null_workspace(terraform, ours, go).await?;
-    let mut rows = apply_at_scale(&ws_ours, &ws_go, &world.emulator).await?;
+    let (ws_ours, resources) = bindings_workspace(terraform, ours, go, &world, "svc").await?;
+    let ws_go = null_workspace(terraform, ours, go, &null_config(BINDINGS)).await?;
+    let ws_like =
+        null_workspace(terraform, ours, go, &null_like_config(&resources, BINDINGS)).await?;
+    let mut rows = apply_at_scale(&ws_ours, &ws_go, &ws_like, &world.emulator).await?;
     world.emulator.shutdown().await;
     rows.push(parallel_apply(terraform, ours, go).await?);
     Ok(rows)
 }
 
-/// 5a–5c: `terraform apply` of `BINDINGS` bindings (`ws_ours`, on `emulator`) under injected
-/// conflicts and of as many `null_resource` (`ws_go`), then a refresh of each.
+/// 5a–5c and 5e: `terraform apply` of `BINDINGS` bindings (`ws_ours`, on `emulator`) under
+/// injected conflicts, of as many `null_resource` (`ws_go`) and of the control (`ws_like`), then a
+/// refresh of the first two.
 async fn apply_at_scale(
     ws_ours: &Workspace,
     ws_go: &Workspace,
+    ws_like: &Workspace,
     emulator: &iaprun::emulator::Emulator,
 ) -> Result<Vec<Row>, String> {
     let mut rows = Vec::new();
@@ -793,6 +859,9 @@ async fn apply_at_scale(
     let started = Instant::now();
     let cpu_go = command_cpu(ws_go, &apply, &ws_go.dir().join("apply-cpu.log")).await?;
     let applied_go = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let cpu_like = command_cpu(ws_like, &apply, &ws_like.dir().join("apply-cpu.log")).await?;
+    let applied_like = started.elapsed().as_secs_f64();
     eprintln!(
         "perf: apply of {BINDINGS}: ours {applied_ours:.2} s ({} setIamPolicy, {conflicts} conflicts), Go {applied_go:.2} s",
         sets.len()
@@ -868,6 +937,18 @@ async fn apply_at_scale(
         ))
         .go(format!("{:.2} s (Terraform {:.2} s)", cpu_go.providers, cpu_go.terraform))
         .ratio(cpu_ours.providers, cpu_go.providers),
+    );
+    eprintln!(
+        "perf: apply of {BINDINGS} null_resource with the bindings' strings: {applied_like:.2} s, Go {:.2} s + Terraform {:.2} s",
+        cpu_like.providers, cpu_like.terraform
+    );
+    rows.push(
+        Row::new(format!(
+            "5e. apply of {BINDINGS} bindings vs {BINDINGS} null_resource carrying each binding's strings (control; Terraform's own CPU in brackets)"
+        ))
+        .ours(format!("{applied_ours:.2} s (Terraform {:.2} s)", cpu_ours.terraform))
+        .go(format!("{applied_like:.2} s (Terraform {:.2} s)", cpu_like.terraform))
+        .ratio(applied_ours, applied_like),
     );
     Ok(rows)
 }
