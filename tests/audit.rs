@@ -745,15 +745,7 @@ async fn a_project_with_compute_disabled_is_audited_without_load_balancers() {
     world
         .set_run_members("open", "roles/run.invoker", &["allUsers"])
         .await;
-    let (status, answer) = world
-        .call(
-            "POST",
-            &format!("/v1/projects/{PROJECT}/services/compute.googleapis.com:disable"),
-            Some(json!({})),
-        )
-        .await;
-    assert!(status.is_success(), "{answer}");
-    world.emulator.clear_requests();
+    world.disable_api(PROJECT, "compute.googleapis.com").await;
     let facts = collect(&clients(&world), PROJECT, &[REGION.to_string()])
         .await
         .expect("the audit reads a project whose Compute Engine API is disabled");
