@@ -723,6 +723,47 @@ async fn a_project_without_an_organization_warns_on_direct_iap_unless_its_settin
     assert!(world.mutating_requests().is_empty());
 }
 
+/// Cloud Run and direct IAP need no Compute Engine API, so many projects have it disabled: no load
+/// balancer can exist there, and the audit reads the services instead of failing on compute's 403.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_project_with_compute_disabled_is_audited_without_load_balancers() {
+    let world = World::start().await;
+    world.provision_iap_agent().await;
+    let agent = world.iap_agent();
+    world
+        .run_service(
+            "guarded",
+            json!({"iapEnabled": true, "ingress": "INGRESS_TRAFFIC_ALL"}),
+        )
+        .await;
+    world
+        .set_run_members("guarded", "roles/run.invoker", &[&agent])
+        .await;
+    world
+        .run_service("open", json!({"ingress": "INGRESS_TRAFFIC_ALL"}))
+        .await;
+    world
+        .set_run_members("open", "roles/run.invoker", &["allUsers"])
+        .await;
+    world.disable_api(PROJECT, "compute.googleapis.com").await;
+    let facts = collect(&clients(&world), PROJECT, &[REGION.to_string()])
+        .await
+        .expect("the audit reads a project whose Compute Engine API is disabled");
+    let report = evaluate(&facts);
+    let expected: BTreeMap<String, Vec<String>> =
+        [(format!("{REGION}/open"), vec!["no_iap".to_string()])].into();
+    assert_eq!(findings_by_service(&report), expected);
+    assert!(report.services.iter().all(|s| s.backends.is_empty()));
+    assert!(
+        world
+            .emulator
+            .requests()
+            .iter()
+            .any(|r| r.path.starts_with("/compute/") && r.status == 403),
+        "compute was asked and answered 403"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_emulator_serves_aggregated_lists_in_googles_shape_page_by_page() {
     let world = World::start().await;

@@ -406,10 +406,17 @@ impl TokenSource {
                     _ => provider.token(&[CLOUD_PLATFORM_SCOPE]).await,
                 };
                 let token = token.map_err(|e| {
+                    let chain = error_chain(&e);
+                    // gcp_auth keeps the token endpoint's answer (invalid_grant and its reason)
+                    // out of the error and logs it at WARN: say where to find it.
+                    let hint = if chain.ends_with("token request failed") {
+                        "; the token endpoint's answer is in the provider's log (TF_LOG=warn)"
+                    } else {
+                        ""
+                    };
                     Error::Auth(format!(
-                        "could not obtain an access token from {}: {}",
+                        "could not obtain an access token from {}: {chain}{hint}",
                         origin.describe(),
-                        error_chain(&e)
                     ))
                 })?;
                 Ok((token.as_str().to_string(), generation))

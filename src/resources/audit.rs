@@ -97,7 +97,7 @@ impl DataSource<Context> for Audit {
         let findings = Attribute::new("findings", Type::list(finding_type())).computed();
         Schema::new(
             0,
-            Block::new("The IAP exposure of every Cloud Run service of a project, whoever deployed it. For each service: its ingress, run.app URL, IAP on the service and on each load balancer backend that reaches it through a serverless NEG, its invokers and JWT audiences, and the findings of the plan-time checks applied to what exists, plus `unprotected_path` (a load balancer path without IAP to a service IAP guards elsewhere) and `no_iap` (reachable from the internet with no IAP and no invoker restriction). Read-only; meant for `check` blocks (Terraform 1.5+) and outputs. The calls are bounded: the project and its organization, one Run list per region, six compute lists whatever the number of services (aggregatedList of serverless NEGs, backend services, forwarding rules, target HTTPS proxies and URL maps, and the list of global forwarding rules), each IAM policy once, 32 at a time, and the IAP settings of a protected resource only where its OAuth client decides a finding (a member outside the organization, or direct IAP in a project without one).")
+            Block::new("The IAP exposure of every Cloud Run service of a project, whoever deployed it. For each service: its ingress, run.app URL, IAP on the service and on each load balancer backend that reaches it through a serverless NEG, its invokers and JWT audiences, and the findings of the plan-time checks applied to what exists, plus `unprotected_path` (a load balancer path without IAP to a service IAP guards elsewhere) and `no_iap` (reachable from the internet with no IAP and no invoker restriction). Read-only; meant for `check` blocks (Terraform 1.5+) and outputs. The calls are bounded: the project and its organization, one Run list per region, six compute lists whatever the number of services (aggregatedList of serverless NEGs, backend services, forwarding rules, target HTTPS proxies and URL maps, and the list of global forwarding rules; none when the project's Compute Engine API is disabled, for then it has no load balancer), each IAM policy once, 32 at a time, and the IAP settings of a protected resource only where its OAuth client decides a finding (a member outside the organization, or direct IAP in a project without one).")
                 .attribute(project.description("Project whose Cloud Run services are audited (id or number). Defaults to the provider's `project`."))
                 .attribute(regions.description("Regions whose Cloud Run services are audited. Defaults to the provider's `region`."))
                 .attribute(services.description("Every Cloud Run service of the regions, sorted by location and name: `name`, `location`, `uri`, `ingress` (`INGRESS_TRAFFIC_*`), `default_uri_disabled`, `iap_enabled` (direct IAP), `public_invoker` (allUsers/allAuthenticatedUsers hold roles/run.invoker or invoker IAM is disabled; null when the policy cannot be read), `agent_has_invoker` (the IAP service agent holds roles/run.invoker; null when unknown), `backends` (each backend service reaching it through a serverless NEG: `name`, `region` (null when global), `load_balancing_scheme`, `iap_enabled`), `jwt_audiences` (the `aud` of the IAP JWT on each path with IAP) and `findings` (as in `findings`)."))
@@ -223,6 +223,17 @@ fn unknown_if_unreadable<T>(result: Result<T, google::Error>) -> Result<Option<T
     }
 }
 
+/// Compute's lists in a project whose Compute Engine API is disabled: empty, for no load balancer
+/// can exist there (Cloud Run and direct IAP need no Compute), rather than an error.
+fn empty_if_compute_disabled<T: Default>(
+    result: Result<T, google::Error>,
+) -> Result<T, google::Error> {
+    match result {
+        Err(e) if e.is_service_disabled() => Ok(T::default()),
+        other => other,
+    }
+}
+
 /// The project, and the domain of its organization when it has one that can be read
 /// (organizations.get needs a permission on the organization an auditor of the project may lack).
 async fn project_and_domain(
@@ -311,13 +322,22 @@ pub async fn collect(
         let services = clients.run.services(project, region).await?;
         Ok::<_, google::Error>((region.clone(), services))
     }));
-    let frontends =
-        async { unknown_if_unreadable(clients.compute.https_reached_backends(project).await) };
+    let compute = &clients.compute;
+    let frontends = async {
+        unknown_if_unreadable(empty_if_compute_disabled(
+            compute.https_reached_backends(project).await,
+        ))
+    };
+    let negs = async {
+        empty_if_compute_disabled(compute.network_endpoint_groups_aggregated(project).await)
+    };
+    let backends =
+        async { empty_if_compute_disabled(compute.backend_services_aggregated(project).await) };
     let ((info, organization_domain), lists, negs, backends, https_reached) = futures::try_join!(
         project_and_domain(clients, project),
         lists,
-        clients.compute.network_endpoint_groups_aggregated(project),
-        clients.compute.backend_services_aggregated(project),
+        negs,
+        backends,
         frontends,
     )?;
     let project_id = info.project_id.clone();

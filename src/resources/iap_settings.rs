@@ -196,7 +196,10 @@ impl Model {
 
 fn secret_description(what: &str) -> String {
     format!(
-        "{what} A secret rotated outside Terraform shows as drift through the API's SHA-256 of it."
+        "{what} A secret rotated outside Terraform shows as drift through the API's SHA-256 of it. \
+         Terraform 1.0.3 crashes (\"value is marked, so must be unmarked first\") showing any \
+         change of this block, drift included, while the secret is set; a saved plan \
+         (`terraform plan -out=tfplan`, then `terraform apply tfplan`) still applies."
     )
 }
 
@@ -212,7 +215,7 @@ fn access_settings_block() -> NestedBlock {
             "Client id of a custom OAuth client. Needed for users outside the organization and for projects without one.",
         ))
         .attribute(Attribute::string("client_secret").optional().sensitive().description(secret_description(
-            "Secret of the custom OAuth client; stored in state (sensitive). Prefer `client_secret_wo` on Terraform 1.11+: Terraform 1.0.3 was seen to crash rendering a change of this block while it holds a sensitive value.",
+            "Secret of the custom OAuth client; stored in state (sensitive). Prefer `client_secret_wo` on Terraform 1.11+.",
         )))
         .attribute(Attribute::string("client_secret_wo").optional().sensitive().write_only().description(
             "Write-only secret of the custom OAuth client (Terraform 1.11+): never stored in plan or state. Change `client_secret_wo_version` to send a new value.",

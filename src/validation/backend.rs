@@ -61,7 +61,7 @@ fn at_backend() -> Option<AttributePath> {
     Some(AttributePath::attr("backend_service"))
 }
 
-/// `cdn_enabled`: Cloud CDN on the backend IAP protects. Seed 000 and IAP docs: "IAP is incompatible
+/// `cdn_enabled`: Cloud CDN on the backend IAP protects. IAP docs: "IAP is incompatible
 /// with Cloud CDN." Reads: `enableCDN`.
 pub fn cdn_enabled(backend: &BackendFacts) -> Vec<Finding> {
     if !backend.cdn_enabled {
@@ -138,7 +138,7 @@ mod http2_classic_lb_tests {
     }
 }
 
-/// `envoy_jwt_header`: older IAP docs (seed 001) say Envoy-based (EXTERNAL_MANAGED) load balancers do
+/// `envoy_jwt_header`: older IAP docs say Envoy-based (EXTERNAL_MANAGED) load balancers do
 /// not pass `X-Goog-IAP-JWT-Assertion`. Current docs no longer list it: a warning. Reads:
 /// `loadBalancingScheme`.
 pub fn envoy_jwt_header(backend: &BackendFacts) -> Vec<Finding> {

@@ -1,13 +1,13 @@
 //! Every known limitation of IAP in front of Cloud Run, as a named check.
 //!
-//! [`CATALOGUE`] lists each check once: name, default severity, what it catches and its source (the
-//! seed documents in the project's research, and Google's documentation). The submodules hold the
-//! checks, grouped by the object they inspect (`members`: access-binding members; `service`: a Cloud
-//! Run service; `backend`: a load balancer backend service and what fronts it). Each check is a
-//! function over plain facts that returns [`Finding`]s, with its tests right below it. Resources
-//! gather the facts through the APIs and call these functions; none re-implements a rule. Values
-//! unknown at plan are skipped; Terraform plans the resource again at apply once they are known, and
-//! the checks run then, before anything is changed.
+//! [`CATALOGUE`] lists each check once: name, default severity, what it catches and its source (a
+//! public document a user can look up). The submodules hold the checks, grouped by the object they
+//! inspect (`members`: access-binding members; `service`: a Cloud Run service; `backend`: a load
+//! balancer backend service and what fronts it). Each check is a function over plain facts that
+//! returns [`Finding`]s, with its tests right below it. Resources gather the facts through the APIs
+//! and call these functions; none re-implements a rule. Values unknown at plan are skipped;
+//! Terraform plans the resource again at apply once they are known, and the checks run then, before
+//! anything is changed.
 
 use std::collections::BTreeSet;
 
@@ -43,7 +43,7 @@ pub const CATALOGUE: &[Check] = &[
         severity: Severity::Error,
         catches: "End-to-end HTTP/2 (an h2c container port, or backend protocol HTTP2/H2C) behind a classic (EXTERNAL) load balancer with IAP.",
         consequence: "Requests end in an infinite redirect loop.",
-        source: "Seed 001 (older IAP docs): \"Cloud Run services with HTTP/2 enabled encounter an infinite redirect loop upon request when secured with IAP.\" Current docs limit this to the classic Application Load Balancer and recommend the global external Application Load Balancer.",
+        source: "IAP for Cloud Run documentation (cloud.google.com/iap/docs/enabling-cloud-run), an earlier version: \"Cloud Run services with HTTP/2 enabled encounter an infinite redirect loop upon request when secured with IAP.\" Current docs limit this to the classic Application Load Balancer and recommend the global external Application Load Balancer.",
         fix: "Use the global external Application Load Balancer (loadBalancingScheme EXTERNAL_MANAGED), or serve HTTP/1 (port name http1).",
     },
     Check {
@@ -51,7 +51,7 @@ pub const CATALOGUE: &[Check] = &[
         severity: Severity::Warning,
         catches: "An h2c (end-to-end HTTP/2) port on a Cloud Run service with IAP enabled directly.",
         consequence: "Older IAP documentation reports an infinite redirect loop for any HTTP/2 service behind IAP; current documentation only names the classic load balancer.",
-        source: "Seed 001 (older IAP docs), HTTP/2 limitation; current Cloud Run IAP documentation.",
+        source: "IAP for Cloud Run documentation (cloud.google.com/iap/docs/enabling-cloud-run): the HTTP/2 limitation, in its earlier and current versions.",
         fix: "Verify the service in a browser after apply, or serve HTTP/1 (port name http1). Ignore with ignore_checks = [\"http2_direct\"] once verified.",
     },
     Check {
@@ -59,7 +59,7 @@ pub const CATALOGUE: &[Check] = &[
         severity: Severity::Warning,
         catches: "IAP on an Envoy-based (EXTERNAL_MANAGED) load balancer backend.",
         consequence: "Older IAP documentation says the X-Goog-IAP-JWT-Assertion header is missing behind Envoy-based load balancers, so apps that verify it reject every request. Current documentation no longer lists this.",
-        source: "Seed 001 (older IAP docs): \"Cloud Run services served by a Envoy based load balancer mode ... do not have the X-Goog-IAP-JWT-Assertion IAP header.\"",
+        source: "IAP for Cloud Run documentation (cloud.google.com/iap/docs/enabling-cloud-run), an earlier version: \"Cloud Run services served by a Envoy based load balancer mode ... do not have the X-Goog-IAP-JWT-Assertion IAP header.\"",
         fix: "If the app verifies X-Goog-IAP-JWT-Assertion, test that it arrives; otherwise ignore with ignore_checks = [\"envoy_jwt_header\"].",
     },
     Check {
@@ -67,7 +67,7 @@ pub const CATALOGUE: &[Check] = &[
         severity: Severity::Error,
         catches: "Cloud CDN enabled on the backend service that IAP protects.",
         consequence: "Google documents IAP as incompatible with Cloud CDN: responses cached at the edge can be served without passing IAP.",
-        source: "IAP documentation (and research/google_provider.md): \"IAP is incompatible with Cloud CDN.\" The Google provider accepts the combination without a check.",
+        source: "IAP for Cloud Run documentation (cloud.google.com/iap/docs/enabling-cloud-run): \"IAP is incompatible with Cloud CDN.\" The Google provider accepts the combination without a check.",
         fix: "Disable Cloud CDN (enableCDN = false) on this backend service, or serve cacheable content from another backend.",
     },
     Check {
@@ -75,7 +75,7 @@ pub const CATALOGUE: &[Check] = &[
         severity: Severity::Error,
         catches: "Load-balancer IAP while the Cloud Run service accepts all ingress and its default run.app URL is enabled.",
         consequence: "Anyone can skip IAP by calling the service's run.app URL directly.",
-        source: "Seed 000: \"To prevent traffic from routing through a Cloud Run service's default run.app URL, disable the default URL. Otherwise, configure your ingress settings.\"",
+        source: "IAP for Cloud Run documentation (cloud.google.com/iap/docs/enabling-cloud-run): \"To prevent traffic from routing through a Cloud Run service's default run.app URL, disable the default URL. Otherwise, configure your ingress settings.\"",
         fix: "Set the service's ingress to INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER or disable the default URL (default_uri_disabled = true), or use iaprun_service_iap (direct IAP protects every path).",
     },
     Check {
@@ -83,7 +83,7 @@ pub const CATALOGUE: &[Check] = &[
         severity: Severity::Warning,
         catches: "allUsers or allAuthenticatedUsers holds roles/run.invoker, or invoker IAM is disabled, on a service behind IAP.",
         consequence: "Clients inside the network (or through run.app) can call the service without passing IAP. Older IAP docs required allUsers as invoker; current docs grant the IAP service agent instead.",
-        source: "Seed 001 (older docs required allUsers invoker); current IAP docs: grant roles/run.invoker to service-PROJECT_NUMBER@gcp-sa-iap.iam.gserviceaccount.com.",
+        source: "IAP for Cloud Run documentation (cloud.google.com/iap/docs/enabling-cloud-run): an earlier version required the allUsers invoker; the current one says to grant roles/run.invoker to service-PROJECT_NUMBER@gcp-sa-iap.iam.gserviceaccount.com.",
         fix: "Remove allUsers/allAuthenticatedUsers from roles/run.invoker (and turn invoker IAM back on); keep grant_iap_invoker = true.",
     },
     Check {
@@ -91,7 +91,7 @@ pub const CATALOGUE: &[Check] = &[
         severity: Severity::Error,
         catches: "The IAP service agent lacks roles/run.invoker on the Cloud Run service and grant_iap_invoker is false.",
         consequence: "Users who pass IAP get 403 \"Your client does not have permission to get URL from this server\".",
-        source: "Seed 000: grant the invoker permission to service-[PROJECT-NUMBER]@gcp-sa-iap.iam.gserviceaccount.com; troubleshooting entry \"Your client does not have permission to get URL\".",
+        source: "IAP for Cloud Run documentation (cloud.google.com/iap/docs/enabling-cloud-run): grant the invoker permission to service-[PROJECT-NUMBER]@gcp-sa-iap.iam.gserviceaccount.com; troubleshooting entry \"Your client does not have permission to get URL\".",
         fix: "Set grant_iap_invoker = true, or grant roles/run.invoker to the IAP service agent yourself.",
     },
     Check {
@@ -99,7 +99,7 @@ pub const CATALOGUE: &[Check] = &[
         severity: Severity::Warning,
         catches: "No HTTPS forwarding rule reaches the backend service.",
         consequence: "IAP only works over HTTPS: without an HTTPS frontend users cannot sign in.",
-        source: "Seed 001: \"At least one protocol in the load balancer frontend configuration must be HTTPS.\"",
+        source: "IAP for Cloud Run documentation (cloud.google.com/iap/docs/enabling-cloud-run), an earlier version: \"At least one protocol in the load balancer frontend configuration must be HTTPS.\"",
         fix: "Add a target HTTPS proxy and forwarding rule whose URL map routes to this backend service.",
     },
     Check {
@@ -123,7 +123,7 @@ pub const CATALOGUE: &[Check] = &[
         severity: Severity::Warning,
         catches: "The Google-managed OAuth client is used while members are outside the project's organization.",
         consequence: "With the Google-managed OAuth client only users within the organization can sign in; outside members are refused.",
-        source: "Seed 000: \"IAP uses a Google-managed OAuth client ... Only users within the organization can access the IAP-enabled application.\" The organization's domain comes from Resource Manager (organizations.get displayName).",
+        source: "IAP for Cloud Run documentation (cloud.google.com/iap/docs/enabling-cloud-run): \"IAP uses a Google-managed OAuth client ... Only users within the organization can access the IAP-enabled application.\" The organization's domain comes from Resource Manager (organizations.get displayName).",
         fix: "Give the IAP resource a custom OAuth client: iaprun_iap_settings with access_settings { oauth_settings { client_id, client_secret_wo } } (or oauth2_client_id on iaprun_backend_iap). A binding whose resource is iaprun_iap_settings.NAME.resource is planned after the settings and sees the planned client.",
     },
     Check {
@@ -171,7 +171,7 @@ pub const CATALOGUE: &[Check] = &[
         severity: Severity::Error,
         catches: "Two access resources in one configuration claim the same (resource, role, condition) binding authoritatively, or an iaprun_access_member overlaps an iaprun_access_binding.",
         consequence: "They undo each other on every apply: a binding sets the member list to its own, removing the other's members, and destroying a binding removes every member of its role and condition.",
-        source: "research/google_provider.md section 2.6: the google provider documents that _binding and _member (or two _binding) on one role fight (TPG #2449, #17329, #28785) and does not detect it. Only resources planned in the same run are compared, and only once their resource, role and condition are known.",
+        source: "The google provider's IAP IAM pages: an _iam_binding works with an _iam_member only if they do not grant the same role; the two (or two _iam_binding) on one role fight (terraform-provider-google issues #2449, #17329, #28785), and that provider does not detect it. Only resources planned in the same run are compared, and only once their resource, role and condition are known.",
         fix: "Keep one iaprun_access_binding per (resource, role, condition), or use only iaprun_access_member resources (one per member) where several modules grant the same role.",
     },
 ];
@@ -314,6 +314,22 @@ mod catalogue_tests {
                 "{}",
                 c.name
             );
+        }
+    }
+
+    /// The source reaches users in every diagnostic and in the audit's findings: it must name a
+    /// document they can find, not one of the project's own research notes.
+    #[test]
+    fn sources_name_public_documents() {
+        for c in CATALOGUE {
+            for internal in ["Seed 0", "research/", ".md"] {
+                assert!(
+                    !c.source.contains(internal),
+                    "{}: source cites {internal:?}: {}",
+                    c.name,
+                    c.source
+                );
+            }
         }
     }
 

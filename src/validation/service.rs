@@ -43,7 +43,7 @@ mod http2_direct_tests {
 
 /// `public_invoker`: `allUsers`/`allAuthenticatedUsers` hold `roles/run.invoker`, or invoker IAM is
 /// disabled, on a service IAP protects: clients that reach the service by another path (internal
-/// networks, run.app) skip IAP. Seed 001 (older docs) required allUsers; current docs grant the IAP
+/// networks, run.app) skip IAP. An earlier version of the IAP docs required allUsers; current docs grant the IAP
 /// service agent instead. Reads: `invokerIamDisabled`, the service's IAM policy.
 pub fn public_invoker(service: &RunServiceFacts, path: AttributePath) -> Vec<Finding> {
     let public = service.public_invokers();

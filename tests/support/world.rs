@@ -89,6 +89,12 @@ impl World {
         value
     }
 
+    /// Disables an API (`compute.googleapis.com`, ...) of a project through Service Usage.
+    pub async fn disable_api(&self, project: &str, api: &str) {
+        let path = format!("/v1/projects/{project}/services/{api}:disable");
+        self.ok("POST", &path, Some(json!({}))).await;
+    }
+
     /// Waits for a Cloud Run operation.
     async fn wait_run(&self, op: &Value) {
         let name = op["name"].as_str().expect("operation name");

@@ -495,6 +495,8 @@ async fn token_endpoint_failure_is_an_auth_error() {
     let err = clients.run.service(&svc()).await.expect_err("no token");
     assert!(matches!(err, Error::Auth(_)), "{err}");
     assert!(!err.to_string().contains("PRIVATE KEY"));
+    // The reason (here "Invalid JWT Signature.") is only in the log: the message says where.
+    assert!(err.to_string().contains("TF_LOG=warn"), "{err}");
     assert!(
         stub.seen().iter().all(|s| s.path == "/token"),
         "no API call without a token"
