@@ -635,7 +635,9 @@ async fn a_binding_write_starts_from_a_fresh_read_and_keeps_every_other_binding(
     let cached = ctx
         .policies
         .get_or_fetch(&key, || async {
-            Err::<iaprun::google::Policy, _>("the refresh left the policy cached")
+            Err::<iaprun::google::Policy, _>(iaprun::google::Error::Config(
+                "the refresh left the policy cached".into(),
+            ))
         })
         .await
         .expect("cached policy");

@@ -8,12 +8,16 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::OnceCell;
 
-/// A map of values fetched at most once per key (until invalidated or replaced).
-pub struct Coalesced<V> {
-    cells: Mutex<HashMap<String, Arc<OnceCell<V>>>>,
+/// A map of values fetched at most once per key (until invalidated or replaced). Callers that ask
+/// while a fetch runs share its outcome, an error too; an error is not kept for later callers.
+pub struct Coalesced<V, E> {
+    cells: Mutex<HashMap<String, Fetch<V, E>>>,
 }
 
-impl<V: Clone> Default for Coalesced<V> {
+/// The outcome of one fetch, shared by the callers waiting on it.
+type Fetch<V, E> = Arc<OnceCell<Result<V, E>>>;
+
+impl<V: Clone, E: Clone> Default for Coalesced<V, E> {
     fn default() -> Self {
         Self {
             cells: Mutex::new(HashMap::new()),
@@ -21,27 +25,37 @@ impl<V: Clone> Default for Coalesced<V> {
     }
 }
 
-impl<V: Clone> Coalesced<V> {
-    fn cell(&self, key: &str) -> Arc<OnceCell<V>> {
+impl<V: Clone, E: Clone> Coalesced<V, E> {
+    fn cell(&self, key: &str) -> Fetch<V, E> {
         lock(&self.cells)
             .entry(key.to_string())
             .or_default()
             .clone()
     }
 
-    /// The cached value of `key`, or the result of `fetch`, run by exactly one of the concurrent
-    /// callers. A failed fetch is not cached: the next caller tries again.
-    pub async fn get_or_fetch<E, F, Fut>(&self, key: &str, fetch: F) -> Result<V, E>
+    /// The cached value of `key`, or the outcome of `fetch`, run by exactly one of the concurrent
+    /// callers. A failed fetch answers the callers that were waiting on it and is then dropped: the
+    /// next caller fetches again. (Waiting callers each fetching again in turn made an unreachable
+    /// API cost one full retry budget per resource, one after another.)
+    pub async fn get_or_fetch<F, Fut>(&self, key: &str, fetch: F) -> Result<V, E>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<V, E>>,
     {
-        self.cell(key).get_or_try_init(fetch).await.cloned()
+        let cell = self.cell(key);
+        let outcome = cell.get_or_init(fetch).await.clone();
+        if outcome.is_err() {
+            let mut cells = lock(&self.cells);
+            if cells.get(key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+                cells.remove(key);
+            }
+        }
+        outcome
     }
 
     /// Replaces the cached value (after a write, with what the write returned).
     pub fn put(&self, key: &str, value: V) {
-        let cell = OnceCell::new_with(Some(value));
+        let cell = OnceCell::new_with(Some(Ok(value)));
         lock(&self.cells).insert(key.to_string(), Arc::new(cell));
     }
 
@@ -196,6 +210,36 @@ mod tests {
             release.notified().await;
         }
         Ok(exists)
+    }
+
+    #[tokio::test]
+    async fn callers_waiting_on_a_failed_fetch_share_its_error_and_the_next_caller_fetches_again() {
+        let (coalesced, calls) = (Coalesced::<bool, String>::default(), AtomicUsize::new(0));
+        // join_all polls every caller once before the fetch's sleep can end: all ten wait on it.
+        let fetch = || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Err::<bool, _>("unreachable".to_string())
+        };
+        let answers =
+            futures::future::join_all((0..10).map(|_| coalesced.get_or_fetch("p", fetch))).await;
+        let unreachable = Err("unreachable".to_string());
+        assert!(answers.iter().all(|a| *a == unreachable), "{answers:?}");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "one fetch for the ten callers"
+        );
+        // The error is not kept: the next caller fetches again, and a success is kept.
+        let ok = coalesced.get_or_fetch("p", || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, String>(true)
+        });
+        assert_eq!(ok.await, Ok(true));
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        let kept = coalesced.get_or_fetch("p", || async { Err("not called".to_string()) });
+        assert_eq!(kept.await, Ok(true));
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]

@@ -21,20 +21,20 @@ pub struct Context {
     unknown_defaults: (bool, bool),
     pub clients: google::Clients,
     /// Projects by id or number, read once per process.
-    projects: Coalesced<Arc<google::Project>>,
+    projects: Coalesced<Arc<google::Project>, google::Error>,
     /// IAP policies by canonical resource name, for refresh; writes never start from these (the
     /// IAM writer keeps its own copy, guarded by its etag: see `google::iam`).
-    pub policies: Coalesced<google::Policy>,
+    pub policies: Coalesced<google::Policy, google::Error>,
     /// Whether the target of an IAP resource exists, by canonical resource name (plan-time checks).
-    pub targets: Coalesced<bool>,
+    pub targets: Coalesced<bool, google::Error>,
     /// The same, asked at apply: fresh reads shared by the callers waiting, and a yes kept (see
     /// [`Existence`] for the rule).
     pub live_targets: Existence<google::Error>,
     /// Whether an IAP resource uses a custom OAuth client, by canonical resource name; a backend
     /// planned in this process records its configured client here (plan-time checks).
-    pub custom_oauth_clients: Coalesced<bool>,
+    pub custom_oauth_clients: Coalesced<bool, google::Error>,
     /// The domain of the organization above a project (`None`: no organization), by project.
-    pub organization_domains: Coalesced<Option<String>>,
+    pub organization_domains: Coalesced<Option<String>, google::Error>,
     /// IAP this run plans and removes, so `double_iap` sees both layers before either is applied.
     planned_iap: std::sync::Mutex<PlannedIap>,
     /// Counts the IAP removals finished in this process, for applies that wait on one.
