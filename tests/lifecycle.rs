@@ -188,9 +188,26 @@ resource "iaprun_access_binding" "users" {{
 
 /// Adds a serverless NEG to a global backend service out of band.
 async fn add_neg_to_backend(world: &World, backend: &str, neg: &str) {
+    edit_backend_negs(world, backend, |backends| {
+        backends.push(json!({"group": format!("projects/{PROJECT}/regions/{REGION}/networkEndpointGroups/{neg}")}));
+    })
+    .await;
+}
+
+/// Takes a serverless NEG off a global backend service out of band.
+async fn remove_neg_from_backend(world: &World, backend: &str, neg: &str) {
+    let suffix = format!("/networkEndpointGroups/{neg}");
+    edit_backend_negs(world, backend, |backends| {
+        backends.retain(|b| !b["group"].as_str().is_some_and(|g| g.ends_with(&suffix)));
+    })
+    .await;
+}
+
+/// Edits the `backends` of a global backend service out of band (fingerprint-guarded PATCH).
+async fn edit_backend_negs(world: &World, backend: &str, edit: impl FnOnce(&mut Vec<Value>)) {
     let current = world.backend_json(backend, None).await;
     let mut backends = current["backends"].as_array().cloned().unwrap_or_default();
-    backends.push(json!({"group": format!("projects/{PROJECT}/regions/{REGION}/networkEndpointGroups/{neg}")}));
+    edit(&mut backends);
     let (status, op) = world
         .call(
             "PATCH",
@@ -270,6 +287,40 @@ async fn backend_grants_drift_when_removed_and_a_later_neg_is_granted() {
         assert!(!world.run_members("app", INVOKER).await.contains(&agent));
         assert!(!world.run_members("late", INVOKER).await.contains(&agent));
     }
+}
+
+/// A NEG taken off the backend: the grant this resource added on its service is drift, and the
+/// next apply releases it (the other service behind the backend keeps its grant).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_grant_on_a_service_taken_off_the_backend_is_released() {
+    let world = World::start().await;
+    let config = backend_world(&world).await;
+    world.run_service("late", json!({})).await;
+    world.neg("late-neg", "late").await;
+    add_neg_to_backend(&world, "web", "late-neg").await;
+    let ws = world.workspace(&newest(), &config);
+    ws.apply().expect_success();
+    let agent = world.iap_agent();
+    assert!(world.run_members("app", INVOKER).await.contains(&agent));
+    assert!(world.run_members("late", INVOKER).await.contains(&agent));
+
+    remove_neg_from_backend(&world, "web", "app-neg").await;
+    ws.assert_plan(2, "a grant on a service no longer behind the backend");
+    ws.apply().expect_success();
+    assert!(
+        !world.run_members("app", INVOKER).await.contains(&agent),
+        "the grant on the service taken off the backend is released"
+    );
+    assert!(world.run_members("late", INVOKER).await.contains(&agent));
+    ws.assert_plan(0, "converged");
+    let state = ws.show_json();
+    let grants = state["values"]["root_module"]["resources"][0]["values"]["invoker_grants"].clone();
+    assert_eq!(
+        grants,
+        json!([format!(
+            "projects/{PROJECT}/locations/{REGION}/services/late"
+        )])
+    );
 }
 
 // ---- never claim, never leak ---------------------------------------------------------------------

@@ -84,6 +84,23 @@ impl Model {
         );
     }
 
+    /// Whether a grant this resource recorded is on a service no longer behind the backend (its
+    /// NEG taken off since): the next apply releases it, so the plan must not be empty.
+    fn grant_left_behind(&self) -> bool {
+        let (Some(grants), Some(behind)) =
+            (self.iap.invoker_grants.get(), self.cloud_run_services.get())
+        else {
+            return false;
+        };
+        grants.iter().any(|key| match names::parse_service_id(key) {
+            Ok(id) => {
+                let label = format!("{}/{}", id.location.unwrap_or_default(), id.service);
+                !behind.contains(&label)
+            }
+            Err(_) => false,
+        })
+    }
+
     /// What the last read learned about the backend and the services behind it.
     fn set_read(&mut self, backend: &google::BackendService, facts: &BackendFacts) {
         self.load_balancing_scheme = Attr::from_option(backend.load_balancing_scheme.clone());
@@ -177,6 +194,7 @@ impl Resource<Context> for BackendIap {
         let more = prior.is_some_and(|p| {
             p.oauth2_client_secret_sha256 != planned.oauth2_client_secret_sha256
                 || p.iap.checks_after != planned.iap.checks_after
+                || p.grant_left_behind()
         });
         let replacing = !plan.requires_replace.is_empty();
         let switching_on = Iap::switches_on(prior.map(|p| &p.iap), replacing);
