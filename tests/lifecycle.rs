@@ -399,6 +399,41 @@ async fn a_grant_still_needed_by_another_iap_path_survives_destroy() {
     );
 }
 
+/// The same two backends, and `grant_iap_invoker` turned off on the managed one: the other still
+/// routes to the service with IAP on, so the grant stays (and is no longer this resource's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn turning_the_grant_off_keeps_it_while_another_iap_path_needs_it() {
+    let world = World::start().await;
+    let config = backend_world(&world).await;
+    let ws = world.workspace(&newest(), &config);
+    ws.apply().expect_success();
+    let agent = world.iap_agent();
+    assert!(world.run_members("app", INVOKER).await.contains(&agent));
+    world
+        .backend(
+            "admin",
+            None,
+            &["app-neg"],
+            json!({"iap": {"enabled": true}}),
+        )
+        .await;
+    let off = config.replace(
+        "  backend_service = \"web\"\n",
+        "  backend_service = \"web\"\n  grant_iap_invoker = false\n",
+    );
+    assert_ne!(off, config);
+    ws.write("main.tf", &off);
+    ws.apply().expect_success();
+    assert!(
+        world.run_members("app", INVOKER).await.contains(&agent),
+        "still needed by backend admin"
+    );
+    let state = ws.show_json();
+    let values = &state["values"]["root_module"]["resources"][0]["values"];
+    assert_eq!(values["invoker_grants"], json!([]), "no longer claimed");
+    ws.assert_plan(0, "converged with grant off");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rename_leaves_no_grant_and_no_iap_on_the_old_target() {
     let world = World::start().await;
