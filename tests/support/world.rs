@@ -434,6 +434,16 @@ impl World {
     }
 }
 
+/// Every test that builds a world checks, at its end, that every request made in it conformed to
+/// the discovery documents (DESIGN.md §7), whether or not it asked.
+impl Drop for World {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            self.assert_conformant();
+        }
+    }
+}
+
 /// The `terraform` block that says where `iaprun` comes from.
 pub const REQUIRED_PROVIDERS: &str = r#"terraform {
   required_providers {
