@@ -81,6 +81,10 @@ fn member_problem(member: &str) -> Option<String> {
                 .to_string()
         });
     }
+    if member.ends_with(".apps.googleusercontent.com") && !member.contains('@') {
+        // IAP docs: OAuth client ids are not IAM members; IAP takes them in `programmaticClients`.
+        return Some("is an OAuth client id, not an IAM member: to let that client call the app, list it in programmatic_clients of an iaprun_iap_settings (access_settings { oauth_settings { programmatic_clients } })".to_string());
+    }
     let Some((kind, id)) = member.split_once(':') else {
         return Some("has no type prefix: write user:EMAIL, group:EMAIL, serviceAccount:EMAIL, domain:DOMAIN, principal://... or principalSet://...".to_string());
     };
@@ -207,6 +211,14 @@ mod member_format_tests {
             (
                 "serviceAccount:123456789.svc.id.goog[ns/ksa]",
                 "valid email",
+            ),
+            (
+                "1234-abc.apps.googleusercontent.com",
+                "programmatic_clients",
+            ),
+            (
+                "user:1234-abc.apps.googleusercontent.com",
+                "programmatic_clients",
             ),
         ];
         for (member, expected) in cases {
