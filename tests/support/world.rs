@@ -424,6 +424,11 @@ impl World {
             .collect()
     }
 
+    /// Stops the emulator and waits for it; dropping the world then checks conformance.
+    pub async fn shutdown(mut self) {
+        self.emulator.stop().await;
+    }
+
     /// Every request so far conformed to Google's discovery documents.
     pub fn assert_conformant(&self) {
         let mismatches = self.emulator.mismatches();
