@@ -373,17 +373,15 @@ resource "iaprun_backend_iap" "web" {{
     assert_eq!(world.run_members("app", INVOKER).await, vec![agent]);
 }
 
-/// Two IAP-enabled backends in front of one service: the one this resource manages goes, the
-/// other still needs the agent's grant, which stays.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_grant_still_needed_by_another_iap_path_survives_destroy() {
-    let world = World::start().await;
-    let config = backend_world(&world).await;
+/// Backend "web" with IAP applied from the configuration (its grant added), then another load
+/// balancer, "admin", with IAP on in front of the same service. Returns the workspace, its
+/// configuration and the IAP agent's member.
+async fn two_iap_backends(world: &World) -> (Workspace, String, String) {
+    let config = backend_world(world).await;
     let ws = world.workspace(&newest(), &config);
     ws.apply().expect_success();
     let agent = world.iap_agent();
     assert!(world.run_members("app", INVOKER).await.contains(&agent));
-    // Another load balancer, IAP on, in front of the same service.
     world
         .backend(
             "admin",
@@ -392,6 +390,15 @@ async fn a_grant_still_needed_by_another_iap_path_survives_destroy() {
             json!({"iap": {"enabled": true}}),
         )
         .await;
+    (ws, config, agent)
+}
+
+/// Two IAP-enabled backends in front of one service: the one this resource manages goes, the
+/// other still needs the agent's grant, which stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_grant_still_needed_by_another_iap_path_survives_destroy() {
+    let world = World::start().await;
+    let (ws, _, agent) = two_iap_backends(&world).await;
     let destroy = ws.destroy().expect_success();
     assert!(
         world.run_members("app", INVOKER).await.contains(&agent),
@@ -404,19 +411,7 @@ async fn a_grant_still_needed_by_another_iap_path_survives_destroy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn turning_the_grant_off_keeps_it_while_another_iap_path_needs_it() {
     let world = World::start().await;
-    let config = backend_world(&world).await;
-    let ws = world.workspace(&newest(), &config);
-    ws.apply().expect_success();
-    let agent = world.iap_agent();
-    assert!(world.run_members("app", INVOKER).await.contains(&agent));
-    world
-        .backend(
-            "admin",
-            None,
-            &["app-neg"],
-            json!({"iap": {"enabled": true}}),
-        )
-        .await;
+    let (ws, config, agent) = two_iap_backends(&world).await;
     let off = config.replace(
         "  backend_service = \"web\"\n",
         "  backend_service = \"web\"\n  grant_iap_invoker = false\n",
