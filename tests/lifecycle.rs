@@ -323,6 +323,24 @@ async fn a_grant_on_a_service_taken_off_the_backend_is_released() {
     );
 }
 
+/// The Cloud Run service behind the backend deleted out of band (its NEG stays): its grant went
+/// with it, so the record forgets it and the plan stays empty (`neg_mismatch` warns).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deleted_service_behind_the_backend_plans_no_grant_release() {
+    let world = World::start().await;
+    let config = backend_world(&world).await;
+    let ws = world.workspace(&newest(), &config);
+    ws.apply().expect_success();
+    world.delete_run_service("app").await;
+    let plan = ws.assert_plan(0, "nothing to release on a deleted service");
+    assert!(plan.output().contains("neg_mismatch"), "{}", plan.output());
+    ws.apply().expect_success();
+    let state = ws.show_json();
+    let values = &state["values"]["root_module"]["resources"][0]["values"];
+    assert_eq!(values["invoker_grants"], json!([]), "the refresh forgot it");
+    ws.destroy().expect_success();
+}
+
 // ---- never claim, never leak ---------------------------------------------------------------------
 
 /// Google's own sample: IAP on the service and the agent's grant made by

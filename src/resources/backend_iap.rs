@@ -296,6 +296,7 @@ impl Resource<Context> for BackendIap {
             .all(|s| s.has_invoker(&agent.member) == Some(true));
         state.iap.iap_invoker_granted = Attr::Known(granted);
         state.iap.read_grants();
+        forget_grants_on_deleted_services(&mut state, &r, &facts);
         Ok(Read::Found(state))
     }
 
@@ -335,6 +336,24 @@ impl Resource<Context> for BackendIap {
             iap: Iap::imported(project),
             ..Model::default()
         })
+    }
+}
+
+/// A recorded grant on a Cloud Run service a NEG of the backend still names but that no longer
+/// exists went with the service: nothing is left to remove, and no apply is due for it.
+fn forget_grants_on_deleted_services(
+    state: &mut Model,
+    r: &BackendServiceRef,
+    facts: &BackendFacts,
+) {
+    let Attr::Known(grants) = &mut state.iap.invoker_grants else {
+        return;
+    };
+    for neg in facts.negs.iter().filter(|n| n.service.is_none()) {
+        if let Some(service) = &neg.run_service {
+            let name = ServiceName::new(r.project.as_str(), neg.region.as_str(), service.as_str());
+            grants.remove(&name.to_string());
+        }
     }
 }
 
