@@ -209,7 +209,8 @@ fn render_block_body(out: &mut String, block: &Block, anchor_prefix: &str) {
 /// When the checks run, the one-run fix path and composing with the google provider (DESIGN.md §5).
 const WHEN_CHECKS_RUN: &str = r#"## When checks run
 
-- **At validate**: the checks that need only the configuration (`member_format`, `public_member`, `binding_conflict`).
+- **At validate**: the checks that need only the configuration (`member_format`, `public_member`).
+- **At plan**, on every plan of an access resource: `binding_conflict`, which compares it with the other access resources planned in the same run (`terraform validate` sees one resource at a time, so it cannot).
 - **At plan**, against what exists:
   - a create, or a change the configuration asks for: an error finding fails the plan;
   - a resource that exists and whose configuration did not change (a refresh, the repair of drift, the plan Terraform runs before `terraform destroy`): findings are shown as warnings, so they never block a destroy or an unrelated change;

@@ -188,9 +188,26 @@ resource "iaprun_access_binding" "users" {{
 
 /// Adds a serverless NEG to a global backend service out of band.
 async fn add_neg_to_backend(world: &World, backend: &str, neg: &str) {
+    edit_backend_negs(world, backend, |backends| {
+        backends.push(json!({"group": format!("projects/{PROJECT}/regions/{REGION}/networkEndpointGroups/{neg}")}));
+    })
+    .await;
+}
+
+/// Takes a serverless NEG off a global backend service out of band.
+async fn remove_neg_from_backend(world: &World, backend: &str, neg: &str) {
+    let suffix = format!("/networkEndpointGroups/{neg}");
+    edit_backend_negs(world, backend, |backends| {
+        backends.retain(|b| !b["group"].as_str().is_some_and(|g| g.ends_with(&suffix)));
+    })
+    .await;
+}
+
+/// Edits the `backends` of a global backend service out of band (fingerprint-guarded PATCH).
+async fn edit_backend_negs(world: &World, backend: &str, edit: impl FnOnce(&mut Vec<Value>)) {
     let current = world.backend_json(backend, None).await;
     let mut backends = current["backends"].as_array().cloned().unwrap_or_default();
-    backends.push(json!({"group": format!("projects/{PROJECT}/regions/{REGION}/networkEndpointGroups/{neg}")}));
+    edit(&mut backends);
     let (status, op) = world
         .call(
             "PATCH",
@@ -272,6 +289,58 @@ async fn backend_grants_drift_when_removed_and_a_later_neg_is_granted() {
     }
 }
 
+/// A NEG taken off the backend: the grant this resource added on its service is drift, and the
+/// next apply releases it (the other service behind the backend keeps its grant).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_grant_on_a_service_taken_off_the_backend_is_released() {
+    let world = World::start().await;
+    let config = backend_world(&world).await;
+    world.run_service("late", json!({})).await;
+    world.neg("late-neg", "late").await;
+    add_neg_to_backend(&world, "web", "late-neg").await;
+    let ws = world.workspace(&newest(), &config);
+    ws.apply().expect_success();
+    let agent = world.iap_agent();
+    assert!(world.run_members("app", INVOKER).await.contains(&agent));
+    assert!(world.run_members("late", INVOKER).await.contains(&agent));
+
+    remove_neg_from_backend(&world, "web", "app-neg").await;
+    ws.assert_plan(2, "a grant on a service no longer behind the backend");
+    ws.apply().expect_success();
+    assert!(
+        !world.run_members("app", INVOKER).await.contains(&agent),
+        "the grant on the service taken off the backend is released"
+    );
+    assert!(world.run_members("late", INVOKER).await.contains(&agent));
+    ws.assert_plan(0, "converged");
+    let state = ws.show_json();
+    let grants = state["values"]["root_module"]["resources"][0]["values"]["invoker_grants"].clone();
+    assert_eq!(
+        grants,
+        json!([format!(
+            "projects/{PROJECT}/locations/{REGION}/services/late"
+        )])
+    );
+}
+
+/// The Cloud Run service behind the backend deleted out of band (its NEG stays): its grant went
+/// with it, so the record forgets it and the plan stays empty (`neg_mismatch` warns).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deleted_service_behind_the_backend_plans_no_grant_release() {
+    let world = World::start().await;
+    let config = backend_world(&world).await;
+    let ws = world.workspace(&newest(), &config);
+    ws.apply().expect_success();
+    world.delete_run_service("app").await;
+    let plan = ws.assert_plan(0, "nothing to release on a deleted service");
+    assert!(plan.output().contains("neg_mismatch"), "{}", plan.output());
+    ws.apply().expect_success();
+    let state = ws.show_json();
+    let values = &state["values"]["root_module"]["resources"][0]["values"];
+    assert_eq!(values["invoker_grants"], json!([]), "the refresh forgot it");
+    ws.destroy().expect_success();
+}
+
 // ---- never claim, never leak ---------------------------------------------------------------------
 
 /// Google's own sample: IAP on the service and the agent's grant made by
@@ -322,17 +391,15 @@ resource "iaprun_backend_iap" "web" {{
     assert_eq!(world.run_members("app", INVOKER).await, vec![agent]);
 }
 
-/// Two IAP-enabled backends in front of one service: the one this resource manages goes, the
-/// other still needs the agent's grant, which stays.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_grant_still_needed_by_another_iap_path_survives_destroy() {
-    let world = World::start().await;
-    let config = backend_world(&world).await;
+/// Backend "web" with IAP applied from the configuration (its grant added), then another load
+/// balancer, "admin", with IAP on in front of the same service. Returns the workspace, its
+/// configuration and the IAP agent's member.
+async fn two_iap_backends(world: &World) -> (Workspace, String, String) {
+    let config = backend_world(world).await;
     let ws = world.workspace(&newest(), &config);
     ws.apply().expect_success();
     let agent = world.iap_agent();
     assert!(world.run_members("app", INVOKER).await.contains(&agent));
-    // Another load balancer, IAP on, in front of the same service.
     world
         .backend(
             "admin",
@@ -341,11 +408,43 @@ async fn a_grant_still_needed_by_another_iap_path_survives_destroy() {
             json!({"iap": {"enabled": true}}),
         )
         .await;
+    (ws, config, agent)
+}
+
+/// Two IAP-enabled backends in front of one service: the one this resource manages goes, the
+/// other still needs the agent's grant, which stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_grant_still_needed_by_another_iap_path_survives_destroy() {
+    let world = World::start().await;
+    let (ws, _, agent) = two_iap_backends(&world).await;
     let destroy = ws.destroy().expect_success();
     assert!(
         world.run_members("app", INVOKER).await.contains(&agent),
         "still needed by backend admin: {destroy}"
     );
+}
+
+/// The same two backends, and `grant_iap_invoker` turned off on the managed one: the other still
+/// routes to the service with IAP on, so the grant stays (and is no longer this resource's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn turning_the_grant_off_keeps_it_while_another_iap_path_needs_it() {
+    let world = World::start().await;
+    let (ws, config, agent) = two_iap_backends(&world).await;
+    let off = config.replace(
+        "  backend_service = \"web\"\n",
+        "  backend_service = \"web\"\n  grant_iap_invoker = false\n",
+    );
+    assert_ne!(off, config);
+    ws.write("main.tf", &off);
+    ws.apply().expect_success();
+    assert!(
+        world.run_members("app", INVOKER).await.contains(&agent),
+        "still needed by backend admin"
+    );
+    let state = ws.show_json();
+    let values = &state["values"]["root_module"]["resources"][0]["values"];
+    assert_eq!(values["invoker_grants"], json!([]), "no longer claimed");
+    ws.assert_plan(0, "converged with grant off");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

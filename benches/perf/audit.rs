@@ -167,7 +167,7 @@ pub async fn audit_at_scale() -> Result<Row, String> {
     eprintln!(
         "perf: audit of {SERVICES} services: {calls} calls (bound {bound}), {wall_ms:.0} ms, {findings} findings"
     );
-    world.emulator.shutdown().await;
+    world.shutdown().await;
     Ok(Row::new(format!(
         "8. audit of {SERVICES} services in {} regions, {LATENCY_MS} ms latency ({POLICY_READS_IN_FLIGHT} policy reads in flight)",
         REGIONS.len()

@@ -789,7 +789,7 @@ async fn at_scale(
             .go(go_steps.join("; "))
             .target("linear or better", linear),
     );
-    world.emulator.shutdown().await;
+    world.shutdown().await;
     Ok(rows)
 }
 
@@ -815,7 +815,7 @@ async fn apply_only(terraform: &Path, ours: &Path, go: &Path) -> Result<Vec<Row>
     let ws_like =
         null_workspace(terraform, ours, go, &null_like_config(&resources, BINDINGS)).await?;
     let mut rows = apply_at_scale(&ws_ours, &ws_go, &ws_like, &world.emulator).await?;
-    world.emulator.shutdown().await;
+    world.shutdown().await;
     rows.push(parallel_apply(terraform, ours, go).await?);
     Ok(rows)
 }
@@ -1007,7 +1007,7 @@ async fn parallel_apply(terraform: &Path, ours: &Path, go: &Path) -> Result<Row,
         sets.len(),
         load_now()
     );
-    world.emulator.shutdown().await;
+    world.shutdown().await;
     Ok(Row::new(format!(
         "5d. setIamPolicy calls applying {BINDINGS} bindings at -parallelism=50, {PARALLEL_LATENCY_MS} ms API latency, setIamPolicy {PARALLEL_SET_MS} ms ({INJECTED_CONFLICTS} conflicts injected; information)"
     ))
@@ -1119,7 +1119,7 @@ async fn apply_latency(terraform: &Path, ours: &Path, go: &Path) -> Result<Row, 
     let calls = calls_after - calls_before;
     let budget = OPERATION_MS as f64 + calls as f64 * LATENCY_MS as f64 + 150.0;
     eprintln!("perf: apply of iaprun_service_iap: {elapsed:.0} ms, {calls} API calls, budget {budget:.0} ms");
-    world.emulator.shutdown().await;
+    world.shutdown().await;
     Ok(Row::new(format!(
         "6. apply one iaprun_service_iap ({LATENCY_MS} ms latency, {OPERATION_MS} ms operations)"
     ))

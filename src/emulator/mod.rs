@@ -337,6 +337,11 @@ impl Emulator {
 
     /// Stop serving and wait for the server task.
     pub async fn shutdown(mut self) {
+        self.stop().await;
+    }
+
+    /// [`Emulator::shutdown`] for an owner that keeps the emulator (its journal stays readable).
+    pub async fn stop(&mut self) {
         if let Some(sender) = self.shutdown.take() {
             let _ = sender.send(());
         }

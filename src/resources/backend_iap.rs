@@ -84,6 +84,23 @@ impl Model {
         );
     }
 
+    /// Whether a grant this resource recorded is on a service no longer behind the backend (its
+    /// NEG taken off since): the next apply releases it, so the plan must not be empty.
+    fn grant_left_behind(&self) -> bool {
+        let (Some(grants), Some(behind)) =
+            (self.iap.invoker_grants.get(), self.cloud_run_services.get())
+        else {
+            return false;
+        };
+        grants.iter().any(|key| match names::parse_service_id(key) {
+            Ok(id) => {
+                let label = format!("{}/{}", id.location.unwrap_or_default(), id.service);
+                !behind.contains(&label)
+            }
+            Err(_) => false,
+        })
+    }
+
     /// What the last read learned about the backend and the services behind it.
     fn set_read(&mut self, backend: &google::BackendService, facts: &BackendFacts) {
         self.load_balancing_scheme = Attr::from_option(backend.load_balancing_scheme.clone());
@@ -177,6 +194,7 @@ impl Resource<Context> for BackendIap {
         let more = prior.is_some_and(|p| {
             p.oauth2_client_secret_sha256 != planned.oauth2_client_secret_sha256
                 || p.iap.checks_after != planned.iap.checks_after
+                || p.grant_left_behind()
         });
         let replacing = !plan.requires_replace.is_empty();
         let switching_on = Iap::switches_on(prior.map(|p| &p.iap), replacing);
@@ -278,6 +296,7 @@ impl Resource<Context> for BackendIap {
             .all(|s| s.has_invoker(&agent.member) == Some(true));
         state.iap.iap_invoker_granted = Attr::Known(granted);
         state.iap.read_grants();
+        forget_grants_on_deleted_services(&mut state, &r, &facts);
         Ok(Read::Found(state))
     }
 
@@ -317,6 +336,24 @@ impl Resource<Context> for BackendIap {
             iap: Iap::imported(project),
             ..Model::default()
         })
+    }
+}
+
+/// A recorded grant on a Cloud Run service a NEG of the backend still names but that no longer
+/// exists went with the service: nothing is left to remove, and no apply is due for it.
+fn forget_grants_on_deleted_services(
+    state: &mut Model,
+    r: &BackendServiceRef,
+    facts: &BackendFacts,
+) {
+    let Attr::Known(grants) = &mut state.iap.invoker_grants else {
+        return;
+    };
+    for neg in facts.negs.iter().filter(|n| n.service.is_none()) {
+        if let Some(service) = &neg.run_service {
+            let name = ServiceName::new(r.project.as_str(), neg.region.as_str(), service.as_str());
+            grants.remove(&name.to_string());
+        }
     }
 }
 

@@ -305,9 +305,9 @@ pub fn recorded_grants(
 }
 
 /// Removes the recorded grants of the `agent` but those `keep` names (forgetting each one removed),
-/// except, when `except` is given, where another IAP-enabled path than `except` still routes to
-/// the service: such a grant stays, and is
-/// forgotten too (whoever manages that path owns it now). A lookup failure keeps the grant:
+/// except where an IAP-enabled path still routes to the service: the service's own direct IAP
+/// (when `direct`) or a backend service with IAP on other than `except`. Such a grant stays, and
+/// is forgotten too (whoever manages that path owns it now). A lookup failure keeps the grant:
 /// removing access someone may need is worse than leaving it. The first failure is returned after
 /// trying them all.
 pub async fn release_grants(
@@ -315,7 +315,7 @@ pub async fn release_grants(
     agent: &IapAgent,
     grants: &mut BTreeSet<String>,
     keep: impl Fn(&str) -> bool,
-    except: Option<Option<&google::BackendServiceRef>>,
+    (direct, except): (bool, Option<&google::BackendServiceRef>),
     deadline: Instant,
 ) -> Result<(), Diagnostic> {
     let mut first_error = None;
@@ -327,13 +327,9 @@ pub async fn release_grants(
             grants.remove(&key);
             continue;
         };
-        // `except: None`: revoke regardless (the resource stops granting, by configuration).
-        let still_needed = match except {
-            None => false,
-            Some(except) => match ctx.clients.iap_paths_to(&name, true, except).await {
-                Ok(paths) => !paths.is_empty(),
-                Err(_) => true,
-            },
+        let still_needed = match ctx.clients.iap_paths_to(&name, direct, except).await {
+            Ok(paths) => !paths.is_empty(),
+            Err(_) => true,
         };
         if still_needed {
             tracing::info!(service = %name, "invoker grant kept: another IAP-enabled path still routes to the service");
@@ -573,8 +569,8 @@ pub fn take_grants(prior: Option<&Iap>, private: &mut Private) -> BTreeSet<Strin
 
 /// The agent's grant on every service `behind` the target (when `grant`), recorded in `grants`
 /// where this call added it; then the recorded grants no longer needed are released: all of them
-/// once `grant` is off, and, for a `backend`, those on services no longer behind it (unless another
-/// IAP-enabled path needs them). Returns whether the agent holds the grant on all of `behind`.
+/// once `grant` is off, and, for a `backend`, those on services no longer behind it (either way
+/// unless another IAP-enabled path needs them). Returns whether the agent holds the grant on all of `behind`.
 pub async fn converge_grants(
     ctx: &Context,
     agent: &IapAgent,
@@ -584,7 +580,10 @@ pub async fn converge_grants(
     deadline: Instant,
 ) -> Result<bool, Diagnostic> {
     if !grant {
-        release_grants(ctx, agent, grants, |_| false, None, deadline).await?;
+        // Stops granting by configuration; another IAP path to a service still needs the grant.
+        // This resource's own layer does not count: direct IAP for a service, `backend` for one.
+        let others = (backend.is_some(), backend);
+        release_grants(ctx, agent, grants, |_| false, others, deadline).await?;
         return Ok(agent.granted_everywhere(&ctx.clients, behind).await);
     }
     for name in behind {
@@ -597,7 +596,7 @@ pub async fn converge_grants(
     if let Some(r) = backend {
         let keep: BTreeSet<String> = behind.iter().map(|n| n.to_string()).collect();
         let keep = |k: &str| keep.contains(k);
-        release_grants(ctx, agent, grants, keep, Some(Some(r)), deadline).await?;
+        release_grants(ctx, agent, grants, keep, (true, Some(r)), deadline).await?;
     }
     Ok(true)
 }
@@ -615,7 +614,7 @@ pub async fn release_recorded(
     let agent = IapAgent::new(prior.project.as_deref().unwrap_or_default(), number);
     let mut grants = recorded_grants(Some(&prior.invoker_grants), private);
     let keep = |_: &str| false;
-    release_grants(ctx, &agent, &mut grants, keep, Some(backend), deadline).await
+    release_grants(ctx, &agent, &mut grants, keep, (true, backend), deadline).await
 }
 
 // ---- the checks right before the first change --------------------------------------------------

@@ -331,7 +331,9 @@ impl Resource<Context> for IapSettings {
                 "Set access_settings or application_settings: this resource manages only the settings it is given.",
             );
         }
-        validate_values(&json_of(config), &mut diags);
+        let json = json_of(config);
+        validate_values(&json, &mut diags);
+        validate_pools(&json, &mut diags);
         validate_secrets(config, &mut diags);
         diags
     }
@@ -784,6 +786,23 @@ fn validate_values(config: &Json, diags: &mut Diagnostics) {
     }
 }
 
+/// `workforceIdentitySettings.workforcePools`: "Only one workforce pool is accepted" (IAP v1
+/// discovery document), so a second one would fail the apply.
+fn validate_pools(config: &Json, diags: &mut Diagnostics) {
+    let pools = config
+        .pointer("/access_settings/workforce_identity_settings/workforce_pools")
+        .and_then(Json::as_array);
+    if pools.is_some_and(|p| p.len() > 1) {
+        diags.attribute_error(
+            AttributePath::attr("access_settings")
+                .then_attr("workforce_identity_settings")
+                .then_attr("workforce_pools"),
+            "Too many workforce pools",
+            "IAP accepts only one workforce pool: list one.",
+        );
+    }
+}
+
 /// The OAuth client: one kind of secret, a secret only with a client id, a version only with the
 /// write-only secret.
 fn validate_secrets(config: &Model, diags: &mut Diagnostics) {
@@ -860,5 +879,34 @@ mod tests {
             api_path(&["application_settings", "csm_settings", "rctoken_aud"]).as_deref(),
             Some("applicationSettings.csmSettings.rctokenAud")
         );
+    }
+
+    #[test]
+    fn a_second_workforce_pool_is_refused_on_its_attribute() {
+        let with_pools = |pools: &[&str]| -> Model {
+            serde_json::from_value(serde_json::json!({
+                "resource": "projects/my-project/iap_web/cloud_run-us-central1/services/s",
+                "access_settings": {"workforce_identity_settings": {"workforce_pools": pools}}
+            }))
+            .expect("model")
+        };
+        let caps = ClientCapabilities::default();
+        let two = with_pools(&[
+            "locations/global/workforcePools/a",
+            "locations/global/workforcePools/b",
+        ]);
+        let diags = <IapSettings as Resource<Context>>::validate(&two, caps);
+        let at = AttributePath::attr("access_settings")
+            .then_attr("workforce_identity_settings")
+            .then_attr("workforce_pools");
+        assert!(
+            diags
+                .iter()
+                .any(|d| d.path.as_ref() == Some(&at) && d.summary == "Too many workforce pools"),
+            "{diags:?}"
+        );
+        let one = with_pools(&["locations/global/workforcePools/a"]);
+        let diags = <IapSettings as Resource<Context>>::validate(&one, caps);
+        assert!(diags.is_empty(), "{diags:?}");
     }
 }

@@ -2,6 +2,7 @@
 
 use super::Finding;
 use crate::framework::AttributePath;
+use crate::names;
 
 /// Public principals that must never pass IAP.
 const PUBLIC_PRINCIPALS: [&str; 2] = ["allUsers", "allAuthenticatedUsers"];
@@ -80,10 +81,15 @@ fn member_problem(member: &str) -> Option<String> {
                 .to_string()
         });
     }
+    if member.ends_with(".apps.googleusercontent.com") && !member.contains('@') {
+        // IAP docs: OAuth client ids are not IAM members; IAP takes them in `programmaticClients`.
+        return Some("is an OAuth client id, not an IAM member: to let that client call the app, list it in programmatic_clients of an iaprun_iap_settings (access_settings { oauth_settings { programmatic_clients } })".to_string());
+    }
     let Some((kind, id)) = member.split_once(':') else {
         return Some("has no type prefix: write user:EMAIL, group:EMAIL, serviceAccount:EMAIL, domain:DOMAIN, principal://... or principalSet://...".to_string());
     };
     match kind {
+        "serviceAccount" if is_kubernetes_service_account(id) => None,
         "user" | "group" | "serviceAccount" => {
             if !is_email(id) {
                 Some(format!("does not hold a valid email after {kind}:"))
@@ -111,6 +117,29 @@ fn member_problem(member: &str) -> Option<String> {
         }
         other => Some(format!("has an unknown type {other:?}; use user, group, serviceAccount, domain, principal:// or principalSet://")),
     }
+}
+
+/// A Kubernetes service account through Workload Identity, in the form the IAM policy reference
+/// (IAP v1 discovery document, `Binding.members`) gives: `{project}.svc.id.goog[{namespace}/{name}]`.
+fn is_kubernetes_service_account(id: &str) -> bool {
+    let Some((project, rest)) = id.split_once(".svc.id.goog[") else {
+        return false;
+    };
+    let Some((namespace, name)) = rest.strip_suffix(']').and_then(|r| r.split_once('/')) else {
+        return false;
+    };
+    // Kubernetes names: a namespace is a DNS label, a service account name a DNS subdomain.
+    let kubernetes_name = |s: &str, max: usize, dots: bool| {
+        !s.is_empty()
+            && s.len() <= max
+            && s.chars().all(|c| {
+                c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (dots && c == '.')
+            })
+    };
+    names::is_project(project)
+        && !names::is_project_number(project)
+        && kubernetes_name(namespace, 63, false)
+        && kubernetes_name(name, 253, true)
 }
 
 fn is_email(text: &str) -> bool {
@@ -147,6 +176,7 @@ mod member_format_tests {
             "user:alice@example.com",
             "group:admins@example.com",
             "serviceAccount:svc@my-project.iam.gserviceaccount.com",
+            "serviceAccount:my-project.svc.id.goog[my-namespace/my-ksa]",
             "domain:example.com",
             "principal://iam.googleapis.com/locations/global/workforcePools/p/subject/s",
             "principalSet://iam.googleapis.com/locations/global/workforcePools/p/*",
@@ -173,6 +203,23 @@ mod member_format_tests {
             (" user:a@b.com", "spaces"),
             ("", "empty"),
             ("user:ünicode@example.com", "valid email"),
+            (
+                "serviceAccount:my-project.svc.id.goog[My-NS/ksa]",
+                "valid email",
+            ),
+            ("serviceAccount:my-project.svc.id.goog[ns]", "valid email"),
+            (
+                "serviceAccount:123456789.svc.id.goog[ns/ksa]",
+                "valid email",
+            ),
+            (
+                "1234-abc.apps.googleusercontent.com",
+                "programmatic_clients",
+            ),
+            (
+                "user:1234-abc.apps.googleusercontent.com",
+                "programmatic_clients",
+            ),
         ];
         for (member, expected) in cases {
             let found = member_format(&[member]);

@@ -430,6 +430,11 @@ impl World {
             .collect()
     }
 
+    /// Stops the emulator and waits for it; dropping the world then checks conformance.
+    pub async fn shutdown(mut self) {
+        self.emulator.stop().await;
+    }
+
     /// Every request so far conformed to Google's discovery documents.
     pub fn assert_conformant(&self) {
         let mismatches = self.emulator.mismatches();
@@ -437,6 +442,16 @@ impl World {
             mismatches.is_empty(),
             "requests that do not match the discovery documents: {mismatches:#?}"
         );
+    }
+}
+
+/// Every test that builds a world checks, at its end, that every request made in it conformed to
+/// the discovery documents (DESIGN.md §7), whether or not it asked.
+impl Drop for World {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            self.assert_conformant();
+        }
     }
 }
 
