@@ -99,6 +99,30 @@ impl fmt::Display for ApiError {
     }
 }
 
+/// The organization policy that refused IAM members: domain restricted sharing answers setIamPolicy
+/// with 400 FAILED_PRECONDITION and a `PreconditionFailure` naming
+/// `constraints/iam.allowedPolicyMemberDomains` (research/api_contract.md §7, #17), whose message
+/// alone does not say which policy or member.
+fn org_policy_hint(detail: &Value) -> Option<String> {
+    const CONSTRAINT: &str = "constraints/iam.allowedPolicyMemberDomains";
+    let subjects: Vec<&str> = detail
+        .get("violations")?
+        .as_array()?
+        .iter()
+        .filter(|v| v.get("type").and_then(Value::as_str) == Some(CONSTRAINT))
+        .map(|v| v.get("subject").and_then(Value::as_str).unwrap_or("?"))
+        .collect();
+    if subjects.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "The organization policy {CONSTRAINT} (domain restricted sharing) allows only members of \
+         the organization's permitted customers, and refused {}. Remove those members, or ask an \
+         organization policy administrator to allow them for this project.",
+        subjects.join(", ")
+    ))
+}
+
 /// Appends a sentence, adding a full stop to the previous one only when it lacks one.
 fn append_sentence(text: &mut String, sentence: &str) {
     if !text.ends_with('.') {
@@ -208,6 +232,8 @@ impl ApiError {
                     .get("retryDelay")
                     .and_then(Value::as_str)
                     .and_then(parse_google_duration);
+            } else if kind.ends_with("google.rpc.PreconditionFailure") {
+                self.hint = self.hint.take().or_else(|| org_policy_hint(detail));
             }
         }
     }
@@ -447,6 +473,38 @@ mod tests {
 
     fn parse(status: u16, body: Value) -> ApiError {
         ApiError::from_body(status, body.to_string().as_bytes())
+    }
+
+    #[test]
+    fn a_member_refused_by_domain_restricted_sharing_names_the_policy_and_the_member() {
+        let e = parse(
+            400,
+            json!({"error": {
+                "code": 400, "status": "FAILED_PRECONDITION",
+                "message": "One or more users named in the policy do not belong to a permitted customer.",
+                "details": [{
+                    "@type": "type.googleapis.com/google.rpc.PreconditionFailure",
+                    "violations": [{"type": "constraints/iam.allowedPolicyMemberDomains",
+                                    "subject": "allUsers",
+                                    "description": "User allUsers is not in permitted organization."}]
+                }]
+            }}),
+        );
+        let text = e.to_string();
+        assert!(text.contains("permitted customer."), "{text}");
+        assert!(
+            text.contains("constraints/iam.allowedPolicyMemberDomains (domain restricted sharing)"),
+            "{text}"
+        );
+        assert!(text.contains("refused allUsers."), "{text}");
+        // Another precondition names no member policy: no hint.
+        let other = parse(
+            400,
+            json!({"error": {"code": 400, "status": "FAILED_PRECONDITION", "message": "no",
+                "details": [{"@type": "type.googleapis.com/google.rpc.PreconditionFailure",
+                             "violations": [{"type": "TOS", "subject": "x"}]}]}}),
+        );
+        assert_eq!(other.hint, None);
     }
 
     #[test]
