@@ -57,7 +57,7 @@ pub fn iap_state(what: &str, granted: &str) -> [Attribute; 4] {
         // The grants this resource added, recorded in state so that a destroy (a replacement's
         // destroy half included) can undo exactly them.
         Attribute::string_set("invoker_grants").computed().description(
-            "The Cloud Run services (`projects/{project}/locations/{location}/services/{name}`) on which this resource added `roles/run.invoker` for the IAP service agent. Destroying the resource removes exactly these grants (a grant that existed before is never claimed), unless another IAP-enabled path still routes to the service.",
+            "The Cloud Run services (`projects/{project}/locations/{location}/services/{name}`) on which this resource added `roles/run.invoker` for the IAP service agent. Destroying the resource removes exactly these grants (a grant that existed before is never claimed), unless another IAP-enabled path still routes to the service. Such a grant is kept, leaves this record, and is recorded by no other resource, so it stays after the other path is gone: remove it by hand with `gcloud run services remove-iam-policy-binding` once nothing needs it.",
         ),
         // The one-run fix path (docs/checks.md).
         Attribute::string_list("checks_after").optional().description(
