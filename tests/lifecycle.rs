@@ -447,6 +447,49 @@ async fn turning_the_grant_off_keeps_it_while_another_iap_path_needs_it() {
     ws.assert_plan(0, "converged with grant off");
 }
 
+/// Direct IAP needs no Compute Engine API: in a project where it is disabled no load balancer can
+/// route to the service, so turning the grant off, and destroy, remove the grant this resource
+/// added (compute's 403 SERVICE_DISABLED is not a lookup failure that keeps it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn grants_are_released_in_a_project_with_compute_disabled() {
+    let world = World::start().await;
+    world.run_service("hello", json!({})).await;
+    let header = provider_header("");
+    let config = format!(
+        r#"{header}
+resource "iaprun_service_iap" "hello" {{
+  service = "hello"
+}}
+"#
+    );
+    let ws = world.workspace(&newest(), &config);
+    ws.apply().expect_success();
+    let agent = world.iap_agent();
+    assert!(world.run_members("hello", INVOKER).await.contains(&agent));
+    world.disable_api(PROJECT, "compute.googleapis.com").await;
+
+    let off = config.replace(
+        "  service = \"hello\"\n",
+        "  service = \"hello\"\n  grant_iap_invoker = false\n",
+    );
+    assert_ne!(off, config);
+    ws.write("main.tf", &off);
+    ws.apply().expect_success();
+    assert!(
+        !world.run_members("hello", INVOKER).await.contains(&agent),
+        "grant turned off: released"
+    );
+
+    ws.write("main.tf", &config);
+    ws.apply().expect_success();
+    assert!(world.run_members("hello", INVOKER).await.contains(&agent));
+    ws.destroy().expect_success();
+    assert!(
+        !world.run_members("hello", INVOKER).await.contains(&agent),
+        "destroy released the grant it added"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rename_leaves_no_grant_and_no_iap_on_the_old_target() {
     let world = World::start().await;
