@@ -490,6 +490,62 @@ resource "iaprun_service_iap" "hello" {{
     );
 }
 
+/// Turning the grant off while the lookup of other IAP paths fails (here compute refuses the NEG
+/// list): the grant stays, and so does its record, so a later destroy still removes it rather
+/// than leaving a grant no resource records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_grant_kept_on_a_failed_lookup_stays_recorded_and_destroy_releases_it() {
+    let world = World::start().await;
+    world.run_service("hello", json!({})).await;
+    let header = provider_header("");
+    let config = format!(
+        r#"{header}
+resource "iaprun_service_iap" "hello" {{
+  service = "hello"
+}}
+"#
+    );
+    let ws = world.workspace(&newest(), &config);
+    ws.apply().expect_success();
+    let agent = world.iap_agent();
+    assert!(world.run_members("hello", INVOKER).await.contains(&agent));
+    world
+        .emulator
+        .add_fault(
+            serde_json::from_value(json!({"kind": "status", "status": 403, "method": "GET",
+                "path_regex": "/networkEndpointGroups$", "probability": 1.0,
+                "message": "Required 'compute.networkEndpointGroups.list' permission."}))
+            .expect("fault"),
+        )
+        .expect("fault");
+    let off = config.replace(
+        "  service = \"hello\"\n",
+        "  service = \"hello\"\n  grant_iap_invoker = false\n",
+    );
+    assert_ne!(off, config);
+    ws.write("main.tf", &off);
+    ws.apply().expect_success();
+    assert!(
+        world.run_members("hello", INVOKER).await.contains(&agent),
+        "unknown whether another path needs it: kept"
+    );
+    let state = ws.show_json();
+    let values = &state["values"]["root_module"]["resources"][0]["values"];
+    assert_eq!(
+        values["invoker_grants"],
+        json!([format!(
+            "projects/{PROJECT}/locations/{REGION}/services/hello"
+        )]),
+        "still this resource's"
+    );
+    world.emulator.clear_faults();
+    ws.destroy().expect_success();
+    assert!(
+        !world.run_members("hello", INVOKER).await.contains(&agent),
+        "destroy released the grant it added"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rename_leaves_no_grant_and_no_iap_on_the_old_target() {
     let world = World::start().await;
