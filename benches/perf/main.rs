@@ -26,7 +26,9 @@ use serde_json::json;
 
 use setup::{MirroredProvider, Workspace};
 use support::plugin::{self, ClientIdentity, Launch, PluginProcess};
-use support::world::{header_with_resources, provider_header, World, PROJECT, REGION};
+use support::world::{
+    header_with_resources, provider_header, resources_local, World, PROJECT, REGION,
+};
 
 /// How much to repeat: the full run, or a quick one for iterating.
 struct Effort {
@@ -447,20 +449,10 @@ resource "iaprun_access_binding" "b" {{
 }
 
 fn null_config(count: usize) -> String {
-    format!(
-        r#"terraform {{
-  required_providers {{
-    null = {{ source = "hashicorp/null" }}
-  }}
-}}
-
-resource "null_resource" "r" {{
-  count = {count}
-  triggers = {{
-    member = "user:u${{count.index}}@example.com"
-  }}
-}}
-"#
+    null_resources(
+        count,
+        "",
+        &["member = \"user:u${count.index}@example.com\""],
     )
 }
 
@@ -470,11 +462,22 @@ resource "null_resource" "r" {{
 /// the Go provider does next to nothing: what remains of the gap is the provider's, and the shape of
 /// our resource (a nested block, the computed `id` and `etag`).
 fn null_like_config(resources: &[String], count: usize) -> String {
-    let list = resources
-        .iter()
-        .map(|r| format!("\"{r}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
+    null_resources(
+        count,
+        &resources_local(resources),
+        &[
+            "resource   = local.resources[count.index % length(local.resources)]",
+            "role       = \"roles/iap.httpsResourceAccessor\"",
+            "member     = \"user:u${count.index}@example.com\"",
+            "title      = \"slot-${count.index}\"",
+            "expression = \"request.time < timestamp(\\\"2030-01-01T00:00:00Z\\\")\"",
+        ],
+    )
+}
+
+/// `count` `null_resource` with one trigger per line of `triggers`, after `locals` (HCL).
+fn null_resources(count: usize, locals: &str, triggers: &[&str]) -> String {
+    let triggers: String = triggers.iter().map(|t| format!("    {t}\n")).collect();
     format!(
         r#"terraform {{
   required_providers {{
@@ -482,19 +485,11 @@ fn null_like_config(resources: &[String], count: usize) -> String {
   }}
 }}
 
-locals {{
-  resources = [{list}]
-}}
-
+{locals}
 resource "null_resource" "r" {{
   count = {count}
   triggers = {{
-    resource   = local.resources[count.index % length(local.resources)]
-    role       = "roles/iap.httpsResourceAccessor"
-    member     = "user:u${{count.index}}@example.com"
-    title      = "slot-${{count.index}}"
-    expression = "request.time < timestamp(\"2030-01-01T00:00:00Z\")"
-  }}
+{triggers}  }}
 }}
 "#
     )

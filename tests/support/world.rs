@@ -486,15 +486,17 @@ pub fn provider_header(provider_settings: &str) -> String {
 
 /// The provider header and `local.resources`, the given IAP resource names.
 pub fn header_with_resources(resources: &[String]) -> String {
+    format!("{}\n{}", provider_header(""), resources_local(resources))
+}
+
+/// A `locals` block whose `resources` lists the given IAP resource names.
+pub fn resources_local(resources: &[String]) -> String {
     let list = resources
         .iter()
         .map(|r| format!("\"{r}\""))
         .collect::<Vec<_>>()
         .join(", ");
-    format!(
-        "{}\nlocals {{\n  resources = [{list}]\n}}\n",
-        provider_header("")
-    )
+    format!("locals {{\n  resources = [{list}]\n}}\n")
 }
 
 /// The members of `role` (without condition) in a policy JSON.
