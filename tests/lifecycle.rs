@@ -447,6 +447,110 @@ async fn turning_the_grant_off_keeps_it_while_another_iap_path_needs_it() {
     ws.assert_plan(0, "converged with grant off");
 }
 
+/// Direct IAP on Cloud Run service "hello", the agent's grant on.
+fn direct_config() -> String {
+    let header = provider_header("");
+    format!(
+        r#"{header}
+resource "iaprun_service_iap" "hello" {{
+  service = "hello"
+}}
+"#
+    )
+}
+
+/// Service "hello" with direct IAP applied from the configuration (the agent's grant added).
+/// Returns the workspace, its configuration and the IAP agent's member.
+async fn direct_grant(world: &World) -> (Workspace, String, String) {
+    world.run_service("hello", json!({})).await;
+    let config = direct_config();
+    let ws = world.workspace(&newest(), &config);
+    ws.apply().expect_success();
+    let agent = world.iap_agent();
+    assert!(world.run_members("hello", INVOKER).await.contains(&agent));
+    (ws, config, agent)
+}
+
+/// The configuration of [`direct_grant`] with `grant_iap_invoker = false`.
+fn grant_off(config: &str) -> String {
+    let off = config.replace(
+        "  service = \"hello\"\n",
+        "  service = \"hello\"\n  grant_iap_invoker = false\n",
+    );
+    assert_ne!(off, config);
+    off
+}
+
+/// Destroys the workspace of [`direct_grant`]: the agent's grant on "hello" goes with it.
+async fn assert_destroy_releases(world: &World, ws: &Workspace, agent: &str) {
+    ws.destroy().expect_success();
+    assert!(
+        !world
+            .run_members("hello", INVOKER)
+            .await
+            .iter()
+            .any(|m| m == agent),
+        "destroy released the grant it added"
+    );
+}
+
+/// Direct IAP needs no Compute Engine API: in a project where it is disabled no load balancer can
+/// route to the service, so turning the grant off, and destroy, remove the grant this resource
+/// added (compute's 403 SERVICE_DISABLED is not a lookup failure that keeps it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn grants_are_released_in_a_project_with_compute_disabled() {
+    let world = World::start().await;
+    let (ws, config, agent) = direct_grant(&world).await;
+    world.disable_api(PROJECT, "compute.googleapis.com").await;
+
+    ws.write("main.tf", &grant_off(&config));
+    ws.apply().expect_success();
+    assert!(
+        !world.run_members("hello", INVOKER).await.contains(&agent),
+        "grant turned off: released"
+    );
+
+    ws.write("main.tf", &config);
+    ws.apply().expect_success();
+    assert!(world.run_members("hello", INVOKER).await.contains(&agent));
+    assert_destroy_releases(&world, &ws, &agent).await;
+}
+
+/// Turning the grant off while the lookup of other IAP paths fails (here compute refuses the NEG
+/// list): the grant stays, and so does its record, so a later destroy still removes it rather
+/// than leaving a grant no resource records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_grant_kept_on_a_failed_lookup_stays_recorded_and_destroy_releases_it() {
+    let world = World::start().await;
+    let (ws, config, agent) = direct_grant(&world).await;
+    world
+        .emulator
+        .add_fault(
+            serde_json::from_value(json!({"kind": "status", "status": 403, "method": "GET",
+                "path_regex": "/networkEndpointGroups$", "probability": 1.0,
+                "message": "Required 'compute.networkEndpointGroups.list' permission."}))
+            .expect("fault"),
+        )
+        .expect("fault");
+    ws.write("main.tf", &grant_off(&config));
+    ws.apply().expect_success();
+    assert!(
+        world.run_members("hello", INVOKER).await.contains(&agent),
+        "unknown whether another path needs it: kept"
+    );
+    let state = ws.show_json();
+    let values = &state["values"]["root_module"]["resources"][0]["values"];
+    assert_eq!(
+        values["invoker_grants"],
+        json!([format!(
+            "projects/{PROJECT}/locations/{REGION}/services/hello"
+        )]),
+        "still this resource's"
+    );
+    world.emulator.clear_faults();
+    assert_destroy_releases(&world, &ws, &agent).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rename_leaves_no_grant_and_no_iap_on_the_old_target() {
     let world = World::start().await;
@@ -681,14 +785,7 @@ async fn double_iap_is_seen_from_the_service_when_a_live_backend_fronts_it() {
             json!({"iap": {"enabled": true}}),
         )
         .await;
-    let header = provider_header("");
-    let config = format!(
-        r#"{header}
-resource "iaprun_service_iap" "hello" {{
-  service = "hello"
-}}
-"#
-    );
+    let config = direct_config();
     let ws = world.workspace(&newest(), &config);
     world.emulator.clear_requests();
     let plan = ws.plan_detailed_exitcode();

@@ -19,6 +19,8 @@ use super::transport::{Api, BaseUrl, Call, Replay, Transport};
 const PAGE_SIZE: &str = "500";
 /// A list longer than this many pages is treated as a server bug, not followed forever.
 const MAX_PAGES: usize = 1000;
+/// The Compute Engine API, as a disabled-API error names it.
+pub const COMPUTE_SERVICE: &str = "compute.googleapis.com";
 
 /// Global or regional compute resource.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -819,9 +821,9 @@ impl ComputeClient {
         except: Option<&BackendServiceRef>,
     ) -> Result<Vec<BackendServiceRef>, Error> {
         let mut found = Vec::new();
-        let negs: Vec<String> = self
-            .network_endpoint_groups(&name.project, &name.location)
-            .await?
+        // Direct IAP needs no Compute Engine API: where it is disabled, no load balancer exists.
+        let negs = self.network_endpoint_groups(&name.project, &name.location);
+        let negs: Vec<String> = super::empty_if_disabled(negs.await, COMPUTE_SERVICE)?
             .into_iter()
             .filter(|n| {
                 n.cloud_run.as_ref().and_then(|r| r.service.as_deref())

@@ -457,6 +457,23 @@ fn default_reason_phrase(status: u16) -> &'static str {
         .unwrap_or("unexpected HTTP status")
 }
 
+/// A list of what `service` (e.g. `compute.googleapis.com`) holds in a project where that API is
+/// disabled: empty, for nothing of it can exist there. Other errors, a disabled API the answer
+/// names as another one included, stay errors.
+pub fn empty_if_disabled<T: Default>(result: Result<T, Error>, service: &str) -> Result<T, Error> {
+    match result {
+        Err(e)
+            if e.is_service_disabled()
+                && e.api()
+                    .and_then(|a| a.service.as_deref())
+                    .is_none_or(|s| s == service) =>
+        {
+            Ok(T::default())
+        }
+        other => other,
+    }
+}
+
 /// A read of an object that may not exist: `None` for 404, other errors as they are.
 pub fn found<T>(result: Result<T, Error>) -> Result<Option<T>, Error> {
     match result {
@@ -563,6 +580,30 @@ mod tests {
         let text = e.to_string();
         assert!(text.contains("Enable iap.googleapis.com"), "{text}");
         assert!(text.contains("activationUrl") || text.contains("overview?project=1"));
+    }
+
+    #[test]
+    fn a_list_is_empty_only_where_the_api_it_belongs_to_is_disabled() {
+        let disabled = |service: &str| {
+            Error::Api(Box::new(parse(
+                403,
+                json!({"error":{"code":403,"message":"disabled","status":"PERMISSION_DENIED",
+                    "details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"SERVICE_DISABLED",
+                        "metadata":{"service":service}}]}}),
+            )))
+        };
+        let compute = "compute.googleapis.com";
+        let list = empty_if_disabled(Err::<Vec<u8>, _>(disabled(compute)), compute);
+        assert_eq!(list.expect("empty"), Vec::<u8>::new());
+        // Another API disabled (say the quota project's) says nothing about compute's resources.
+        let other = empty_if_disabled(Err::<Vec<u8>, _>(disabled("iap.googleapis.com")), compute);
+        assert!(other.is_err());
+        // A real permission denial stays an error.
+        let denied = Error::Api(Box::new(parse(
+            403,
+            json!({"error":{"code":403,"message":"Required 'compute.networkEndpointGroups.list' permission","errors":[{"reason":"forbidden"}]}}),
+        )));
+        assert!(empty_if_disabled(Err::<Vec<u8>, _>(denied), compute).is_err());
     }
 
     #[test]

@@ -23,9 +23,12 @@ pub use agent::{IapAgent, INVOKER_ROLE};
 pub use compute::{
     https_backends, neg_parts, resource_path, same_resource, BackendService, BackendServiceIap,
     BackendServiceRef, CloudRunTarget, ComputeClient, ComputeOperation, ForwardingRule, IapPatch,
-    NetworkEndpointGroup, Scope, TargetProxy, UrlMap,
+    NetworkEndpointGroup, Scope, TargetProxy, UrlMap, COMPUTE_SERVICE,
 };
-pub use error::{format_google_duration, found, grpc_code, parse_google_duration, ApiError, Error};
+pub use error::{
+    empty_if_disabled, format_google_duration, found, grpc_code, parse_google_duration, ApiError,
+    Error,
+};
 pub use iam::{normalize_member, Binding, Condition, Policy};
 pub use iap::{
     backend_service_jwt_audience, backend_service_resource, cloud_run_jwt_audience,

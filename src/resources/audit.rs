@@ -228,10 +228,7 @@ fn unknown_if_unreadable<T>(result: Result<T, google::Error>) -> Result<Option<T
 fn empty_if_compute_disabled<T: Default>(
     result: Result<T, google::Error>,
 ) -> Result<T, google::Error> {
-    match result {
-        Err(e) if e.is_service_disabled() => Ok(T::default()),
-        other => other,
-    }
+    google::empty_if_disabled(result, google::COMPUTE_SERVICE)
 }
 
 /// The project, and the domain of its organization when it has one that can be read

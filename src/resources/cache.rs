@@ -242,6 +242,54 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 
+    /// The caller running a fetch is dropped (Terraform stopped that resource): a caller waiting
+    /// on it runs its own fetch rather than waiting forever or sharing a cancellation.
+    #[tokio::test]
+    async fn a_waiting_caller_fetches_itself_when_the_fetching_caller_is_cancelled() {
+        let coalesced = Arc::new(Coalesced::<u32, String>::default());
+        let started = Arc::new(Notify::new());
+        let fetching = tokio::spawn({
+            let (coalesced, started) = (coalesced.clone(), started.clone());
+            async move {
+                let fetch = || async move {
+                    started.notify_one();
+                    std::future::pending::<Result<u32, String>>().await
+                };
+                coalesced.get_or_fetch("k", fetch).await
+            }
+        });
+        started.notified().await;
+        let waiting = tokio::spawn({
+            let coalesced = coalesced.clone();
+            async move { coalesced.get_or_fetch("k", || async { Ok(7) }).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        fetching.abort();
+        let answer = tokio::time::timeout(Duration::from_secs(5), waiting).await;
+        assert_eq!(answer.expect("not stuck").expect("joined"), Ok(7));
+        let kept = coalesced.get_or_fetch("k", || async { Ok(0) }).await;
+        assert_eq!(kept, Ok(7));
+    }
+
+    /// A write's value put while a fetch runs that then fails: the failure drops only its own
+    /// entry, not the value the write put.
+    #[tokio::test]
+    async fn a_failed_fetch_leaves_a_value_put_meanwhile() {
+        let coalesced = Coalesced::<u32, String>::default();
+        let fetch = coalesced.get_or_fetch("k", || async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Err("down".to_string())
+        });
+        let put = async {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            coalesced.put("k", 5);
+        };
+        let (failed, ()) = tokio::join!(fetch, put);
+        assert_eq!(failed, Err("down".to_string()));
+        let kept = coalesced.get_or_fetch("k", || async { Ok(0) }).await;
+        assert_eq!(kept, Ok(5));
+    }
+
     #[tokio::test]
     async fn concurrent_checks_share_one_read_and_a_yes_is_kept() {
         let (existence, calls) = (Existence::default(), AtomicUsize::new(0));

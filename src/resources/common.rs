@@ -308,8 +308,8 @@ pub fn recorded_grants(
 /// except where an IAP-enabled path still routes to the service: the service's own direct IAP
 /// (when `direct`) or a backend service with IAP on other than `except`. Such a grant stays, and
 /// is forgotten too (whoever manages that path owns it now). A lookup failure keeps the grant:
-/// removing access someone may need is worse than leaving it. The first failure is returned after
-/// trying them all.
+/// removing access someone may need is worse than leaving it; it stays recorded too, so a later
+/// apply or destroy releases it. The first failure is returned after trying them all.
 pub async fn release_grants(
     ctx: &Context,
     agent: &IapAgent,
@@ -329,7 +329,11 @@ pub async fn release_grants(
         };
         let still_needed = match ctx.clients.iap_paths_to(&name, direct, except).await {
             Ok(paths) => !paths.is_empty(),
-            Err(_) => true,
+            Err(e) => {
+                // Unknown whether another path needs it: not removed, and still this resource's.
+                tracing::warn!(service = %name, error = %e, "invoker grant kept: could not look up the other IAP paths to the service");
+                continue;
+            }
         };
         if still_needed {
             tracing::info!(service = %name, "invoker grant kept: another IAP-enabled path still routes to the service");
