@@ -26,13 +26,6 @@ impl<V: Clone, E: Clone> Default for Coalesced<V, E> {
 }
 
 impl<V: Clone, E: Clone> Coalesced<V, E> {
-    fn cell(&self, key: &str) -> Fetch<V, E> {
-        lock(&self.cells)
-            .entry(key.to_string())
-            .or_default()
-            .clone()
-    }
-
     /// The cached value of `key`, or the outcome of `fetch`, run by exactly one of the concurrent
     /// callers. A failed fetch answers the callers that were waiting on it and is then dropped: the
     /// next caller fetches again. (Waiting callers each fetching again in turn made an unreachable
@@ -42,7 +35,7 @@ impl<V: Clone, E: Clone> Coalesced<V, E> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<V, E>>,
     {
-        let cell = self.cell(key);
+        let cell = shared_entry(&self.cells, key);
         let outcome = cell.get_or_init(fetch).await.clone();
         if outcome.is_err() {
             let mut cells = lock(&self.cells);
@@ -63,6 +56,11 @@ impl<V: Clone, E: Clone> Coalesced<V, E> {
     pub fn invalidate(&self, key: &str) {
         lock(&self.cells).remove(key);
     }
+}
+
+/// The entry of `key`, made on first use, shared with every caller that asks for it meanwhile.
+fn shared_entry<T: Default>(map: &Mutex<HashMap<String, Arc<T>>>, key: &str) -> Arc<T> {
+    lock(map).entry(key.to_string()).or_default().clone()
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -124,10 +122,7 @@ struct Seen {
 
 impl<E: Clone> Existence<E> {
     fn slot(&self, key: &str) -> Arc<ExistenceSlot<E>> {
-        lock(&self.slots)
-            .entry(key.to_string())
-            .or_default()
-            .clone()
+        shared_entry(&self.slots, key)
     }
 
     /// Whether `key` exists: a yes seen before in this process, else the answer of a `read` that
