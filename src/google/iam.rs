@@ -5,11 +5,11 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::error::Error;
 use super::transport::Transport;
@@ -431,6 +431,12 @@ pub const CONFLICT_ATTEMPTS_FACTOR: u32 = 4;
 /// the edits queued meanwhile go out with the retry anyway.
 const CONFLICT_BACKOFF_DIVISOR: u32 = 8;
 
+/// After a write that carried at least this many edits, the next one waits for more.
+const HOLD_AFTER_EDITS: usize = 2;
+
+/// The longest such wait, whatever the last write took (one slowed by retries, say).
+const HOLD_AT_MOST: Duration = Duration::from_millis(500);
+
 /// The IAM writer every API client shares. Writes of one policy fold: while a batch is being
 /// written, further edits queue and go out together in the next read-modify-write, each caller
 /// still getting its own outcome. A batch starts from the policy as this process last read or
@@ -453,6 +459,8 @@ struct Slot {
     queue: Vec<Editor>,
     /// The policy as this process last read or wrote it (always with an etag).
     known: Option<Policy>,
+    /// Woken when an edit joins `queue`.
+    arrived: Arc<Notify>,
 }
 
 /// A caller waiting on a batch. Its edit borrows the caller's data, so it runs in the caller's
@@ -563,18 +571,20 @@ impl IamWriter {
             let slot = policies.entry(key.clone()).or_default();
             if slot.writing {
                 slot.queue.push(editor);
+                slot.arrived.notify_one();
                 None
             } else {
                 slot.writing = true;
-                Some(editor)
+                Some((editor, slot.arrived.clone()))
             }
         };
-        if let Some(first) = first {
+        if let Some((first, arrived)) = first {
             // A task of its own, so a caller Terraform cancels cannot strand the others.
             let writer = BatchWriter {
                 policies: self.policies.clone(),
                 key,
                 store: store.clone(),
+                arrived,
             };
             tokio::spawn(writer.run(first));
         }
@@ -598,6 +608,7 @@ struct BatchWriter<S> {
     policies: Arc<Policies>,
     key: String,
     store: S,
+    arrived: Arc<Notify>,
 }
 
 /// Releases a stopped writer's policy if its task is dropped unfinished: the queued callers are
@@ -617,7 +628,11 @@ impl Drop for Claim<'_> {
 }
 
 impl<S: PolicyStore> BatchWriter<S> {
-    /// Writes the batch of `first`, then whatever queued meanwhile, batch after batch.
+    /// Writes the batch of `first`, then whatever queued meanwhile, batch after batch. After a
+    /// batch of several edits, the next one waits for one edit more than that batch carried, for at
+    /// most half the time the batch took: edits that come that thick come from a parallel apply
+    /// whose next ones are on their way, and a write that waits a little for them saves a whole
+    /// write later (docs/performance.md, "IAM writes that fold"). A lone edit never waits.
     async fn run(self, first: Editor) {
         let mut claim = Claim {
             policies: &self.policies,
@@ -629,7 +644,13 @@ impl<S: PolicyStore> BatchWriter<S> {
             .and_then(|slot| slot.known.take());
         let mut batch = vec![first];
         loop {
+            let (edits, started) = (batch.len(), tokio::time::Instant::now());
             known = self.write_batch(batch, known).await;
+            if edits >= HOLD_AFTER_EDITS {
+                let until = started.elapsed().min(HOLD_AT_MOST * 2) / 2;
+                self.gather(edits + 1, tokio::time::Instant::now() + until)
+                    .await;
+            }
             let mut policies = lock(&self.policies);
             let slot = policies.entry(self.key.clone()).or_default();
             if slot.queue.is_empty() {
@@ -649,6 +670,22 @@ impl<S: PolicyStore> BatchWriter<S> {
             batch = std::mem::take(&mut slot.queue);
             if batch.len() > 1 {
                 tracing::debug!(resource = %self.key, edits = batch.len(), "IAM policy edits folded into one write");
+            }
+        }
+    }
+
+    /// Waits until `edits` are queued, or until `until`.
+    async fn gather(&self, edits: usize, until: tokio::time::Instant) {
+        loop {
+            // `notify_one` keeps a permit while nobody waits: an edit queued between the look at
+            // the queue and the wait still ends the wait.
+            let arrived = self.arrived.notified();
+            let queued = lock(&self.policies).get(&self.key).map(|s| s.queue.len());
+            if queued.is_none_or(|n| n >= edits) {
+                return;
+            }
+            if tokio::time::timeout_at(until, arrived).await.is_err() {
+                return;
             }
         }
     }

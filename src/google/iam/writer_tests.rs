@@ -189,6 +189,55 @@ async fn edits_queued_behind_a_write_go_out_together_in_the_next_one() {
     );
 }
 
+/// The edits of a held writer's first two batches: user 0 alone, then users 1 and 2 together,
+/// each write taking `slow` longer than it would.
+async fn two_batches_written(held: &Held, slow: Duration) {
+    let (writer, store) = (&held.writer, &held.store);
+    let pair = [add(writer, store, user(1)), add(writer, store, user(2))];
+    until_queued(writer, store, 2).await;
+    let delay = json!({
+        "kind": "delay", "method": "POST", "path_regex": ":setIamPolicy$", "count": 2,
+        "delay_ms": slow.as_millis() as u64
+    });
+    held.emulator.add_fault(fault(delay)).expect("fault");
+    // Open from here on.
+    store.gate.add_permits(1);
+    for task in pair {
+        task.await.expect("task").expect("paired edit");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn after_a_folded_write_the_next_one_waits_for_more_edits_than_it_carried() {
+    let held = first_write_held().await;
+    two_batches_written(&held, Duration::from_secs(1)).await;
+    // The pair's write took over 1 s, so the writer gathers for up to 0.5 s: three edits
+    // coming one after another go out in one write, not as a lone edit and then the rest.
+    let (writer, store) = (&held.writer, &held.store);
+    let three: Vec<_> = (3..=5).map(|n| add(writer, store, user(n))).collect();
+    for (n, task) in (3..=5).zip(three) {
+        let written = task.await.expect("task").expect("gathered edit");
+        assert!(written.has_member(ROLE, &user(n), None), "{n}: {written:?}");
+    }
+    assert_eq!(statuses(&held.emulator, ":setIamPolicy"), [200, 200, 200]);
+    held.first.await.expect("task").expect("first edit");
+    let policy = current(&held.clients, &held.resource).await;
+    assert_eq!(policy.members(ROLE, None).len(), 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_gathering_writer_still_writes_what_came_when_its_wait_ends() {
+    let held = first_write_held().await;
+    two_batches_written(&held, Duration::from_millis(100)).await;
+    // One edit, fewer than the three the writer gathers for: written when the wait ends.
+    let (writer, store) = (&held.writer, &held.store);
+    let lone = add(writer, store, user(3));
+    let written = tokio::time::timeout(Duration::from_secs(10), lone).await;
+    let written = written.expect("written when the wait ended").expect("task");
+    assert!(written.expect("lone edit").has_member(ROLE, &user(3), None));
+    assert_eq!(statuses(&held.emulator, ":setIamPolicy"), [200, 200, 200]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_bad_member_in_a_folded_write_fails_only_its_own_edit() {
     let held = first_write_held().await;
