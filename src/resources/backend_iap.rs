@@ -318,7 +318,9 @@ impl Resource<Context> for BackendIap {
             .await;
         common::unless_gone(disabled, || format!("disable IAP on backend service {r}"))?;
         let (prior, private) = (&delete.prior.iap, &*delete.private);
-        common::release_recorded(ctx, prior, private, Some(&r), delete.deadline).await
+        let released = common::release_recorded(ctx, prior, private, Some(&r), delete.deadline);
+        delete.warnings.extend(released.await?);
+        Ok(())
     }
 
     async fn import(&self, ctx: &Context, id: &str) -> Result<Model, Diagnostic> {
@@ -496,6 +498,7 @@ async fn converge(ctx: &Context, change: Change<'_, Model, Private>) -> Applied<
         config,
         deadline,
         private,
+        warnings: _,
     } = change;
     let target = (planned.backend_ref(), &planned.iap);
     let (r, number) =

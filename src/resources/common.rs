@@ -57,7 +57,7 @@ pub fn iap_state(what: &str, granted: &str) -> [Attribute; 4] {
         // The grants this resource added, recorded in state so that a destroy (a replacement's
         // destroy half included) can undo exactly them.
         Attribute::string_set("invoker_grants").computed().description(
-            "The Cloud Run services (`projects/{project}/locations/{location}/services/{name}`) on which this resource added `roles/run.invoker` for the IAP service agent. Destroying the resource removes exactly these grants (a grant that existed before is never claimed), unless another IAP-enabled path still routes to the service. Such a grant is kept, leaves this record, and is recorded by no other resource, so it stays after the other path is gone: remove it by hand with `gcloud run services remove-iam-policy-binding` once nothing needs it.",
+            "The Cloud Run services (`projects/{project}/locations/{location}/services/{name}`) on which this resource added `roles/run.invoker` for the IAP service agent. Destroying the resource removes exactly these grants (a grant that existed before is never claimed), unless another IAP-enabled path still routes to the service. Such a grant is kept, leaves this record, and is recorded by no other resource, so it stays after the other path is gone: remove it by hand with `gcloud run services remove-iam-policy-binding` once nothing needs it. A grant whose other paths cannot be looked up (an API error) is kept too: turning `grant_iap_invoker` off leaves it recorded, and a destroy warns that it was left in place, with the command that removes it.",
         ),
         // The one-run fix path (docs/checks.md).
         Attribute::string_list("checks_after").optional().description(
@@ -309,7 +309,8 @@ pub fn recorded_grants(
 /// (when `direct`) or a backend service with IAP on other than `except`. Such a grant stays, and
 /// is forgotten too (whoever manages that path owns it now). A lookup failure keeps the grant:
 /// removing access someone may need is worse than leaving it; it stays recorded too, so a later
-/// apply or destroy releases it. The first failure is returned after trying them all.
+/// apply or destroy releases it. Returns those grants with the lookup's error; the first failure
+/// to remove one after trying them all.
 pub async fn release_grants(
     ctx: &Context,
     agent: &IapAgent,
@@ -317,8 +318,9 @@ pub async fn release_grants(
     keep: impl Fn(&str) -> bool,
     (direct, except): (bool, Option<&google::BackendServiceRef>),
     deadline: Instant,
-) -> Result<(), Diagnostic> {
+) -> Result<Vec<(ServiceName, google::Error)>, Diagnostic> {
     let mut first_error = None;
+    let mut unchecked = Vec::new();
     for key in grants.clone() {
         if keep(&key) {
             continue;
@@ -332,6 +334,7 @@ pub async fn release_grants(
             Err(e) => {
                 // Unknown whether another path needs it: not removed, and still this resource's.
                 tracing::warn!(service = %name, error = %e, "invoker grant kept: could not look up the other IAP paths to the service");
+                unchecked.push((name, e));
                 continue;
             }
         };
@@ -347,7 +350,7 @@ pub async fn release_grants(
         }
         grants.remove(&key);
     }
-    first_error.map_or(Ok(()), Err)
+    first_error.map_or(Ok(unchecked), Err)
 }
 
 /// The unconditional `roles/run.invoker` members of a project's own policy, read only when
@@ -587,6 +590,7 @@ pub async fn converge_grants(
         // Stops granting by configuration; another IAP path to a service still needs the grant.
         // This resource's own layer does not count: direct IAP for a service, `backend` for one.
         let others = (backend.is_some(), backend);
+        // A grant kept on a failed lookup stays recorded: the next release tries again.
         release_grants(ctx, agent, grants, |_| false, others, deadline).await?;
         return Ok(agent.granted_everywhere(&ctx.clients, behind).await);
     }
@@ -606,19 +610,46 @@ pub async fn converge_grants(
 }
 
 /// On delete: releases the grants an earlier apply recorded, except where another IAP-enabled path
-/// than the `backend` going away still routes to the service.
+/// than the `backend` going away still routes to the service. A grant kept because that lookup
+/// failed goes out of the state with the resource: it comes back as a warning, for the user to
+/// remove by hand.
 pub async fn release_recorded(
     ctx: &Context,
     prior: &Iap,
     private: &Private,
     backend: Option<&google::BackendServiceRef>,
     deadline: Instant,
-) -> Result<(), Diagnostic> {
+) -> Result<Diagnostics, Diagnostic> {
     let number = prior.project_number.as_deref().unwrap_or_default();
     let agent = IapAgent::new(prior.project.as_deref().unwrap_or_default(), number);
     let mut grants = recorded_grants(Some(&prior.invoker_grants), private);
     let keep = |_: &str| false;
-    release_grants(ctx, &agent, &mut grants, keep, (true, backend), deadline).await
+    let others = (true, backend);
+    let unchecked = release_grants(ctx, &agent, &mut grants, keep, others, deadline).await?;
+    let left = unchecked
+        .iter()
+        .map(|(name, e)| grant_left_in_place(&agent, name, e));
+    Ok(left.collect())
+}
+
+/// The warning of a destroy that left the `agent`'s grant on `service` in place because the lookup
+/// of the other IAP paths to it failed (`error`).
+fn grant_left_in_place(
+    agent: &IapAgent,
+    service: &ServiceName,
+    error: &google::Error,
+) -> Diagnostic {
+    let ServiceName {
+        project,
+        location,
+        service: id,
+    } = service;
+    let member = &agent.member;
+    let role = google::INVOKER_ROLE;
+    Diagnostic::warning(
+        "Invoker grant left in place",
+        format!("This destroy left {role} for the IAP service agent ({member}) on Cloud Run service {service}: looking up the other IAP paths to the service failed, so it is unknown whether a load balancer with IAP still needs the grant, and removing access that may be needed is worse than leaving it. No resource records the grant any more. Google's error: {error}\n\nOnce nothing needs it, remove it by hand:\n  gcloud run services remove-iam-policy-binding {id} --project={project} --region={location} --member={member} --role={role}"),
+    )
 }
 
 // ---- the checks right before the first change --------------------------------------------------

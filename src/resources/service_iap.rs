@@ -206,7 +206,9 @@ impl Resource<Context> for ServiceIap {
             return Ok(());
         }
         let (prior, private) = (&delete.prior.iap, &*delete.private);
-        common::release_recorded(ctx, prior, private, None, delete.deadline).await
+        let released = common::release_recorded(ctx, prior, private, None, delete.deadline);
+        delete.warnings.extend(released.await?);
+        Ok(())
     }
 
     async fn import(&self, ctx: &Context, id: &str) -> Result<Model, Diagnostic> {
