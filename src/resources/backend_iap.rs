@@ -498,7 +498,7 @@ async fn converge(ctx: &Context, change: Change<'_, Model, Private>) -> Applied<
         config,
         deadline,
         private,
-        warnings: _,
+        warnings,
     } = change;
     let target = (planned.backend_ref(), &planned.iap);
     let (r, number) =
@@ -508,7 +508,7 @@ async fn converge(ctx: &Context, change: Change<'_, Model, Private>) -> Applied<
     let switching_on = Iap::switches_on(prior.as_ref().map(|p| &p.iap), false);
     let (r_ref, number_ref) = (&r, number.as_str());
     let ignore = &planned.iap.ignore_checks;
-    let judged = common::judge_before_change(ctx, ignore, deadline, || async move {
+    let judged = common::judge_before_change(ctx, ignore, deadline, warnings, || async move {
         let found = backend_facts(ctx, r_ref).await;
         let found =
             found.map_err(|e| common::api_error(&format!("read backend service {r_ref}"), &e));

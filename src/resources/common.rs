@@ -668,11 +668,13 @@ pub struct Judgement<T> {
 /// services (a pending `double_iap`), or being removed by this process, is waited for: a move
 /// between direct and load-balancer IAP removes it in the same run, and Terraform runs the two
 /// halves in no set order. The wait reads again whenever such a removal finishes here, and every few
-/// seconds, until `deadline`; the pending finding is then the error.
+/// seconds, until `deadline`; the pending finding is then the error. The checks the last read could
+/// not run go to `warnings`.
 pub async fn judge_before_change<T, F, Fut>(
     ctx: &Context,
     ignore_checks: &Attr<BTreeSet<String>>,
     deadline: Instant,
+    warnings: &mut Diagnostics,
     mut judge: F,
 ) -> Result<T, Diagnostic>
 where
@@ -690,15 +692,18 @@ where
             judged,
             services,
         } = judge().await?;
+        let not_run = judged.not_run_warnings(&ignore);
         let mut definite = judged.usual;
         definite.extend(judged.forced);
-        refuse(definite, ignore_checks)?;
+        let refused = refuse(definite, ignore_checks);
         let pending = !validation::report(judged.pending.clone(), &ignore).is_empty();
         let removing = ctx.removing(&services);
-        if !pending && !removing {
-            return Ok(read);
+        if refused.is_err() || !pending && !removing {
+            warnings.extend(not_run);
+            return refused.map(|()| read);
         }
         if Instant::now() >= deadline {
+            warnings.extend(not_run);
             let waited = started.elapsed();
             let late = validation::timing::pending_at_apply(judged.pending, &ignore, waited);
             return Err(late.into_iter().next().unwrap_or_else(|| {
