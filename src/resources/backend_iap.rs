@@ -92,13 +92,12 @@ impl Model {
         else {
             return false;
         };
-        grants.iter().any(|key| match names::parse_service_id(key) {
-            Ok(id) => {
-                let label = format!("{}/{}", id.location.unwrap_or_default(), id.service);
-                !behind.contains(&label)
-            }
-            Err(_) => false,
-        })
+        grants
+            .iter()
+            .any(|key| match common::parse_service_key(key) {
+                Ok(name) => !behind.contains(&format!("{}/{}", name.location, name.service)),
+                Err(_) => false,
+            })
     }
 
     /// What the last read learned about the backend and the services behind it.
@@ -622,4 +621,29 @@ async fn converge(ctx: &Context, change: Change<'_, Model, Private>) -> Applied<
     next.iap.iap_invoker_granted = Attr::Known(granted);
     next.iap.invoker_grants = Attr::Known(grants);
     Ok(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A state that recorded `grants` and last read `behind` behind the backend.
+    fn recorded(grants: &[&str], behind: &[&str]) -> Model {
+        let mut state = Model::default();
+        state.iap.invoker_grants = Attr::Known(grants.iter().map(|g| g.to_string()).collect());
+        state.cloud_run_services = Attr::Known(behind.iter().map(|s| s.to_string()).collect());
+        state
+    }
+
+    #[test]
+    fn a_grant_is_left_behind_when_its_service_is_no_longer_behind_the_backend() {
+        let hello = "projects/my-project/locations/us-central1/services/hello";
+        let behind = ["us-central1/hello"];
+        assert!(!recorded(&[hello], &behind).grant_left_behind());
+        assert!(recorded(&[hello], &["europe-west1/hello"]).grant_left_behind());
+        assert!(recorded(&[hello], &[]).grant_left_behind());
+        // What the one parser of recorded grants does not read is no grant to release.
+        assert!(!recorded(&["not a service/x/y/z"], &[]).grant_left_behind());
+        assert!(!Model::default().grant_left_behind(), "nothing recorded");
+    }
 }

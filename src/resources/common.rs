@@ -371,8 +371,9 @@ pub async fn project_invokers(
         .map(|p| p.members(google::INVOKER_ROLE, None))
 }
 
-/// Parses the `project/location/name` keys of [`Private::invoker_grants`].
-fn parse_service_key(key: &str) -> Result<ServiceName, String> {
+/// Parses the `project/location/name` keys of [`Private::invoker_grants`] and the names of the
+/// state's `invoker_grants`: the one parser of recorded grants.
+pub fn parse_service_key(key: &str) -> Result<ServiceName, String> {
     let parsed = names::parse_service_id(key)?;
     match (parsed.project, parsed.location) {
         (Some(p), Some(l)) => Ok(ServiceName::new(p, l, parsed.service)),
