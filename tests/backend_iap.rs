@@ -222,3 +222,24 @@ async fn write_only_secret_never_reaches_the_state() {
         "no changes with the same write-only secret"
     );
 }
+
+/// A backend's destroy whose lookup of the other IAP paths to a service behind it fails keeps the
+/// grant there, and says so: which service, and the command that removes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_grant_kept_on_a_failed_lookup_at_destroy_is_a_warning() {
+    let world = load_balancer(None).await;
+    let ws = world.workspace(&newest(), &config(None, ""));
+    ws.apply().expect_success();
+    let agent = world.iap_agent();
+    world.deny_neg_list();
+    let destroyed = ws.destroy().expect_success();
+    assert_ne!(iap(&world.backend_json("web", None).await)["enabled"], true);
+    assert!(world.run_members("hello", INVOKER).await.contains(&agent));
+    let shown = destroyed.flat_output();
+    assert!(
+        shown.contains("Warning: Invoker grant left in place"),
+        "{destroyed}"
+    );
+    let command = format!("gcloud run services remove-iam-policy-binding hello --project={PROJECT} --region={REGION} --member={agent} --role={INVOKER}");
+    assert!(shown.contains(&command), "{destroyed}");
+}

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use crate::support::plugin;
 use crate::support::{
-    terraform_binaries, ClientIdentity, Launch, PluginProcess, Terraform, Workspace,
+    flatten, terraform_binaries, ClientIdentity, Launch, PluginProcess, Terraform, Workspace,
 };
 use crate::world::{provider_header, World, PROJECT, REGION};
 
@@ -467,14 +467,6 @@ fn line_of(text: &str, needle: &str) -> u64 {
         .collect();
     assert_eq!(lines.len(), 1, "{needle:?} on exactly one line");
     lines[0] as u64
-}
-
-/// Terraform's human-readable error output as one line of words (it may wrap and frame text).
-fn flatten(text: &str) -> String {
-    text.replace('│', " ")
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// Validate reports each problem on its line; bad import ids are refused by name. Returns problems.

@@ -249,3 +249,51 @@ async fn grant_can_be_turned_off_in_place() {
     );
     ws.assert_plan(0, "converged with grant off");
 }
+
+/// When the backend services that could front the service cannot be listed (here compute refuses
+/// the NEG list), `double_iap` cannot run: a warning says which check, Google's error and what to
+/// do, at apply (the checks wait for it on create, as `checks_after` differs) and at plan, and the
+/// change goes ahead. `ignore_checks` turns it off; a disabled Compute Engine API means no load
+/// balancer, which is no warning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn double_iap_that_cannot_run_warns_and_blocks_nothing() {
+    let world = World::start().await;
+    world.run_service("hello", json!({})).await;
+    let config = config(r#"  checks_after = ["1"]"#);
+    let ws = world.workspace(&newest(), &config);
+    world.deny_neg_list();
+    let warned = |run: &crate::support::Run| {
+        let shown = run.flat_output();
+        shown.contains("Warning: Check double_iap could not run")
+            && shown.contains("Required 'compute.networkEndpointGroups.list' permission.")
+            && shown.contains(&format!(
+                "Cloud Run service projects/{PROJECT}/locations/{REGION}/services/hello"
+            ))
+            && shown.contains(r#"ignore_checks = ["double_iap"]"#)
+    };
+    let plan = ws.assert_plan(2, "create");
+    assert!(!warned(&plan), "the checks wait for apply:\n{plan}");
+    let applied = ws.apply().expect_success();
+    assert!(warned(&applied), "{applied}");
+    assert_eq!(world.run_service_json("hello").await["iapEnabled"], true);
+
+    let plan = ws.assert_plan(0, "applied");
+    assert!(warned(&plan), "{plan}");
+
+    let ignoring = config.replace(
+        "checks_after",
+        "ignore_checks = [\"double_iap\"]\n  checks_after",
+    );
+    ws.write("main.tf", &ignoring);
+    let plan = ws.assert_plan(2, "ignore_checks changed");
+    assert!(
+        !plan.flat_output().contains("double_iap could not run"),
+        "{plan}"
+    );
+
+    world.emulator.clear_faults();
+    world.disable_api(PROJECT, "compute.googleapis.com").await;
+    ws.write("main.tf", &config);
+    let plan = ws.assert_plan(0, "as applied");
+    assert!(!plan.flat_output().contains("could not run"), "{plan}");
+}

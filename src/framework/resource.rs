@@ -319,6 +319,8 @@ pub struct Change<'a, M, P> {
     pub deadline: Instant,
     /// This instance's private state, stored with whatever the call leaves in it.
     pub private: &'a mut P,
+    /// Warnings for the user, reported with whatever the call returns (an error goes in the result).
+    pub warnings: &'a mut Diagnostics,
 }
 
 /// Input of `delete`.
@@ -327,6 +329,9 @@ pub struct Delete<'a, M, P> {
     pub prior: M,
     pub deadline: Instant,
     pub private: &'a mut P,
+    /// Warnings for the user, reported with whatever the call returns: the one way to tell what a
+    /// destroy left behind, as the state goes with the object.
+    pub warnings: &'a mut Diagnostics,
 }
 
 /// The result of `delete`.
@@ -483,6 +488,7 @@ async fn apply<C: Send + Sync + 'static, R: Resource<C>>(
             ))
         })();
         let mut private = decode_private(&req.planned_private);
+        let mut diagnostics = Diagnostics::new();
         let change = match decoded {
             Ok((prior, planned, config)) => Change {
                 prior,
@@ -490,6 +496,7 @@ async fn apply<C: Send + Sync + 'static, R: Resource<C>>(
                 config,
                 deadline: timeouts::deadline(&req.config, operation),
                 private: &mut private,
+                warnings: &mut diagnostics,
             },
             Err(d) => {
                 return ApplyResponse {
@@ -504,9 +511,12 @@ async fn apply<C: Send + Sync + 'static, R: Resource<C>>(
         } else {
             typed.inner.update(ctx, change).await
         };
-        let (state, diagnostics) = match result {
-            Ok(state) => (Some(state), Diagnostics::new()),
-            Err(failure) => (failure.state, failure.diagnostic.into()),
+        let state = match result {
+            Ok(state) => Some(state),
+            Err(failure) => {
+                diagnostics.push(failure.diagnostic);
+                failure.state
+            }
         };
         ApplyResponse {
             state: encode(name, &typed.schema, state.as_ref()),
@@ -609,18 +619,26 @@ impl<C: Send + Sync + 'static, R: Resource<C>> AnyResource<C> for Typed<R> {
         };
         let deadline = timeouts::deadline(&req.prior_state, "delete");
         let mut private = decode_private(&req.prior_private);
+        let mut diagnostics = Diagnostics::new();
         let delete = Delete {
             prior,
             deadline,
             private: &mut private,
+            warnings: &mut diagnostics,
         };
         match self.inner.delete(ctx, delete).await {
-            Ok(()) => ApplyResponse::default(),
-            Err(d) => ApplyResponse {
-                state: req.prior_state,
-                private: encode_private(&private),
-                diagnostics: d.into(),
+            Ok(()) => ApplyResponse {
+                diagnostics,
+                ..ApplyResponse::default()
             },
+            Err(d) => {
+                diagnostics.push(d);
+                ApplyResponse {
+                    state: req.prior_state,
+                    private: encode_private(&private),
+                    diagnostics,
+                }
+            }
         }
     }
 
@@ -674,6 +692,110 @@ impl<C: Send + Sync + 'static, D: DataSource<C>> AnyDataSource<C> for Typed<D> {
                 diagnostics,
                 ..ReadResponse::default()
             },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::framework::{Attribute, Block, Severity};
+
+    /// A resource whose calls leave a warning, and whose `name` "fail" makes them fail too.
+    struct Warner;
+
+    #[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+    #[serde(default)]
+    struct Model {
+        name: Attr<String>,
+    }
+
+    fn fails(name: &Attr<String>) -> bool {
+        name.as_deref() == Some("fail")
+    }
+
+    #[async_trait]
+    impl Resource<()> for Warner {
+        type Model = Model;
+        type Private = ();
+        const TYPE_NAME: &'static str = "fake_warner";
+
+        fn schema() -> Schema {
+            Schema::new(
+                0,
+                Block::new("W.").attribute(Attribute::string("name").required()),
+            )
+        }
+
+        async fn create(&self, _: &(), change: Change<'_, Model, ()>) -> Applied<Model> {
+            change
+                .warnings
+                .warning("Created with a caveat", "Why, and what to do.");
+            if fails(&change.planned.name) {
+                return Err(Failure::new(None, Diagnostic::error("Create failed", "")));
+            }
+            Ok(change.planned)
+        }
+
+        async fn read(&self, _: &(), state: Model) -> Result<Read<Model>, Diagnostic> {
+            Ok(Read::Found(state))
+        }
+
+        async fn delete(&self, _: &(), delete: Delete<'_, Model, ()>) -> Deleted {
+            delete
+                .warnings
+                .warning("Left in place", "What, and how to remove it.");
+            if fails(&delete.prior.name) {
+                return Err(Diagnostic::error("Delete failed", ""));
+            }
+            Ok(())
+        }
+    }
+
+    fn state(name: &str) -> Value {
+        Value::object([("name", Value::from(name))])
+    }
+
+    fn summaries(diagnostics: &Diagnostics) -> Vec<(Severity, &str)> {
+        diagnostics
+            .iter()
+            .map(|d| (d.severity, d.summary.as_str()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn warnings_of_an_apply_or_a_destroy_reach_the_response_with_any_error_after_them() {
+        let warner = typed(Warner);
+        for name in ["ok", "fail"] {
+            let apply = ApplyRequest {
+                prior_state: Value::Null,
+                planned_state: state(name),
+                config: state(name),
+                planned_private: Vec::new(),
+            };
+            // The warning, then the error of a failed call.
+            let expected = |warning, error| {
+                let mut expected = vec![(Severity::Warning, warning)];
+                if name == "fail" {
+                    expected.push((Severity::Error, error));
+                }
+                expected
+            };
+            let created = warner.create(&(), apply).await;
+            let created_said = summaries(&created.diagnostics);
+            assert_eq!(
+                created_said,
+                expected("Created with a caveat", "Create failed")
+            );
+            let delete = DeleteRequest {
+                prior_state: state(name),
+                prior_private: Vec::new(),
+            };
+            let deleted = warner.delete(&(), delete).await;
+            let deleted_said = summaries(&deleted.diagnostics);
+            assert_eq!(deleted_said, expected("Left in place", "Delete failed"));
+            // The object is gone on success only.
+            assert_eq!(deleted.state.is_null(), name == "ok", "{name}");
         }
     }
 }

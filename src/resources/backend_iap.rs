@@ -92,13 +92,12 @@ impl Model {
         else {
             return false;
         };
-        grants.iter().any(|key| match names::parse_service_id(key) {
-            Ok(id) => {
-                let label = format!("{}/{}", id.location.unwrap_or_default(), id.service);
-                !behind.contains(&label)
-            }
-            Err(_) => false,
-        })
+        grants
+            .iter()
+            .any(|key| match common::parse_service_key(key) {
+                Ok(name) => !behind.contains(&format!("{}/{}", name.location, name.service)),
+                Err(_) => false,
+            })
     }
 
     /// What the last read learned about the backend and the services behind it.
@@ -318,7 +317,9 @@ impl Resource<Context> for BackendIap {
             .await;
         common::unless_gone(disabled, || format!("disable IAP on backend service {r}"))?;
         let (prior, private) = (&delete.prior.iap, &*delete.private);
-        common::release_recorded(ctx, prior, private, Some(&r), delete.deadline).await
+        let released = common::release_recorded(ctx, prior, private, Some(&r), delete.deadline);
+        delete.warnings.extend(released.await?);
+        Ok(())
     }
 
     async fn import(&self, ctx: &Context, id: &str) -> Result<Model, Diagnostic> {
@@ -496,6 +497,7 @@ async fn converge(ctx: &Context, change: Change<'_, Model, Private>) -> Applied<
         config,
         deadline,
         private,
+        warnings,
     } = change;
     let target = (planned.backend_ref(), &planned.iap);
     let (r, number) =
@@ -505,7 +507,7 @@ async fn converge(ctx: &Context, change: Change<'_, Model, Private>) -> Applied<
     let switching_on = Iap::switches_on(prior.as_ref().map(|p| &p.iap), false);
     let (r_ref, number_ref) = (&r, number.as_str());
     let ignore = &planned.iap.ignore_checks;
-    let judged = common::judge_before_change(ctx, ignore, deadline, || async move {
+    let judged = common::judge_before_change(ctx, ignore, deadline, warnings, || async move {
         let found = backend_facts(ctx, r_ref).await;
         let found =
             found.map_err(|e| common::api_error(&format!("read backend service {r_ref}"), &e));
@@ -619,4 +621,29 @@ async fn converge(ctx: &Context, change: Change<'_, Model, Private>) -> Applied<
     next.iap.iap_invoker_granted = Attr::Known(granted);
     next.iap.invoker_grants = Attr::Known(grants);
     Ok(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A state that recorded `grants` and last read `behind` behind the backend.
+    fn recorded(grants: &[&str], behind: &[&str]) -> Model {
+        let mut state = Model::default();
+        state.iap.invoker_grants = Attr::Known(grants.iter().map(|g| g.to_string()).collect());
+        state.cloud_run_services = Attr::Known(behind.iter().map(|s| s.to_string()).collect());
+        state
+    }
+
+    #[test]
+    fn a_grant_is_left_behind_when_its_service_is_no_longer_behind_the_backend() {
+        let hello = "projects/my-project/locations/us-central1/services/hello";
+        let behind = ["us-central1/hello"];
+        assert!(!recorded(&[hello], &behind).grant_left_behind());
+        assert!(recorded(&[hello], &["europe-west1/hello"]).grant_left_behind());
+        assert!(recorded(&[hello], &[]).grant_left_behind());
+        // What the one parser of recorded grants does not read is no grant to release.
+        assert!(!recorded(&["not a service/x/y/z"], &[]).grant_left_behind());
+        assert!(!Model::default().grant_left_behind(), "nothing recorded");
+    }
 }

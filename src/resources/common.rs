@@ -57,7 +57,7 @@ pub fn iap_state(what: &str, granted: &str) -> [Attribute; 4] {
         // The grants this resource added, recorded in state so that a destroy (a replacement's
         // destroy half included) can undo exactly them.
         Attribute::string_set("invoker_grants").computed().description(
-            "The Cloud Run services (`projects/{project}/locations/{location}/services/{name}`) on which this resource added `roles/run.invoker` for the IAP service agent. Destroying the resource removes exactly these grants (a grant that existed before is never claimed), unless another IAP-enabled path still routes to the service. Such a grant is kept, leaves this record, and is recorded by no other resource, so it stays after the other path is gone: remove it by hand with `gcloud run services remove-iam-policy-binding` once nothing needs it.",
+            "The Cloud Run services (`projects/{project}/locations/{location}/services/{name}`) on which this resource added `roles/run.invoker` for the IAP service agent. Destroying the resource removes exactly these grants (a grant that existed before is never claimed), unless another IAP-enabled path still routes to the service. Such a grant is kept, leaves this record, and is recorded by no other resource, so it stays after the other path is gone: remove it by hand with `gcloud run services remove-iam-policy-binding` once nothing needs it. A grant whose other paths cannot be looked up (an API error) is kept too: turning `grant_iap_invoker` off leaves it recorded, and a destroy warns that it was left in place, with the command that removes it.",
         ),
         // The one-run fix path (docs/checks.md).
         Attribute::string_list("checks_after").optional().description(
@@ -309,7 +309,8 @@ pub fn recorded_grants(
 /// (when `direct`) or a backend service with IAP on other than `except`. Such a grant stays, and
 /// is forgotten too (whoever manages that path owns it now). A lookup failure keeps the grant:
 /// removing access someone may need is worse than leaving it; it stays recorded too, so a later
-/// apply or destroy releases it. The first failure is returned after trying them all.
+/// apply or destroy releases it. Returns those grants with the lookup's error; the first failure
+/// to remove one after trying them all.
 pub async fn release_grants(
     ctx: &Context,
     agent: &IapAgent,
@@ -317,8 +318,9 @@ pub async fn release_grants(
     keep: impl Fn(&str) -> bool,
     (direct, except): (bool, Option<&google::BackendServiceRef>),
     deadline: Instant,
-) -> Result<(), Diagnostic> {
+) -> Result<Vec<(ServiceName, google::Error)>, Diagnostic> {
     let mut first_error = None;
+    let mut unchecked = Vec::new();
     for key in grants.clone() {
         if keep(&key) {
             continue;
@@ -332,6 +334,7 @@ pub async fn release_grants(
             Err(e) => {
                 // Unknown whether another path needs it: not removed, and still this resource's.
                 tracing::warn!(service = %name, error = %e, "invoker grant kept: could not look up the other IAP paths to the service");
+                unchecked.push((name, e));
                 continue;
             }
         };
@@ -347,7 +350,7 @@ pub async fn release_grants(
         }
         grants.remove(&key);
     }
-    first_error.map_or(Ok(()), Err)
+    first_error.map_or(Ok(unchecked), Err)
 }
 
 /// The unconditional `roles/run.invoker` members of a project's own policy, read only when
@@ -368,8 +371,9 @@ pub async fn project_invokers(
         .map(|p| p.members(google::INVOKER_ROLE, None))
 }
 
-/// Parses the `project/location/name` keys of [`Private::invoker_grants`].
-fn parse_service_key(key: &str) -> Result<ServiceName, String> {
+/// Parses the `project/location/name` keys of [`Private::invoker_grants`] and the names of the
+/// state's `invoker_grants`: the one parser of recorded grants.
+pub fn parse_service_key(key: &str) -> Result<ServiceName, String> {
     let parsed = names::parse_service_id(key)?;
     match (parsed.project, parsed.location) {
         (Some(p), Some(l)) => Ok(ServiceName::new(p, l, parsed.service)),
@@ -587,6 +591,7 @@ pub async fn converge_grants(
         // Stops granting by configuration; another IAP path to a service still needs the grant.
         // This resource's own layer does not count: direct IAP for a service, `backend` for one.
         let others = (backend.is_some(), backend);
+        // A grant kept on a failed lookup stays recorded: the next release tries again.
         release_grants(ctx, agent, grants, |_| false, others, deadline).await?;
         return Ok(agent.granted_everywhere(&ctx.clients, behind).await);
     }
@@ -606,19 +611,46 @@ pub async fn converge_grants(
 }
 
 /// On delete: releases the grants an earlier apply recorded, except where another IAP-enabled path
-/// than the `backend` going away still routes to the service.
+/// than the `backend` going away still routes to the service. A grant kept because that lookup
+/// failed goes out of the state with the resource: it comes back as a warning, for the user to
+/// remove by hand.
 pub async fn release_recorded(
     ctx: &Context,
     prior: &Iap,
     private: &Private,
     backend: Option<&google::BackendServiceRef>,
     deadline: Instant,
-) -> Result<(), Diagnostic> {
+) -> Result<Diagnostics, Diagnostic> {
     let number = prior.project_number.as_deref().unwrap_or_default();
     let agent = IapAgent::new(prior.project.as_deref().unwrap_or_default(), number);
     let mut grants = recorded_grants(Some(&prior.invoker_grants), private);
     let keep = |_: &str| false;
-    release_grants(ctx, &agent, &mut grants, keep, (true, backend), deadline).await
+    let others = (true, backend);
+    let unchecked = release_grants(ctx, &agent, &mut grants, keep, others, deadline).await?;
+    let left = unchecked
+        .iter()
+        .map(|(name, e)| grant_left_in_place(&agent, name, e));
+    Ok(left.collect())
+}
+
+/// The warning of a destroy that left the `agent`'s grant on `service` in place because the lookup
+/// of the other IAP paths to it failed (`error`).
+fn grant_left_in_place(
+    agent: &IapAgent,
+    service: &ServiceName,
+    error: &google::Error,
+) -> Diagnostic {
+    let ServiceName {
+        project,
+        location,
+        service: id,
+    } = service;
+    let member = &agent.member;
+    let role = google::INVOKER_ROLE;
+    Diagnostic::warning(
+        "Invoker grant left in place",
+        format!("This destroy left {role} for the IAP service agent ({member}) on Cloud Run service {service}: looking up the other IAP paths to the service failed, so it is unknown whether a load balancer with IAP still needs the grant, and removing access that may be needed is worse than leaving it. No resource records the grant any more. Google's error: {error}\n\nOnce nothing needs it, remove it by hand:\n  gcloud run services remove-iam-policy-binding {id} --project={project} --region={location} --member={member} --role={role}"),
+    )
 }
 
 // ---- the checks right before the first change --------------------------------------------------
@@ -637,11 +669,13 @@ pub struct Judgement<T> {
 /// services (a pending `double_iap`), or being removed by this process, is waited for: a move
 /// between direct and load-balancer IAP removes it in the same run, and Terraform runs the two
 /// halves in no set order. The wait reads again whenever such a removal finishes here, and every few
-/// seconds, until `deadline`; the pending finding is then the error.
+/// seconds, until `deadline`; the pending finding is then the error. The checks the last read could
+/// not run go to `warnings`.
 pub async fn judge_before_change<T, F, Fut>(
     ctx: &Context,
     ignore_checks: &Attr<BTreeSet<String>>,
     deadline: Instant,
+    warnings: &mut Diagnostics,
     mut judge: F,
 ) -> Result<T, Diagnostic>
 where
@@ -659,15 +693,18 @@ where
             judged,
             services,
         } = judge().await?;
+        let not_run = judged.not_run_warnings(&ignore);
         let mut definite = judged.usual;
         definite.extend(judged.forced);
-        refuse(definite, ignore_checks)?;
+        let refused = refuse(definite, ignore_checks);
         let pending = !validation::report(judged.pending.clone(), &ignore).is_empty();
         let removing = ctx.removing(&services);
-        if !pending && !removing {
-            return Ok(read);
+        if refused.is_err() || !pending && !removing {
+            warnings.extend(not_run);
+            return refused.map(|()| read);
         }
         if Instant::now() >= deadline {
+            warnings.extend(not_run);
             let waited = started.elapsed();
             let late = validation::timing::pending_at_apply(judged.pending, &ignore, waited);
             return Err(late.into_iter().next().unwrap_or_else(|| {

@@ -206,7 +206,9 @@ impl Resource<Context> for ServiceIap {
             return Ok(());
         }
         let (prior, private) = (&delete.prior.iap, &*delete.private);
-        common::release_recorded(ctx, prior, private, None, delete.deadline).await
+        let released = common::release_recorded(ctx, prior, private, None, delete.deadline);
+        delete.warnings.extend(released.await?);
+        Ok(())
     }
 
     async fn import(&self, ctx: &Context, id: &str) -> Result<Model, Diagnostic> {
@@ -269,14 +271,19 @@ async fn checks(
                 .into_iter()
                 .map(|(backend, on)| (backend, Layer::Planned { switching_on: on }))
                 .collect();
-            // Seen from the service: the live IAP-enabled backends in front of it.
-            if let Ok(live) = ctx.clients.compute.iap_backends_to(name, None).await {
-                for b in live {
-                    let region = b.scope.region();
-                    let k = validation::backend::backend_key(project_number, region, &b.name);
-                    let removed = !at_apply && ctx.backend_removed(&k);
-                    fronting.entry(k).or_insert(Layer::of(true, None, removed));
+            // Seen from the service: the live IAP-enabled backends in front of it (none where the
+            // Compute Engine API is disabled). Unreadable, they leave double_iap unchecked.
+            let mut not_run = Vec::new();
+            match ctx.clients.compute.iap_backends_to(name, None).await {
+                Ok(live) => {
+                    for b in live {
+                        let region = b.scope.region();
+                        let k = validation::backend::backend_key(project_number, region, &b.name);
+                        let removed = !at_apply && ctx.backend_removed(&k);
+                        fronting.entry(k).or_insert(Layer::of(true, None, removed));
+                    }
                 }
+                Err(e) => not_run.push(double_iap_not_run(name, &e)),
             }
             let fronting: Vec<(String, Layer)> = fronting
                 .into_iter()
@@ -290,6 +297,7 @@ async fn checks(
                 grant,
                 project_invokers.as_deref(),
             ));
+            judged.not_run = not_run;
             if !switching_on {
                 judged = judged.standing_layer();
             }
@@ -308,6 +316,17 @@ async fn checks(
         }
     }
     Ok(judged)
+}
+
+/// The warning that `double_iap` could not run: the backend services in front of the service
+/// could not be listed (`error`, Google's).
+fn double_iap_not_run(name: &ServiceName, error: &google::Error) -> (&'static str, Diagnostic) {
+    let detail = format!(
+        "The double_iap check (IAP on both this service and a load balancer backend service in front of it) could not run: listing the serverless NEGs and backend services of project {} that could front Cloud Run service {name} failed: {error}\n\nThe plan and the apply go on without it. Give the provider's credentials read access to Compute Engine in the project (compute.networkEndpointGroups.list and compute.backendServices.list, for example through roles/compute.viewer), or check by hand that no backend service with IAP enabled routes to the service; ignore_checks = [\"double_iap\"] turns the check and this warning off.",
+        name.project
+    );
+    let warning = Diagnostic::warning("Check double_iap could not run", detail);
+    ("double_iap", warning)
 }
 
 /// Whether the service's IAP settings name a custom OAuth client; false when unreadable.
@@ -330,6 +349,7 @@ async fn converge(ctx: &Context, change: Change<'_, Model, Private>) -> Applied<
         planned,
         deadline,
         private,
+        warnings,
         ..
     } = change;
     let target = (planned.service_name(), &planned.iap);
@@ -340,7 +360,7 @@ async fn converge(ctx: &Context, change: Change<'_, Model, Private>) -> Applied<
     let switching_on = Iap::switches_on(prior.as_ref().map(|p| &p.iap), false);
     let (name_ref, number_ref) = (&name, number.as_str());
     let ignore = &planned.iap.ignore_checks;
-    common::judge_before_change(ctx, ignore, deadline, || async move {
+    common::judge_before_change(ctx, ignore, deadline, warnings, || async move {
         let judged = checks(ctx, name_ref, number_ref, Some(grant), switching_on, true).await?;
         let key = format!("{number_ref}/{}/{}", name_ref.location, name_ref.service);
         Ok(common::Judgement {

@@ -20,6 +20,9 @@ pub struct Judged {
     /// load-balancer IAP, whose two halves Terraform does not order): a warning at plan; the apply
     /// waits for it to turn off.
     pub pending: Vec<Finding>,
+    /// Checks that could not run (a read they need failed), by name, each with the warning that
+    /// says why and what to do: never a reason to stop, silent when the check is ignored.
+    pub not_run: Vec<(&'static str, Diagnostic)>,
 }
 
 impl Judged {
@@ -36,6 +39,13 @@ impl Judged {
         self.usual.extend(other.usual);
         self.forced.extend(other.forced);
         self.pending.extend(other.pending);
+        self.not_run.extend(other.not_run);
+    }
+
+    /// The warnings of the checks that could not run, but those `ignore` turns off.
+    pub fn not_run_warnings(&self, ignore: &BTreeSet<String>) -> Diagnostics {
+        let not_ignored = self.not_run.iter().filter(|(c, _)| !ignore.contains(*c));
+        not_ignored.map(|(_, warning)| warning.clone()).collect()
     }
 
     /// These findings for a resource whose own layer is on already: another layer on now is a
@@ -108,8 +118,10 @@ pub fn report_at_plan(
 }
 
 /// The diagnostics of `judged` for a plan treated as `at`: forced findings fail the plan unless the
-/// checks wait for apply; pending ones are warnings that say what the apply will do.
+/// checks wait for apply; pending ones are warnings that say what the apply will do, and so are
+/// checks that could not run.
 pub fn report_judged_at_plan(judged: Judged, ignore: &BTreeSet<String>, at: AtPlan) -> Diagnostics {
+    let not_run = judged.not_run_warnings(ignore);
     let mut diags = report_at_plan(judged.usual, ignore, at);
     let forced = match at {
         AtPlan::Deferred => AtPlan::Deferred,
@@ -117,6 +129,7 @@ pub fn report_judged_at_plan(judged: Judged, ignore: &BTreeSet<String>, at: AtPl
     };
     diags.extend(report_at_plan(judged.forced, ignore, forced));
     if at != AtPlan::Deferred {
+        diags.extend(not_run);
         let pending = judged
             .pending
             .into_iter()
@@ -223,6 +236,26 @@ mod tests {
     }
 
     #[test]
+    fn a_check_that_could_not_run_warns_unless_ignored_or_waiting_for_apply() {
+        let warning = Diagnostic::warning("Check double_iap did not run", "why, and what to do");
+        let judged = Judged {
+            usual: vec![Finding::new("double_iap", None, "both layers")],
+            not_run: vec![("double_iap", warning.clone())],
+            ..Judged::default()
+        };
+        let none = BTreeSet::new();
+        for at in [AtPlan::Enforce, AtPlan::Standing] {
+            let diags = report_judged_at_plan(judged.clone(), &none, at);
+            assert!(diags.iter().any(|d| *d == warning), "{at:?}: {diags:?}");
+        }
+        let deferred = report_judged_at_plan(judged.clone(), &none, AtPlan::Deferred);
+        assert!(deferred.is_empty(), "{deferred:?}");
+        let ignore = BTreeSet::from(["double_iap".to_string()]);
+        assert!(judged.not_run_warnings(&ignore).is_empty());
+        assert!(report_judged_at_plan(judged, &ignore, AtPlan::Enforce).is_empty());
+    }
+
+    #[test]
     fn judged_keeps_every_finding() {
         let f = |detail: &str| Finding::new("double_iap", None, detail);
         let mut judged = Judged::usual(vec![f("a")]);
@@ -230,6 +263,7 @@ mod tests {
             usual: vec![],
             forced: vec![f("b")],
             pending: vec![f("c")],
+            not_run: vec![],
         });
         let details: Vec<String> = judged.clone().all().into_iter().map(|f| f.detail).collect();
         assert_eq!(details, ["a", "b", "c"]);

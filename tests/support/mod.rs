@@ -14,4 +14,4 @@ pub mod world;
 
 pub use plugin::{ClientIdentity, Launch, PluginProcess};
 pub use reattach::Reattached;
-pub use terraform::{newest, terraform_binaries, Run, Terraform, Workspace};
+pub use terraform::{flatten, newest, terraform_binaries, Run, Terraform, Workspace};

@@ -218,6 +218,19 @@ impl Run {
     pub fn output(&self) -> String {
         format!("{}{}", self.stdout, self.stderr)
     }
+
+    /// [`Run::output`] as one line of words, for finding a diagnostic's text.
+    pub fn flat_output(&self) -> String {
+        flatten(&self.output())
+    }
+}
+
+/// Terraform's human-readable output as one line of words (it may wrap and frame text).
+pub fn flatten(text: &str) -> String {
+    text.replace('│', " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 impl std::fmt::Display for Run {

@@ -384,6 +384,17 @@ impl World {
         self.emulator.clear_requests();
     }
 
+    /// Refuses every serverless NEG list with 403 PERMISSION_DENIED, as for credentials without
+    /// `compute.networkEndpointGroups.list`: the IAP paths to a Cloud Run service cannot be looked up.
+    pub fn deny_neg_list(&self) {
+        let fault: iaprun::emulator::FaultSpec = serde_json::from_value(json!({
+            "kind": "status", "status": 403, "method": "GET", "path_regex": "/networkEndpointGroups$",
+            "probability": 1.0, "message": "Required 'compute.networkEndpointGroups.list' permission."
+        }))
+        .expect("fault");
+        self.emulator.add_fault(fault).expect("fault added");
+    }
+
     /// How many setIamPolicy calls were refused as conflicts since the request log was cleared.
     pub fn iam_conflicts(&self) -> usize {
         self.emulator
