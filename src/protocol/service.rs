@@ -362,6 +362,44 @@ impl<P: Provider> WireProvider for ProviderService<P> {
         }))
     }
 
+    async fn move_resource_state(
+        &self,
+        request: Request<wire::move_resource_state::Request>,
+    ) -> Result<Response<wire::move_resource_state::Response>, Status> {
+        let request = request.into_inner();
+        tracing::debug!(rpc = "MoveResourceState", source_provider = %request.source_provider_address, source_type = %request.source_type_name, source_version = request.source_schema_version, resource_type = %request.target_type_name, "call");
+        let mut diagnostics = Diagnostics::new();
+        let mut target_state = None;
+        if let Some(rt) = collect(
+            &mut diagnostics,
+            self.engine.resource(&request.target_type_name),
+        ) {
+            let raw = request.source_state.unwrap_or_default();
+            let moved = self.engine.move_state(
+                rt,
+                &request.source_provider_address,
+                &request.source_type_name,
+                request.source_schema_version,
+                &raw.json,
+            );
+            match moved {
+                Ok(value) => {
+                    target_state = collect(
+                        &mut diagnostics,
+                        encode(&value, &rt.value_type, "moved state"),
+                    );
+                }
+                Err(errors) => diagnostics.extend(errors),
+            }
+        }
+        Ok(Response::new(wire::move_resource_state::Response {
+            target_state,
+            diagnostics: wire_diagnostics(&diagnostics),
+            // The source's private state is the other provider's business: nothing is carried over.
+            target_private: Vec::new(),
+        }))
+    }
+
     async fn configure(
         &self,
         request: Request<wire::configure::Request>,
