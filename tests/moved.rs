@@ -318,6 +318,42 @@ async fn moves_without_a_change(terraform: &Terraform) {
     ws.init();
     let before = policies(&world).await;
 
+    // A binding moved to a member is refused with what is supported, and nothing changes.
+    let (run, _) = iap_resources();
+    ws.write(
+        "main.tf",
+        &format!(
+            r#"{}
+moved {{
+  from = {BINDING}.office
+  to   = iaprun_access_member.office
+}}
+
+resource "iaprun_access_member" "office" {{
+  resource = "{run}"
+  member   = "user:a@example.com"
+}}
+"#,
+            provider_header("")
+        ),
+    );
+    let writes = world.iap_policy_writes();
+    let refused = ws.plan_detailed_exitcode();
+    assert_eq!(refused.code(), 1, "{refused}");
+    assert!(
+        refused
+            .output()
+            .contains("Move from this resource type not supported")
+            && refused.output().contains(MEMBER),
+        "{refused}"
+    );
+    assert_eq!(
+        world.iap_policy_writes(),
+        writes,
+        "a refused move wrote a policy"
+    );
+    ws.write("main.tf", &configuration(true));
+
     let plan = ws.run(&["plan", "-out=moves.tfplan", "-input=false", "-no-color"]);
     assert!(plan.success(), "{plan}");
     assert!(
@@ -366,7 +402,6 @@ async fn moves_without_a_change(terraform: &Terraform) {
         "{shown}"
     );
 
-    let writes = world.iap_policy_writes();
     ws.run(&["apply", "-input=false", "-no-color", "moves.tfplan"])
         .expect_success();
     assert_eq!(
@@ -390,7 +425,6 @@ async fn moves_without_a_change(terraform: &Terraform) {
         ["iaprun_access_binding", "iaprun_access_member"],
         "{state}"
     );
-    let (run, _) = iap_resources();
     assert_eq!(
         resources[0]["values"]["id"],
         format!("{run} {ACCESSOR} office"),
