@@ -284,39 +284,59 @@ async fn policies(world: &World) -> (Value, Value) {
     )
 }
 
-/// A workspace holding the google provider's state, served the stand-in for the google provider.
-async fn workspace(
-    world: &World,
-    terraform: &Terraform,
-    google: &Reattached,
-    moved: bool,
-) -> Workspace {
-    let (run_policy, backend_policy) = policies(world).await;
-    let etag = |p: &Value| p["etag"].as_str().unwrap_or_default().to_string();
-    let mut ws = Workspace::new(terraform, &configuration(moved));
-    ws.env("IAPRUN_EMULATOR_HOST", &world.host());
-    ws.env("TF_REATTACH_PROVIDERS", &google.env_value());
-    ws.write(
-        "terraform.tfstate",
-        &google_state(terraform, (&etag(&run_policy), &etag(&backend_policy))),
-    );
-    ws
+/// A world granted by the google provider, and a workspace holding its state that Terraform runs
+/// with the stand-in for the google provider.
+struct Migration {
+    world: World,
+    ws: Workspace,
+    /// What the stand-in was asked beyond schemas.
+    google_calls: Arc<Mutex<Vec<String>>>,
+    /// Serves the stand-in while the migration lives.
+    _google: Reattached,
+}
+
+impl Migration {
+    /// With `moved` blocks in the configuration when `moved`.
+    async fn start(terraform: &Terraform, moved: bool) -> Migration {
+        let world = world_granted_by_google().await;
+        let google_calls = Arc::new(Mutex::new(Vec::new()));
+        let calls = google_calls.clone();
+        let google = Reattached::serve(GoogleStandIn { calls }, GOOGLE);
+        let (run_policy, backend_policy) = policies(&world).await;
+        let etag = |p: &Value| p["etag"].as_str().unwrap_or_default().to_string();
+        let mut ws = Workspace::new(terraform, &configuration(moved));
+        ws.env("IAPRUN_EMULATOR_HOST", &world.host());
+        ws.env("TF_REATTACH_PROVIDERS", &google.env_value());
+        ws.write(
+            "terraform.tfstate",
+            &google_state(terraform, (&etag(&run_policy), &etag(&backend_policy))),
+        );
+        Migration {
+            world,
+            ws,
+            google_calls,
+            _google: google,
+        }
+    }
+
+    /// The google stand-in was asked for nothing but schemas.
+    #[track_caller]
+    fn assert_google_untouched(&self) {
+        let calls = self.google_calls.lock().expect("calls");
+        assert!(
+            calls.is_empty(),
+            "the google stand-in was asked for more than schemas: {calls:?}"
+        );
+    }
 }
 
 /// The moved blocks on Terraform 1.8 and later: the plan moves both and changes nothing; the apply
 /// writes no IAM policy; the next plan is empty.
 async fn moves_without_a_change(terraform: &Terraform) {
-    let world = world_granted_by_google().await;
-    let calls = Arc::new(Mutex::new(Vec::new()));
-    let google = Reattached::serve(
-        GoogleStandIn {
-            calls: calls.clone(),
-        },
-        GOOGLE,
-    );
-    let ws = workspace(&world, terraform, &google, true).await;
+    let migration = Migration::start(terraform, true).await;
+    let (world, ws) = (&migration.world, &migration.ws);
     ws.init();
-    let before = policies(&world).await;
+    let before = policies(world).await;
 
     // A binding moved to a member is refused with what is supported, and nothing changes.
     let (run, _) = iap_resources();
@@ -409,7 +429,7 @@ resource "iaprun_access_member" "office" {{
         writes,
         "the move wrote an IAM policy"
     );
-    assert_eq!(policies(&world).await, before, "the move changed a policy");
+    assert_eq!(policies(world).await, before, "the move changed a policy");
     ws.assert_plan(0, "the plan after the move");
 
     let state = ws.show_json();
@@ -431,11 +451,7 @@ resource "iaprun_access_member" "office" {{
         "{state}"
     );
     assert_eq!(resources[0]["values"]["etag"], before.0["etag"], "{state}");
-    assert!(
-        calls.lock().expect("calls").is_empty(),
-        "the google stand-in was asked for more than schemas: {:?}",
-        calls.lock().expect("calls")
-    );
+    migration.assert_google_untouched();
 
     // The moved resources are ours now: a member dropped from the configuration leaves the binding.
     ws.write(
@@ -461,15 +477,8 @@ resource "iaprun_access_member" "office" {{
 /// Terraform before 1.1 refuses `moved` blocks; the alternative, `state rm` and `import`, ends at
 /// the same empty plan without an IAM write.
 async fn older_terraform_imports_instead(terraform: &Terraform) {
-    let world = world_granted_by_google().await;
-    let calls = Arc::new(Mutex::new(Vec::new()));
-    let google = Reattached::serve(
-        GoogleStandIn {
-            calls: calls.clone(),
-        },
-        GOOGLE,
-    );
-    let ws = workspace(&world, terraform, &google, true).await;
+    let migration = Migration::start(terraform, true).await;
+    let (world, ws) = (&migration.world, &migration.ws);
     let refused = ws.run(&["init", "-input=false", "-no-color"]);
     assert!(!refused.success(), "{refused}");
     assert!(
@@ -505,11 +514,7 @@ async fn older_terraform_imports_instead(terraform: &Terraform) {
         writes,
         "the import wrote an IAM policy"
     );
-    assert!(
-        calls.lock().expect("calls").is_empty(),
-        "{:?}",
-        calls.lock().expect("calls")
-    );
+    migration.assert_google_untouched();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

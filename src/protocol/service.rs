@@ -130,6 +130,22 @@ fn collect<T>(diagnostics: &mut Diagnostics, result: Result<T, Diagnostic>) -> O
     }
 }
 
+/// An engine's value of type `ty` encoded (`what`: which value, for errors), or its errors kept.
+fn encode_result(
+    diagnostics: &mut Diagnostics,
+    result: Result<Value, Diagnostics>,
+    ty: &Type,
+    what: &str,
+) -> Option<DynamicValue> {
+    match result {
+        Ok(value) => collect(diagnostics, encode(&value, ty, what)),
+        Err(errors) => {
+            diagnostics.extend(errors);
+            None
+        }
+    }
+}
+
 fn wire_diagnostics(diagnostics: &Diagnostics) -> Vec<wire::Diagnostic> {
     if !diagnostics.is_empty() {
         tracing::debug!(
@@ -346,15 +362,9 @@ impl<P: Provider> WireProvider for ProviderService<P> {
         let mut upgraded_state = None;
         if let Some(rt) = collect(&mut diagnostics, self.engine.resource(&request.type_name)) {
             let raw = request.raw_state.unwrap_or_default();
-            match self.engine.upgrade_state(rt, request.version, &raw.json) {
-                Ok(value) => {
-                    upgraded_state = collect(
-                        &mut diagnostics,
-                        encode(&value, &rt.value_type, "upgraded state"),
-                    );
-                }
-                Err(errors) => diagnostics.extend(errors),
-            }
+            let upgraded = self.engine.upgrade_state(rt, request.version, &raw.json);
+            upgraded_state =
+                encode_result(&mut diagnostics, upgraded, &rt.value_type, "upgraded state");
         }
         Ok(Response::new(wire::upgrade_resource_state::Response {
             upgraded_state,
@@ -382,15 +392,7 @@ impl<P: Provider> WireProvider for ProviderService<P> {
                 request.source_schema_version,
                 &raw.json,
             );
-            match moved {
-                Ok(value) => {
-                    target_state = collect(
-                        &mut diagnostics,
-                        encode(&value, &rt.value_type, "moved state"),
-                    );
-                }
-                Err(errors) => diagnostics.extend(errors),
-            }
+            target_state = encode_result(&mut diagnostics, moved, &rt.value_type, "moved state");
         }
         Ok(Response::new(wire::move_resource_state::Response {
             target_state,
