@@ -83,7 +83,7 @@ pub struct Moved<'a> {
     /// The policy etag the google provider last saw.
     pub etag: Attr<String>,
     /// The source's attributes, for the type-specific ones (`members`, `member`).
-    pub attributes: &'a Map<String, Json>,
+    attributes: &'a Map<String, Json>,
     type_name: &'a str,
 }
 
