@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::framework::{Attribute, Block, Nesting, Provider, Schema, Type};
+use crate::framework::{Attribute, Block, MoveSources, Nesting, Provider, Schema, Type};
 use crate::provider::IaprunProvider;
 use crate::validation::exposure::AUDIT_RULES;
 use crate::validation::CATALOGUE;
@@ -30,7 +30,7 @@ pub fn render_provider<P: Provider>(
         let short = name.trim_start_matches("iaprun_");
         files.push((
             format!("docs/resources/{short}.md"),
-            render_resource(repo, name, &resource.schema())?,
+            render_resource(repo, name, &resource.schema(), resource.move_sources())?,
         ));
     }
     for data_source in provider.data_sources() {
@@ -78,7 +78,12 @@ fn render_index(repo: &Path, schema: &Schema) -> Result<String, String> {
     Ok(out)
 }
 
-fn render_resource(repo: &Path, name: &str, schema: &Schema) -> Result<String, String> {
+fn render_resource(
+    repo: &Path,
+    name: &str,
+    schema: &Schema,
+    moves: MoveSources,
+) -> Result<String, String> {
     let mut out = String::new();
     let desc = &schema.block.description;
     writeln!(
@@ -97,7 +102,29 @@ fn render_resource(repo: &Path, name: &str, schema: &Schema) -> Result<String, S
         "## Import\n\nImport is supported using the following syntax:\n\n```shell\n{import}\n```"
     )
     .ok();
+    render_moves(&mut out, name, moves);
     Ok(out)
+}
+
+/// The `moved` blocks a resource type accepts from other types, when it accepts any.
+fn render_moves(out: &mut String, name: &str, moves: MoveSources) {
+    if moves.is_empty() {
+        return;
+    }
+    let list = |items: &[&str]| {
+        items
+            .iter()
+            .map(|i| format!("`{i}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    writeln!(
+        out,
+        "\n## Moving from other resource types\n\nWith Terraform 1.8 or later, a `moved` block can hand {name} an existing resource of {} of one of these types: {}. Nothing is destroyed or created: the grant stays in the IAM policy, and the plan shows the move and no change when the configuration matches the policy. Terraform 1.7 and earlier cannot move resources across types (1.0 has no `moved` blocks at all): remove the old resource from the state (`terraform state rm`) and import this one instead. See the guide [Migrating from the google provider's IAP IAM resources](../guides/migrating-from-google.md).",
+        moves.providers.join(" or "),
+        list(moves.types)
+    )
+    .ok();
 }
 
 fn render_data_source(repo: &Path, name: &str, schema: &Schema) -> Result<String, String> {
@@ -347,5 +374,13 @@ mod tests {
             "{page}"
         );
         assert!(!page.contains("## Import"), "{page}");
+        let (_, thing) = files
+            .iter()
+            .find(|(p, _)| p == "docs/resources/fake_thing.md")
+            .expect("resource page");
+        assert!(
+            thing.contains("## Import") && !thing.contains("## Moving"),
+            "a type that takes nothing over says nothing of moves: {thing}"
+        );
     }
 }

@@ -14,6 +14,8 @@ mod service_iap;
 mod access_binding;
 // iaprun_access_member end to end: composition across modules, conflicts, binding_conflict, JWT audiences.
 mod access_member;
+// moved blocks from the google provider's IAP IAM resources: no change on 1.8+, the import path on 1.0.
+mod moved;
 // iaprun_backend_iap end to end: global and regional backends, OAuth clients, drift, import, destroy.
 mod backend_iap;
 // iaprun_iap_settings end to end: update masks, drift, others' settings kept, import, the secret.

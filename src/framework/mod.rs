@@ -21,8 +21,8 @@ pub use path::{AttributePath, Step};
 pub use resource::{
     typed, typed_data_source, AnyDataSource, AnyResource, Applied, ApplyRequest, ApplyResponse,
     Change, ClientCapabilities, ConfigureRequest, DataSource, Delete, DeleteRequest, Deleted,
-    Failure, ImportResponse, Plan, PlanRequest, Provider, Read, ReadRequest, ReadResponse,
-    Resource, ValidateRequest,
+    Failure, ImportResponse, MoveSource, MoveSources, Plan, PlanRequest, Provider, Read,
+    ReadRequest, ReadResponse, Resource, ValidateRequest,
 };
 pub use schema::{Attribute, Block, NestedBlock, Nesting, Schema};
 pub use value::{Number, Refinements, Type, Value};

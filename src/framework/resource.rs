@@ -110,6 +110,41 @@ pub struct ImportResponse {
     pub diagnostics: Diagnostics,
 }
 
+/// The resources of other types a `moved` block may hand to a resource type (Terraform 1.8 and
+/// later call MoveResourceState when `from` and `to` differ in type or provider).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MoveSources {
+    /// Source provider addresses, such as `registry.terraform.io/hashicorp/google`.
+    pub providers: &'static [&'static str],
+    /// Resource types of those providers.
+    pub types: &'static [&'static str],
+}
+
+impl MoveSources {
+    /// Accepts no moves.
+    pub const NONE: MoveSources = MoveSources {
+        providers: &[],
+        types: &[],
+    };
+
+    /// Whether nothing is accepted.
+    pub fn is_empty(&self) -> bool {
+        self.providers.is_empty() || self.types.is_empty()
+    }
+}
+
+/// The resource a `moved` block hands over, as Terraform stored it.
+#[derive(Debug, Clone, Copy)]
+pub struct MoveSource<'a> {
+    /// Its provider's address, such as `registry.terraform.io/hashicorp/google`.
+    pub provider: &'a str,
+    pub type_name: &'a str,
+    /// The version of its provider's schema the state was written with.
+    pub schema_version: i64,
+    /// Its attributes, as in the state file.
+    pub state: &'a serde_json::Value,
+}
+
 /// A managed resource type on plain values, as the engine calls it. `C` is the provider's
 /// configured context. Resources implement the typed [`Resource`]; [`typed`] adapts it to this.
 #[async_trait]
@@ -154,6 +189,17 @@ pub trait AnyResource<C: Send + Sync>: Send + Sync {
             diagnostics,
             ..ImportResponse::default()
         }
+    }
+
+    /// The resources of other types this one takes over from a `moved` block.
+    fn move_sources(&self) -> MoveSources {
+        MoveSources::NONE
+    }
+
+    /// Builds this type's state from a resource of a type [`Self::move_sources`] names; the engine
+    /// has checked its provider and type. The next refresh and plan fill in the rest.
+    fn move_state(&self, source: &MoveSource<'_>) -> Result<Value, Diagnostics> {
+        Err(move_unsupported(self.type_name(), source.type_name).into())
     }
 
     /// Turns stored state JSON of `version` into a value of the current `schema` (this type's, as
@@ -213,6 +259,17 @@ pub trait Provider: Send + Sync + 'static {
 
     /// Called on Terraform's Stop: cancel in-flight work.
     fn stop(&self) {}
+}
+
+/// The error of a move into a type that takes over nothing.
+pub(super) fn move_unsupported(type_name: &str, source_type: &str) -> Diagnostic {
+    Diagnostic::error(
+        "Move not supported",
+        format!(
+            "A moved block hands a {} to {type_name}, which cannot take over resources of other types. Remove the moved block; to manage the existing object with {type_name}, import it (`terraform import` or an import block) and remove the old resource from the state (`terraform state rm` or a removed block).",
+            source_type
+        ),
+    )
 }
 
 // ---- the typed face ------------------------------------------------------------------------
@@ -275,6 +332,15 @@ pub trait Resource<C: Send + Sync + 'static>: Send + Sync + 'static {
             "Import not supported",
             format!("The resource type {} cannot be imported.", Self::TYPE_NAME),
         ))
+    }
+
+    /// The resources of other types this one takes over from a `moved` block (none by default).
+    const MOVE_SOURCES: MoveSources = MoveSources::NONE;
+
+    /// Builds state from a resource of a type [`Self::MOVE_SOURCES`] names (provider and type
+    /// already checked): what it says of the object, without API calls; `read` runs next.
+    fn move_from(source: &MoveSource<'_>) -> Result<Self::Model, Diagnostics> {
+        Err(move_unsupported(Self::TYPE_NAME, source.type_name).into())
     }
 }
 
@@ -640,6 +706,14 @@ impl<C: Send + Sync + 'static, R: Resource<C>> AnyResource<C> for Typed<R> {
                 }
             }
         }
+    }
+
+    fn move_sources(&self) -> MoveSources {
+        R::MOVE_SOURCES
+    }
+
+    fn move_state(&self, source: &MoveSource<'_>) -> Result<Value, Diagnostics> {
+        R::move_from(source).map(|model| encode(R::TYPE_NAME, &self.schema, Some(&model)))
     }
 
     async fn import(&self, ctx: &C, id: &str) -> ImportResponse {

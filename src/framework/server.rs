@@ -13,9 +13,9 @@ use super::diagnostics::{Diagnostic, Diagnostics};
 use super::path::AttributePath;
 use super::plan as generic_plan;
 use super::resource::{
-    AnyDataSource, AnyResource, ApplyRequest, ApplyResponse, ClientCapabilities, ConfigureRequest,
-    DeleteRequest, ImportResponse, PlanRequest, Provider, ReadRequest, ReadResponse,
-    ValidateRequest,
+    move_unsupported, AnyDataSource, AnyResource, ApplyRequest, ApplyResponse, ClientCapabilities,
+    ConfigureRequest, DeleteRequest, ImportResponse, MoveSource, PlanRequest, Provider,
+    ReadRequest, ReadResponse, ValidateRequest,
 };
 use super::schema::{Block, Nesting, Schema};
 use super::timeouts;
@@ -216,26 +216,62 @@ impl<P: Provider> Server<P> {
         version: i64,
         raw_json: &[u8],
     ) -> Result<Value, Diagnostics> {
-        let type_name = rt.handler.type_name();
-        if raw_json.is_empty() {
+        let json = stored_json(rt.handler.type_name(), raw_json)?;
+        let value = rt.handler.upgrade_state(&rt.schema, version, &json)?;
+        Ok(conform(&rt.schema.block, value))
+    }
+
+    /// MoveResourceState: the state of `source_type` of `source_provider` (JSON, written with
+    /// schema `version`) as a value of `rt`'s schema, when `rt` declares it takes that type over.
+    pub fn move_state(
+        &self,
+        rt: &Registered<dyn AnyResource<P::Context>>,
+        source_provider: &str,
+        source_type: &str,
+        version: i64,
+        raw_json: &[u8],
+    ) -> Result<Value, Diagnostics> {
+        let target = rt.handler.type_name();
+        let accepted = rt.handler.move_sources();
+        if accepted.is_empty() {
+            return Err(move_unsupported(target, source_type).into());
+        }
+        let provider = full_provider_address(source_provider);
+        if !accepted
+            .providers
+            .iter()
+            .any(|p| full_provider_address(p) == provider)
+        {
             return Err(Diagnostic::error(
-                "Unsupported state format",
+                "Move from this provider not supported",
                 format!(
-                    "The stored state of this {type_name} has no JSON form (it predates Terraform 0.12). Remove it from state with `terraform state rm` and import it again."
+                    "{target} takes over resources of {} only; the moved block hands it a {source_type} of {source_provider}. Remove the moved block, or import the object instead.",
+                    accepted.providers.join(" or ")
                 ),
             )
             .into());
         }
-        let json = serde_json::from_slice::<serde_json::Value>(raw_json).map_err(|e| {
-            Diagnostic::error(
-                "Unreadable state",
+        if !accepted.types.contains(&source_type) {
+            return Err(Diagnostic::error(
+                "Move from this resource type not supported",
                 format!(
-                    "The stored state of this {type_name} is not valid JSON: {e}. Restore the state file from a backup."
+                    "{target} takes over {}; the moved block hands it a {source_type}. Move that resource to the iaprun type that manages the same thing, or import the object instead.",
+                    accepted.types.join(", ")
                 ),
             )
+            .into());
+        }
+        let state = stored_json(source_type, raw_json)?;
+        let value = rt.handler.move_state(&MoveSource {
+            provider: source_provider,
+            type_name: source_type,
+            schema_version: version,
+            state: &state,
         })?;
-        let value = rt.handler.upgrade_state(&rt.schema, version, &json)?;
-        Ok(conform(&rt.schema.block, value))
+        Ok(with_defaults(
+            &rt.schema.block,
+            conform(&rt.schema.block, value),
+        ))
     }
 
     /// ReadResource: on any failure the state and private state Terraform has are kept.
@@ -458,6 +494,37 @@ impl<P: Provider> Server<P> {
     /// Stop: cancel in-flight work.
     pub fn stop(&self) {
         self.provider.stop();
+    }
+}
+
+/// A resource's stored state as JSON (`type_name`: what the state is of, for the errors).
+fn stored_json(type_name: &str, raw_json: &[u8]) -> Result<serde_json::Value, Diagnostic> {
+    if raw_json.is_empty() {
+        return Err(Diagnostic::error(
+            "Unsupported state format",
+            format!(
+                "The stored state of this {type_name} has no JSON form (it predates Terraform 0.12). Remove it from state with `terraform state rm` and import it again."
+            ),
+        ));
+    }
+    serde_json::from_slice(raw_json).map_err(|e| {
+        Diagnostic::error(
+            "Unreadable state",
+            format!(
+                "The stored state of this {type_name} is not valid JSON: {e}. Restore the state file from a backup."
+            ),
+        )
+    })
+}
+
+/// A provider source address with its registry host (`hashicorp/google` is
+/// `registry.terraform.io/hashicorp/google`), lower case: namespaces and types ignore case.
+fn full_provider_address(address: &str) -> String {
+    let address = address.to_ascii_lowercase();
+    if address.split('/').count() == 2 {
+        format!("registry.terraform.io/{address}")
+    } else {
+        address
     }
 }
 

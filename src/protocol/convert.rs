@@ -122,12 +122,13 @@ pub fn attribute_path_from_wire(path: &wire::AttributePath) -> AttributePath {
     }
 }
 
-/// What this server opts into: destroy plans and schema caching by the client.
+/// What this server opts into: destroy plans, schema caching by the client, and moves across
+/// resource types (the engine answers for types that take none over).
 pub fn server_capabilities() -> wire::ServerCapabilities {
     wire::ServerCapabilities {
         plan_destroy: true,
         get_provider_schema_optional: true,
-        move_resource_state: false,
+        move_resource_state: true,
     }
 }
 
@@ -241,6 +242,7 @@ mod tests {
     fn capabilities() {
         let server = server_capabilities();
         assert!(server.plan_destroy && server.get_provider_schema_optional);
+        assert!(server.move_resource_state, "MoveResourceState is served");
         assert_eq!(client_capabilities(None), ClientCapabilities::default());
         let offered = wire::ClientCapabilities {
             deferral_allowed: false,

@@ -130,6 +130,22 @@ fn collect<T>(diagnostics: &mut Diagnostics, result: Result<T, Diagnostic>) -> O
     }
 }
 
+/// An engine's value of type `ty` encoded (`what`: which value, for errors), or its errors kept.
+fn encode_result(
+    diagnostics: &mut Diagnostics,
+    result: Result<Value, Diagnostics>,
+    ty: &Type,
+    what: &str,
+) -> Option<DynamicValue> {
+    match result {
+        Ok(value) => collect(diagnostics, encode(&value, ty, what)),
+        Err(errors) => {
+            diagnostics.extend(errors);
+            None
+        }
+    }
+}
+
 fn wire_diagnostics(diagnostics: &Diagnostics) -> Vec<wire::Diagnostic> {
     if !diagnostics.is_empty() {
         tracing::debug!(
@@ -346,19 +362,43 @@ impl<P: Provider> WireProvider for ProviderService<P> {
         let mut upgraded_state = None;
         if let Some(rt) = collect(&mut diagnostics, self.engine.resource(&request.type_name)) {
             let raw = request.raw_state.unwrap_or_default();
-            match self.engine.upgrade_state(rt, request.version, &raw.json) {
-                Ok(value) => {
-                    upgraded_state = collect(
-                        &mut diagnostics,
-                        encode(&value, &rt.value_type, "upgraded state"),
-                    );
-                }
-                Err(errors) => diagnostics.extend(errors),
-            }
+            let upgraded = self.engine.upgrade_state(rt, request.version, &raw.json);
+            upgraded_state =
+                encode_result(&mut diagnostics, upgraded, &rt.value_type, "upgraded state");
         }
         Ok(Response::new(wire::upgrade_resource_state::Response {
             upgraded_state,
             diagnostics: wire_diagnostics(&diagnostics),
+        }))
+    }
+
+    async fn move_resource_state(
+        &self,
+        request: Request<wire::move_resource_state::Request>,
+    ) -> Result<Response<wire::move_resource_state::Response>, Status> {
+        let request = request.into_inner();
+        tracing::debug!(rpc = "MoveResourceState", source_provider = %request.source_provider_address, source_type = %request.source_type_name, source_version = request.source_schema_version, resource_type = %request.target_type_name, "call");
+        let mut diagnostics = Diagnostics::new();
+        let mut target_state = None;
+        if let Some(rt) = collect(
+            &mut diagnostics,
+            self.engine.resource(&request.target_type_name),
+        ) {
+            let raw = request.source_state.unwrap_or_default();
+            let moved = self.engine.move_state(
+                rt,
+                &request.source_provider_address,
+                &request.source_type_name,
+                request.source_schema_version,
+                &raw.json,
+            );
+            target_state = encode_result(&mut diagnostics, moved, &rt.value_type, "moved state");
+        }
+        Ok(Response::new(wire::move_resource_state::Response {
+            target_state,
+            diagnostics: wire_diagnostics(&diagnostics),
+            // The source's private state is the other provider's business: nothing is carried over.
+            target_private: Vec::new(),
         }))
     }
 

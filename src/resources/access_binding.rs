@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::Instant;
 
+use super::from_google;
 use super::prelude::*;
 use crate::names::{IapResource, IapTarget};
 
@@ -370,6 +371,23 @@ impl Resource<Context> for AccessBinding {
             format!("remove the {role} binding from {target}")
         })
         .map(drop)
+    }
+
+    const MOVE_SOURCES: MoveSources = MoveSources {
+        providers: from_google::PROVIDERS,
+        types: from_google::BINDING_TYPES,
+    };
+
+    fn move_from(source: &MoveSource<'_>) -> Result<Model, Diagnostics> {
+        let moved = from_google::read(source)?;
+        let members = moved.strings("members")?;
+        let title = moved.access.title();
+        Ok(Model {
+            id: Attr::Known(moved.access.id(&moved.resource(), None, title.as_deref())),
+            members: Attr::Known(members.into_iter().collect()),
+            etag: moved.etag,
+            access: moved.access,
+        })
     }
 
     async fn import(&self, _: &Context, id: &str) -> Result<Model, Diagnostic> {

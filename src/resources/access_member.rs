@@ -2,6 +2,7 @@
 //! (role, condition) binding and removes exactly it; the form that composes across modules.
 
 use super::access_binding::{self as binding, Access};
+use super::from_google;
 use super::prelude::*;
 
 /// The resource type.
@@ -139,6 +140,22 @@ impl Resource<Context> for AccessMember {
         let removed = binding::edit_policy(ctx, &target, delete.deadline, edit).await;
         let doing = || format!("remove {member} from the {role} binding on {target}");
         common::unless_gone(removed, doing).map(drop)
+    }
+
+    const MOVE_SOURCES: MoveSources = MoveSources {
+        providers: from_google::PROVIDERS,
+        types: from_google::MEMBER_TYPES,
+    };
+
+    fn move_from(source: &MoveSource<'_>) -> Result<Model, Diagnostics> {
+        let moved = from_google::read(source)?;
+        let mut model = Model {
+            member: Attr::Known(moved.string("member")?),
+            access: moved.access.clone(),
+            ..Model::default()
+        };
+        model.id = Attr::Known(model.id(&moved.resource()));
+        Ok(model)
     }
 
     async fn import(&self, _: &Context, id: &str) -> Result<Model, Diagnostic> {

@@ -16,6 +16,7 @@ pub mod backend_iap;
 pub mod cache;
 mod common;
 mod context;
+pub mod from_google;
 pub mod iap_settings;
 pub mod service_iap;
 
@@ -31,7 +32,8 @@ mod prelude {
     pub use crate::framework::timeouts::timeouts_block;
     pub use crate::framework::{
         Applied, Attr, Attribute, AttributePath, Block, Change, ClientCapabilities, Delete,
-        Deleted, Diagnostic, Diagnostics, Failure, NestedBlock, Plan, Read, Resource, Schema,
+        Deleted, Diagnostic, Diagnostics, Failure, MoveSource, MoveSources, NestedBlock, Plan,
+        Read, Resource, Schema,
     };
     pub use crate::{google, names, validation};
 }

@@ -414,7 +414,8 @@ where
         .map(tonic::Response::into_inner)
 }
 
-/// Just enough of tfplugin5 and go-plugin for tests to read a schema and shut a plugin down.
+/// Just enough of tfplugin5 and go-plugin for tests to read a schema, move a resource's state and
+/// shut a plugin down.
 pub mod messages {
     use super::HashMap;
 
@@ -458,6 +459,62 @@ pub mod messages {
         pub plan_destroy: bool,
         #[prost(bool, tag = "2")]
         pub get_provider_schema_optional: bool,
+        #[prost(bool, tag = "3")]
+        pub move_resource_state: bool,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct RawState {
+        #[prost(bytes = "vec", tag = "1")]
+        pub json: Vec<u8>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct DynamicValue {
+        #[prost(bytes = "vec", tag = "1")]
+        pub msgpack: Vec<u8>,
+        #[prost(bytes = "vec", tag = "2")]
+        pub json: Vec<u8>,
+    }
+
+    /// A diagnostic without its attribute path.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Diagnostic {
+        /// 1 = ERROR, 2 = WARNING.
+        #[prost(int32, tag = "1")]
+        pub severity: i32,
+        #[prost(string, tag = "2")]
+        pub summary: String,
+        #[prost(string, tag = "3")]
+        pub detail: String,
+    }
+
+    /// `MoveResourceState.Request` (protocol 5.5).
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct MoveResourceStateRequest {
+        #[prost(string, tag = "1")]
+        pub source_provider_address: String,
+        #[prost(string, tag = "2")]
+        pub source_type_name: String,
+        #[prost(int64, tag = "3")]
+        pub source_schema_version: i64,
+        #[prost(message, optional, tag = "4")]
+        pub source_state: Option<RawState>,
+        #[prost(string, tag = "5")]
+        pub target_type_name: String,
+        #[prost(bytes = "vec", tag = "6")]
+        pub source_private: Vec<u8>,
+    }
+
+    /// `MoveResourceState.Response`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct MoveResourceStateResponse {
+        #[prost(message, optional, tag = "1")]
+        pub target_state: Option<DynamicValue>,
+        #[prost(message, repeated, tag = "2")]
+        pub diagnostics: Vec<Diagnostic>,
+        #[prost(bytes = "vec", tag = "3")]
+        pub target_private: Vec<u8>,
     }
 
     #[derive(Clone, PartialEq, prost::Message)]
