@@ -369,7 +369,7 @@ pub async fn project_invokers(
 }
 
 /// Parses the `project/location/name` keys of [`Private::invoker_grants`].
-fn parse_service_key(key: &str) -> Result<ServiceName, String> {
+pub fn parse_service_key(key: &str) -> Result<ServiceName, String> {
     let parsed = names::parse_service_id(key)?;
     match (parsed.project, parsed.location) {
         (Some(p), Some(l)) => Ok(ServiceName::new(p, l, parsed.service)),
