@@ -159,7 +159,7 @@ impl Resource<Context> for BackendIap {
         .attribute(Attribute::string_list("cloud_run_services").computed().description(
             "The Cloud Run services behind the backend's serverless NEGs, as `location/name`.",
         ))
-        .attributes(common::iap_state("backend service", "Whether the IAP service agent holds `roles/run.invoker` on every Cloud Run service behind the backend, as last read. A grant removed outside Terraform, or a serverless NEG added later, shows as drift and the next apply grants it."))
+        .attributes(common::iap_state("backend service", "Whether the IAP service agent holds `roles/run.invoker` on every Cloud Run service behind the backend, as last read. A grant removed outside Terraform, or a serverless NEG added later, shows as drift and the next apply grants it. For a NEG the same run adds, put a value that changes with the backend's NEG list in `checks_after` (for example `[jsonencode(google_compute_backend_service.app.backend)]`): the grant then lands in that run."))
         .attribute(Attribute::string("oauth2_client_secret_sha256").computed().sensitive().description(
             "SHA-256 of the OAuth client secret as the API reports it; a secret rotated outside Terraform changes it.",
         ))
