@@ -248,7 +248,7 @@ pub fn provider_mutations(requests: &[iaprun::emulator::RequestRecord]) -> Vec<S
 /// Destroy removes the frontend and the backend before the NEGs and the services.
 pub fn services_behind_load_balancer(base_url: &str, backend: &str) -> String {
     const KEY: &str = "each-key";
-    let (project, region) = (crate::world::PROJECT, crate::world::REGION);
+    let (project, region) = (super::world::PROJECT, super::world::REGION);
     let per_key = |hcl: String| hcl.replace(KEY, "${self.input}");
     let run = per_key(rest_resource(
         "run",
