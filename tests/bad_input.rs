@@ -74,6 +74,10 @@ fn import(to: &str, id: &str) -> String {
     let body = match to {
         "iaprun_service_iap.s" => "resource \"iaprun_service_iap\" \"s\" {\n  service = \"svc-a\"\n}".to_string(),
         "iaprun_backend_iap.b" => "resource \"iaprun_backend_iap\" \"b\" {\n  backend_service = \"web\"\n}".to_string(),
+        "iaprun_access_member.m" => format!(
+            "resource \"iaprun_access_member\" \"m\" {{\n  resource = \"{}\"\n  member   = \"user:bob@example.com\"\n}}",
+            resource_name("svc-a")
+        ),
         _ => format!(
             "resource \"iaprun_access_binding\" \"b\" {{\n  resource = \"{}\"\n  members  = [\"user:a@example.com\"]\n}}",
             resource_name("svc-a")
@@ -176,6 +180,8 @@ fn corpus() -> Vec<Case> {
         case("backend import id in a zone", "id", import("iaprun_backend_iap.b", &format!("projects/{PROJECT}/zones/us-central1-a/backendServices/web"))),
         case("binding import id without role", "id", import("iaprun_access_binding.b", &resource_name("svc-a"))),
         case("binding import id with a bad resource", "id", import("iaprun_access_binding.b", "not-a-resource roles/iap.httpsResourceAccessor")),
+        case("member import id without type", "id", import("iaprun_access_member.m", &format!("{} roles/iap.httpsResourceAccessor bob@example.com", resource_name("svc-a")))),
+        case("member import id in upper case", "id", import("iaprun_access_member.m", &format!("{} roles/iap.httpsResourceAccessor user:Bob@example.com", resource_name("svc-a")))),
     ]
 }
 

@@ -8,7 +8,8 @@ use serde_json::{json, Value};
 
 use crate::support::compose::{
     create_backend, create_https_frontend, create_neg, create_run_service, delete_load_balancer,
-    delete_run_service, provider_mutations, rest, rest_resource, terraform_with_terraform_data,
+    delete_run_service, provider_mutations, rest, rest_resource, services_behind_load_balancer,
+    terraform_with_terraform_data,
 };
 use crate::support::{terraform_binaries, Workspace};
 use crate::world::{members_of, provider_header, World, PROJECT, REGION};
@@ -438,5 +439,156 @@ resource "iaprun_backend_iap" "lb" {{
                 assert_ne!(backend["iap"]["enabled"], true, "{backend}");
             }
         }
+    }
+}
+
+// ---- services come and go behind the load balancer ------------------------------------------------
+
+/// `var.services` behind load balancer "web" (for_each), IAP on its backend as
+/// examples/load-balancer shows it (waiting for the frontend and the NEG list), a binding and a
+/// member; `backend_iap_extra` is added inside `iaprun_backend_iap.web`, `outputs` after it.
+fn services_config(base: &str, backend_iap_extra: &str, outputs: &str) -> String {
+    let header = provider_header("");
+    let world = services_behind_load_balancer(base, "web");
+    format!(
+        r#"{header}
+{world}
+resource "iaprun_backend_iap" "web" {{
+  backend_service = "web"
+  ignore_checks   = ["envoy_jwt_header"]
+  depends_on      = [terraform_data.lb, terraform_data.backend_negs]
+{backend_iap_extra}
+}}
+
+resource "iaprun_access_binding" "users" {{
+  resource = iaprun_backend_iap.web.iap_resource_name
+  members  = ["group:eng@example.com"]
+}}
+
+resource "iaprun_access_member" "alice" {{
+  resource = iaprun_backend_iap.web.iap_resource_name
+  role     = "roles/iap.tunnelResourceAccessor"
+  member   = "user:alice@example.com"
+}}
+
+{outputs}
+"#
+    )
+}
+
+/// Sets `var.services`.
+fn set_services(ws: &Workspace, services: &[&str]) {
+    ws.write(
+        "terraform.tfvars",
+        &format!("services = {}\n", json!(services)),
+    );
+}
+
+/// Whether the IAP service agent holds the invoker role on each of `services`.
+async fn agent_granted(world: &World, services: &[&str]) -> Vec<bool> {
+    let agent = world.iap_agent();
+    let mut granted = Vec::new();
+    for service in services {
+        granted.push(world.run_members(service, INVOKER).await.contains(&agent));
+    }
+    granted
+}
+
+/// The backend service "web" no longer exists.
+async fn assert_backend_gone(world: &World, v: &str) {
+    let path = format!("/compute/v1/projects/{PROJECT}/global/backendServices/web");
+    let (status, body) = world.call("GET", &path, None).await;
+    assert_eq!(status.as_u16(), 404, "{v}: {body}");
+}
+
+/// Retiring a service from the load balancer in the usual way (its Cloud Run service and its NEG
+/// deleted, the backend's NEG list shortened, all in one run) leaves nothing to apply: the grant
+/// the backend IAP recorded on it went with the service, so the next plan plans no release of it,
+/// and destroy leaves someone else's grant on a service of theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_service_retired_from_the_load_balancer_leaves_nothing_to_apply() {
+    for terraform in terraform_with_terraform_data() {
+        let world = World::start().await;
+        world.run_service("theirs", json!({})).await;
+        world.provision_iap_agent().await;
+        let agent = world.iap_agent();
+        world.set_run_members("theirs", INVOKER, &[&agent]).await;
+        let config = services_config(&world.emulator.base_url(), "", "");
+        let ws = world.workspace(&terraform, &config);
+        let v = &terraform.version;
+        set_services(&ws, &["alpha", "beta"]);
+        ws.apply().expect_success();
+        assert_eq!(
+            agent_granted(&world, &["alpha", "beta"]).await,
+            [true, true]
+        );
+        ws.assert_plan(0, &format!("{v}: converged in one apply"));
+
+        set_services(&ws, &["alpha"]);
+        ws.run(&[
+            "apply",
+            "-auto-approve",
+            "-parallelism=1",
+            "-input=false",
+            "-no-color",
+        ])
+        .expect_success();
+        assert!(world.run_service_json("beta").await.is_null(), "{v}");
+        ws.assert_plan(
+            0,
+            &format!("{v}: the retired service leaves nothing to apply"),
+        );
+        assert_eq!(agent_granted(&world, &["alpha"]).await, [true], "{v}");
+
+        ws.destroy().expect_success();
+        assert!(world.run_service_json("alpha").await.is_null(), "{v}");
+        assert_backend_gone(&world, v).await;
+        assert_eq!(agent_granted(&world, &["theirs"]).await, [true], "{v}");
+        world.assert_conformant();
+    }
+}
+
+/// With `checks_after` on the resource that sets the backend's NEG list (docs/resources/
+/// backend_iap.md), services added and removed with `for_each` are granted and released in the
+/// run that adds or removes them, whatever the flags: every next plan is empty, outputs included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn services_added_and_removed_behind_the_load_balancer_converge_in_one_apply_each() {
+    for terraform in terraform_with_terraform_data() {
+        let world = World::start().await;
+        let config = services_config(
+            &world.emulator.base_url(),
+            "  checks_after    = [terraform_data.backend_negs.id]",
+            "output \"protected\" {\n  value = iaprun_backend_iap.web.cloud_run_services\n}",
+        );
+        let ws = world.workspace(&terraform, &config);
+        let v = &terraform.version;
+        let apply = |flag: &str| {
+            let args = ["apply", "-auto-approve", "-input=false", "-no-color", flag];
+            ws.run(&args[..if flag.is_empty() { 4 } else { 5 }])
+                .expect_success();
+        };
+        let steps: [(&[&str], &str); 4] = [
+            (&["alpha"], ""),
+            (&["alpha", "beta"], "-refresh=false"),
+            (&["beta", "gamma"], "-parallelism=1"),
+            (&["beta", "gamma"], "-replace=iaprun_backend_iap.web"),
+        ];
+        for (services, flag) in steps {
+            set_services(&ws, services);
+            apply(flag);
+            let context = format!("{v}: {services:?} after apply {flag}");
+            ws.assert_plan(0, &context);
+            assert!(
+                agent_granted(&world, services).await.iter().all(|g| *g),
+                "{context}"
+            );
+            let protected = &ws.show_json()["values"]["outputs"]["protected"]["value"];
+            let labels: Vec<String> = services.iter().map(|s| format!("{REGION}/{s}")).collect();
+            assert_eq!(protected, &json!(labels), "{context}");
+        }
+        assert!(world.run_service_json("alpha").await.is_null(), "{v}");
+        ws.destroy().expect_success();
+        assert_backend_gone(&world, v).await;
+        world.assert_conformant();
     }
 }

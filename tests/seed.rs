@@ -342,7 +342,8 @@ async fn malformed_seeds_fail_naming_the_entry() {
 }
 
 /// docs/emulator.md "Test your module offline", as a user would do it: start the emulator with the
-/// module's seed, point IAPRUN_EMULATOR_HOST at it, `terraform init` and `terraform test`.
+/// module's seed, point IAPRUN_EMULATOR_HOST at it, `terraform init` and `terraform test`. The
+/// module's mocked-provider suite runs alongside (it needs no emulator).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn module_passes_terraform_test_on_a_seeded_emulator() {
     let newest = terraform_binaries()
@@ -370,7 +371,7 @@ async fn module_passes_terraform_test_on_a_seeded_emulator() {
             suites += 1;
         }
     }
-    assert_eq!(suites, 2, "the module's test files");
+    assert_eq!(suites, 3, "the module's test files");
     workspace.env("IAPRUN_EMULATOR_HOST", seeded.host());
     workspace.init();
     let run = tokio::task::spawn_blocking(move || {
@@ -380,7 +381,7 @@ async fn module_passes_terraform_test_on_a_seeded_emulator() {
     let (run, _workspace) = run.await.expect("terraform test");
     assert!(run.success(), "{run}");
     // Every run block of every file ran and passed; nothing was skipped.
-    assert!(run.stdout.contains("Success! 4 passed, 0 failed."), "{run}");
+    assert!(run.stdout.contains("Success! 6 passed, 0 failed."), "{run}");
     // What the suites applied was destroyed again; the seeded world itself is intact.
     let policy = seeded
         .post(

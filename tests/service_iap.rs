@@ -187,6 +187,15 @@ async fn import_in_every_id_form_then_plan_has_no_changes() {
         !bad.success() && bad.stderr.contains("Invalid import id"),
         "{bad}"
     );
+    // An import claims no grant (docs/resources/service_iap.md, Import): destroy leaves it.
+    ws.run(&["import", "-no-color", "iaprun_service_iap.hello", "hello"])
+        .expect_success();
+    ws.destroy().expect_success();
+    assert_ne!(world.run_service_json("hello").await["iapEnabled"], true);
+    assert!(world
+        .run_members("hello", INVOKER)
+        .await
+        .contains(&world.iap_agent()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

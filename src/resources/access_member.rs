@@ -161,6 +161,11 @@ impl Resource<Context> for AccessMember {
     async fn import(&self, _: &Context, id: &str) -> Result<Model, Diagnostic> {
         let (resource, role, member, title) = names::parse_access_member_id(id)
             .map_err(|e| Diagnostic::error("Invalid import id", e))?;
+        // A member IAM cannot hold would only surface as "non-existent remote object".
+        if let Some(found) = validation::member_format(&[member.as_str()]).pop() {
+            let detail = format!("{id:?} is not an id IAM can hold. {}", found.detail);
+            return Err(Diagnostic::error("Invalid import id", detail));
+        }
         let mut model = Model {
             access: Access::imported(resource.to_string(), role, title),
             member: Attr::Known(member),

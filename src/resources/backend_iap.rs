@@ -158,7 +158,7 @@ impl Resource<Context> for BackendIap {
         .attribute(Attribute::string_list("cloud_run_services").computed().description(
             "The Cloud Run services behind the backend's serverless NEGs, as `location/name`.",
         ))
-        .attributes(common::iap_state("backend service", "Whether the IAP service agent holds `roles/run.invoker` on every Cloud Run service behind the backend, as last read. A grant removed outside Terraform, or a serverless NEG added later, shows as drift and the next apply grants it."))
+        .attributes(common::iap_state("backend service", "Whether the IAP service agent holds `roles/run.invoker` on every Cloud Run service behind the backend, as last read. A grant removed outside Terraform, or a serverless NEG added later, shows as drift and the next apply grants it. For a NEG the same run adds, put a value that changes with the backend's NEG list in `checks_after` (for example `[jsonencode(google_compute_backend_service.app.backend)]`): the grant then lands in that run."))
         .attribute(Attribute::string("oauth2_client_secret_sha256").computed().sensitive().description(
             "SHA-256 of the OAuth client secret as the API reports it; a secret rotated outside Terraform changes it.",
         ))
@@ -295,7 +295,7 @@ impl Resource<Context> for BackendIap {
             .all(|s| s.has_invoker(&agent.member) == Some(true));
         state.iap.iap_invoker_granted = Attr::Known(granted);
         state.iap.read_grants();
-        forget_grants_on_deleted_services(&mut state, &r, &facts);
+        forget_grants_on_deleted_services(ctx, &mut state, &r, &facts).await;
         Ok(Read::Found(state))
     }
 
@@ -340,9 +340,12 @@ impl Resource<Context> for BackendIap {
     }
 }
 
-/// A recorded grant on a Cloud Run service a NEG of the backend still names but that no longer
-/// exists went with the service: nothing is left to remove, and no apply is due for it.
-fn forget_grants_on_deleted_services(
+/// A recorded grant on a Cloud Run service that no longer exists went with the service: nothing
+/// is left to remove, and no apply is due for it. A service a NEG of the backend still names is
+/// known from the facts; one no longer behind the backend (its NEG taken off in the run that
+/// deleted it, the usual way to retire a service) is looked up. A failed lookup keeps the grant.
+async fn forget_grants_on_deleted_services(
+    ctx: &Context,
     state: &mut Model,
     r: &BackendServiceRef,
     facts: &BackendFacts,
@@ -350,10 +353,26 @@ fn forget_grants_on_deleted_services(
     let Attr::Known(grants) = &mut state.iap.invoker_grants else {
         return;
     };
+    let project = r.project.as_str();
     for neg in facts.negs.iter().filter(|n| n.service.is_none()) {
         if let Some(service) = &neg.run_service {
-            let name = ServiceName::new(r.project.as_str(), neg.region.as_str(), service.as_str());
+            let name = ServiceName::new(project, neg.region.as_str(), service.as_str());
             grants.remove(&name.to_string());
+        }
+    }
+    let behind: BTreeSet<String> = facts
+        .services()
+        .map(|s| ServiceName::new(project, s.location.as_str(), s.name.as_str()).to_string())
+        .collect();
+    for key in grants.clone().iter().filter(|k| !behind.contains(*k)) {
+        let Ok(name) = common::parse_service_key(key) else {
+            continue;
+        };
+        if matches!(
+            google::found(ctx.clients.run.service(&name).await),
+            Ok(None)
+        ) {
+            grants.remove(key);
         }
     }
 }

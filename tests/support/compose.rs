@@ -240,3 +240,56 @@ pub fn provider_mutations(requests: &[iaprun::emulator::RequestRecord]) -> Vec<S
         .map(|r| format!("{} {}", r.method, r.path))
         .collect()
 }
+
+/// Cloud Run services behind one global load balancer, one per key of `var.services` (a set of
+/// names): for each a service and a serverless NEG `{name}-neg` (`for_each`); the backend service
+/// `backend` with an HTTPS frontend; and `terraform_data.backend_negs`, which sets the backend's
+/// NEG list in place when the set changes, as google_compute_backend_service's `backend` blocks do.
+/// Destroy removes the frontend and the backend before the NEGs and the services.
+pub fn services_behind_load_balancer(base_url: &str, backend: &str) -> String {
+    const KEY: &str = "each-key";
+    let (project, region) = (super::world::PROJECT, super::world::REGION);
+    let per_key = |hcl: String| hcl.replace(KEY, "${self.input}");
+    let run = per_key(rest_resource(
+        "run",
+        base_url,
+        &[create_run_service(project, region, KEY, json!({}))],
+        &[delete_run_service(project, region, KEY)],
+        "  for_each = var.services\n  input    = each.key",
+    ));
+    let neg_path = |neg: &str| {
+        format!("/compute/v1/projects/{project}/regions/{region}/networkEndpointGroups/{neg}")
+    };
+    let neg = per_key(rest_resource(
+        "neg",
+        base_url,
+        &[create_neg(project, region, &format!("{KEY}-neg"), KEY)],
+        &[rest("DELETE", neg_path(&format!("{KEY}-neg")), None)],
+        "  for_each = var.services\n  input    = terraform_data.run[each.key].output",
+    ));
+    let mut create = vec![create_backend(project, region, backend, &[], json!({}))];
+    create.extend(create_https_frontend(project, backend, "EXTERNAL_MANAGED"));
+    let lb = rest_resource(
+        "lb",
+        base_url,
+        &create,
+        &delete_load_balancer(project, region, backend, &[]),
+        "  depends_on = [terraform_data.neg]",
+    );
+    let groups = format!(
+        "${{jsonencode([for s in sort(tolist(var.services)) : {{ group = \"projects/{project}/regions/{region}/networkEndpointGroups/${{terraform_data.neg[s].output}}-neg\" }}])}}"
+    );
+    let negs = rest_resource(
+        "backend_negs",
+        base_url,
+        &[rest(
+            "PATCH",
+            format!("/compute/v1/projects/{project}/global/backendServices/{backend}"),
+            Some(json!({"backends": "backend-groups"})),
+        )],
+        &[],
+        "  triggers_replace = [for s in sort(tolist(var.services)) : terraform_data.neg[s].id]\n  depends_on       = [terraform_data.lb]\n  lifecycle {\n    create_before_destroy = true\n  }",
+    )
+    .replace("\"backend-groups\"", &groups);
+    format!("variable \"services\" {{\n  type = set(string)\n}}\n\n{run}\n{neg}\n{lb}\n{negs}")
+}
