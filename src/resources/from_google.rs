@@ -603,4 +603,103 @@ mod tests {
         let empty = detail(engine.move_state(rt, GOOGLE, BINDING_TYPES[0], 0, b""));
         assert!(empty.contains("no JSON form"), "{empty}");
     }
+
+    /// Odd values, as a hand-edited or corrupt state may hold them.
+    fn odd_values() -> Vec<Json> {
+        let long = "a/".repeat(5000);
+        vec![
+            json!(null),
+            json!(true),
+            json!(0),
+            json!(-1.5),
+            json!(""),
+            json!(" "),
+            json!("/"),
+            json!("//"),
+            json!("projects/"),
+            json!("projects/p-123456/iap_web/cloud_run-/services/"),
+            json!("projects/p-123456/iap_web/compute-/services/web"),
+            json!("projects/\u{0}/iap_web/compute/services/web"),
+            json!("é/ü/ß"),
+            json!("roles/x y"),
+            json!(long),
+            json!([]),
+            json!([null]),
+            json!([""]),
+            json!([{}]),
+            json!([{"title": 1, "expression": []}]),
+            json!([{"title": "t", "expression": "e", "description": 7}]),
+            json!({}),
+            json!({"a": [1, {"b": null}]}),
+        ]
+    }
+
+    #[test]
+    fn no_source_state_makes_the_move_panic_and_what_moves_encodes_with_the_schema() {
+        let engine = engine();
+        let sources: Vec<(&str, &str)> = BINDING_TYPES
+            .iter()
+            .map(|t| ("iaprun_access_binding", *t))
+            .chain(MEMBER_TYPES.iter().map(|t| ("iaprun_access_member", *t)))
+            .collect();
+        let attributes = [
+            "cloud_run_service_name",
+            "web_backend_service",
+            "web_region_backend_service",
+            "project",
+            "location",
+            "region",
+            "role",
+            "members",
+            "member",
+            "condition",
+            "etag",
+            "id",
+        ];
+        let base = json!({
+            "cloud_run_service_name": "hello",
+            "web_backend_service": "web",
+            "web_region_backend_service": "web",
+            "project": "p-123456",
+            "location": "us-central1",
+            "region": "europe-west1",
+            "role": ACCESSOR,
+            "members": ["user:a@example.com"],
+            "member": "user:a@example.com",
+            "condition": [],
+            "etag": "BwYAAAAAAAE="
+        });
+        let mut states: Vec<Json> = odd_values();
+        for attribute in attributes {
+            for odd in odd_values() {
+                let mut state = base.clone();
+                state[attribute] = odd;
+                states.push(state);
+            }
+        }
+        let (mut moved, mut refused) = (0, 0);
+        for (target, source_type) in sources {
+            let rt = engine.resource(target).expect("registered");
+            for state in &states {
+                let raw = serde_json::to_vec(state).expect("JSON");
+                for version in [0, -1, i64::MAX] {
+                    let result = engine.move_state(rt, GOOGLE, source_type, version, &raw);
+                    let Ok(value) = result else {
+                        refused += 1;
+                        continue;
+                    };
+                    moved += 1;
+                    crate::protocol::encode_msgpack(&value, &rt.value_type)
+                        .unwrap_or_else(|e| panic!("{source_type} {state}: {e:?}"));
+                    for attribute in ["id", "resource", "role"] {
+                        assert!(
+                            value.get_str(attribute).is_some_and(|s| !s.is_empty()),
+                            "{source_type} {state}: {attribute} in {value:?}"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(moved > 0 && refused > 0, "{moved} moved, {refused} refused");
+    }
 }
