@@ -453,6 +453,27 @@ resource "iaprun_access_member" "office" {{
     assert_eq!(resources[0]["values"]["etag"], before.0["etag"], "{state}");
     migration.assert_google_untouched();
 
+    // `ignore_checks`, which the google resources lack, is an in-place update that keeps the grant.
+    let ignoring = configuration(true).replace(
+        "  member   = \"user:alice@example.com\"\n",
+        "  member   = \"user:alice@example.com\"\n  ignore_checks = [\"public_member\"]\n",
+    );
+    assert_ne!(ignoring, configuration(true));
+    ws.write("main.tf", &ignoring);
+    let plan = ws.assert_plan(2, "ignore_checks set after the move");
+    assert!(
+        plan.stdout.contains("0 to add, 1 to change, 0 to destroy"),
+        "{plan}"
+    );
+    ws.apply().expect_success();
+    assert_eq!(
+        world.iap_policy_writes(),
+        writes,
+        "ignore_checks wrote an IAM policy"
+    );
+    assert_eq!(policies(world).await, before, "ignore_checks changed a policy");
+    ws.assert_plan(0, "ignore_checks applied");
+
     // The moved resources are ours now: a member dropped from the configuration leaves the binding.
     ws.write(
         "main.tf",
