@@ -471,7 +471,11 @@ resource "iaprun_access_member" "office" {{
         writes,
         "ignore_checks wrote an IAM policy"
     );
-    assert_eq!(policies(world).await, before, "ignore_checks changed a policy");
+    assert_eq!(
+        policies(world).await,
+        before,
+        "ignore_checks changed a policy"
+    );
     ws.assert_plan(0, "ignore_checks applied");
 
     // The moved resources are ours now: a member dropped from the configuration leaves the binding.
