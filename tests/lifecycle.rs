@@ -517,19 +517,28 @@ async fn grants_are_released_in_a_project_with_compute_disabled() {
 }
 
 /// Turning the grant off while the lookup of other IAP paths fails (here compute refuses the NEG
-/// list): the grant stays, and so does its record, so a later destroy still removes it rather
-/// than leaving a grant no resource records.
+/// list): the grant stays, and so does its record, and a warning says so, with Google's error.
+/// The next plan is not empty: once the lookup works again, that apply releases the grant.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_grant_kept_on_a_failed_lookup_stays_recorded_and_destroy_releases_it() {
+async fn a_grant_kept_on_a_failed_lookup_stays_recorded_and_the_next_apply_releases_it() {
     let world = World::start().await;
     let (ws, config, agent) = direct_grant(&world).await;
     world.deny_neg_list();
     ws.write("main.tf", &grant_off(&config));
-    ws.apply().expect_success();
+    let applied = ws.apply().expect_success();
     assert!(
         world.run_members("hello", INVOKER).await.contains(&agent),
         "unknown whether another path needs it: kept"
     );
+    let shown = applied.flat_output();
+    for said in [
+        "Warning: Invoker grant left in place".to_string(),
+        format!("This apply left {INVOKER} for the IAP service agent ({agent}) on Cloud Run service projects/{PROJECT}/locations/{REGION}/services/hello"),
+        "Required 'compute.networkEndpointGroups.list' permission.".to_string(),
+        "the next apply tries again to remove it".to_string(),
+    ] {
+        assert!(shown.contains(&said), "{said:?} in\n{applied}");
+    }
     let state = ws.show_json();
     let values = &state["values"]["root_module"]["resources"][0]["values"];
     assert_eq!(
@@ -540,7 +549,17 @@ async fn a_grant_kept_on_a_failed_lookup_stays_recorded_and_destroy_releases_it(
         "still this resource's"
     );
     world.emulator.clear_faults();
-    assert_destroy_releases(&world, &ws, &agent).await;
+    ws.assert_plan(2, "a release left for the next apply");
+    let applied = ws.apply().expect_success();
+    assert!(
+        !applied.flat_output().contains("left in place"),
+        "{applied}"
+    );
+    assert!(
+        !world.run_members("hello", INVOKER).await.contains(&agent),
+        "released"
+    );
+    ws.assert_plan(0, "released: nothing left to apply");
 }
 
 /// A destroy whose lookup of the other IAP paths fails keeps the grant, and its record goes with

@@ -306,3 +306,34 @@ async fn double_iap_that_cannot_run_warns_and_blocks_nothing() {
     let plan = ws.assert_plan(0, "as applied");
     assert!(!plan.flat_output().contains("could not run"), "{plan}");
 }
+
+/// When Service Usage refuses the read of the IAP API's state, `iap_api_disabled` cannot run: a
+/// warning at plan and at apply says so with Google's error, and the change goes ahead.
+/// `ignore_checks` turns it off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn iap_api_disabled_that_cannot_run_warns_and_blocks_nothing() {
+    let world = World::start().await;
+    world.run_service("hello", json!({})).await;
+    let ws = world.workspace(&newest(), &config(""));
+    let denied = "Permission 'serviceusage.services.get' denied on resource.";
+    world.deny_reads("/services/iap\\.googleapis\\.com$", denied);
+    let warned = |run: &crate::support::Run| {
+        let shown = run.flat_output();
+        shown.contains("Warning: Check iap_api_disabled could not run")
+            && shown.contains(denied)
+            && shown.contains(&format!("iap.googleapis.com in project {PROJECT}"))
+            && shown.contains(r#"ignore_checks = ["iap_api_disabled"]"#)
+    };
+    let plan = ws.assert_plan(2, "create");
+    assert!(warned(&plan), "{plan}");
+    let applied = ws.apply().expect_success();
+    assert!(warned(&applied), "{applied}");
+    assert_eq!(world.run_service_json("hello").await["iapEnabled"], true);
+
+    ws.write(
+        "main.tf",
+        &config(r#"  ignore_checks = ["iap_api_disabled"]"#),
+    );
+    let plan = ws.assert_plan(2, "ignore_checks changed");
+    assert!(!plan.flat_output().contains("could not run"), "{plan}");
+}

@@ -317,9 +317,8 @@ impl Resource<Context> for BackendIap {
             .await;
         common::unless_gone(disabled, || format!("disable IAP on backend service {r}"))?;
         let (prior, private) = (&delete.prior.iap, &*delete.private);
-        let released = common::release_recorded(ctx, prior, private, Some(&r), delete.deadline);
-        delete.warnings.extend(released.await?);
-        Ok(())
+        let (deadline, warnings) = (delete.deadline, delete.warnings);
+        common::release_recorded(ctx, prior, private, Some(&r), deadline, warnings).await
     }
 
     async fn import(&self, ctx: &Context, id: &str) -> Result<Model, Diagnostic> {
@@ -449,7 +448,7 @@ async fn checks(
     switching_on: bool,
     at_apply: bool,
 ) -> Judged {
-    let mut judged = Judged::usual(common::project_findings(ctx, &r.project, false).await);
+    let mut judged = common::project_findings(ctx, &r.project, false).await;
     let key = |s: &RunServiceFacts| validation::backend::service_key(project_number, s);
     let behind: Vec<String> = facts.services().map(key).collect();
     let backend = validation::backend::backend_key(project_number, r.scope.region(), &r.name);
@@ -624,7 +623,9 @@ async fn converge(ctx: &Context, change: Change<'_, Model, Private>) -> Applied<
         }
     };
     let targets = (behind.as_slice(), Some(&r));
-    let granted = common::converge_grants(ctx, &agent, &mut grants, targets, grant, deadline).await;
+    let granted =
+        common::converge_grants(ctx, &agent, &mut grants, targets, grant, deadline, warnings);
+    let granted = granted.await;
     let granted = granted.map_err(|d| Failure::new(Some(record(&next, &grants)), d))?;
     let sha = updated
         .iap

@@ -11,7 +11,8 @@ use crate::framework::timeouts::Timeouts;
 use crate::framework::{Attr, Attribute, AttributePath, Diagnostic, Diagnostics, Failure, Plan};
 use crate::google::{self, IapAgent, ServiceName};
 use crate::names::{self, IapResource, IapTarget};
-use crate::validation::{self, facts::RunServiceFacts, timing::AtPlan, Finding};
+use crate::validation::timing::{AtPlan, Judged};
+use crate::validation::{self, facts::RunServiceFacts, Finding};
 
 // ---- attributes ----------------------------------------------------------------------------
 
@@ -142,26 +143,42 @@ pub async fn recorded_project_number(
     }
 }
 
-/// Project-level checks: the IAP API is enabled and, for direct IAP, the project has an organization.
-pub async fn project_findings(ctx: &Context, project: &str, direct: bool) -> Vec<Finding> {
-    let mut findings = Vec::new();
-    if let Ok(state) = ctx
-        .clients
-        .service_usage
-        .service_state(project, google::IAP_SERVICE)
-        .await
-    {
-        findings.extend(validation::target::iap_api_disabled(project, Some(&state)));
+/// Project-level checks: the IAP API is enabled and, for direct IAP, the project has an
+/// organization. A read that fails leaves its check not run (a warning), but a project not found:
+/// the read of the project number before the checks reports that.
+pub async fn project_findings(ctx: &Context, project: &str, direct: bool) -> Judged {
+    let mut judged = Judged::default();
+    let usage = &ctx.clients.service_usage;
+    match usage.service_state(project, google::IAP_SERVICE).await {
+        Ok(state) => judged.usual.extend(validation::target::iap_api_disabled(
+            project,
+            Some(&state),
+        )),
+        Err(e) if e.is_not_found() => {}
+        Err(e) => judged.not_run.push(validation::timing::not_run(
+            "iap_api_disabled",
+            "the Identity-Aware Proxy API enabled in the project",
+            &format!("reading the state of {} in project {project} from Service Usage failed: {e}", google::IAP_SERVICE),
+            &format!("Give the provider's credentials serviceusage.services.get in the project (for example through roles/serviceusage.serviceUsageViewer), or check by hand that the API is enabled (gcloud services list --enabled --project={project})"),
+        )),
     }
-    if direct {
-        if let Ok(info) = ctx.project_info(project).await {
-            findings.extend(validation::target::no_organization(
-                project,
-                Some(info.parent.is_some()),
-            ));
-        }
+    if !direct {
+        return judged;
     }
-    findings
+    match ctx.project_info(project).await {
+        Ok(info) => judged.usual.extend(validation::target::no_organization(
+            project,
+            Some(info.parent.is_some()),
+        )),
+        Err(e) if e.is_not_found() => {}
+        Err(e) => judged.not_run.push(validation::timing::not_run(
+            "no_organization",
+            "direct IAP in a project without an organization",
+            &format!("reading project {project} from Resource Manager failed: {e}"),
+            &format!("Give the provider's credentials resourcemanager.projects.get on the project (for example through roles/browser), or check by hand that it belongs to an organization (gcloud projects get-ancestors {project})"),
+        )),
+    }
+    judged
 }
 
 // ---- target reads --------------------------------------------------------------------------
@@ -309,8 +326,8 @@ pub fn recorded_grants(
 /// (when `direct`) or a backend service with IAP on other than `except`. Such a grant stays, and
 /// is forgotten too (whoever manages that path owns it now). A lookup failure keeps the grant:
 /// removing access someone may need is worse than leaving it; it stays recorded too, so a later
-/// apply or destroy releases it. Returns those grants with the lookup's error; the first failure
-/// to remove one after trying them all.
+/// apply or destroy releases it, and a warning of the call `by` says so in `warnings`. Returns the
+/// first failure to remove one after trying them all.
 pub async fn release_grants(
     ctx: &Context,
     agent: &IapAgent,
@@ -318,9 +335,9 @@ pub async fn release_grants(
     keep: impl Fn(&str) -> bool,
     (direct, except): (bool, Option<&google::BackendServiceRef>),
     deadline: Instant,
-) -> Result<Vec<(ServiceName, google::Error)>, Diagnostic> {
+    (by, warnings): (Releaser, &mut Diagnostics),
+) -> Result<(), Diagnostic> {
     let mut first_error = None;
-    let mut unchecked = Vec::new();
     for key in grants.clone() {
         if keep(&key) {
             continue;
@@ -334,7 +351,7 @@ pub async fn release_grants(
             Err(e) => {
                 // Unknown whether another path needs it: not removed, and still this resource's.
                 tracing::warn!(service = %name, error = %e, "invoker grant kept: could not look up the other IAP paths to the service");
-                unchecked.push((name, e));
+                warnings.push(grant_left_in_place(agent, &name, &e, by));
                 continue;
             }
         };
@@ -350,7 +367,16 @@ pub async fn release_grants(
         }
         grants.remove(&key);
     }
-    first_error.map_or(Ok(unchecked), Err)
+    first_error.map_or(Ok(()), Err)
+}
+
+/// The call that releases grants, for what a grant kept on a failed lookup becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Releaser {
+    /// A create or update: the grant stays recorded, and the next apply tries again.
+    Apply,
+    /// A destroy: the grant's record goes with the resource.
+    Destroy,
 }
 
 /// The unconditional `roles/run.invoker` members of a project's own policy, read only when
@@ -457,6 +483,13 @@ impl Iap {
         prior.is_none_or(|p| replacing || p.iap_enabled != Attr::Known(true))
     }
 
+    /// Whether the grant is off while grants are still recorded: an apply kept them on a failed
+    /// lookup of the other IAP paths, and the next apply tries again to release them.
+    pub fn releases_recorded_grants(&self) -> bool {
+        self.grant_iap_invoker.get() == Some(&false)
+            && self.invoker_grants.get().is_some_and(|g| !g.is_empty())
+    }
+
     /// After a refresh: a state from before grants were recorded in it (its private state holds
     /// them until the next apply), or an import, which added nothing, records none.
     pub fn read_grants(&mut self) {
@@ -535,10 +568,11 @@ pub fn plan_apply<M>(
     planned.iap_enabled = Attr::Known(true);
     match planned.grant_iap_invoker.get() {
         Some(true) => planned.iap_invoker_granted = Attr::Known(true),
-        // Turning the grant off may revoke it; otherwise whoever manages the grant keeps it as read.
-        _ if prior
-            .as_ref()
-            .is_none_or(|p| p.grant_iap_invoker.get() != Some(&false)) =>
+        // Turning the grant off may revoke it, and so does the apply after one that kept a recorded
+        // grant (a failed lookup); otherwise whoever manages the grant keeps it as read.
+        _ if prior.as_ref().is_none_or(|p| {
+            p.grant_iap_invoker.get() != Some(&false) || p.releases_recorded_grants()
+        }) =>
         {
             planned.iap_invoker_granted = Attr::unknown()
         }
@@ -586,13 +620,15 @@ pub async fn converge_grants(
     (behind, backend): (&[ServiceName], Option<&google::BackendServiceRef>),
     grant: bool,
     deadline: Instant,
+    warnings: &mut Diagnostics,
 ) -> Result<bool, Diagnostic> {
+    // A grant kept on a failed lookup stays recorded: the next apply tries again.
+    let kept = (Releaser::Apply, warnings);
     if !grant {
         // Stops granting by configuration; another IAP path to a service still needs the grant.
         // This resource's own layer does not count: direct IAP for a service, `backend` for one.
         let others = (backend.is_some(), backend);
-        // A grant kept on a failed lookup stays recorded: the next release tries again.
-        release_grants(ctx, agent, grants, |_| false, others, deadline).await?;
+        release_grants(ctx, agent, grants, |_| false, others, deadline, kept).await?;
         return Ok(agent.granted_everywhere(&ctx.clients, behind).await);
     }
     for name in behind {
@@ -605,7 +641,7 @@ pub async fn converge_grants(
     if let Some(r) = backend {
         let keep: BTreeSet<String> = behind.iter().map(|n| n.to_string()).collect();
         let keep = |k: &str| keep.contains(k);
-        release_grants(ctx, agent, grants, keep, (true, Some(r)), deadline).await?;
+        release_grants(ctx, agent, grants, keep, (true, Some(r)), deadline, kept).await?;
     }
     Ok(true)
 }
@@ -620,25 +656,28 @@ pub async fn release_recorded(
     private: &Private,
     backend: Option<&google::BackendServiceRef>,
     deadline: Instant,
-) -> Result<Diagnostics, Diagnostic> {
+    warnings: &mut Diagnostics,
+) -> Result<(), Diagnostic> {
     let number = prior.project_number.as_deref().unwrap_or_default();
     let agent = IapAgent::new(prior.project.as_deref().unwrap_or_default(), number);
     let mut grants = recorded_grants(Some(&prior.invoker_grants), private);
     let keep = |_: &str| false;
     let others = (true, backend);
-    let unchecked = release_grants(ctx, &agent, &mut grants, keep, others, deadline).await?;
-    let left = unchecked
-        .iter()
-        .map(|(name, e)| grant_left_in_place(&agent, name, e));
-    Ok(left.collect())
+    // A failed destroy keeps the state, grants included: warnings only when it goes.
+    let mut left = Diagnostics::new();
+    let kept = (Releaser::Destroy, &mut left);
+    release_grants(ctx, &agent, &mut grants, keep, others, deadline, kept).await?;
+    warnings.extend(left);
+    Ok(())
 }
 
-/// The warning of a destroy that left the `agent`'s grant on `service` in place because the lookup
-/// of the other IAP paths to it failed (`error`).
+/// The warning of a call (`by`) that left the `agent`'s grant on `service` in place because the
+/// lookup of the other IAP paths to it failed (`error`).
 fn grant_left_in_place(
     agent: &IapAgent,
     service: &ServiceName,
     error: &google::Error,
+    by: Releaser,
 ) -> Diagnostic {
     let ServiceName {
         project,
@@ -647,9 +686,22 @@ fn grant_left_in_place(
     } = service;
     let member = &agent.member;
     let role = google::INVOKER_ROLE;
+    let remove = format!("gcloud run services remove-iam-policy-binding {id} --project={project} --region={location} --member={member} --role={role}");
+    let (call, record, fix) = match by {
+        Releaser::Destroy => (
+            "destroy",
+            "No resource records the grant any more.",
+            format!("Once nothing needs it, remove it by hand:\n  {remove}"),
+        ),
+        Releaser::Apply => (
+            "apply",
+            "The grant stays recorded in this resource's invoker_grants, so the next apply tries again to remove it (and so does a destroy).",
+            format!("Once the lookup can succeed (it reads the Cloud Run service, and lists the serverless NEGs and backend services of the project: run.services.get, compute.networkEndpointGroups.list, compute.backendServices.list), apply again; or, once nothing needs the grant, remove it by hand:\n  {remove}"),
+        ),
+    };
     Diagnostic::warning(
         "Invoker grant left in place",
-        format!("This destroy left {role} for the IAP service agent ({member}) on Cloud Run service {service}: looking up the other IAP paths to the service failed, so it is unknown whether a load balancer with IAP still needs the grant, and removing access that may be needed is worse than leaving it. No resource records the grant any more. Google's error: {error}\n\nOnce nothing needs it, remove it by hand:\n  gcloud run services remove-iam-policy-binding {id} --project={project} --region={location} --member={member} --role={role}"),
+        format!("This {call} left {role} for the IAP service agent ({member}) on Cloud Run service {service}: looking up the other IAP paths to the service failed, so it is unknown whether a load balancer with IAP still needs the grant, and removing access that may be needed is worse than leaving it. {record} Google's error: {error}\n\n{fix}"),
     )
 }
 
@@ -717,5 +769,62 @@ where
         tracing::info!(services = ?services, pending, removing, "waiting for the other IAP layer to turn off");
         ctx.await_removal(&mut seen, pause, deadline).await;
         pause = (pause * 2).min(Duration::from_secs(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::emulator::{Emulator, FaultSpec, Options};
+    use crate::google::{Clients, Config};
+
+    const PROJECT: &str = "findings-project";
+
+    /// An emulator whose reads of the IAP API's state and of the project answer `status`, and a
+    /// context on it.
+    async fn failing_reads(status: u16) -> (Emulator, Context) {
+        let options = Options {
+            open: true,
+            ..Options::default()
+        };
+        let emulator = crate::emulator::spawn(options).await.expect("emulator");
+        for path in ["/services/iap\\.googleapis\\.com$", "^/v1/projects/[^/]+$"] {
+            let fault: FaultSpec = serde_json::from_value(serde_json::json!({
+                "kind": "status", "status": status, "method": "GET", "path_regex": path,
+                "probability": 1.0, "message": "refused by the test"
+            }))
+            .expect("fault");
+            emulator.add_fault(fault).expect("fault added");
+        }
+        let clients = Clients::new(Config::emulator(&emulator.host())).expect("clients");
+        (emulator, Context::new(None, None, clients))
+    }
+
+    #[tokio::test]
+    async fn project_checks_whose_reads_fail_did_not_run_and_say_so() {
+        let (_emulator, ctx) = failing_reads(403).await;
+        let judged = project_findings(&ctx, PROJECT, true).await;
+        assert!(judged.usual.is_empty(), "{judged:?}");
+        let not_run: Vec<&str> = judged.not_run.iter().map(|(c, _)| *c).collect();
+        assert_eq!(not_run, ["iap_api_disabled", "no_organization"]);
+        for (check, warning) in &judged.not_run {
+            assert_eq!(warning.summary, format!("Check {check} could not run"));
+            assert!(
+                warning.detail.contains("refused by the test"),
+                "{warning:?}"
+            );
+            assert!(warning.detail.contains(PROJECT), "{warning:?}");
+        }
+        // Backend IAP has no no_organization check.
+        let judged = project_findings(&ctx, PROJECT, false).await;
+        let not_run: Vec<&str> = judged.not_run.iter().map(|(c, _)| *c).collect();
+        assert_eq!(not_run, ["iap_api_disabled"]);
+    }
+
+    #[tokio::test]
+    async fn a_project_not_found_leaves_the_project_checks_to_the_project_read() {
+        let (_emulator, ctx) = failing_reads(404).await;
+        let judged = project_findings(&ctx, PROJECT, true).await;
+        assert_eq!(judged, Judged::default());
     }
 }

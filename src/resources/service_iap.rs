@@ -206,9 +206,8 @@ impl Resource<Context> for ServiceIap {
             return Ok(());
         }
         let (prior, private) = (&delete.prior.iap, &*delete.private);
-        let released = common::release_recorded(ctx, prior, private, None, delete.deadline);
-        delete.warnings.extend(released.await?);
-        Ok(())
+        let (deadline, warnings) = (delete.deadline, delete.warnings);
+        common::release_recorded(ctx, prior, private, None, deadline, warnings).await
     }
 
     async fn import(&self, ctx: &Context, id: &str) -> Result<Model, Diagnostic> {
@@ -255,7 +254,7 @@ async fn checks(
     switching_on: bool,
     at_apply: bool,
 ) -> Result<Judged, Diagnostic> {
-    let mut judged = Judged::usual(common::project_findings(ctx, &name.project, true).await);
+    let mut judged = common::project_findings(ctx, &name.project, true).await;
     match common::run_service_facts(ctx, name).await {
         Ok(None) if at_apply => judged.usual.push(validation::target::target_missing(
             "Cloud Run service",
@@ -297,7 +296,7 @@ async fn checks(
                 grant,
                 project_invokers.as_deref(),
             ));
-            judged.not_run = not_run;
+            judged.not_run.extend(not_run);
             if !switching_on {
                 judged = judged.standing_layer();
             }
@@ -321,12 +320,13 @@ async fn checks(
 /// The warning that `double_iap` could not run: the backend services in front of the service
 /// could not be listed (`error`, Google's).
 fn double_iap_not_run(name: &ServiceName, error: &google::Error) -> (&'static str, Diagnostic) {
-    let detail = format!(
-        "The double_iap check (IAP on both this service and a load balancer backend service in front of it) could not run: listing the serverless NEGs and backend services of project {} that could front Cloud Run service {name} failed: {error}\n\nThe plan and the apply go on without it. Give the provider's credentials read access to Compute Engine in the project (compute.networkEndpointGroups.list and compute.backendServices.list, for example through roles/compute.viewer), or check by hand that no backend service with IAP enabled routes to the service; ignore_checks = [\"double_iap\"] turns the check and this warning off.",
-        name.project
-    );
-    let warning = Diagnostic::warning("Check double_iap could not run", detail);
-    ("double_iap", warning)
+    let project = &name.project;
+    validation::timing::not_run(
+        "double_iap",
+        "IAP on both this service and a load balancer backend service in front of it",
+        &format!("listing the serverless NEGs and backend services of project {project} that could front Cloud Run service {name} failed: {error}"),
+        "Give the provider's credentials read access to Compute Engine in the project (compute.networkEndpointGroups.list and compute.backendServices.list, for example through roles/compute.viewer), or check by hand that no backend service with IAP enabled routes to the service",
+    )
 }
 
 /// Whether the service's IAP settings name a custom OAuth client; false when unreadable.
@@ -410,7 +410,9 @@ async fn converge(ctx: &Context, change: Change<'_, Model, Private>) -> Applied<
     };
     next.uri = Attr::from_option(service.uri.clone());
     let targets = (std::slice::from_ref(&name), None);
-    let granted = common::converge_grants(ctx, &agent, &mut grants, targets, grant, deadline).await;
+    let granted =
+        common::converge_grants(ctx, &agent, &mut grants, targets, grant, deadline, warnings);
+    let granted = granted.await;
     let granted = granted.map_err(|d| Failure::new(Some(record(&next, &grants)), d))?;
     next.iap.iap_enabled = Attr::Known(true);
     next.iap.iap_invoker_granted = Attr::Known(granted);

@@ -64,6 +64,21 @@ impl Judged {
     }
 }
 
+/// The entry of [`Judged::not_run`] for `check` (which catches `what`), whose read `failed` (what
+/// was read, and Google's error): a warning that says so, that the change goes on, and `fix`.
+pub fn not_run(
+    check: &'static str,
+    what: &str,
+    failed: &str,
+    fix: &str,
+) -> (&'static str, Diagnostic) {
+    let detail = format!("The {check} check ({what}) could not run: {failed}\n\nThe plan and the apply go on without it. {fix}; ignore_checks = [\"{check}\"] turns the check and this warning off.");
+    (
+        check,
+        Diagnostic::warning(format!("Check {check} could not run"), detail),
+    )
+}
+
 /// How this plan treats the findings of the live checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AtPlan {

@@ -387,9 +387,18 @@ impl World {
     /// Refuses every serverless NEG list with 403 PERMISSION_DENIED, as for credentials without
     /// `compute.networkEndpointGroups.list`: the IAP paths to a Cloud Run service cannot be looked up.
     pub fn deny_neg_list(&self) {
+        self.deny_reads(
+            "/networkEndpointGroups$",
+            "Required 'compute.networkEndpointGroups.list' permission.",
+        );
+    }
+
+    /// Refuses every GET whose path matches `path_regex` with 403 PERMISSION_DENIED and `message`,
+    /// as for credentials that lack the permission to read it.
+    pub fn deny_reads(&self, path_regex: &str, message: &str) {
         let fault: iaprun::emulator::FaultSpec = serde_json::from_value(json!({
-            "kind": "status", "status": 403, "method": "GET", "path_regex": "/networkEndpointGroups$",
-            "probability": 1.0, "message": "Required 'compute.networkEndpointGroups.list' permission."
+            "kind": "status", "status": 403, "method": "GET", "path_regex": path_regex,
+            "probability": 1.0, "message": message
         }))
         .expect("fault");
         self.emulator.add_fault(fault).expect("fault added");
