@@ -526,28 +526,9 @@ async fn a_grant_kept_on_a_failed_lookup_stays_recorded_and_the_next_apply_relea
     world.deny_neg_list();
     ws.write("main.tf", &grant_off(&config));
     let applied = ws.apply().expect_success();
-    assert!(
-        world.run_members("hello", INVOKER).await.contains(&agent),
-        "unknown whether another path needs it: kept"
-    );
-    let shown = applied.flat_output();
-    for said in [
-        "Warning: Invoker grant left in place".to_string(),
-        format!("This apply left {INVOKER} for the IAP service agent ({agent}) on Cloud Run service projects/{PROJECT}/locations/{REGION}/services/hello"),
-        "Required 'compute.networkEndpointGroups.list' permission.".to_string(),
-        "the next apply tries again to remove it".to_string(),
-    ] {
-        assert!(shown.contains(&said), "{said:?} in\n{applied}");
-    }
-    let state = ws.show_json();
-    let values = &state["values"]["root_module"]["resources"][0]["values"];
-    assert_eq!(
-        values["invoker_grants"],
-        json!([format!(
-            "projects/{PROJECT}/locations/{REGION}/services/hello"
-        )]),
-        "still this resource's"
-    );
+    world
+        .assert_grant_kept_on_apply(&ws, &applied, "hello")
+        .await;
     world.emulator.clear_faults();
     ws.assert_plan(2, "a release left for the next apply");
     let applied = ws.apply().expect_success();

@@ -9,7 +9,7 @@ use iaprun::emulator::{self, Emulator, Options};
 use super::compose::{
     create_backend, create_https_frontend, create_neg, create_run_service, rest, Rest,
 };
-use super::terraform::{Terraform, Workspace};
+use super::terraform::{Run, Terraform, Workspace};
 
 /// The project every world is built in.
 pub const PROJECT: &str = "world-project";
@@ -402,6 +402,35 @@ impl World {
         }))
         .expect("fault");
         self.emulator.add_fault(fault).expect("fault added");
+    }
+
+    /// After an apply (`applied`) of the only resource in `ws` that turned its grant off while the
+    /// NEG list was denied ([`World::deny_neg_list`]): the agent's grant on Cloud Run service
+    /// `service` is still there and still recorded, and the apply said so, with Google's error.
+    pub async fn assert_grant_kept_on_apply(&self, ws: &Workspace, applied: &Run, service: &str) {
+        let agent = self.iap_agent();
+        let name = format!("projects/{PROJECT}/locations/{REGION}/services/{service}");
+        let members = self.run_members(service, "roles/run.invoker").await;
+        assert!(
+            members.contains(&agent),
+            "unknown whether another path needs it: kept"
+        );
+        let shown = applied.flat_output();
+        for said in [
+            "Warning: Invoker grant left in place".to_string(),
+            format!("This apply left roles/run.invoker for the IAP service agent ({agent}) on Cloud Run service {name}"),
+            "Required 'compute.networkEndpointGroups.list' permission.".to_string(),
+            "the next apply tries again to remove it".to_string(),
+        ] {
+            assert!(shown.contains(&said), "{said:?} in\n{applied}");
+        }
+        let state = ws.show_json();
+        let values = &state["values"]["root_module"]["resources"][0]["values"];
+        assert_eq!(
+            values["invoker_grants"],
+            json!([name]),
+            "still this resource's"
+        );
     }
 
     /// How many setIamPolicy calls were refused as conflicts since the request log was cleared.
