@@ -260,3 +260,28 @@ async fn a_grant_kept_on_a_failed_lookup_when_turned_off_is_a_warning() {
         .await;
     ws.assert_plan(2, "a release left for the next apply");
 }
+
+/// When the IAM policy of the Cloud Run service behind the backend cannot be read (permission
+/// denied), the invoker checks cannot run: `public_invoker`, and `missing_invoker` with the grant
+/// off, each warn at plan and at apply, and the change goes ahead (before, both skipped in silence).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn invoker_checks_that_cannot_run_warn_and_block_nothing() {
+    let world = load_balancer(None).await;
+    let ws = world.workspace(&newest(), &config(None, "  grant_iap_invoker = false\n"));
+    let denied = "Permission 'run.services.getIamPolicy' denied on resource.";
+    world.deny_reads("^/v2/.*:getIamPolicy$", denied);
+    let warned = |run: &crate::support::Run| {
+        let shown = run.flat_output();
+        ["public_invoker", "missing_invoker"].iter().all(|check| {
+            shown.contains(&format!("Warning: Check {check} could not run"))
+                && shown.contains(&format!(r#"ignore_checks = ["{check}"]"#))
+        }) && shown.contains(&format!(
+            "reading the IAM policy of Cloud Run service hello in {REGION} failed"
+        )) && shown.contains(denied)
+    };
+    let plan = ws.assert_plan(2, "create");
+    assert!(warned(&plan), "{plan}");
+    let applied = ws.apply().expect_success();
+    assert!(warned(&applied), "{applied}");
+    assert_eq!(iap(&world.backend_json("web", None).await)["enabled"], true);
+}

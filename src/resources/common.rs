@@ -191,17 +191,15 @@ pub async fn run_service_facts(
     let Some(service) = google::found(ctx.clients.run.service(name).await)? else {
         return Ok(None);
     };
-    let invoker_members = match ctx.clients.run.iam_policy(name).await {
-        Ok(policy) => Some(policy.members(google::INVOKER_ROLE, None)),
-        Err(e) if e.is_permission_denied() => None,
+    let (invoker_members, refused) = match ctx.clients.run.iam_policy(name).await {
+        Ok(policy) => (Some(policy.members(google::INVOKER_ROLE, None)), None),
+        // The checks that need the policy say they did not run.
+        Err(e) if e.is_permission_denied() => (None, Some(e.to_string())),
         Err(e) => return Err(e),
     };
-    Ok(Some(service_facts(
-        &name.location,
-        &name.service,
-        &service,
-        invoker_members,
-    )))
+    let mut facts = service_facts(&name.location, &name.service, &service, invoker_members);
+    facts.invoker_policy_error = refused;
+    Ok(Some(facts))
 }
 
 /// The check facts of a Cloud Run service as read, with its invoker members (`None`: unknown).
@@ -220,6 +218,7 @@ pub fn service_facts(
         invoker_iam_disabled: service.invoker_iam_disabled,
         h2c: service.uses_h2c(),
         invoker_members,
+        invoker_policy_error: None,
     }
 }
 

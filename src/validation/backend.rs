@@ -437,6 +437,8 @@ pub fn backend_iap(
                 project_invokers,
             ));
         }
+        let not_run = service::invoker_checks_not_run(s, project_number, grant, project_invokers);
+        judged.not_run.extend(not_run);
     }
     judged.usual.extend(findings);
     judged

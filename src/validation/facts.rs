@@ -18,6 +18,8 @@ pub struct RunServiceFacts {
     pub h2c: bool,
     /// Members holding `roles/run.invoker`; `None` when the policy could not be read.
     pub invoker_members: Option<Vec<String>>,
+    /// Why the policy could not be read (Google's error), when a read was refused.
+    pub invoker_policy_error: Option<String>,
 }
 
 impl RunServiceFacts {

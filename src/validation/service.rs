@@ -1,9 +1,9 @@
 //! Checks on the Cloud Run services IAP protects (direct IAP, or behind a load balancer).
 
 use super::facts::{iap_service_agent, BackendFacts, RunServiceFacts};
-use super::timing::Judged;
+use super::timing::{self, Judged};
 use super::Finding;
-use crate::framework::AttributePath;
+use crate::framework::{AttributePath, Diagnostic};
 
 /// `http2_direct`: an `h2c` port on a service with IAP enabled directly. Older IAP documentation
 /// (seed 001) reports an infinite redirect loop for any HTTP/2 service behind IAP; the current one only
@@ -134,6 +134,77 @@ pub fn missing_invoker_in_project(
         return vec![];
     }
     missing_invoker(service, project_number, grant_iap_invoker)
+}
+
+/// The invoker checks that could not run on `service` because reading its IAM policy was refused
+/// (`invoker_policy_error`): `public_invoker`, and `missing_invoker` where it would run
+/// (`grant_iap_invoker` false and no project-level grant to the agent).
+pub fn invoker_checks_not_run(
+    service: &RunServiceFacts,
+    project_number: &str,
+    grant: Option<bool>,
+    project_invokers: Option<&[String]>,
+) -> Vec<(&'static str, Diagnostic)> {
+    let Some(error) = &service.invoker_policy_error else {
+        return vec![];
+    };
+    let failed = format!(
+        "reading the IAM policy of Cloud Run service {} in {} failed: {error}",
+        service.name, service.location
+    );
+    let fix = format!("Give the provider's credentials run.services.getIamPolicy on the service (for example through roles/run.viewer), or check its roles/run.invoker members by hand (gcloud run services get-iam-policy {} --region={})", service.name, service.location);
+    let mut not_run = vec![timing::not_run(
+        "public_invoker",
+        "allUsers or allAuthenticatedUsers holding roles/run.invoker on a service behind IAP",
+        &failed,
+        &fix,
+    )];
+    let agent = format!("serviceAccount:{}", iap_service_agent(project_number));
+    let granted_in_project =
+        project_invokers.is_some_and(|ms| ms.iter().any(|m| m.eq_ignore_ascii_case(&agent)));
+    if grant == Some(false) && !granted_in_project {
+        not_run.push(timing::not_run(
+            "missing_invoker",
+            "the IAP service agent without roles/run.invoker on the service while grant_iap_invoker is false",
+            &failed,
+            &fix,
+        ));
+    }
+    not_run
+}
+
+#[cfg(test)]
+mod invoker_checks_not_run_tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_policy_read_leaves_the_invoker_checks_that_would_run_not_run() {
+        let mut service = RunServiceFacts {
+            name: "hello".into(),
+            location: "us-central1".into(),
+            ..Default::default()
+        };
+        let checks = |s: &RunServiceFacts, grant, project: Option<&[String]>| -> Vec<&str> {
+            let not_run = invoker_checks_not_run(s, "42", grant, project);
+            not_run.into_iter().map(|(c, _)| c).collect()
+        };
+        assert!(checks(&service, Some(false), None).is_empty(), "read");
+        service.invoker_policy_error = Some("Permission denied".into());
+        assert_eq!(checks(&service, Some(true), None), ["public_invoker"]);
+        assert_eq!(
+            checks(&service, Some(false), None),
+            ["public_invoker", "missing_invoker"]
+        );
+        let agent = "serviceAccount:service-42@gcp-sa-iap.iam.gserviceaccount.com".to_string();
+        let in_project = Some(std::slice::from_ref(&agent));
+        assert_eq!(
+            checks(&service, Some(false), in_project),
+            ["public_invoker"]
+        );
+        let (_, warning) = &invoker_checks_not_run(&service, "42", None, None)[0];
+        assert_eq!(warning.summary, "Check public_invoker could not run");
+        assert!(warning.detail.contains("Permission denied"), "{warning:?}");
+    }
 }
 
 #[cfg(test)]
@@ -446,5 +517,7 @@ pub fn direct_iap(
         ));
     }
     judged.usual.extend(findings);
+    let not_run = invoker_checks_not_run(facts, project_number, grant, project_invokers);
+    judged.not_run.extend(not_run);
     judged
 }
