@@ -138,6 +138,7 @@ impl MoveSources {
 pub struct MoveSource<'a> {
     /// Its provider's address, such as `registry.terraform.io/hashicorp/google`.
     pub provider: &'a str,
+    /// Its resource type, such as `google_iap_web_cloud_run_service_iam_binding`.
     pub type_name: &'a str,
     /// The version of its provider's schema the state was written with.
     pub schema_version: i64,

@@ -239,6 +239,36 @@ async fn a_gathering_writer_still_writes_what_came_when_its_wait_ends() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_caller_that_goes_away_while_the_writer_gathers_strands_nobody() {
+    let held = first_write_held().await;
+    two_batches_written(&held, Duration::from_secs(1)).await;
+    // The writer gathers three edits: the first queued goes away, the two after it still land.
+    let (writer, store) = (&held.writer, &held.store);
+    let gone = add(writer, store, user(3));
+    until_queued(writer, store, 1).await;
+    gone.abort();
+    let rest: Vec<_> = (4..=5).map(|n| add(writer, store, user(n))).collect();
+    for (n, task) in (4..=5).zip(rest) {
+        let written = tokio::time::timeout(Duration::from_secs(10), task).await;
+        let written = written.expect("answered").expect("task").expect("edit");
+        assert!(written.has_member(ROLE, &user(n), None), "{n}: {written:?}");
+        assert!(!written.has_member(ROLE, &user(3), None), "{written:?}");
+    }
+    assert_eq!(statuses(&held.emulator, ":setIamPolicy"), [200, 200, 200]);
+    let idle = async {
+        while lock(&writer.policies)
+            .get(&store.key())
+            .is_none_or(|slot| slot.writing)
+        {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), idle)
+        .await
+        .expect("the writer went idle");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_bad_member_in_a_folded_write_fails_only_its_own_edit() {
     let held = first_write_held().await;
     let (writer, store) = (&held.writer, &held.store);
